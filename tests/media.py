@@ -1,0 +1,136 @@
+"""Generators of real media files for tests (PIL, soundfile, PyAV), plus small analysis helpers.
+
+Usage from any test: ``from tests.media import make_video, make_tone_file, second_level``.
+Every generator writes a real, playable file and returns its path.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+
+SOUNDFILE_FORMATS = {".wav": "WAV", ".flac": "FLAC", ".ogg": "OGG", ".mp3": "MP3"}
+VIDEO_CODECS = {".mp4": "h264", ".mkv": "h264", ".webm": "libvpx", ".avi": "mpeg4", ".mov": "mpeg4"}
+AUDIO_CODECS = {".mp4": "aac", ".m4a": "aac", ".mkv": "aac", ".mov": "aac", ".webm": "libopus",
+                ".opus": "libopus", ".avi": "ac3", ".mka": "flac"}
+
+
+def tone(freq: float = 440.0, seconds: float = 1.0, sample_rate: int = 16000, channels: int = 1,
+         amplitude: float = 0.5) -> np.ndarray:
+    """Sine tone, float32 [N, channels] (channel c is scaled by 1/(c+1) so channels differ)."""
+    t = np.arange(int(round(seconds * sample_rate))) / sample_rate
+    wave = amplitude * np.sin(2 * np.pi * freq * t)
+    return np.stack([wave / (c + 1) for c in range(channels)], axis=1).astype(np.float32)
+
+
+def dominant_frequency(samples: np.ndarray, sample_rate: int) -> float:
+    """Frequency (Hz) of the largest FFT peak of a mono signal [N]."""
+    spectrum = np.abs(np.fft.rfft(samples * np.hanning(len(samples))))
+    return float(np.fft.rfftfreq(len(samples), 1.0 / sample_rate)[int(np.argmax(spectrum))])
+
+
+def make_tone_file(path: str | Path, freq: float = 440.0, seconds: float = 1.0, sample_rate: int = 16000,
+                   channels: int = 1) -> Path:
+    """Write a sine tone: wav/flac/ogg/mp3 through soundfile, m4a/webm/opus/mka through PyAV."""
+    path = Path(path)
+    data = tone(freq, seconds, sample_rate, channels)
+    fmt = SOUNDFILE_FORMATS.get(path.suffix.lower())
+    if fmt is not None:
+        import soundfile as sf
+
+        sf.write(str(path), data, sample_rate, format=fmt)
+        return path
+    import av
+
+    with av.open(str(path), "w") as out:
+        _write_audio(out, AUDIO_CODECS[path.suffix.lower()], data, sample_rate)
+    return path
+
+
+make_tone_wav = make_tone_file
+
+
+def second_level(second: int) -> int:
+    """Gray level of every frame during `second` in make_video (neighbouring seconds differ by >= 37)."""
+    return 28 + (37 * int(second)) % 200
+
+
+def make_video(path: str | Path, seconds: float = 4.0, with_audio: bool = True, fps: int = 10,
+               size: tuple[int, int] = (64, 48), video_codec: str | None = None,
+               audio_codec: str | None = None, tone_hz: float = 440.0, sample_rate: int | None = None,
+               channels: int = 2, gop: int | None = None) -> Path:
+    """Write a video whose frames during second s are flat gray `second_level(s)`, with an optional
+    sine soundtrack (tone_hz). Codecs default from the extension: mp4 h264+aac, webm vp8+opus, avi mpeg4+ac3."""
+    import av
+
+    path = Path(path)
+    ext = path.suffix.lower()
+    width, height = size
+    with av.open(str(path), "w") as out:
+        vstream = out.add_stream(video_codec or VIDEO_CODECS[ext], rate=fps)
+        vstream.width, vstream.height, vstream.pix_fmt = width, height, "yuv420p"
+        if gop is not None:
+            vstream.codec_context.gop_size = gop
+        astream = None
+        if with_audio:
+            codec = audio_codec or AUDIO_CODECS[ext]
+            sample_rate = sample_rate or (48000 if "opus" in codec else 44100)
+            astream = _add_audio_stream(out, codec, sample_rate, channels)
+        for i in range(int(round(seconds * fps))):
+            rgb = np.full((height, width, 3), second_level(i // fps), dtype=np.uint8)
+            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+            frame.pts, frame.time_base = i, Fraction(1, fps)
+            out.mux(vstream.encode(frame))
+        out.mux(vstream.encode(None))
+        if astream is not None:
+            _encode_audio(out, astream, tone(tone_hz, seconds, sample_rate, channels), sample_rate)
+    return path
+
+
+def make_png_bomb(path: str | Path, width: int = 20000, height: int = 20000) -> Path:
+    """A valid 1-bit grayscale PNG of width x height pixels, all black, tiny on disk (a decompression bomb)."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    row = b"\x00" * (1 + (width + 7) // 8)  # filter byte + packed bits
+    comp = zlib.compressobj(9)
+    idat = b"".join(comp.compress(row) for _ in range(height)) + comp.flush()
+    ihdr = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
+    Path(path).write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b""))
+    return Path(path)
+
+
+def truncate_copy(src: str | Path, dst: str | Path, size: int | float) -> Path:
+    """Copy the first `size` bytes of src (an int), or that fraction of it (a float < 1), to dst."""
+    data = Path(src).read_bytes()
+    n = int(len(data) * size) if isinstance(size, float) else int(size)
+    Path(dst).write_bytes(data[:n])
+    return Path(dst)
+
+
+def _add_audio_stream(out, codec: str, sample_rate: int, channels: int):
+    stream = out.add_stream(codec, rate=sample_rate)
+    stream.layout = "stereo" if channels == 2 else "mono"
+    return stream
+
+
+def _write_audio(out, codec: str, data: np.ndarray, sample_rate: int) -> None:
+    stream = _add_audio_stream(out, codec, sample_rate, data.shape[1])
+    _encode_audio(out, stream, data, sample_rate)
+
+
+def _encode_audio(out, stream, data: np.ndarray, sample_rate: int, chunk: int = 1024) -> None:
+    """Encode float32 [N, C] in chunks; PyAV's encoder re-frames them to the codec's frame size."""
+    import av
+
+    layout = "stereo" if data.shape[1] == 2 else "mono"
+    for start in range(0, len(data), chunk):
+        planar = np.ascontiguousarray(data[start:start + chunk].T)
+        frame = av.AudioFrame.from_ndarray(planar, format="fltp", layout=layout)
+        frame.sample_rate, frame.pts, frame.time_base = sample_rate, start, Fraction(1, sample_rate)
+        out.mux(stream.encode(frame))
+    out.mux(stream.encode(None))

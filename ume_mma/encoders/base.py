@@ -1,0 +1,79 @@
+"""The one encoder interface: raw decoded inputs -> batch -> ``Tensor[B, D]``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ume_mma.registry import EncoderSpec
+
+Batch = torch.Tensor | dict[str, torch.Tensor]
+
+
+class Encoder(nn.Module):
+    """Base class of every encoder adapter.
+
+    ``preprocess`` turns a list of raw decoded inputs (``PIL.Image`` for image, :class:`ume_mma.io.Audio`
+    for audio, ``str`` for text, :class:`ume_mma.io.VideoClip` for video) into one batch;
+    ``forward(batch)`` returns ``Tensor[B, embed_dim]``. ``load_pretrained`` is the only method that may
+    fetch weights (Hub, local HF cache or an installed package).
+    """
+
+    def __init__(self, spec: EncoderSpec) -> None:
+        super().__init__()
+        self.spec = spec
+        self.embed_dim = spec.embed_dim
+
+    def preprocess(self, raws: list[Any]) -> Batch:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def forward(self, batch: Batch) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def load_pretrained(self) -> None:
+        """Load the weights named by ``spec.pretrained``. Encoders without pretrained weights do nothing."""
+
+    @property
+    def device(self) -> torch.device:
+        for p in self.parameters():
+            return p.device
+        return torch.device("cpu")
+
+    @torch.no_grad()
+    def encode(self, raws: list[Any]) -> torch.Tensor:
+        """Convenience: preprocess + forward in eval mode -> ``Tensor[B, D]`` on the CPU."""
+        was_training = self.training
+        self.eval()
+        try:
+            return self(to_device(self.preprocess(raws), self.device)).float().cpu()
+        finally:
+            self.train(was_training)
+
+
+def to_device(batch: Batch, device: torch.device) -> Batch:
+    if isinstance(batch, dict):
+        return {k: v.to(device) for k, v in batch.items()}
+    return batch.to(device)
+
+
+def batch_size(batch: Batch) -> int:
+    return len(next(iter(batch.values()))) if isinstance(batch, dict) else len(batch)
+
+
+def audio_to_tensor(audio: Any, sample_rate: int, seconds: float) -> torch.Tensor:
+    """Resample one :class:`ume_mma.io.Audio` to ``sample_rate`` and centre-crop/pad to ``seconds``.
+    Returns ``Tensor[N]`` with ``N = sample_rate * seconds``."""
+    import torchaudio.functional as AF
+
+    wave = torch.from_numpy(np.asarray(audio.samples, dtype=np.float32))
+    if audio.sample_rate != sample_rate:
+        wave = AF.resample(wave, audio.sample_rate, sample_rate)
+    n = int(round(sample_rate * seconds))
+    if wave.numel() >= n:
+        start = (wave.numel() - n) // 2
+        return wave[start : start + n].contiguous()
+    pad = n - wave.numel()
+    return nn.functional.pad(wave, (pad // 2, pad - pad // 2))

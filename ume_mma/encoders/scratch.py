@@ -1,0 +1,128 @@
+"""Small from-scratch encoders that train on a CPU in minutes: image CNN, log-mel audio CNN, text CNN."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ume_mma.encoders.base import Encoder, audio_to_tensor
+from ume_mma.registry import EncoderSpec, register_adapter, register_encoder
+
+
+def _conv_stack(in_ch: int, widths: list[int]) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for w in widths:
+        layers += [nn.Conv2d(in_ch, w, 3, padding=1), nn.BatchNorm2d(w), nn.ReLU(), nn.MaxPool2d(2)]
+        in_ch = w
+    return nn.Sequential(*layers)
+
+
+class ImageCNN(Encoder):
+    """LeNet-style CNN. Input ``Tensor[B, C, S, S]`` (grayscale or RGB in [-1, 1]) -> ``Tensor[B, D]``."""
+
+    def __init__(self, spec: EncoderSpec) -> None:
+        super().__init__(spec)
+        self.channels = int(spec.options.get("channels", 1))
+        widths = list(spec.options.get("widths", [32, 64]))
+        self.features = _conv_stack(self.channels, widths)
+        self.proj = nn.Sequential(nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Linear(widths[-1] * 4, spec.embed_dim), nn.ReLU())
+
+    def preprocess(self, raws: list[Any]) -> torch.Tensor:
+        mode = "L" if self.channels == 1 else "RGB"
+        size = (self.spec.image_size, self.spec.image_size)
+        arrays = [np.asarray(img.convert(mode).resize(size), dtype=np.float32) for img in raws]
+        x = torch.from_numpy(np.stack(arrays)) / 127.5 - 1.0  # (B, S, S[, 3])
+        return x.unsqueeze(1) if self.channels == 1 else x.permute(0, 3, 1, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.proj(self.features(x))  # (B, D)
+
+
+class LogMelCNN(Encoder):
+    """3-layer CNN over a log-mel spectrogram. Input waveform ``Tensor[B, N]`` -> ``Tensor[B, D]``."""
+
+    def __init__(self, spec: EncoderSpec) -> None:
+        super().__init__(spec)
+        import torchaudio
+
+        o = spec.options
+        self.seconds = float(o.get("seconds", 1.0))
+        self.mel = torchaudio.transforms.MelSpectrogram(
+            sample_rate=spec.sample_rate, n_fft=int(o.get("n_fft", 256)), hop_length=int(o.get("hop", 80)), n_mels=int(o.get("n_mels", 40))
+        )
+        widths = list(o.get("widths", [32, 64, 64]))
+        self.features = _conv_stack(1, widths)
+        self.proj = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(widths[-1], spec.embed_dim), nn.ReLU())
+
+    def preprocess(self, raws: list[Any]) -> torch.Tensor:
+        return torch.stack([audio_to_tensor(a, self.spec.sample_rate, self.seconds) for a in raws])  # (B, N)
+
+    def forward(self, wave: torch.Tensor) -> torch.Tensor:
+        spec = torch.log(self.mel(wave) + 1e-6)  # (B, M, T)
+        spec = (spec - spec.mean(dim=(1, 2), keepdim=True)) / (spec.std(dim=(1, 2), keepdim=True) + 1e-5)
+        return self.proj(self.features(spec.unsqueeze(1)))  # (B, D)
+
+
+class HashedTextCNN(Encoder):
+    """Word-hashing text encoder (no vocabulary file): bag of hashed words and bigrams -> MLP.
+    Input ``Tensor[B, L]`` of bucket ids (0 = padding) -> ``Tensor[B, D]``."""
+
+    def __init__(self, spec: EncoderSpec) -> None:
+        super().__init__(spec)
+        self.buckets = int(spec.options.get("buckets", 4096))
+        self.max_tokens = int(spec.options.get("max_tokens", 64))
+        width = int(spec.options.get("width", 128))
+        self.embed = nn.EmbeddingBag(self.buckets + 1, width, mode="mean", padding_idx=0)
+        self.proj = nn.Sequential(nn.Linear(width, spec.embed_dim), nn.ReLU())
+
+    def _ids(self, text: str) -> list[int]:
+        words = re.findall(r"\w+", text.lower())
+        grams = words + [f"{a} {b}" for a, b in zip(words, words[1:])]
+        digest = (hashlib.blake2b(g.encode(), digest_size=4).digest() for g in grams)
+        return [1 + int.from_bytes(d, "little") % self.buckets for d in digest][: self.max_tokens]
+
+    def preprocess(self, raws: list[Any]) -> torch.Tensor:
+        ids = torch.zeros(len(raws), self.max_tokens, dtype=torch.long)
+        for i, text in enumerate(raws):
+            row = self._ids(str(text))
+            ids[i, : len(row)] = torch.tensor(row, dtype=torch.long)
+        return ids  # (B, L)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        # An empty text is a present input: its bag is all padding, so EmbeddingBag gives zeros.
+        return self.proj(self.embed(ids))  # (B, D)
+
+
+_BUILDERS = {"image_cnn": ImageCNN, "logmel_cnn": LogMelCNN, "hashed_text": HashedTextCNN}
+
+
+@register_adapter("scratch")
+def build_scratch(spec: EncoderSpec) -> Encoder:
+    return _BUILDERS[spec.options["arch"]](spec)
+
+
+register_encoder(EncoderSpec(
+    name="scratch.image-cnn", modality="image", source="scratch", embed_dim=128, image_size=28,
+    options={"arch": "image_cnn", "channels": 1, "widths": [32, 64]},
+    description="LeNet-style CNN on 28x28 grayscale images, trained from scratch",
+))
+register_encoder(EncoderSpec(
+    name="scratch.image-cnn-rgb", modality="image", source="scratch", embed_dim=128, image_size=64,
+    options={"arch": "image_cnn", "channels": 3, "widths": [32, 64, 64]},
+    description="small CNN on 64x64 RGB images, trained from scratch",
+))
+register_encoder(EncoderSpec(
+    name="scratch.logmel-cnn", modality="audio", source="scratch", embed_dim=128, sample_rate=8000,
+    options={"arch": "logmel_cnn", "seconds": 1.0, "n_fft": 256, "hop": 80, "n_mels": 40, "widths": [32, 64, 64]},
+    description="3-layer CNN on 1 s of 8 kHz log-mel spectrogram, trained from scratch",
+))
+register_encoder(EncoderSpec(
+    name="scratch.hashed-text", modality="text", source="scratch", embed_dim=128,
+    options={"arch": "hashed_text", "buckets": 4096, "max_tokens": 64, "width": 128},
+    description="bag of hashed words and bigrams, trained from scratch",
+))

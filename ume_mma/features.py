@@ -1,0 +1,124 @@
+"""From dataset samples to model inputs: decode, preprocess once, and cache.
+
+Trainable encoders get their *preprocessed inputs* cached (decoding is the slow part); frozen encoders
+get their *outputs* cached, so head-only epochs never re-run an encoder. Both caches live on disk as
+safetensors, keyed by the dataset content, the split and the encoder spec, and are reused across seeds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from ume_mma import io
+from ume_mma.encoders.base import Batch, Encoder, to_device
+from ume_mma.registry import EncoderSpec
+
+CHUNK = 256
+
+
+@dataclass
+class ModalityInputs:
+    """One modality over N samples. ``data``: ``Tensor[N, ...]`` or dict of them (preprocessed inputs)
+    or ``Tensor[N, D]`` (features, when ``is_features``); rows of missing samples are placeholders
+    and ``present`` (``BoolTensor[N]``) says which rows are real."""
+
+    data: Batch
+    present: torch.Tensor
+    is_features: bool
+
+    def rows(self, index: torch.Tensor) -> Batch:
+        if isinstance(self.data, dict):
+            return {k: v[index] for k, v in self.data.items()}
+        return self.data[index]
+
+
+def load_raw(sample: Any, modality: str, spec: EncoderSpec, num_frames: int = 8) -> Any:
+    """Decode one sample's input for ``modality`` into what the encoder's preprocess takes."""
+    if modality == "text":
+        return sample.text
+    path = sample.path(modality)
+    if modality == "image":
+        return io.load_image(path)
+    if modality == "audio":
+        return io.load_audio(path, spec.sample_rate)
+    return io.load_video(path, num_frames=num_frames)
+
+
+def _cache_key(samples: list[Any], modality: str, spec: EncoderSpec, kind: str) -> str:
+    h = hashlib.sha256(json.dumps([kind, modality, spec.to_dict()], sort_keys=True).encode())
+    for s in samples:
+        value = getattr(s, modality, None)
+        h.update(repr(value).encode())
+        if value is not None and modality != "text":
+            st = Path(s.path(modality)).stat()
+            h.update(f"{st.st_size}:{st.st_mtime_ns}".encode())
+    return h.hexdigest()[:20]
+
+
+def _preprocess_all(samples: list[Any], modality: str, encoder: Encoder, desc: str) -> tuple[Batch, torch.Tensor]:
+    present = torch.tensor([getattr(s, modality, None) is not None for s in samples], dtype=torch.bool)
+    idx = present.nonzero().flatten().tolist()
+    if modality == "text" or not idx:  # tokenizers pad per call: one call keeps one length
+        raws = [load_raw(samples[i], modality, encoder.spec) for i in idx] or [""]
+        batch = encoder.preprocess(raws)
+    else:
+        parts = []
+        for start in tqdm(range(0, len(idx), CHUNK), desc=desc, leave=False):
+            raws = [load_raw(samples[i], modality, encoder.spec) for i in idx[start:start + CHUNK]]
+            parts.append(encoder.preprocess(raws))
+        batch = torch.cat(parts) if isinstance(parts[0], torch.Tensor) else {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
+    return _scatter(batch, idx, len(samples)), present
+
+
+def _scatter(batch: Batch, idx: list[int], n: int) -> Batch:
+    """Place rows of present samples at their indices; missing rows stay zero placeholders."""
+    def one(t: torch.Tensor) -> torch.Tensor:
+        out = torch.zeros((n, *t.shape[1:]), dtype=t.dtype)
+        if idx:
+            out[torch.tensor(idx)] = t[: len(idx)]
+        return out
+    return {k: one(v) for k, v in batch.items()} if isinstance(batch, dict) else one(batch)
+
+
+@torch.no_grad()
+def encode_all(encoder: Encoder, inputs: ModalityInputs, batch_size: int = 256) -> torch.Tensor:
+    """Run ``encoder`` over every present row -> ``Tensor[N, D]`` (missing rows zero)."""
+    encoder.eval()
+    idx = inputs.present.nonzero().flatten()
+    out = torch.zeros(len(inputs.present), encoder.embed_dim)
+    for start in range(0, len(idx), batch_size):
+        rows = idx[start:start + batch_size]
+        out[rows] = encoder(to_device(inputs.rows(rows), encoder.device)).float().cpu()
+    return out
+
+
+def prepare(samples: list[Any], modality: str, encoder: Encoder, cache_dir: Path | None, label: str = "") -> ModalityInputs:
+    """Inputs for ``modality`` over ``samples``: cached features if the encoder is frozen, else cached
+    preprocessed inputs. ``cache_dir`` None disables the disk cache."""
+    from safetensors.torch import load_file, save_file
+
+    frozen = encoder.spec.frozen
+    kind = "features" if frozen else "inputs"
+    path = None
+    if cache_dir is not None:
+        path = Path(cache_dir) / f"{modality}-{encoder.spec.name}-{kind}-{_cache_key(samples, modality, encoder.spec, kind)}.safetensors"
+        if path.is_file():
+            data = load_file(path)
+            present = data.pop("__present__").bool()
+            batch: Batch = data["__tensor__"] if "__tensor__" in data else data
+            return ModalityInputs(batch, present, frozen)
+    batch, present = _preprocess_all(samples, modality, encoder, f"decode {modality} {label}")
+    if frozen:
+        batch = encode_all(encoder, ModalityInputs(batch, present, False))
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tensors = dict(batch) if isinstance(batch, dict) else {"__tensor__": batch}
+        save_file({**{k: v.contiguous() for k, v in tensors.items()}, "__present__": present.to(torch.uint8)}, path)
+    return ModalityInputs(batch, present, frozen)

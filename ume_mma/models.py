@@ -1,0 +1,218 @@
+"""Uni-modal models, the UME ensemble and MMA late fusion: one class, three fusion modes.
+
+Every model exchanges ``dict[str, Tensor]`` keyed by modality plus an explicit presence mask
+``dict[str, BoolTensor[B]]``. A missing modality is never a silent zero tensor: how it is filled
+(``drop`` its term, ``zero`` feature, learned missing ``token``) is chosen in the config and recorded.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from ume_mma.encoders.base import Batch, batch_size
+from ume_mma.errors import InputError
+from ume_mma.registry import EncoderSpec, create_encoder
+
+FUSIONS = ("ume", "mma", "naive")
+FILLS = ("drop", "zero", "token")
+FORMAT_VERSION = 1
+
+
+@dataclass
+class ModelConfig:
+    """What a checkpoint's ``config.json`` holds.
+
+    ``fusion``: ``ume`` averages the class probabilities of the present branches (weights
+    ``ume_weights``); ``mma`` and ``naive`` sum the branch logits (late fusion), ``mma`` being trained
+    with modality dropout from uni-modal initialisation and ``naive`` jointly without it.
+    ``fill``: how late fusion treats a missing modality (``drop`` its logit term, feed a ``zero``
+    feature, or a learned ``token`` feature). UME always drops missing branches.
+    """
+
+    task: str
+    labels: list[str]
+    encoders: dict[str, dict[str, Any]]  # modality -> EncoderSpec.to_dict()
+    fusion: str = "ume"
+    fill: str = "drop"
+    ume_weights: dict[str, float] | None = None
+    training: dict[str, Any] = field(default_factory=dict)
+    format_version: int = FORMAT_VERSION
+
+    def __post_init__(self) -> None:
+        if self.fusion not in FUSIONS:
+            raise ValueError(f"fusion must be one of {FUSIONS}, got {self.fusion!r}")
+        if self.fill not in FILLS:
+            raise ValueError(f"fill must be one of {FILLS}, got {self.fill!r}")
+        if not self.encoders:
+            raise ValueError("a model needs at least one modality encoder")
+        if len(set(self.labels)) != len(self.labels) or len(self.labels) < 2:
+            raise ValueError("labels must be at least two distinct strings")
+
+    @property
+    def modalities(self) -> list[str]:
+        return sorted(self.encoders)
+
+    def spec(self, modality: str) -> EncoderSpec:
+        return EncoderSpec.from_dict(self.encoders[modality])
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown model config fields {unknown}; known: {sorted(known)}")
+        return cls(**data)
+
+
+@dataclass
+class ModelOutput:
+    """``fused``: ``Tensor[B, C]`` log-probabilities-like scores (argmax = prediction);
+    ``branches``: modality -> ``Tensor[B, C]`` logits of that uni-modal branch (rows of missing
+    samples are meaningless: read them through ``present``); ``present``: the mask used."""
+
+    fused: torch.Tensor
+    branches: dict[str, torch.Tensor]
+    present: dict[str, torch.Tensor]
+
+    def fused_probs(self) -> torch.Tensor:
+        return self.fused.softmax(dim=-1)  # (B, C)
+
+
+class MultiModalModel(nn.Module):
+    """Per-modality encoder + linear head, combined by UME averaging or late fusion."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.encoders = nn.ModuleDict({m: create_encoder(config.spec(m)) for m in config.modalities})
+        n = len(config.labels)
+        self.heads = nn.ModuleDict({m: nn.Linear(self.encoders[m].embed_dim, n) for m in config.modalities})
+        self.missing_tokens = nn.ParameterDict()
+        if config.fill == "token" and config.fusion != "ume":
+            for m in config.modalities:
+                self.missing_tokens[m] = nn.Parameter(torch.zeros(self.encoders[m].embed_dim))
+
+    @property
+    def modalities(self) -> list[str]:
+        return self.config.modalities
+
+    @property
+    def labels(self) -> list[str]:
+        return self.config.labels
+
+    def encode(self, inputs: dict[str, Batch]) -> dict[str, torch.Tensor]:
+        """Encoder outputs: modality -> ``Tensor[B, D_m]`` for each key of ``inputs``."""
+        return {m: self.encoders[m](inputs[m]) for m in sorted(inputs) if m in self.encoders}
+
+    def forward(self, inputs: dict[str, Batch], present: dict[str, torch.Tensor] | None = None,
+                features: dict[str, torch.Tensor] | None = None) -> ModelOutput:
+        """``inputs``: modality -> preprocessed batch (absent key = missing for every sample);
+        ``features``: modality -> precomputed ``Tensor[B, D]`` (e.g. cached outputs of frozen encoders);
+        ``present``: modality -> ``BoolTensor[B]`` (default: every given modality present)."""
+        feats = {**(features or {}), **self.encode(inputs)}
+        if present is None:
+            b = batch_size(next(iter({**inputs, **feats}.values())))
+            present = {m: torch.ones(b, dtype=torch.bool) for m in feats}
+        return self.forward_features(feats, present)
+
+    def forward_features(self, feats: dict[str, torch.Tensor], present: dict[str, torch.Tensor]) -> ModelOutput:
+        """Heads + fusion from encoder outputs (used directly when features are cached).
+
+        ``feats``: modality -> ``Tensor[B, D_m]`` (may omit modalities missing in every sample);
+        ``present``: modality -> ``BoolTensor[B]``; a modality absent from it counts as missing.
+        """
+        b = self._batch_size(feats, present)
+        device = self.heads[self.modalities[0]].weight.device
+        mask = {m: _mask(present, m, b, device) for m in self.modalities}
+        for m in self.modalities:
+            if m in present and m not in feats and bool(mask[m].any()):
+                raise InputError(f"modality {m!r} is marked present but has no features")
+        if not bool(torch.stack(list(mask.values())).any(dim=0).all()):
+            raise InputError("every sample needs at least one present modality")
+        branches = {m: self.heads[m](feats[m]) for m in self.modalities if m in feats}  # (B, C) each
+        if self.config.fusion == "ume":
+            fused = self._ume(branches, mask)
+        else:
+            fused = self._late(feats, mask, b, device)
+        return ModelOutput(fused=fused, branches=branches, present=mask)
+
+    def _ume(self, branches: dict[str, torch.Tensor], mask: dict[str, torch.Tensor]) -> torch.Tensor:
+        weights = self.config.ume_weights or {}
+        num = 0.0
+        den = 0.0
+        for m, logits in branches.items():
+            w = float(weights.get(m, 1.0)) * mask[m].to(logits.dtype).unsqueeze(1)  # (B, 1)
+            num = num + w * logits.softmax(dim=-1)
+            den = den + w
+        return torch.log((num / den).clamp_min(1e-12))  # (B, C) log of the averaged probabilities
+
+    def _late(self, feats: dict[str, torch.Tensor], mask: dict[str, torch.Tensor], b: int, device: torch.device) -> torch.Tensor:
+        fused = torch.zeros(b, len(self.labels), device=device)
+        for m in self.modalities:
+            keep = mask[m].unsqueeze(1)  # (B, 1)
+            f = feats.get(m)
+            if self.config.fill == "drop":
+                if f is not None:
+                    fused = fused + keep * self.heads[m](f)
+                continue
+            filler = self.missing_tokens[m] if self.config.fill == "token" else None
+            fill = torch.zeros(b, self.heads[m].in_features, device=device) if filler is None else filler.expand(b, -1)
+            fused = fused + self.heads[m](fill if f is None else torch.where(keep, f, fill))
+        return fused
+
+    @staticmethod
+    def _batch_size(feats: dict[str, torch.Tensor], present: dict[str, torch.Tensor]) -> int:
+        sizes = {len(v) for v in feats.values()} | {len(v) for v in present.values()}
+        if len(sizes) != 1:
+            raise InputError(f"features and masks disagree on the batch size: {sorted(sizes)}")
+        return sizes.pop()
+
+    def persistent_state_dict(self) -> dict[str, torch.Tensor]:
+        """Parameters a checkpoint stores: everything except frozen pretrained encoders, whose weights
+        are loaded from their own source (``EncoderSpec.pretrained``) by ``load_encoder_weights``."""
+        skip = tuple(f"encoders.{m}." for m in self.modalities if _external(self.config.spec(m)))
+        return {k: v for k, v in self.state_dict().items() if not k.startswith(skip)}
+
+    def load_encoder_weights(self) -> None:
+        """Explicit step: load the pretrained weights of every encoder that has a ``pretrained`` source."""
+        for m in self.modalities:
+            if self.config.spec(m).pretrained:
+                self.encoders[m].load_pretrained()
+
+    def frozen_modalities(self) -> list[str]:
+        return [m for m in self.modalities if self.config.spec(m).frozen]
+
+    @classmethod
+    def from_unimodal(cls, models: dict[str, MultiModalModel], fusion: str, fill: str = "drop",
+                      task: str | None = None, ume_weights: dict[str, float] | None = None) -> MultiModalModel:
+        """Build a multi-modal model whose encoders and heads start from trained uni-modal models."""
+        first = next(iter(models.values())).config
+        for m, model in models.items():
+            if model.modalities != [m] or model.labels != first.labels:
+                raise ValueError(f"model for {m!r} must be uni-modal on {m!r} with labels {first.labels}")
+        config = ModelConfig(task=task or first.task, labels=list(first.labels),
+                             encoders={m: models[m].config.encoders[m] for m in sorted(models)},
+                             fusion=fusion, fill=fill, ume_weights=ume_weights)
+        fused = cls(config)
+        for m, model in models.items():
+            fused.encoders[m].load_state_dict(model.encoders[m].state_dict())
+            fused.heads[m].load_state_dict(model.heads[m].state_dict())
+        return fused
+
+
+def _external(spec: EncoderSpec) -> bool:
+    return bool(spec.frozen and spec.pretrained)
+
+
+def _mask(present: dict[str, torch.Tensor], m: str, b: int, device: torch.device) -> torch.Tensor:
+    if m not in present:
+        return torch.zeros(b, dtype=torch.bool, device=device)
+    return present[m].to(device=device, dtype=torch.bool)

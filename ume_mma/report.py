@@ -1,0 +1,61 @@
+"""Turning evaluation metrics into tables and plots (markdown + matplotlib)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+MISSING_RATES = (0.25, 0.5, 0.75)
+
+
+def accuracy_columns(acc: dict[str, float]) -> list[str]:
+    """Column order: full, without_<m> (sorted), missing_rate_<r> (ascending)."""
+    without = sorted(k for k in acc if k.startswith("without_"))
+    rates = sorted((k for k in acc if k.startswith("missing_rate_")), key=lambda k: float(k.rsplit("_", 1)[1]))
+    return [k for k in ["full"] if k in acc] + without + rates
+
+
+def column_title(key: str) -> str:
+    if key.startswith("without_"):
+        return "without " + key[len("without_"):]
+    if key.startswith("missing_rate_"):
+        return f"MR{round(float(key.rsplit('_', 1)[1]) * 100)}"
+    return key
+
+
+def metrics_table(metrics: dict[str, Any]) -> str:
+    """Markdown table of one evaluation (``metrics.json`` layout), accuracies in percent."""
+    acc = metrics["accuracy"]
+    cols = accuracy_columns(acc)
+    head = "| model | " + " | ".join(column_title(c) for c in cols) + " |"
+    rows = [head, "|" + "---|" * (len(cols) + 1)]
+    rows.append("| fused | " + " | ".join(f"{100 * acc[c]:.1f}" for c in cols) + " |")
+    branches = metrics.get("branches", {})
+    if branches:
+        rows += ["", "| branch alone | accuracy |", "|---|---|"]
+        rows += [f"| {m} | {100 * v:.1f} |" for m, v in sorted(branches.items())]
+    rows.append(f"\n{metrics.get('n', '?')} samples.")
+    return "\n".join(rows)
+
+
+def plot_missing_rate_curve(curves: dict[str, dict[str, float]], path: str | Path, title: str = "") -> Path:
+    """Accuracy vs missing rate (0 = full) for one or more models. ``curves``: name -> accuracy dict."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3.5), dpi=120)
+    for name, acc in curves.items():
+        xs = [0.0] + [r for r in MISSING_RATES if f"missing_rate_{r}" in acc]
+        ys = [acc["full"]] + [acc[f"missing_rate_{r}"] for r in xs[1:]]
+        ax.plot([100 * x for x in xs], [100 * y for y in ys], marker="o", label=name)
+    ax.set_xlabel("missing rate (%)")
+    ax.set_ylabel("accuracy (%)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return Path(path)
