@@ -62,15 +62,16 @@ def second_level(second: int) -> int:
 def make_video(path: str | Path, seconds: float = 4.0, with_audio: bool = True, fps: int = 10,
                size: tuple[int, int] = (64, 48), video_codec: str | None = None,
                audio_codec: str | None = None, tone_hz: float = 440.0, sample_rate: int | None = None,
-               channels: int = 2, gop: int | None = None) -> Path:
+               channels: int = 2, gop: int | None = None, live: bool = False) -> Path:
     """Write a video whose frames during second s are flat gray `second_level(s)`, with an optional
-    sine soundtrack (tone_hz). Codecs default from the extension: mp4 h264+aac, webm vp8+opus, avi mpeg4+ac3."""
+    sine soundtrack (tone_hz). Codecs default from the extension: mp4 h264+aac, webm vp8+opus, avi mpeg4+ac3.
+    live=True (webm/mkv) writes no duration and no cues, like a browser's MediaRecorder."""
     import av
 
     path = Path(path)
     ext = path.suffix.lower()
     width, height = size
-    with av.open(str(path), "w") as out:
+    with av.open(str(path), "w", options={"live": "1"} if live else None) as out:
         vstream = out.add_stream(video_codec or VIDEO_CODECS[ext], rate=fps)
         vstream.width, vstream.height, vstream.pix_fmt = width, height, "yuv420p"
         if gop is not None:
@@ -91,6 +92,28 @@ def make_video(path: str | Path, seconds: float = 4.0, with_audio: bool = True, 
     return path
 
 
+def make_cover_art_mp3(path: str | Path, freq: float = 440.0, seconds: float = 1.0,
+                       sample_rate: int = 44100) -> Path:
+    """An mp3 tone with embedded cover art: FFmpeg shows the picture as a video stream (attached_pic)."""
+    import io
+
+    import av
+    from PIL import Image
+
+    jpeg = io.BytesIO()
+    Image.new("RGB", (32, 32), "blue").save(jpeg, "JPEG")
+    with av.open(str(path), "w") as out:
+        audio = _add_audio_stream(out, "libmp3lame", sample_rate, 1)
+        cover = out.add_stream("mjpeg")
+        cover.width, cover.height, cover.pix_fmt = 32, 32, "yuvj420p"
+        cover.disposition = av.stream.Disposition.attached_pic
+        packet = av.Packet(jpeg.getvalue())
+        packet.stream, packet.pts, packet.dts = cover, 0, 0
+        out.mux(packet)
+        _encode_audio(out, audio, tone(freq, seconds, sample_rate, 1), sample_rate)
+    return Path(path)
+
+
 def make_png_bomb(path: str | Path, width: int = 20000, height: int = 20000) -> Path:
     """A valid 1-bit grayscale PNG of width x height pixels, all black, tiny on disk (a decompression bomb)."""
     def chunk(kind: bytes, data: bytes) -> bytes:
@@ -109,6 +132,29 @@ def truncate_copy(src: str | Path, dst: str | Path, size: int | float) -> Path:
     data = Path(src).read_bytes()
     n = int(len(data) * size) if isinstance(size, float) else int(size)
     Path(dst).write_bytes(data[:n])
+    return Path(dst)
+
+
+def corrupt_packet(src: str | Path, dst: str | Path, kind: str = "audio", number: int = 10) -> Path:
+    """Remux src to dst (same container, no re-encoding), replacing the payload of the `number`-th
+    packet of the first `kind` stream ("audio"/"video") with garbage of the same size."""
+    import av
+
+    with av.open(str(src)) as inp, av.open(str(dst), "w") as out:
+        streams = {s.index: out.add_stream_from_template(s) for s in inp.streams}
+        seen = 0
+        for packet in inp.demux():
+            if packet.dts is None:
+                continue
+            index = packet.stream.index
+            if packet.stream.type == kind and index == inp.streams.get(**{kind: 0})[0].index:
+                seen += 1
+                if seen == number:
+                    bad = av.Packet(bytes(range(256)) * (packet.size // 256 + 1))
+                    bad.pts, bad.dts, bad.time_base = packet.pts, packet.dts, packet.time_base
+                    packet = bad
+            packet.stream = streams[index]
+            out.mux(packet)
     return Path(dst)
 
 

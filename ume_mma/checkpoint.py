@@ -35,6 +35,7 @@ def save_pretrained(model: MultiModalModel, folder: str | Path, metrics: dict[st
         if metrics is not None:
             _write_text(Path(tmp) / METRICS_NAME, json.dumps(metrics, indent=2, sort_keys=True) + "\n")
         for f in Path(tmp).iterdir():
+            f.chmod(0o644)
             os.replace(f, folder / f.name)
     return folder
 

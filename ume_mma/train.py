@@ -110,11 +110,10 @@ class Job:
                                              generator=torch.Generator().manual_seed(cfg.seed), drop_last=len(rows) > cfg.batch_size)
         sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=opt.param_groups[0]["lr"], total_steps=max(1, epochs * len(loader)), pct_start=0.15)
         model, opt, loader, sched = acc.prepare(model, opt, loader, sched)
-        state_dir, progress = self.out / "state" / name, self.out / "state" / f"{name}.json"
+        state_dir = self.out / "state" / name
         start = 0
-        if self.resume and progress.is_file():
-            acc.load_state(str(state_dir))
-            start = json.loads(progress.read_text())["epoch"] + 1
+        if self.resume and (state_dir / "progress.json").is_file():
+            start = _load_state(state_dir, acc.unwrap_model(model), opt, sched) + 1
             self.log(f"[{name}] resuming at epoch {start + 1}/{epochs}")
         y = self.targets[cfg.train_split]
         for epoch in range(start, epochs):
@@ -133,9 +132,9 @@ class Job:
                 sched.step()
                 opt.zero_grad()
                 bar.set_postfix(loss=f"{loss.item():.3f}")
-            acc.save_state(str(state_dir))
             if acc.is_main_process:
-                progress.write_text(json.dumps({"epoch": epoch}))
+                _save_state(state_dir, acc.unwrap_model(model), opt, sched, epoch)
+            acc.wait_for_everyone()
         model = acc.unwrap_model(model)
         if acc.is_main_process and cfg.save_all:
             save_pretrained(model, done)
@@ -147,6 +146,27 @@ class Job:
         sub = {m: inputs[m] for m in model.modalities}
         return evaluate_features(model, model_features(model, sub), {m: x.present for m, x in sub.items()},
                                  self.targets[split], self.cfg.seed, self.cfg.eval_repeats)
+
+
+def _save_state(folder: Path, model: MultiModalModel, opt: Any, sched: Any, epoch: int) -> None:
+    """Resumable state after ``epoch``: weights as safetensors, optimizer/scheduler as tensors-only torch files."""
+    from safetensors.torch import save_file
+
+    folder.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, folder / "model.safetensors")
+    torch.save({"optimizer": opt.state_dict(), "scheduler": sched.state_dict()}, folder / "optimizer.pt")
+    (folder / "progress.json").write_text(json.dumps({"epoch": epoch}))
+
+
+def _load_state(folder: Path, model: MultiModalModel, opt: Any, sched: Any) -> int:
+    """Restore what :func:`_save_state` wrote (``weights_only`` loading: nothing is unpickled). Returns the epoch."""
+    from safetensors.torch import load_file
+
+    model.load_state_dict(load_file(folder / "model.safetensors"))
+    state = torch.load(folder / "optimizer.pt", weights_only=True)
+    opt.load_state_dict(state["optimizer"])
+    sched.load_state_dict(state["scheduler"])
+    return int(json.loads((folder / "progress.json").read_text())["epoch"])
 
 
 def run(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:

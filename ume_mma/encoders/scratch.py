@@ -55,6 +55,8 @@ class LogMelCNN(Encoder):
         self.mel = torchaudio.transforms.MelSpectrogram(
             sample_rate=spec.sample_rate, n_fft=int(o.get("n_fft", 256)), hop_length=int(o.get("hop", 80)), n_mels=int(o.get("n_mels", 40))
         )
+        # torch.hann_window(n) is a view into n+1 values; safetensors refuses such partial storages.
+        self.mel.spectrogram.window = self.mel.spectrogram.window.clone()
         widths = list(o.get("widths", [32, 64, 64]))
         self.features = _conv_stack(1, widths)
         self.proj = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(widths[-1], spec.embed_dim), nn.ReLU())

@@ -1,0 +1,80 @@
+"""``python -m ume_mma.data build av-digits OUT [--setting clean|hard] [--seed N] [--limit N]``,
+``python -m ume_mma.data build emoji-vl OUT [--seed N] [--limit N]``,
+``python -m ume_mma.data validate DIR``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections import Counter
+
+from ume_mma.data.format import MODALITIES, SPLITS, load_dataset
+from ume_mma.errors import UmeMmaError
+
+
+def _summary(folder: str) -> str:
+    ds = load_dataset(folder)
+    lines = [f"{ds.root}: {len(ds)} samples, {len(ds.labels)} labels, modalities: {', '.join(ds.modalities)}"]
+    splits = Counter(s.split or "(none)" for s in ds)
+    order = [s for s in (*SPLITS, "(none)") if s in splits]
+    lines.append("split      " + "  ".join(f"{s}={splits[s]}" for s in order))
+    for split in order:
+        rows = [s for s in ds if (s.split or "(none)") == split]
+        mods = Counter(m for s in rows for m in s.present)
+        empty = sum(s.text == "" for s in rows)
+        groups = len({s.group for s in rows if s.group is not None})
+        lines.append(
+            f"[{split}] modalities: " + ", ".join(f"{m}={mods[m]}" for m in MODALITIES if mods[m])
+            + (f" (empty texts: {empty})" if empty else "") + (f", groups: {groups}" if groups else "")
+        )
+        styles = Counter(s.meta["style"] for s in rows if isinstance(s.meta.get("style"), str))
+        if styles:
+            lines.append(f"[{split}] styles: " + ", ".join(f"{k}={v}" for k, v in sorted(styles.items())))
+        labels = Counter(s.label for s in rows)
+        lines.append(f"[{split}] labels: " + ", ".join(f"{k}={labels[k]}" for k in sorted(labels)))
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m ume_mma.data", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    build = sub.add_parser("build", help="build a benchmark folder from offline sources")
+    build.add_argument("benchmark", choices=["av-digits", "emoji-vl"])
+    build.add_argument("out", help="output folder (replaced if it is already a dataset)")
+    build.add_argument("--setting", choices=["clean", "hard"], default="clean", help="av-digits only")
+    build.add_argument("--seed", type=int, default=0)
+    build.add_argument("--limit", type=int, default=None,
+                       help="av-digits: rows per split; emoji-vl: number of emoji")
+    build.add_argument("--quiet", action="store_true", help="no progress bars")
+    val = sub.add_parser("validate", help="check a dataset folder and print counts")
+    val.add_argument("folder")
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "validate":
+            print(_summary(args.folder))
+            return 0
+        t0 = time.time()
+        if args.benchmark == "av-digits":
+            from ume_mma.data.av_digits import build_av_digits
+
+            limits = None if args.limit is None else dict.fromkeys(SPLITS, args.limit)
+            out = build_av_digits(args.out, setting=args.setting, seed=args.seed,
+                                  limit_per_split=limits, progress=not args.quiet)
+        else:
+            if args.setting != "clean":
+                parser.error("--setting applies to av-digits only")
+            from ume_mma.data.emoji_vl import build_emoji_vl
+
+            out = build_emoji_vl(args.out, seed=args.seed, limit=args.limit, progress=not args.quiet)
+        print(f"built {out} in {time.time() - t0:.1f} s")
+        print(_summary(str(out)))
+        return 0
+    except UmeMmaError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,140 @@
+"""Small numpy audio helpers: decode, resample, trim/centre/normalise, noise and SNR mixing."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from ume_mma.errors import DecodeError
+
+SR = 8000
+CLIP_S = 1.0
+TARGET_RMS = 0.1
+
+
+def read_audio(src: str | Path | bytes) -> tuple[np.ndarray, int]:
+    """Mono float32 samples and rate of a file (or wav bytes): soundfile, else PyAV (gsm...)."""
+    try:
+        data, sr = sf.read(io.BytesIO(src) if isinstance(src, bytes) else src, dtype="float32", always_2d=True)
+        return data.mean(axis=1), int(sr)
+    except Exception as first:  # noqa: BLE001 - fall back to FFmpeg for formats libsndfile lacks
+        if isinstance(src, bytes):
+            raise DecodeError("<bytes>", f"not decodable audio ({first})") from None
+    try:
+        import av
+
+        chunks, sr = [], 0
+        with av.open(str(src)) as container:
+            stream = container.streams.audio[0]
+            sr = stream.rate
+            for packet in container.demux(stream):
+                try:
+                    frames = packet.decode()
+                except av.error.InvalidDataError:
+                    continue  # real files have the odd corrupt packet
+                for frame in frames:
+                    arr = frame.to_ndarray()
+                    if not frame.format.is_planar:  # interleaved: (1, n*ch) -> (ch, n)
+                        arr = arr.reshape(-1, len(frame.layout.channels)).T
+                    chunks.append(arr.astype(np.float32).mean(axis=0))
+        x = np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
+        if np.abs(x).max(initial=0) > 1.5:  # integer PCM
+            x = x / 32768.0
+        return x.astype(np.float32), int(sr)
+    except Exception as exc:  # noqa: BLE001
+        raise DecodeError(src, f"cannot decode audio ({exc})") from None
+
+
+def resample(x: np.ndarray, sr_in: int, sr_out: int = SR) -> np.ndarray:
+    """Band-limited (FFT) resampling; fine for clips of a few seconds."""
+    if sr_in == sr_out or len(x) == 0:
+        return x.astype(np.float32)
+    n_out = max(1, round(len(x) * sr_out / sr_in))
+    spec = np.fft.rfft(x)
+    keep = min(len(spec), n_out // 2 + 1)
+    out = np.fft.irfft(spec[:keep], n_out) * (n_out / len(x))
+    return out.astype(np.float32)
+
+
+def frame_rms(x: np.ndarray, frame: int = 160) -> np.ndarray:
+    n = len(x) // frame
+    if n == 0:
+        return np.sqrt(np.mean(x**2, keepdims=True))
+    return np.sqrt(np.mean(x[: n * frame].reshape(n, frame) ** 2, axis=1))
+
+
+def trim_silence(x: np.ndarray, top_db: float = 40.0, frame: int = 160) -> np.ndarray:
+    """Cut leading/trailing 20 ms frames that are silence.
+
+    Silence: below the loudest frame minus ``top_db``, or below the noise floor (5th percentile
+    frame) plus 6 dB for noisy recordings; never cuts frames within 25 dB of the loudest.
+    """
+    if len(x) < frame:
+        return x[:0]
+    rms = frame_rms(x, frame)
+    peak = float(rms.max(initial=0.0))
+    if peak <= 0:
+        return x[:0]
+    floor = float(np.percentile(rms, 5))
+    thr = min(max(peak * 10 ** (-top_db / 20), floor * 2.0), peak * 10 ** (-25 / 20))
+    loud = np.flatnonzero(rms >= thr)
+    return x[loud[0] * frame : min(len(x), (loud[-1] + 1) * frame)]
+
+
+def fit_clip(x: np.ndarray, sr: int = SR, seconds: float = CLIP_S, max_speedup: float = 1.35) -> np.ndarray:
+    """Trim silence, RMS-normalise the speech, centre it in a clip of ``seconds``.
+
+    Speech longer than the clip is sped up (resampled) by up to ``max_speedup``, then cropped.
+    """
+    n = int(round(sr * seconds))
+    x = trim_silence(x.astype(np.float32) - float(np.mean(x)))
+    if len(x) == 0:
+        raise ValueError("clip is silent")
+    if len(x) > n:
+        x = resample(x, len(x), max(n, int(len(x) / max_speedup)))
+        start = (len(x) - n) // 2
+        x = x[start : start + n]
+    rms = float(np.sqrt(np.mean(x**2)))
+    x = x * (TARGET_RMS / max(rms, 1e-8))
+    peak = float(np.abs(x).max())
+    if peak > 0.99:
+        x = x * (0.99 / peak)
+    out = np.zeros(n, np.float32)
+    start = (n - len(x)) // 2
+    out[start : start + len(x)] = x
+    return out
+
+
+def coloured_noise(n: int, rng: np.random.Generator, exponent: float, sr: int = SR,
+                   low_hz: float = 60.0) -> np.ndarray:
+    """Unit-variance noise, power ~ 1/f**exponent (0 white, 1 pink, 2 brown), nothing below ``low_hz``."""
+    spec = np.fft.rfft(rng.standard_normal(n))
+    f = np.fft.rfftfreq(n, d=1.0 / sr)
+    spec *= np.where(f < low_hz, 0.0, np.maximum(f, low_hz) ** (-exponent / 2))
+    out = np.fft.irfft(spec, n)
+    return (out / (np.std(out) + 1e-12)).astype(np.float32)
+
+
+def speech_power(x: np.ndarray, top_db: float = 40.0) -> float:
+    """Mean power of the non-silent part of ``x`` (used as the signal in SNR)."""
+    core = trim_silence(x, top_db)
+    return float(np.mean(core**2)) if len(core) else 0.0
+
+
+def mix_at_snr(speech: np.ndarray, noise: np.ndarray, snr_db: float) -> np.ndarray:
+    """``speech + a*noise`` with speech-power / noise-power = ``snr_db``; peak kept below 1."""
+    p_s = speech_power(speech)
+    p_n = float(np.mean(noise**2)) + 1e-12
+    mix = speech + noise * np.sqrt(p_s / (p_n * 10 ** (snr_db / 10)))
+    mix = mix * (TARGET_RMS / max(float(np.sqrt(np.mean(mix**2))), 1e-8))
+    peak = float(np.abs(mix).max())
+    return (mix * (0.99 / peak) if peak > 0.99 else mix).astype(np.float32)
+
+
+def write_wav(path: Path, x: np.ndarray, sr: int = SR) -> None:
+    """Write mono 16-bit PCM wav."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(str(path), np.clip(x, -1.0, 1.0), sr, subtype="PCM_16")

@@ -1,0 +1,277 @@
+"""Hugging Face ``transformers`` encoders: CLIP/CLAP towers, AST, the Whisper encoder, or any AutoModel.
+
+The architecture is built from a config (``options["config"]`` overrides on the kind's Config class, so
+a tiny random model needs no download); :meth:`HFEncoder.load_pretrained` resolves ``spec.pretrained``
+through :func:`ume_mma.hub.resolve` and calls ``from_pretrained`` on the local folder. ``transformers``
+is imported lazily: importing this module is cheap.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ume_mma.encoders.base import Encoder, audio_to_tensor
+from ume_mma.errors import CheckpointError, MissingDependencyError
+from ume_mma.registry import EncoderSpec, register_adapter, register_encoder
+
+# kind -> (Config class, model class, output attribute used by pooling="pooler", modality)
+KINDS: dict[str, tuple[str, str, str | None, str | None]] = {
+    "clip_vision": ("CLIPVisionConfig", "CLIPVisionModelWithProjection", "image_embeds", "image"),
+    "clip_text": ("CLIPTextConfig", "CLIPTextModelWithProjection", "text_embeds", "text"),
+    "clap_audio": ("ClapAudioConfig", "ClapAudioModelWithProjection", "audio_embeds", "audio"),
+    "clap_text": ("ClapTextConfig", "ClapTextModelWithProjection", "text_embeds", "text"),
+    "ast": ("ASTConfig", "ASTModel", "pooler_output", "audio"),
+    "whisper_encoder": ("WhisperConfig", "WhisperModel", None, "audio"),
+    "auto": ("AutoConfig", "AutoModel", "pooler_output", None),
+}
+META_FILES = ["*.json", "*.txt", "*.model"]  # configs, processors, tokenizer vocabularies
+WEIGHT_FILES = [["*.safetensors"], ["*.bin"]]  # tried in order when downloading
+
+
+def transformers_module():
+    try:
+        import transformers
+    except ImportError as exc:  # pragma: no cover - transformers is a declared dependency
+        raise MissingDependencyError("this encoder needs transformers: pip install transformers") from exc
+    return transformers
+
+
+def resolve_folder(ref: str, meta: list[str], weights: list[list[str]]) -> Path:
+    """Resolve ``ref`` to a local folder holding ``meta`` files and the first ``weights`` pattern found."""
+    from ume_mma.hub import resolve
+
+    folder = Path(ref)
+    for patterns in weights:
+        folder = resolve(ref, allow_patterns=meta + patterns)
+        if not patterns or any(any(folder.glob(p)) for p in patterns):
+            break
+    return folder
+
+
+def whisper_window(raws: list[Any], sample_rate: int, seconds: float, align: str = "start", hop: int = 160) -> tuple[torch.Tensor, torch.Tensor]:
+    """Put each clip in a ``seconds`` window -> waves ``(B, N)`` and the encoder-frame span ``(B, 2)`` it covers
+    (one Whisper encoder frame = 2 mel frames = ``2 * hop`` samples). Longer clips are centre-cropped; shorter
+    ones start the window (``align="start"``, as Whisper was trained: the embedding then barely depends on the
+    padding) or sit in its centre (``align="centre"``)."""
+    window = int(round(sample_rate * seconds))
+    frames = window // hop // 2
+    waves, spans = [], []
+    for audio in raws:
+        n = min(window, int(round(len(audio.samples) * sample_rate / audio.sample_rate)))
+        wave = audio_to_tensor(audio, sample_rate, n / sample_rate)  # resampled, (n,)
+        start = (window - n) // 2 if align == "centre" else 0
+        waves.append(nn.functional.pad(wave, (start, window - n - start)))
+        first = min(start // (2 * hop), frames - 1)
+        spans.append((first, max(first + 1, min(frames, -(-(start + n) // (2 * hop))))))
+    return torch.stack(waves), torch.tensor(spans, dtype=torch.long)
+
+
+def pool_span(hidden: torch.Tensor, span: torch.Tensor, segments: int = 1) -> torch.Tensor:
+    """Mean of the frames inside ``span`` only (never the padding), split into ``segments`` equal parts
+    that are concatenated. ``hidden (B, T, C)``, ``span (B, 2)`` -> ``(B, segments * C)``."""
+    rows = []
+    for h, (start, end) in zip(hidden, span.tolist()):
+        edges = np.linspace(start, end, segments + 1)
+        parts = []
+        for k in range(segments):
+            a = min(int(edges[k]), end - 1)
+            parts.append(h[a : max(a + 1, int(edges[k + 1]))].mean(0))
+        rows.append(torch.cat(parts))
+    return torch.stack(rows)
+
+
+def masked_mean(hidden: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """Mean over the tokens where ``mask`` is 1. ``hidden (B, L, C)``, ``mask (B, L)`` -> ``(B, C)``."""
+    if mask is None:
+        return hidden.mean(1)
+    m = mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * m).sum(1) / m.sum(1).clamp(min=1.0)
+
+
+class HFEncoder(Encoder):
+    """One ``transformers`` model as an encoder. options: ``kind`` (see :data:`KINDS`), ``model_id`` (informative),
+    ``pooling`` ("pooler" | "mean" | "cls"), ``config`` (overrides), ``tokenizer`` (a weights reference for text
+    kinds; defaults to ``spec.pretrained``), ``max_length``, ``normalize``; Whisper: ``seconds``, ``segments``."""
+
+    def __init__(self, spec: EncoderSpec) -> None:
+        super().__init__(spec)
+        o = spec.options
+        self.kind = o["kind"]
+        if self.kind not in KINDS:
+            raise ValueError(f"encoder {spec.name!r}: unknown kind {self.kind!r}; known: {sorted(KINDS)}")
+        self.pooling = o.get("pooling", "mean" if self.kind in ("auto", "whisper_encoder") else "pooler")
+        self.tokenizer: Any = None
+        self.processor: Any = None
+        self.model = self._build(config=self._config())
+        self.processor = self._default_processor()
+
+    # -- building --------------------------------------------------------------------------------
+    def _config(self):
+        tf = transformers_module()
+        overrides = dict(self.spec.options.get("config", {}))
+        cls = getattr(tf, KINDS[self.kind][0])
+        return tf.AutoConfig.for_model(**overrides) if self.kind == "auto" else cls(**overrides)
+
+    def _build(self, config: Any = None, folder: Path | None = None) -> nn.Module:
+        tf = transformers_module()
+        cls = getattr(tf, KINDS[self.kind][1])
+        if self.kind == "whisper_encoder":
+            from transformers.models.whisper.modeling_whisper import WhisperEncoder
+
+            model = self._from_pretrained(cls, folder).get_encoder() if folder else WhisperEncoder(config)
+            return self._crop_positions(model)
+        if folder is not None:
+            return self._from_pretrained(cls, folder)
+        return tf.AutoModel.from_config(config) if self.kind == "auto" else cls(config)
+
+    def _from_pretrained(self, cls: Any, folder: Path) -> nn.Module:
+        # Strict: transformers only warns about missing weights and initialises them at random.
+        model, info = cls.from_pretrained(folder, output_loading_info=True)
+        bad = list(info.get("missing_keys", [])) + [str(k) for k in info.get("mismatched_keys", [])]
+        if bad:
+            raise CheckpointError(f"encoder {self.spec.name!r}: {folder} lacks or mismatches {len(bad)} weights, e.g. {bad[:5]}")
+        return model
+
+    def _crop_positions(self, model: nn.Module) -> nn.Module:
+        # A window shorter than 30 s: keep the first positions (what CTranslate2 does), ~20x less compute.
+        n = int(round(float(self.spec.options.get("seconds", 30.0)) * 50))
+        if n < model.config.max_source_positions:
+            old = model.embed_positions
+            model.embed_positions = nn.Embedding(n, old.embedding_dim).requires_grad_(False)
+            model.embed_positions.weight.data.copy_(old.weight.data[:n])
+            model.config.max_source_positions = n
+        return model
+
+    def _out_dim(self) -> int:
+        c = self.model.config
+        if self.kind == "whisper_encoder":
+            return c.d_model * int(self.spec.options.get("segments", 1))
+        if self.pooling == "pooler" and hasattr(c, "projection_dim") and self.kind != "auto":
+            return c.projection_dim
+        return c.hidden_size
+
+    def _check_dim(self, error: type[Exception]) -> None:
+        if self._out_dim() != self.spec.embed_dim:
+            raise error(f"encoder {self.spec.name!r}: model gives {self._out_dim()}-d outputs, spec says {self.spec.embed_dim}")
+
+    def _default_processor(self) -> Any:
+        tf, c = transformers_module(), self.model.config
+        if self.kind == "clip_vision":
+            s = c.image_size
+            return tf.CLIPImageProcessor(size={"shortest_edge": s}, crop_size={"height": s, "width": s})
+        if self.kind == "clap_audio":
+            return tf.ClapFeatureExtractor(feature_size=c.num_mel_bins, truncation="fusion" if c.enable_fusion else "rand_trunc")
+        if self.kind == "ast":
+            return tf.ASTFeatureExtractor(num_mel_bins=c.num_mel_bins, max_length=c.max_length)
+        if self.kind == "whisper_encoder":
+            return tf.WhisperFeatureExtractor(feature_size=c.num_mel_bins)
+        return None
+
+    # -- weights ---------------------------------------------------------------------------------
+    def load_pretrained(self) -> None:
+        if not self.spec.pretrained:
+            return
+        folder = resolve_folder(self.spec.pretrained, META_FILES, WEIGHT_FILES)
+        try:
+            self.model = self._build(folder=folder)
+        except (OSError, ValueError) as exc:
+            raise CheckpointError(f"encoder {self.spec.name!r}: cannot load {self.spec.pretrained!r}: {exc}") from exc
+        self._check_dim(CheckpointError)
+        if (folder / "preprocessor_config.json").exists():
+            tf = transformers_module()
+            auto = tf.AutoImageProcessor if self.spec.modality == "image" else tf.AutoFeatureExtractor
+            self.processor = auto.from_pretrained(folder)
+        if self.spec.modality == "text" and not self.spec.options.get("tokenizer"):
+            self.tokenizer = self._load_tokenizer(folder)
+
+    def _load_tokenizer(self, folder: Path | None = None) -> Any:
+        if folder is None:
+            ref = self.spec.options.get("tokenizer") or self.spec.pretrained
+            if not ref:
+                raise CheckpointError(f"encoder {self.spec.name!r} needs a tokenizer: set options['tokenizer'] or pretrained")
+            folder = resolve_folder(ref, META_FILES, [[]])
+        return transformers_module().AutoTokenizer.from_pretrained(folder)
+
+    # -- preprocessing and forward ---------------------------------------------------------------
+    def preprocess(self, raws: list[Any]) -> torch.Tensor | dict[str, torch.Tensor]:
+        if self.spec.modality == "text":
+            return self._tokenize([str(t) for t in raws])
+        if self.spec.modality == "image":
+            if self.processor is None:
+                raise CheckpointError(f"encoder {self.spec.name!r}: no image processor; call load_pretrained() first")
+            return self.processor(images=[im.convert("RGB") for im in raws], return_tensors="pt")["pixel_values"]
+        return self._audio_features(raws)
+
+    def _tokenize(self, texts: list[str]) -> dict[str, torch.Tensor]:
+        if self.tokenizer is None:
+            self.tokenizer = self._load_tokenizer()
+        c = self.model.config
+        limit = int(self.spec.options.get("max_length", 0)) or min(self.tokenizer.model_max_length, getattr(c, "max_position_embeddings", 512))
+        out = self.tokenizer(texts, padding=True, truncation=True, max_length=limit, return_tensors="pt")
+        keep = ("input_ids", "attention_mask", "token_type_ids") if self.kind == "auto" else ("input_ids", "attention_mask")
+        return {k: v for k, v in out.items() if k in keep}
+
+    def _audio_features(self, raws: list[Any]) -> dict[str, torch.Tensor]:
+        sr = self.spec.sample_rate
+        if self.kind == "whisper_encoder":
+            o = self.spec.options
+            waves, span = whisper_window(raws, sr, float(o.get("seconds", 30.0)), o.get("align", "start"))
+            feats = self.processor(list(waves.numpy()), sampling_rate=sr, padding="max_length", max_length=waves.shape[1], return_tensors="pt")
+            return {"input_features": feats["input_features"], "span": span}
+        # AST pads/truncates itself; CLAP truncates at random beyond its window: centre-crop first.
+        seconds = getattr(self.processor, "max_length_s", None) or 1e9
+        waves = [audio_to_tensor(a, sr, min(seconds, len(a.samples) / a.sample_rate)).numpy() for a in raws]
+        out = self.processor(waves, sampling_rate=sr, return_tensors="pt")
+        return {k: v for k, v in out.items() if k in ("input_features", "input_values", "is_longer")}
+
+    def forward(self, batch: torch.Tensor | dict[str, torch.Tensor]) -> torch.Tensor:
+        if isinstance(batch, torch.Tensor):
+            batch = {"pixel_values": batch}
+        batch = dict(batch)
+        span = batch.pop("span", None)
+        out = self.model(**batch)
+        if self.kind == "whisper_encoder":  # (B, T, C), pool only the frames covering audio
+            x = pool_span(out.last_hidden_state, span, int(self.spec.options.get("segments", 1)))
+        elif self.pooling == "pooler":
+            x = getattr(out, KINDS[self.kind][2])
+        elif self.pooling == "cls":
+            x = out.last_hidden_state[:, 0]
+        else:
+            x = masked_mean(out.last_hidden_state, batch.get("attention_mask"))
+        return nn.functional.normalize(x, dim=-1) if self.spec.options.get("normalize") else x  # (B, D)
+
+
+@register_adapter("transformers")
+def build_transformers(spec: EncoderSpec) -> Encoder:
+    encoder = HFEncoder(spec)
+    encoder._check_dim(ValueError)
+    return encoder
+
+
+def _register(name: str, kind: str, model_id: str, embed_dim: int, description: str, **extra: Any) -> None:
+    options = {"kind": kind, "model_id": model_id, **extra.pop("options", {})}
+    register_encoder(EncoderSpec(
+        name=name, modality=KINDS[kind][3], source="transformers", embed_dim=embed_dim, options=options,
+        pretrained=f"hf-hub:{model_id}", frozen=True, description=description, **extra,
+    ))
+
+
+_CLIP = "openai/clip-vit-base-patch32"
+_CLAP = "laion/clap-htsat-unfused"
+_register("hf.clip-vit-b-32.image", "clip_vision", _CLIP, 512, "OpenAI CLIP ViT-B/32 image tower (projected)", image_size=224)
+_register("hf.clip-vit-b-32.text", "clip_text", _CLIP, 512, "OpenAI CLIP ViT-B/32 text tower (projected)")
+_register("hf.clap.audio", "clap_audio", _CLAP, 512, "LAION CLAP HTS-AT audio tower (projected), 48 kHz", sample_rate=48000)
+_register("hf.clap.text", "clap_text", _CLAP, 512, "LAION CLAP RoBERTa text tower (projected)")
+_register("hf.ast.audio", "ast", "MIT/ast-finetuned-audioset-10-10-0.4593", 768,
+          "Audio Spectrogram Transformer (AudioSet), pooled CLS+distillation tokens, 16 kHz", sample_rate=16000)
+_register("hf.whisper-base.audio", "whisper_encoder", "openai/whisper-base", 5 * 512,
+          "Whisper base encoder on a 2 s window, mean of 5 segments of the frames covering audio, 16 kHz",
+          sample_rate=16000, options={
+              "seconds": 2.0, "segments": 5,
+              "config": {"d_model": 512, "encoder_layers": 6, "encoder_attention_heads": 8, "encoder_ffn_dim": 2048},
+          })

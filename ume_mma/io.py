@@ -1,0 +1,335 @@
+"""Decoding of user files: images (PIL), audio (soundfile, then PyAV) and video (PyAV, seek-based).
+
+Every failure raises `DecodeError(path, problem)`; no raw PIL/av/soundfile exception escapes.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+from itertools import chain
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from ume_mma.errors import DecodeError
+
+__all__ = ["Audio", "VideoClip", "MAX_IMAGE_PIXELS", "load_image", "load_audio", "load_video", "probe_kind"]
+
+log = logging.getLogger(__name__)
+
+MAX_IMAGE_PIXELS: int = 40_000_000
+# FFmpeg demuxers refused for user files: playlists read other files or URLs; the others are chosen
+# from the file name alone (image2 also expands name patterns; tty & co. show any text as "video").
+_PLAYLIST_FORMATS = {"hls", "concat", "ffconcat", "dash", "webm_dash_manifest"}
+_NAME_ONLY_FORMATS = {"image2", "tty", "bin", "adf", "idf", "xbin"}
+
+
+@dataclass(frozen=True)
+class Audio:
+    """Mono waveform: `samples` float32 [N], roughly in [-1, 1]."""
+
+    samples: np.ndarray
+    sample_rate: int
+
+    @property
+    def duration(self) -> float:
+        """Length in seconds."""
+        return len(self.samples) / self.sample_rate
+
+
+@dataclass(frozen=True)
+class VideoClip:
+    """K RGB frames sampled evenly over the video, their times (s), and the mono soundtrack (or None)."""
+
+    frames: list[Image.Image]
+    frame_times: list[float]
+    audio: Audio | None
+    duration: float
+    fps: float | None
+
+
+def _check_file(path: str | os.PathLike) -> Path:
+    """The path as a Path if it names a non-empty regular file, else DecodeError."""
+    p = Path(path)
+    if not p.exists():
+        raise DecodeError(p, "file does not exist")
+    if not p.is_file():
+        raise DecodeError(p, "is not a regular file")
+    if p.stat().st_size == 0:
+        raise DecodeError(p, "file is empty (0 bytes)")
+    return p
+
+
+# ----------------------------------------------------------------------------- images
+def load_image(path: str | os.PathLike, max_pixels: int = MAX_IMAGE_PIXELS) -> Image.Image:
+    """Fully loaded RGB image (EXIF orientation applied, alpha composited on white); refuses > max_pixels."""
+    p = _check_file(path)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(p) as im:
+                if im.width * im.height > max_pixels:
+                    raise DecodeError(p, f"image has {im.width * im.height} pixels, more than the limit {max_pixels}")
+                return _to_rgb(ImageOps.exif_transpose(im))
+    except Image.DecompressionBombError as e:
+        found = re.search(r"\((\d+) pixels\)", str(e))
+        limit = min(max_pixels, 2 * (Image.MAX_IMAGE_PIXELS or max_pixels))
+        raise DecodeError(p, f"image has {found.group(1) if found else 'too many'} pixels, "
+                             f"more than the limit {limit}") from None
+    except UnidentifiedImageError:
+        raise DecodeError(p, f"not an image, or an image format PIL cannot read{_guess_kind(p)}") from None
+    except DecodeError:
+        raise
+    except Exception as e:  # PIL plugins raise OSError, SyntaxError, ValueError, struct.error, ...
+        raise DecodeError(p, f"image cannot be decoded, truncated or corrupt ({type(e).__name__}: {e})") from None
+
+
+def _to_rgb(im: Image.Image) -> Image.Image:
+    """RGB copy: 16-bit/float gray rescaled to 8 bits, transparency composited on white."""
+    if im.mode.startswith(("I", "F")):
+        a = np.asarray(im, dtype=np.float32)
+        top = float(a.max()) if a.size else 0.0
+        scale = 255.0 / 65535.0 if top > 255 else (255.0 if im.mode == "F" and top <= 1.0 else 1.0)
+        im = Image.fromarray(np.clip(a * scale, 0, 255).astype(np.uint8))
+    if "A" in im.mode or "transparency" in im.info:
+        white = Image.new("RGBA", im.size, (255, 255, 255, 255))
+        return Image.alpha_composite(white, im.convert("RGBA")).convert("RGB")
+    return im.convert("RGB")
+
+
+def _guess_kind(p: Path) -> str:
+    """' (it is audio)' / ' (it is video)' when PyAV recognises the file, else ''."""
+    try:
+        return f" (it is {probe_kind(p)})"
+    except DecodeError:
+        return ""
+
+
+# ----------------------------------------------------------------------------- PyAV helpers
+def _open_av(p: Path) -> Any:
+    """An open PyAV input container, or DecodeError."""
+    import av
+
+    try:
+        container = av.open(str(p), metadata_errors="ignore")
+    except (av.error.FFmpegError, OSError, ValueError) as e:
+        raise DecodeError(p, f"not a recognised audio or video file ({getattr(e, 'strerror', None) or e})") from None
+    name = container.format.name
+    if name in _PLAYLIST_FORMATS | _NAME_ONLY_FORMATS:
+        container.close()
+        why = "playlists are refused" if name in _PLAYLIST_FORMATS else f"FFmpeg only guessed {name!r} from its name"
+        raise DecodeError(p, f"not a recognised audio or video file ({why})")
+    return container
+
+
+def _is_image_container(container: Any) -> bool:
+    return container.format.name.endswith("_pipe")
+
+
+def _video_stream(container: Any) -> Any | None:
+    """First real video stream (cover art of audio files excluded), or None."""
+    import av
+
+    for s in container.streams.video:
+        if not s.disposition & av.stream.Disposition.attached_pic:
+            return s
+    return None
+
+
+def _frames(container: Any, stream: Any) -> Iterator[Any]:
+    """Decoded frames of one stream, packet by packet, skipping corrupt packets; stops at unreadable data."""
+    import av
+
+    packets = container.demux(stream)
+    while True:
+        try:
+            packet = next(packets)
+        except StopIteration:
+            return
+        except av.error.FFmpegError:
+            return  # unreadable (e.g. truncated) rest of the file
+        try:
+            yield from packet.decode()
+        except av.error.FFmpegError:
+            continue  # one corrupt packet: skip it, as players do
+
+
+# ----------------------------------------------------------------------------- audio
+def load_audio(path: str | os.PathLike, sample_rate: int | None = None, max_seconds: float | None = None) -> Audio:
+    """Mono float32 [N] audio from any common file (soundfile first, then PyAV; a video gives its soundtrack),
+    resampled to `sample_rate` if given. A file longer than max_seconds raises DecodeError."""
+    p = _check_file(path)
+    decoded = _read_soundfile(p, max_seconds)
+    if decoded is None:
+        with _open_av(p) as container:
+            if not container.streams.audio:
+                what = "an image" if _is_image_container(container) else "video only" if container.streams.video else ""
+                raise DecodeError(p, "has no audio stream" + (f" ({what})" if what else ""))
+            decoded = _decode_av_audio(p, container, container.streams.audio[0], max_seconds)
+    samples, rate = decoded
+    if samples.size == 0:
+        raise DecodeError(p, "audio decodes to 0 samples")
+    return Audio(_resample(samples, rate, sample_rate), sample_rate or rate)
+
+
+def _too_long(p: Path, kind: str, seconds: float, max_seconds: float | None) -> None:
+    if max_seconds is not None and seconds > max_seconds:
+        raise DecodeError(p, f"{kind} is {seconds:.1f}s long, the limit is {max_seconds:g}s")
+
+
+def _read_soundfile(p: Path, max_seconds: float | None) -> tuple[np.ndarray, int] | None:
+    """(mono float32 [N], rate) through libsndfile, or None when libsndfile cannot read the file."""
+    import soundfile as sf
+
+    try:
+        info = sf.info(str(p))
+        _too_long(p, "audio", info.frames / info.samplerate, max_seconds)
+        data, rate = sf.read(str(p), dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError):
+        return None
+    return data.mean(axis=1, dtype=np.float32), int(rate)
+
+
+def _decode_av_audio(p: Path, container: Any, stream: Any, max_seconds: float | None) -> tuple[np.ndarray, int]:
+    """(mono float32 [N], native rate) of one audio stream, skipping corrupt packets."""
+    import av
+
+    if stream.duration and stream.time_base:
+        _too_long(p, "audio", float(stream.duration * stream.time_base), max_seconds)
+    elif container.duration and container.duration > 0:
+        _too_long(p, "audio", container.duration / av.time_base, max_seconds)
+    resampler = av.AudioResampler(format="fltp")  # keeps layout and rate of the first frame
+    chunks: list[np.ndarray] = []
+    rate, total = 0, 0
+    try:
+        for frame in chain(_frames(container, stream), [None]):  # None flushes the resampler
+            for out in resampler.resample(frame):
+                rate = rate or out.sample_rate
+                chunks.append(out.to_ndarray().mean(axis=0, dtype=np.float32))
+                total += chunks[-1].size
+            if rate and max_seconds is not None and total / rate > max_seconds:  # no usable metadata
+                raise DecodeError(p, f"audio is at least {total / rate:.1f}s long, the limit is {max_seconds:g}s")
+    except (av.error.FFmpegError, ValueError) as e:
+        if not chunks:
+            raise DecodeError(p, f"audio stream cannot be decoded ({e})") from None
+    return (np.concatenate(chunks) if chunks else np.zeros(0, np.float32)), rate or stream.rate or 1
+
+
+def _resample(samples: np.ndarray, rate: int, target: int | None) -> np.ndarray:
+    """float32 [N] at `rate` -> float32 [M] at `target` (unchanged if target is None or equal)."""
+    if not target or target == rate:
+        return np.ascontiguousarray(samples, dtype=np.float32)
+    import torch
+    import torchaudio.functional as AF
+
+    return AF.resample(torch.from_numpy(np.ascontiguousarray(samples)), rate, target).numpy().astype(np.float32)
+
+
+# ----------------------------------------------------------------------------- video
+def load_video(path: str | os.PathLike, num_frames: int = 8, audio_sample_rate: int | None = 16000,
+               max_seconds: float | None = None) -> VideoClip:
+    """K=num_frames RGB frames at the centres of K equal slices of the video, found by seeking
+    (never decoding the whole file), plus the mono soundtrack at audio_sample_rate (None if absent)."""
+    if num_frames < 1:
+        raise ValueError(f"num_frames must be >= 1, got {num_frames}")
+    p = _check_file(path)
+    with _open_av(p) as container:
+        if _is_image_container(container):
+            raise DecodeError(p, f"is an image ({container.format.name}), not a video")
+        stream = _video_stream(container)
+        if stream is None:
+            raise DecodeError(p, "has no video stream" + (" (audio only)" if container.streams.audio else ""))
+        start = float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
+        duration = _video_duration(container, stream, start)
+        _too_long(p, "video", duration, max_seconds)
+        fps = float(stream.average_rate or stream.guessed_rate or 0) or None
+        frames, times = [], []
+        for i in range(num_frames):
+            target = start + (i + 0.5) * duration / num_frames
+            frame = _frame_at(p, container, stream, target, fps)
+            frames.append(frame.to_image())
+            times.append((frame.time if frame.time is not None else target) - start)
+        has_audio = bool(container.streams.audio)
+    audio = _soundtrack(p, audio_sample_rate) if has_audio else None
+    return VideoClip(frames, times, audio, duration, fps)
+
+
+def _video_duration(container: Any, stream: Any, start: float) -> float:
+    """Seconds from metadata (stream, then container); else by demuxing packets (no decoding)."""
+    import av
+
+    if stream.duration and stream.time_base:
+        return float(stream.duration * stream.time_base)
+    if container.duration and container.duration > 0:  # counted from the container's start
+        late_start = start - (container.start_time or 0) / av.time_base
+        return container.duration / av.time_base - max(late_start, 0.0)
+    end = start
+    for packet in container.demux(stream):
+        if packet.pts is not None and packet.time_base is not None:
+            end = max(end, float((packet.pts + (packet.duration or 0)) * packet.time_base))
+    return end - start
+
+
+def _frame_at(p: Path, container: Any, stream: Any, target: float, fps: float | None) -> Any:
+    """Seek to the keyframe before `target` (seconds) and decode forward to the first frame at/after it."""
+    import av
+
+    try:
+        container.seek(int(target / float(stream.time_base)), stream=stream)
+    except av.error.FFmpegError:
+        pass  # unseekable: decode forward from where we are
+    last = None
+    for frame in _frames(container, stream):
+        if frame.time is None or frame.time >= target - 1e-6:
+            return frame
+        last = frame
+    # end of stream: the last frame is shown at `target` if it is close enough
+    if last is not None and target - last.time <= max(0.5, 2.0 / (fps or 1.0)):
+        return last
+    where = f"after {last.time:.2f}s" if last is not None else "at all"
+    raise DecodeError(p, f"no video frame could be decoded near {target:.2f}s ({where}; truncated or corrupt file?)")
+
+
+def _soundtrack(p: Path, sample_rate: int | None) -> Audio | None:
+    """The mono soundtrack of a video file, or None (logged) if it decodes to nothing."""
+    with _open_av(p) as container:
+        try:
+            samples, rate = _decode_av_audio(p, container, container.streams.audio[0], None)
+        except DecodeError as e:
+            samples, rate = np.zeros(0, np.float32), 0
+            log.warning("%s", e)
+    if samples.size == 0:
+        log.warning("%s: the audio stream decodes to 0 samples; returning audio=None", p)
+        return None
+    return Audio(_resample(samples, rate, sample_rate), sample_rate or rate)
+
+
+# ----------------------------------------------------------------------------- probing
+def probe_kind(path: str | os.PathLike) -> str:
+    """'image' | 'audio' | 'video' from the file's content (not its name); DecodeError if none fits."""
+    p = _check_file(path)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(p) as im:
+                if im.format != "MPEG":  # PIL "identifies" MPEG-1 video but cannot decode it
+                    return "image"
+    except Image.DecompressionBombError:
+        return "image"
+    except Exception:  # any PIL failure just means "not an image PIL reads"
+        pass
+    with _open_av(p) as container:
+        if _is_image_container(container):
+            return "image"
+        if _video_stream(container) is not None:
+            return "video"
+        if container.streams.audio:
+            return "audio"
+    raise DecodeError(p, "contains no image, audio or video stream")
