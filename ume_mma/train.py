@@ -50,7 +50,8 @@ class Job:
         self.targets: dict[str, torch.Tensor] = {}
         protos = {m: create_encoder(s, pretrained=bool(s.frozen and s.pretrained)) for m, s in self.specs.items()}
         for split in (cfg.train_split, cfg.val_split, cfg.test_split):
-            samples = [s for s in data.samples if s.split == split][: cfg.limit]
+            samples = [s for s in data.samples if s.split == split
+                       and (split != cfg.test_split or all(s.meta.get(k) == v for k, v in cfg.test_meta.items()))][: cfg.limit]
             if not samples:
                 raise ValueError(f"{cfg.data}: split {split!r} has no samples")
             with self.acc.main_process_first():

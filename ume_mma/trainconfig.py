@@ -33,6 +33,7 @@ class TrainConfig:
     train_split: str = "train"
     val_split: str = "val"
     test_split: str = "test"
+    test_meta: dict[str, Any] = field(default_factory=dict)  # keep test rows whose meta matches (e.g. style)
     limit: int | None = None                    # cap samples per split (smoke runs, tests)
     cache_dir: str | None = "~/.cache/ume_mma/features"
     eval_repeats: int = 3

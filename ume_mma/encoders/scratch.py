@@ -44,7 +44,7 @@ class ImageCNN(Encoder):
 
 
 class LogMelCNN(Encoder):
-    """3-layer CNN over a log-mel spectrogram. Input waveform ``Tensor[B, N]`` -> ``Tensor[B, D]``."""
+    """3-layer CNN over a log-mel spectrogram. ``preprocess``: waveforms -> ``Tensor[B, M, T]``; forward -> ``Tensor[B, D]``."""
 
     def __init__(self, spec: EncoderSpec) -> None:
         super().__init__(spec)
@@ -61,13 +61,15 @@ class LogMelCNN(Encoder):
         self.features = _conv_stack(1, widths)
         self.proj = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(widths[-1], spec.embed_dim), nn.ReLU())
 
+    @torch.no_grad()
     def preprocess(self, raws: list[Any]) -> torch.Tensor:
-        return torch.stack([audio_to_tensor(a, self.spec.sample_rate, self.seconds) for a in raws])  # (B, N)
+        """Waveforms -> per-clip normalised log-mel ``Tensor[B, M, T]`` (computed once, cacheable)."""
+        wave = torch.stack([audio_to_tensor(a, self.spec.sample_rate, self.seconds) for a in raws])  # (B, N)
+        spec = torch.log(self.mel.to(wave.device)(wave) + 1e-6)  # (B, M, T)
+        return (spec - spec.mean(dim=(1, 2), keepdim=True)) / (spec.std(dim=(1, 2), keepdim=True) + 1e-5)
 
-    def forward(self, wave: torch.Tensor) -> torch.Tensor:
-        spec = torch.log(self.mel(wave) + 1e-6)  # (B, M, T)
-        spec = (spec - spec.mean(dim=(1, 2), keepdim=True)) / (spec.std(dim=(1, 2), keepdim=True) + 1e-5)
-        return self.proj(self.features(spec.unsqueeze(1)))  # (B, D)
+    def forward(self, spec: torch.Tensor) -> torch.Tensor:
+        return self.proj(self.features(spec.unsqueeze(1)))  # (B, M, T) -> (B, D)
 
 
 class HashedTextCNN(Encoder):
@@ -120,7 +122,7 @@ register_encoder(EncoderSpec(
 ))
 register_encoder(EncoderSpec(
     name="scratch.logmel-cnn", modality="audio", source="scratch", embed_dim=128, sample_rate=8000,
-    options={"arch": "logmel_cnn", "seconds": 1.0, "n_fft": 256, "hop": 80, "n_mels": 40, "widths": [32, 64, 64]},
+    options={"arch": "logmel_cnn", "seconds": 1.0, "n_fft": 256, "hop": 100, "n_mels": 40, "widths": [16, 32, 64]},
     description="3-layer CNN on 1 s of 8 kHz log-mel spectrogram, trained from scratch",
 ))
 register_encoder(EncoderSpec(

@@ -1,0 +1,152 @@
+"""Reproduce ``results/``: ``python -m ume_mma.results [--seeds 0 1 2] [--benchmarks av-digits-hard emoji-vl]``.
+
+For each benchmark and seed it trains every model of the method (``ume_mma.train``) with each encoder
+family: ``scratch`` (small encoders trained from scratch), ``pretrained`` (offline-packaged pre-trained
+encoders, frozen) and ``best`` (per modality, the encoder whose uni-modal model is better on
+validation, chosen per seed). Then it writes markdown tables (mean ± std over seeds, test split) and
+missing-rate plots to ``results/``. Data folders are built first when missing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from pathlib import Path
+from typing import Any
+
+from ume_mma.report import accuracy_columns, column_title, plot_missing_rate_curve
+from ume_mma.trainconfig import load_config
+
+BENCHMARKS: dict[str, dict[str, Any]] = {
+    "av-digits-hard": {
+        "config": "configs/av-digits-hard.toml",
+        "build": ["av-digits", "--setting", "hard"],
+        "families": {
+            "scratch": {"image": "scratch.image-cnn", "audio": "scratch.logmel-cnn"},
+            "pretrained": {"image": "packaged.efficientnet-lite0", "audio": "packaged.whisper-tiny-en"},
+        },
+    },
+    "emoji-vl": {
+        "config": "configs/emoji-vl.toml",
+        "build": ["emoji-vl"],
+        "families": {
+            "scratch": {"image": "scratch.image-cnn-rgb", "text": "scratch.hashed-text"},
+            "pretrained": {"image": "packaged.efficientnet-lite0", "text": "packaged.minilm-l6"},
+        },
+    },
+}
+ROWS = ["{m}-only", "naive", "ume", "mma", "ume-mma"]
+
+
+def run_benchmark(name: str, seeds: list[int], runs: Path, resume: bool) -> dict[str, dict[int, dict[str, Any]]]:
+    """Train every family for every seed; returns family -> seed -> metrics.json content."""
+    from ume_mma.train import run
+
+    bench = BENCHMARKS[name]
+    out: dict[str, dict[int, dict[str, Any]]] = {}
+    for seed in seeds:
+        for family, encoders in bench["families"].items():
+            out.setdefault(family, {})[seed] = _train(run, bench, name, family, encoders, seed, runs, resume)
+        best = {m: _best_encoder(out, m, seed, bench["families"]) for m in encoders}
+        out.setdefault("best", {})[seed] = _train(run, bench, name, "best", best, seed, runs, resume)
+    return out
+
+
+def _train(run: Any, bench: dict, name: str, family: str, encoders: dict[str, str], seed: int, runs: Path, resume: bool) -> dict:
+    folder = runs / name / family / f"seed{seed}"
+    if resume and (folder / "metrics.json").is_file():
+        saved = json.loads((folder / "metrics.json").read_text())
+        if saved.get("encoders") == encoders:
+            return saved
+    overrides = [f"seed={seed}", f"out={folder}"] + [f"encoders.{m}={e}" for m, e in encoders.items()]
+    cfg = load_config(bench["config"], overrides)
+    print(f"== {name} / {family} / seed {seed}: {encoders}", flush=True)
+    return run(cfg, resume=resume)
+
+
+def _best_encoder(out: dict, modality: str, seed: int, families: dict[str, dict[str, str]]) -> str:
+    """The encoder whose uni-modal model has the best full validation accuracy for this seed."""
+    scores = {fam: out[fam][seed]["val"][f"{modality}-only"]["accuracy"]["full"] for fam in families}
+    return families[max(scores, key=scores.get)][modality]
+
+
+def _cell(values: list[float]) -> str:
+    if not values:
+        return "-"
+    mean = 100 * statistics.fmean(values)
+    std = 100 * statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{mean:.1f} ± {std:.1f}"
+
+
+def table(name: str, results: dict[str, dict[int, dict[str, Any]]]) -> str:
+    """Markdown: one row per family x model, columns full / without m / MR25-75, mean ± std."""
+    any_run = next(iter(next(iter(results.values())).values()))
+    mods = sorted(any_run["encoders"])
+    cols = accuracy_columns(any_run["test"]["ume"]["accuracy"])
+    lines = [f"### {name} (test split, {len(next(iter(results.values())))} seeds, accuracy %)", "",
+             "| encoders | model | " + " | ".join(column_title(c) for c in cols) + " |", "|" + "---|" * (len(cols) + 2)]
+    for family, by_seed in results.items():
+        rows = [r.format(m=m) for r in ROWS for m in (mods if "{m}" in r else [None])]
+        for row in rows:
+            cells = []
+            for c in cols:
+                vals = [_value(run["test"][row], row, c) for run in by_seed.values()]
+                cells.append(_cell([v for v in vals if v is not None]))
+            enc = ", ".join(f"{m}: {e}" for m, e in sorted(next(iter(by_seed.values()))["encoders"].items()))
+            lines.append(f"| {family} ({enc}) | {row} | " + " | ".join(cells) + " |")
+    chosen = {f: [r["chosen"] for r in s.values()] for f, s in results.items()}
+    lines += ["", "UME-MMA's choice per seed (on full-modality validation): " +
+              "; ".join(f"{f}: {', '.join(c)}" for f, c in chosen.items())]
+    return "\n".join(lines)
+
+
+def _value(metrics: dict, row: str, col: str) -> float | None:
+    acc = metrics["accuracy"]
+    if col in acc:
+        return acc[col]
+    if row.endswith("-only"):  # a uni-modal model: unaffected unless its own modality is removed
+        m = row.removesuffix("-only")
+        if col == f"without_{m}":
+            return None
+        if col.startswith("without_"):
+            return acc["full"]
+    return None
+
+
+def plot(name: str, results: dict, folder: Path) -> Path:
+    curves = {}
+    for family, by_seed in results.items():
+        for row in ("naive", "ume", "mma"):
+            accs = [run["test"][row]["accuracy"] for run in by_seed.values()]
+            curves[f"{family}: {row}"] = {k: statistics.fmean(a[k] for a in accs) for k in accs[0]}
+    return plot_missing_rate_curve(curves, folder / f"{name}-missing-rate.png", title=f"{name}: accuracy vs missing rate")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m ume_mma.results", description=__doc__.split("\n")[0])
+    ap.add_argument("--benchmarks", nargs="+", default=list(BENCHMARKS), choices=list(BENCHMARKS))
+    ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    ap.add_argument("--runs", default="runs", help="where training runs are written")
+    ap.add_argument("--results", default="results", help="where tables and plots are written")
+    ap.add_argument("--fresh", action="store_true", help="retrain runs that already finished")
+    args = ap.parse_args(argv)
+    folder = Path(args.results)
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in args.benchmarks:
+        cfg = load_config(BENCHMARKS[name]["config"])
+        if not (Path(cfg.data) / "metadata.jsonl").is_file():
+            from ume_mma.data.__main__ import main as data_main
+
+            data_main(["build", *BENCHMARKS[name]["build"], cfg.data])
+        results = run_benchmark(name, args.seeds, Path(args.runs), resume=not args.fresh)
+        (folder / f"{name}.md").write_text(table(name, results) + "\n")
+        (folder / f"{name}.json").write_text(json.dumps(results, indent=1, sort_keys=True) + "\n")
+        plot(name, results, folder)
+        print(table(name, results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
