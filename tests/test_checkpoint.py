@@ -82,7 +82,7 @@ def test_committed_v1_fixture_still_loads_with_same_outputs(tmp_path):
     model = from_pretrained(folder)
     expected = json.loads((folder / "expected_outputs.json").read_text())["fused"]
     with torch.no_grad():
-        out = model(fixture_inputs(), {"image": torch.tensor([True, True]), "audio": torch.tensor([True, False])})
+        out = model(fixture_inputs(model), {"image": torch.tensor([True, True]), "audio": torch.tensor([True, False])})
     assert torch.allclose(out.fused, torch.tensor(expected), atol=1e-5)
 
 

@@ -62,18 +62,31 @@ def _cache_key(samples: list[Any], modality: str, spec: EncoderSpec, kind: str) 
     return h.hexdigest()[:20]
 
 
-def _preprocess_all(samples: list[Any], modality: str, encoder: Encoder, desc: str) -> tuple[Batch, torch.Tensor]:
+def _preprocess_all(samples: list[Any], modality: str, encoder: Encoder, desc: str, frozen: bool) -> tuple[Batch, torch.Tensor]:
+    """Decode + preprocess every distinct input once (and encode it, if ``frozen``); rows of samples
+    that share an input share its result. Returns (``Tensor[N, ...]`` or dict, ``BoolTensor[N]``)."""
     present = torch.tensor([getattr(s, modality, None) is not None for s in samples], dtype=torch.bool)
     idx = present.nonzero().flatten().tolist()
-    if modality == "text" or not idx:  # tokenizers pad per call: one call keeps one length
-        raws = [load_raw(samples[i], modality, encoder.spec) for i in idx] or [""]
+    # Rows that share an input (the same clip paired with several images) are decoded once.
+    first: dict[Any, int] = {}
+    for i in idx:
+        first.setdefault(getattr(samples[i], modality) if modality == "text" else samples[i].path(modality), i)
+    unique = list(first.values())
+    if modality == "text" or not unique:  # tokenizers pad per call: one call keeps one length
+        raws = [load_raw(samples[i], modality, encoder.spec) for i in unique] or [""]
         batch = encoder.preprocess(raws)
     else:
         parts = []
-        for start in tqdm(range(0, len(idx), CHUNK), desc=desc, leave=False):
-            raws = [load_raw(samples[i], modality, encoder.spec) for i in idx[start:start + CHUNK]]
+        for start in tqdm(range(0, len(unique), CHUNK), desc=desc, leave=False):
+            raws = [load_raw(samples[i], modality, encoder.spec) for i in unique[start:start + CHUNK]]
             parts.append(encoder.preprocess(raws))
         batch = torch.cat(parts) if isinstance(parts[0], torch.Tensor) else {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
+    if frozen:  # encode each distinct input once
+        batch = encode_all(encoder, ModalityInputs(batch, torch.ones(len(unique), dtype=torch.bool), False))
+    slot = {i: k for k, i in enumerate(unique)}
+    rows = torch.tensor([slot[first[getattr(samples[i], modality) if modality == "text" else samples[i].path(modality)]] for i in idx], dtype=torch.long)
+    take = (lambda t: t[rows]) if idx else (lambda t: t[:0])
+    batch = {k: take(v) for k, v in batch.items()} if isinstance(batch, dict) else take(batch)
     return _scatter(batch, idx, len(samples)), present
 
 
@@ -88,12 +101,12 @@ def _scatter(batch: Batch, idx: list[int], n: int) -> Batch:
 
 
 @torch.no_grad()
-def encode_all(encoder: Encoder, inputs: ModalityInputs, batch_size: int = 256) -> torch.Tensor:
+def encode_all(encoder: Encoder, inputs: ModalityInputs, batch_size: int = 256, desc: str = "") -> torch.Tensor:
     """Run ``encoder`` over every present row -> ``Tensor[N, D]`` (missing rows zero)."""
     encoder.eval()
     idx = inputs.present.nonzero().flatten()
     out = torch.zeros(len(inputs.present), encoder.embed_dim)
-    for start in range(0, len(idx), batch_size):
+    for start in tqdm(range(0, len(idx), batch_size), desc=desc or f"encode {encoder.spec.name}", leave=False, disable=len(idx) <= batch_size):
         rows = idx[start:start + batch_size]
         out[rows] = encoder(to_device(inputs.rows(rows), encoder.device)).float().cpu()
     return out
@@ -114,9 +127,7 @@ def prepare(samples: list[Any], modality: str, encoder: Encoder, cache_dir: Path
             present = data.pop("__present__").bool()
             batch: Batch = data["__tensor__"] if "__tensor__" in data else data
             return ModalityInputs(batch, present, frozen)
-    batch, present = _preprocess_all(samples, modality, encoder, f"decode {modality} {label}")
-    if frozen:
-        batch = encode_all(encoder, ModalityInputs(batch, present, False))
+    batch, present = _preprocess_all(samples, modality, encoder, f"decode {modality} {label}", frozen)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         tensors = dict(batch) if isinstance(batch, dict) else {"__tensor__": batch}

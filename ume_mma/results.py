@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import statistics
 import sys
 from pathlib import Path
@@ -20,21 +21,15 @@ from ume_mma.report import accuracy_columns, column_title, plot_missing_rate_cur
 from ume_mma.trainconfig import load_config
 
 BENCHMARKS: dict[str, dict[str, Any]] = {
+    # family -> training config (its [encoders] table names the family's encoders); "best" reuses the
+    # first family's config with the per-modality winners.
     "av-digits-hard": {
-        "config": "configs/av-digits-hard.toml",
         "build": ["av-digits", "--setting", "hard"],
-        "families": {
-            "scratch": {"image": "scratch.image-cnn", "audio": "scratch.logmel-cnn"},
-            "pretrained": {"image": "packaged.efficientnet-lite0", "audio": "packaged.whisper-tiny-en"},
-        },
+        "families": {"scratch": "configs/av-digits-hard.toml", "pretrained": "configs/av-digits-hard-pretrained.toml"},
     },
     "emoji-vl": {
-        "config": "configs/emoji-vl.toml",
         "build": ["emoji-vl"],
-        "families": {
-            "scratch": {"image": "scratch.image-cnn-rgb", "text": "scratch.hashed-text"},
-            "pretrained": {"image": "packaged.efficientnet-lite0", "text": "packaged.minilm-l6"},
-        },
+        "families": {"scratch": "configs/emoji-vl.toml", "pretrained": "configs/emoji-vl-pretrained.toml"},
     },
 }
 ROWS = ["{m}-only", "naive", "ume", "mma", "ume-mma"]
@@ -42,34 +37,40 @@ ROWS = ["{m}-only", "naive", "ume", "mma", "ume-mma"]
 
 def run_benchmark(name: str, seeds: list[int], runs: Path, resume: bool) -> dict[str, dict[int, dict[str, Any]]]:
     """Train every family for every seed; returns family -> seed -> metrics.json content."""
-    from ume_mma.train import run
-
-    bench = BENCHMARKS[name]
+    families = BENCHMARKS[name]["families"]
     out: dict[str, dict[int, dict[str, Any]]] = {}
     for seed in seeds:
-        for family, encoders in bench["families"].items():
-            out.setdefault(family, {})[seed] = _train(run, bench, name, family, encoders, seed, runs, resume)
-        best = {m: _best_encoder(out, m, seed, bench["families"]) for m in encoders}
-        out.setdefault("best", {})[seed] = _train(run, bench, name, "best", best, seed, runs, resume)
+        for family, config in families.items():
+            out.setdefault(family, {})[seed] = _train(config, load_config(config).encoders, name, family, seed, runs, resume)
+        modalities = load_config(next(iter(families.values()))).encoders
+        winners = {m: _best_family(out, m, seed, families) for m in modalities}
+        best = {m: out[fam][seed]["encoders"][m] for m, fam in winners.items()}
+        target = runs / name / "best" / f"seed{seed}" / "models"
+        for m, fam in winners.items():  # the chosen uni-modal models are reused, not retrained
+            src = runs / name / fam / f"seed{seed}" / "models" / f"unimodal-{m}"
+            if not (target / src.name).exists():
+                shutil.copytree(src, target / src.name)
+        out.setdefault("best", {})[seed] = _train(next(iter(families.values())), best, name, "best", seed, runs, True)
     return out
 
 
-def _train(run: Any, bench: dict, name: str, family: str, encoders: dict[str, str], seed: int, runs: Path, resume: bool) -> dict:
+def _train(config: str, encoders: dict[str, str], name: str, family: str, seed: int, runs: Path, resume: bool) -> dict:
+    from ume_mma.train import run
+
     folder = runs / name / family / f"seed{seed}"
     if resume and (folder / "metrics.json").is_file():
         saved = json.loads((folder / "metrics.json").read_text())
         if saved.get("encoders") == encoders:
             return saved
     overrides = [f"seed={seed}", f"out={folder}"] + [f"encoders.{m}={e}" for m, e in encoders.items()]
-    cfg = load_config(bench["config"], overrides)
     print(f"== {name} / {family} / seed {seed}: {encoders}", flush=True)
-    return run(cfg, resume=resume)
+    return run(load_config(config, overrides), resume=resume)
 
 
-def _best_encoder(out: dict, modality: str, seed: int, families: dict[str, dict[str, str]]) -> str:
-    """The encoder whose uni-modal model has the best full validation accuracy for this seed."""
+def _best_family(out: dict, modality: str, seed: int, families: dict[str, str]) -> str:
+    """The family whose uni-modal model for ``modality`` has the best full validation accuracy."""
     scores = {fam: out[fam][seed]["val"][f"{modality}-only"]["accuracy"]["full"] for fam in families}
-    return families[max(scores, key=scores.get)][modality]
+    return max(scores, key=scores.get)
 
 
 def _cell(values: list[float]) -> str:
@@ -135,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     folder = Path(args.results)
     folder.mkdir(parents=True, exist_ok=True)
     for name in args.benchmarks:
-        cfg = load_config(BENCHMARKS[name]["config"])
+        cfg = load_config(next(iter(BENCHMARKS[name]["families"].values())))
         if not (Path(cfg.data) / "metadata.jsonl").is_file():
             from ume_mma.data.__main__ import main as data_main
 

@@ -124,6 +124,7 @@ class Job:
             bar = tqdm(loader, desc=f"{name} {epoch + 1}/{epochs}", disable=not acc.is_main_process, leave=False)
             for idx in bar:
                 inputs, feats, present = self._batch(split, idx.cpu(), pairing, mods)
+                inputs = {m: acc.unwrap_model(model).encoders[m].augment(x, g) for m, x in inputs.items()}
                 if dropout_p > 0:
                     present = {m: v.to(acc.device) for m, v in modality_dropout({m: v.cpu() for m, v in present.items()}, dropout_p, g).items()}
                 out = model(inputs, present, features=feats)

@@ -36,6 +36,10 @@ class Encoder(nn.Module):
     def load_pretrained(self) -> None:
         """Load the weights named by ``spec.pretrained``. Encoders without pretrained weights do nothing."""
 
+    def augment(self, batch: Batch, generator: torch.Generator) -> Batch:
+        """Training-time augmentation of a preprocessed batch (seeded). Default: none."""
+        return batch
+
     @property
     def device(self) -> torch.device:
         for p in self.parameters():
