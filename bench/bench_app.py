@@ -1,0 +1,181 @@
+"""Benchmark of the app on one checkpoint (a script, not a test).
+
+    HF_HUB_OFFLINE=1 .venv/bin/python bench/bench_app.py [--checkpoint checkpoints/av-digits]
+
+Measures: the first predict vs a toggled repeat (a modality switched off: cached encoder outputs);
+a cold predict vs the encoders' own time (preprocess + forward, measured directly); a 60 s vs a 10 s
+video; 16 concurrent gradio_client calls to /predict; the resident memory of the process after warm-up.
+Writes bench/results/app.json and prints a markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import app  # noqa: E402
+from ume_mma import io  # noqa: E402
+from ume_mma.predictor import Limits  # noqa: E402
+
+ASSETS = ROOT / "assets"
+
+
+def timed(fn, *args, **kwargs) -> tuple[float, object]:
+    t = time.perf_counter()
+    out = fn(*args, **kwargs)
+    return time.perf_counter() - t, out
+
+
+def median_time(fn, repeats: int, before=None) -> float:
+    times = []
+    for _ in range(repeats):
+        if before:
+            before()
+        times.append(timed(fn)[0])
+    return statistics.median(times)
+
+
+def example_inputs(modalities: list[str]) -> dict[str, str]:
+    files = {"image": ASSETS / "agree_7_image_7.png", "audio": ASSETS / "agree_7_speech_7_en_US_f_Allison.wav"}
+    inputs = {m: str(p) for m, p in files.items() if m in modalities}
+    if "text" in modalities:
+        inputs["text"] = "seven"
+    return inputs
+
+
+def encoder_time(predictor, inputs: dict[str, str], repeats: int) -> float:
+    """Sum over modalities of the encoder's own preprocess + forward on the decoded input (median)."""
+    total = 0.0
+    for m, value in inputs.items():
+        if m == "image":
+            raw = io.load_image(value)
+        elif m == "audio":
+            raw = io.load_audio(value, predictor.model.config.spec(m).sample_rate)
+        else:
+            raw = value
+        encoder = predictor.model.encoders[m]
+        total += median_time(lambda enc=encoder, r=raw: enc.encode([r]), repeats)
+    return total
+
+
+def bench_predictor(pool, ref: str, repeats: int) -> dict[str, float]:
+    item = pool.get(ref)
+    predictor = item.predictor
+    inputs = example_inputs(predictor.modalities)
+    keep = sorted(inputs)[:1]  # the toggle: every other modality switched off
+
+    def clear() -> None:
+        predictor.cache.clear()
+        predictor.frames.clear()
+
+    clear()
+    first, pred = timed(pool.predict, ref, inputs, None)
+    toggled = median_time(lambda: pool.predict(ref, inputs, keep), repeats)
+    views = median_time(lambda: app.result_views(pred, predictor.modalities, predictor.modalities), repeats)
+    cold = median_time(lambda: pool.predict(ref, inputs, None), repeats, before=clear)
+    enc = encoder_time(predictor, inputs, repeats)
+    return {"first_predict_s": first, "toggled_repeat_s": toggled, "first_vs_toggled_ratio": first / toggled,
+            "ui_views_render_s": views, "cold_predict_s": cold, "encoders_own_s": enc,
+            "cold_predict_vs_encoders_ratio": cold / enc, "toggle_keeps": keep[0]}
+
+
+def bench_video(pool, ref: str, repeats: int, tmp: Path) -> dict[str, float]:
+    from tests.media import make_video
+
+    predictor = pool.get(ref).predictor
+    out = {}
+    for seconds in (10, 60):
+        path = make_video(tmp / f"v{seconds}.mp4", seconds=seconds, size=(320, 240), fps=25)
+
+        def clear() -> None:
+            predictor.cache.clear()
+            predictor.frames.clear()
+
+        out[f"video_{seconds}s_predict_s"] = median_time(lambda p=path: pool.predict(ref, {"video": str(p)}, None),
+                                                          repeats, before=clear)
+    out["video_60s_vs_10s_ratio"] = out["video_60s_predict_s"] / out["video_10s_predict_s"]
+    return out
+
+
+def bench_concurrent(url: str, modalities: list[str], calls: int = 16) -> dict[str, float]:
+    from gradio_client import Client, handle_file
+
+    inputs = example_inputs(modalities)
+    kwargs = {k: (handle_file(v) if k != "text" else v) for k, v in inputs.items()}
+    clients = [Client(url, verbose=False) for _ in range(calls)]
+    clients[0].predict(**kwargs, api_name="/predict")  # warm-up
+
+    def one(client) -> bool:
+        try:
+            return "fused" in client.predict(**kwargs, api_name="/predict")
+        except Exception as exc:  # noqa: BLE001 - a failure is counted, not raised
+            print("call failed:", exc, file=sys.stderr)
+            return False
+
+    with ThreadPoolExecutor(calls) as ex:
+        wall, ok = timed(lambda: list(ex.map(one, clients)))
+    return {"concurrent_calls": calls, "concurrent_failures": calls - sum(ok), "concurrent_wall_s": wall,
+            "throughput_calls_per_s": calls / wall}
+
+
+def run_all(pool, ref: str, repeats: int) -> dict[str, object]:
+    results: dict[str, object] = bench_predictor(pool, ref, repeats)
+    with tempfile.TemporaryDirectory() as tmp:
+        if {"image", "audio"} & set(pool.get(ref).predictor.modalities):
+            results |= bench_video(pool, ref, repeats, Path(tmp))
+    demo = app.build_demo(ref, pool=pool)
+    app.launch_app(demo, prevent_thread_lock=True, quiet=True)
+    try:
+        results |= bench_concurrent(demo.local_url, pool.get(ref).predictor.modalities)
+    finally:
+        demo.close()
+    return results
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--checkpoint", default=app.DEFAULT_CHECKPOINT)
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--torch-threads", type=int, nargs="+", default=[0, 1],
+                    help="torch intra-op thread counts to measure (0 = torch's default)")
+    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "app.json")
+    args = ap.parse_args()
+    import psutil
+    import torch
+
+    default_threads = torch.get_num_threads()
+    pool = app.PredictorPool(Limits(max_video_seconds=120))
+    load_s, _ = timed(pool.get, args.checkpoint)
+    runs = {}
+    for n in args.torch_threads:
+        torch.set_num_threads(n or default_threads)
+        runs[f"torch_threads={n or default_threads}"] = run_all(pool, args.checkpoint, args.repeats)
+    results = {"checkpoint": args.checkpoint, "load_s": load_s,
+               "rss_mb_after_warmup": psutil.Process().memory_info().rss / 2**20, "runs": runs,
+               "machine": {"cpus": os.cpu_count(), "load_avg_1min": os.getloadavg()[0],
+                           "python": platform.python_version(), "platform": platform.platform()}}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"checkpoint {args.checkpoint}: loaded in {load_s:.2f} s, RSS after warm-up "
+          f"{results['rss_mb_after_warmup']:.0f} MB, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}\n")
+    print("| metric | " + " | ".join(runs) + " |\n|---|" + "---|" * len(runs))
+    for key in next(iter(runs.values())):
+        cells = [f"{r[key]:.4g}" if isinstance(r[key], float) else str(r[key]) for r in runs.values()]
+        print(f"| {key} | " + " | ".join(cells) + " |")
+    print(f"\nwritten to {args.out}")
+
+
+if __name__ == "__main__":
+    main()

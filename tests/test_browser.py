@@ -1,0 +1,86 @@
+"""The app in a real browser: Playwright for Python driving Debian's /usr/bin/chromium.
+
+Uploads an image and an audio file, waits for the fused card, switches a modality off and checks that
+the fused card now gives the remaining branch's answer. Saves tests/artifacts/browser.png.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
+
+pytestmark = pytest.mark.skipif(not CHROMIUM.exists(),
+                                reason="needs Debian chromium at /usr/bin/chromium (apt-get install chromium)")
+sync_api = pytest.importorskip("playwright.sync_api", reason="needs playwright for Python (pip install playwright)")
+
+import app  # noqa: E402
+from tests.test_app import train_tiny  # noqa: E402
+from ume_mma.predictor import Limits  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    root = tmp_path_factory.mktemp("browser")
+    ref = str(train_tiny(root))
+    pool = app.PredictorPool(Limits())
+    demo = app.build_demo(ref, pool=pool)
+    app.launch_app(demo, prevent_thread_lock=True, quiet=True)
+    try:
+        yield demo.local_url, pool.get(ref).predictor, root / "data"
+    finally:
+        demo.close()
+
+
+@pytest.fixture(scope="module")
+def page(served):
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.set_default_timeout(30_000)
+            page.goto(served[0])
+            yield page
+        finally:
+            browser.close()
+
+
+def top_label(page, card: str) -> str:
+    return page.locator(f"#{card}-card [data-testid='label-output-value']").inner_text().strip()
+
+
+def test_switching_a_modality_off_updates_the_fused_card(served, page):
+    _, predictor, data = served
+    image, audio = data / "images" / "test-a-0.png", data / "audio" / "test-c-0.wav"
+    expect = sync_api.expect
+    page.locator("#image-input input[type=file]").set_input_files(str(image))
+    page.locator("#audio-input input[type=file]").set_input_files(str(audio))
+    both = predictor.predict({"image": str(image), "audio": str(audio)})
+    expect(page.locator("#audio-card [data-testid='label-output-value']")).to_have_text(both.branches["audio"].label)
+    expect(page.locator("#fused-card [data-testid='label-output-value']")).to_have_text(both.fused.label)
+    assert top_label(page, "image") == both.branches["image"].label
+
+    page.locator("#toggles").get_by_label("image").click()  # only the audio branch is left
+    only_audio = predictor.predict({"image": str(image), "audio": str(audio)}, ["audio"])
+    expect(page.locator("#image-card")).to_contain_text("off")
+    expect(page.locator("#image-card [data-testid='label-output-value']")).to_have_count(0)  # the card is cleared
+    expect(page.locator("#fused-card [data-testid='label-output-value']")).to_have_text(only_audio.fused.label)
+    expect(page.locator("#sources")).to_contain_text("switched off")
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "browser.png"), full_page=True)
+
+
+def test_a_video_example_shows_its_sampled_frames(page):
+    page.locator("#toggles").get_by_label("image").check()
+    page.get_by_text("video with sound").click()  # an example from assets/examples.json
+    frames = page.locator("#frames img")
+    sync_api.expect(frames).to_have_count(8)
+    sync_api.expect(page.locator("#sources")).to_contain_text("soundtrack of video video_3.mp4")
+    page.screenshot(path=str(ARTIFACTS / "browser_video.png"), full_page=True)

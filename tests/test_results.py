@@ -1,0 +1,44 @@
+"""The results job end to end on a tiny dataset: two families, two seeds, tables and plots."""
+
+import json
+
+import pytest
+
+from tests.tiny import make_tiny_dataset
+from ume_mma import results
+
+
+@pytest.fixture()
+def tiny_benchmark(tmp_path, monkeypatch):
+    make_tiny_dataset(tmp_path / "data", {"train": 8, "val": 4, "test": 4})
+    configs = {}
+    for family, audio in (("scratch", "scratch.logmel-cnn"), ("pretrained", "packaged.whisper-tiny-en")):
+        configs[family] = tmp_path / f"{family}.toml"
+        configs[family].write_text(
+            f'task = "tiny"\ndata = "{tmp_path / "data"}"\nout = "unused"\nepochs = 2\nmma_epochs = 1\nbatch_size = 8\n'
+            f'cache_dir = "{tmp_path / "cache"}"\neval_repeats = 1\n[encoders]\nimage = "scratch.image-cnn"\naudio = "{audio}"\n')
+    monkeypatch.setitem(results.BENCHMARKS, "tiny", {"build": [], "families": {k: str(v) for k, v in configs.items()}})
+    return tmp_path
+
+
+def test_results_tables_plots_and_best_family(tiny_benchmark):
+    tmp = tiny_benchmark
+    assert results.main(["--benchmarks", "tiny", "--seeds", "0", "1", "--runs", str(tmp / "runs"), "--results", str(tmp / "res")]) == 0
+    table = (tmp / "res" / "tiny.md").read_text()
+    for family in ("scratch", "pretrained", "best"):
+        assert f"| {family} (" in table
+    for row in ("audio-only", "image-only", "naive", "ume", "mma", "ume-mma"):
+        assert f"| {row} |" in table
+    assert " ± " in table and "MR50" in table
+    data = json.loads((tmp / "res" / "tiny.json").read_text())
+    assert set(data) == {"scratch", "pretrained", "best"} and set(data["best"]) == {"0", "1"}
+    # the best family takes, per modality, the encoder of the family whose uni-modal model won on validation
+    for seed in ("0", "1"):
+        val = {f: data[f][seed]["val"]["audio-only"]["accuracy"]["full"] for f in ("scratch", "pretrained")}
+        winner = max(val, key=val.get)
+        assert data["best"][seed]["encoders"]["audio"] == data[winner][seed]["encoders"]["audio"]
+    assert (tmp / "res" / "tiny-missing-rate.png").read_bytes()[:4] == b"\x89PNG"
+    # a second call reuses finished runs
+    mtime = (tmp / "runs" / "tiny" / "scratch" / "seed0" / "metrics.json").stat().st_mtime_ns
+    results.main(["--benchmarks", "tiny", "--seeds", "0", "--runs", str(tmp / "runs"), "--results", str(tmp / "res")])
+    assert (tmp / "runs" / "tiny" / "scratch" / "seed0" / "metrics.json").stat().st_mtime_ns == mtime
