@@ -23,7 +23,6 @@ from typing import Any
 
 import gradio as gr
 
-from ume_mma.checkpoint import from_pretrained, load_config, load_metrics
 from ume_mma.errors import DecodeError, UmeMmaError
 from ume_mma.predictor import Limits, Prediction, Predictor
 from ume_mma.registry import MODALITIES
@@ -44,10 +43,9 @@ COLORS = MappingProxyType({"fused": "#3730a3", "audio": "#f59e0b", "image": "#10
 # ----------------------------------------------------------------------------- model state
 @dataclass
 class Loaded:
-    """One loaded checkpoint: its predictor, a lock (a Predictor's caches are not thread-safe), card, metrics."""
+    """One loaded checkpoint: its predictor (thread-safe), model card and stored evaluation."""
 
     predictor: Predictor
-    lock: threading.Lock
     card: str
     metrics: dict[str, Any] | None
 
@@ -75,9 +73,8 @@ class PredictorPool:
                 return self._items[ref]
             try:
                 path = self._path(ref)
-                predictor = Predictor(from_pretrained(path), name=ref, limits=self.limits)
-                folder = load_config(path)[1]
-                item = Loaded(predictor, threading.Lock(), model_card(folder, predictor), load_metrics(folder))
+                predictor = Predictor.from_pretrained(path, name=ref, limits=self.limits)
+                item = Loaded(predictor, model_card(predictor), predictor.metrics)
             except UmeMmaError as exc:
                 raise gr.Error(f"Could not load {ref!r}: {exc}", print_exception=False) from exc
             self._items[ref] = item
@@ -86,9 +83,7 @@ class PredictorPool:
             return item
 
     def predict(self, ref: str, inputs: dict[str, Any], modalities: list[str] | None) -> Prediction:
-        item = self.get(ref)
-        with item.lock:
-            return item.predictor.predict(inputs, modalities)
+        return self.get(ref).predictor.predict(inputs, modalities)
 
 
 def list_checkpoints(root: Path = ROOT) -> list[str]:
@@ -97,11 +92,10 @@ def list_checkpoints(root: Path = ROOT) -> list[str]:
     return sorted(f"checkpoints/{p.parent.name}" for p in folder.glob("*/config.json")) if folder.is_dir() else []
 
 
-def model_card(folder: Path, predictor: Predictor) -> str:
-    """The checkpoint's README.md without its YAML front matter, else a summary of its config."""
-    readme = folder / "README.md"
-    if readme.is_file():
-        text = readme.read_text(encoding="utf-8")
+def model_card(predictor: Predictor) -> str:
+    """The checkpoint's model card without its YAML front matter, else a summary of its config."""
+    text = predictor.card
+    if text:
         if text.startswith("---"):
             text = text.split("---", 2)[-1]
         return text.strip()

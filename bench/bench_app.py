@@ -77,7 +77,7 @@ def bench_predictor(pool, ref: str, repeats: int) -> dict[str, float]:
     keep = sorted(inputs)[:1]  # the toggle: every other modality switched off
 
     def clear() -> None:
-        predictor.cache.clear()
+        predictor.clear_cache()
         predictor.frames.clear()
 
     clear()
@@ -100,7 +100,7 @@ def bench_video(pool, ref: str, repeats: int, tmp: Path) -> dict[str, float]:
         path = make_video(tmp / f"v{seconds}.mp4", seconds=seconds, size=(320, 240), fps=25)
 
         def clear() -> None:
-            predictor.cache.clear()
+            predictor.clear_cache()
             predictor.frames.clear()
 
         out[f"video_{seconds}s_predict_s"] = median_time(lambda p=path: pool.predict(ref, {"video": str(p)}, None),

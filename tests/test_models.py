@@ -100,7 +100,7 @@ def test_from_unimodal_copies_encoders_and_heads():
         for k, v in uni[m].encoders[m].state_dict().items():
             assert torch.equal(ume.encoders[m].state_dict()[k], v)
     x = torch.randn(3, 1, 28, 28)
-    assert torch.allclose(uni["image"].eval()(({"image": x})).branches["image"], ume.eval()({"image": x}).branches["image"])
+    assert torch.allclose(uni["image"].eval()({"image": x}).branches["image"], ume.eval()({"image": x}).branches["image"])
 
 
 def test_config_rejects_unknown_fusion_and_fill():

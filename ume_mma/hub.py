@@ -27,12 +27,14 @@ def resolve(ref: str | Path, allow_patterns: list[str] | None = None) -> Path:
     repo = text[len(HF_PREFIX):] if text.startswith(HF_PREFIX) else text
     if text.startswith(HF_PREFIX) or _looks_like_repo_id(repo):
         return download(repo, allow_patterns)
-    raise CheckpointError(f"{text!r} is neither an existing path nor a Hub repo id (org/name)")
+    raise CheckpointError(f"{text!r} does not exist (and is not a Hub repo id of the form org/name)")
 
 
 def _looks_like_repo_id(text: str) -> bool:
+    """``org/name``: two parts, not an explicit path, and ``org`` is not a local folder
+    (``checkpoints/missing`` is a missing local checkpoint, not a Hub repo)."""
     parts = text.split("@")[0].split("/")
-    return len(parts) == 2 and all(parts) and not text.startswith((".", "/", "~"))
+    return len(parts) == 2 and all(parts) and not text.startswith((".", "/", "~")) and not Path(parts[0]).is_dir()
 
 
 def download(repo: str, allow_patterns: list[str] | None = None) -> Path:

@@ -7,6 +7,7 @@ re-runs no encoder: only heads and fusion, which cost microseconds.
 from __future__ import annotations
 
 import hashlib
+import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -99,12 +100,38 @@ class Predictor:
         self.cache = _LRU(cache_size)       # (modality, encoder, source kind, hash) -> Tensor[D]
         self.frames = _LRU(max(8, cache_size // 8))  # video hash -> sampled frames
         self.stats = {"encoder_calls": 0, "cache_hits": 0}
+        self.folder: Path | None = None     # the checkpoint folder, when loaded from one
+        self._lock = threading.RLock()      # predict() is safe to call from several threads
 
     @classmethod
     def from_pretrained(cls, ref: str | Path, **kwargs: Any) -> Predictor:
+        from ume_mma import hub
         from ume_mma.checkpoint import from_pretrained
 
-        return cls(from_pretrained(ref), name=str(ref), **kwargs)
+        folder = hub.resolve(ref)
+        kwargs.setdefault("name", str(ref))
+        predictor = cls(from_pretrained(folder), **kwargs)
+        predictor.folder = folder
+        return predictor
+
+    @property
+    def metrics(self) -> dict[str, Any] | None:
+        """The checkpoint's stored evaluation (``metrics.json``), if any."""
+        from ume_mma.checkpoint import load_metrics
+
+        return load_metrics(self.folder) if self.folder else None
+
+    @property
+    def card(self) -> str:
+        """The checkpoint's model card (``README.md``), or an empty string."""
+        path = self.folder / "README.md" if self.folder else None
+        return path.read_text(encoding="utf-8") if path and path.is_file() else ""
+
+    def clear_cache(self) -> None:
+        """Forget every cached encoder output and sampled frame."""
+        with self._lock:
+            self.cache.clear()
+            self.frames.clear()
 
     @property
     def modalities(self) -> list[str]:
@@ -189,6 +216,10 @@ class Predictor:
     def predict(self, inputs: Mapping[str, Any], modalities: Iterable[str] | None = None, top_k: int | None = None) -> Prediction:
         """Predict from ``inputs`` (keys ``video``, ``audio``, ``image``: paths or None; ``text``: str,
         empty = absent) using only ``modalities`` (default: all of the model's)."""
+        with self._lock:
+            return self._predict(inputs, modalities, top_k)
+
+    def _predict(self, inputs: Mapping[str, Any], modalities: Iterable[str] | None, top_k: int | None) -> Prediction:
         routes = self.resolve(inputs, modalities)
         clips: dict[Path, io.VideoClip] = {}
         digests: dict[Any, str] = {}  # each file is hashed once per call

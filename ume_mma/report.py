@@ -38,24 +38,28 @@ def metrics_table(metrics: dict[str, Any]) -> str:
     return "\n".join(rows)
 
 
-def plot_missing_rate_curve(curves: dict[str, dict[str, float]], path: str | Path, title: str = "") -> Path:
-    """Accuracy vs missing rate (0 = full) for one or more models. ``curves``: name -> accuracy dict."""
-    import matplotlib
+def missing_rate_figure(curves: dict[str, dict[str, float]], title: str = ""):
+    """Accuracy (%) vs missing rate (0 = full) for one or more models, as a matplotlib ``Figure``
+    (object API: no pyplot global state, safe in a server). ``curves``: name -> accuracy dict."""
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5, 3.5), dpi=120)
+    fig = Figure(figsize=(5, 3.5), dpi=120)
+    ax = fig.add_subplot()
     for name, acc in curves.items():
         xs = [0.0] + [r for r in MISSING_RATES if f"missing_rate_{r}" in acc]
         ys = [acc["full"]] + [acc[f"missing_rate_{r}"] for r in xs[1:]]
         ax.plot([100 * x for x in xs], [100 * y for y in ys], marker="o", label=name)
     ax.set_xlabel("missing rate (%)")
     ax.set_ylabel("accuracy (%)")
+    ax.set_ylim(0, 100)
     ax.set_title(title)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    return fig
+
+
+def plot_missing_rate_curve(curves: dict[str, dict[str, float]], path: str | Path, title: str = "") -> Path:
+    """:func:`missing_rate_figure` written to ``path`` (PNG)."""
+    missing_rate_figure(curves, title).savefig(path)
     return Path(path)

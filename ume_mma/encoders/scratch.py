@@ -151,8 +151,7 @@ register_encoder(EncoderSpec(
 ))
 register_encoder(EncoderSpec(
     name="scratch.logmel-cnn", modality="audio", source="scratch", embed_dim=128, sample_rate=8000,
-    options={"arch": "logmel_cnn", "seconds": 1.0, "n_fft": 256, "hop": 100, "n_mels": 40, "widths": [16, 32, 64],
-             "augment": {"stretch": [0.9, 1.8], "shift": 10, "freq_mask": 6, "time_mask": 8}},
+    options={"arch": "logmel_cnn", "seconds": 1.0, "n_fft": 256, "hop": 100, "n_mels": 40, "widths": [16, 32, 64]},
     description="3-layer CNN on 1 s of 8 kHz log-mel spectrogram, trained from scratch",
 ))
 register_encoder(EncoderSpec(
