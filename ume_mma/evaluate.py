@@ -24,6 +24,7 @@ from ume_mma.models import MultiModalModel
 from ume_mma.report import MISSING_RATES
 
 Mask = dict[str, torch.Tensor]
+MAX_GROUPS = 20  # per-group branch accuracies are reported for up to this many groups (e.g. speakers)
 
 
 @torch.no_grad()
@@ -44,8 +45,10 @@ def accuracy(model: MultiModalModel, feats: dict[str, torch.Tensor], present: Ma
 
 @torch.no_grad()
 def evaluate_features(model: MultiModalModel, feats: dict[str, torch.Tensor], present: Mask,
-                      targets: torch.Tensor, seed: int = 0, repeats: int = 3) -> dict[str, Any]:
-    """All metrics of one model from precomputed features (heads and fusion only)."""
+                      targets: torch.Tensor, seed: int = 0, repeats: int = 3,
+                      groups: list[str | None] | None = None) -> dict[str, Any]:
+    """All metrics of one model from precomputed features (heads and fusion only). With ``groups``
+    (e.g. speakers; at most :data:`MAX_GROUPS` of them) branch accuracies are also given per group."""
     mods = [m for m in model.modalities if m in present]
     present = {m: present[m].bool() for m in mods}
     acc: dict[str, float] = {"full": accuracy(model, feats, present, targets)}
@@ -59,7 +62,14 @@ def evaluate_features(model: MultiModalModel, feats: dict[str, torch.Tensor], pr
     out = model.forward_features(feats, {m: torch.ones_like(p) for m, p in present.items()})
     branches = {m: float((out.branches[m].argmax(-1)[present[m]] == targets[present[m]]).float().mean())
                 for m in mods if bool(present[m].any())}
-    return {"n": int(len(targets)), "accuracy": acc, "branches": branches}
+    result = {"n": int(len(targets)), "accuracy": acc, "branches": branches}
+    names = sorted({g for g in groups or [] if g is not None})
+    if 1 < len(names) <= MAX_GROUPS:
+        result["branches_by_group"] = {
+            m: {g: float((out.branches[m].argmax(-1)[rows] == targets[rows]).float().mean())
+                for g in names if bool((rows := present[m] & torch.tensor([x == g for x in groups])).any())}
+            for m in mods}
+    return result
 
 
 def targets_of(samples: list[Any], labels: list[str]) -> torch.Tensor:
@@ -76,7 +86,7 @@ def evaluate_samples(model: MultiModalModel, samples: list[Any], cache_dir: Path
     """Decode, encode and evaluate ``samples`` (dataset rows) with ``model``."""
     inputs = {m: prepare(samples, m, model.encoders[m], cache_dir) for m in model.modalities}
     return evaluate_features(model, model_features(model, inputs), {m: x.present for m, x in inputs.items()},
-                             targets_of(samples, model.labels), seed, repeats)
+                             targets_of(samples, model.labels), seed, repeats, [s.group for s in samples])
 
 
 def main(argv: list[str] | None = None) -> int:

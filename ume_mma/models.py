@@ -16,7 +16,7 @@ from torch import nn
 
 from ume_mma.encoders.base import Batch, batch_size
 from ume_mma.errors import InputError
-from ume_mma.registry import EncoderSpec, create_encoder
+from ume_mma.registry import EncoderSpec, create_encoder, strict_from_dict
 
 FUSIONS = ("ume", "mma", "naive")
 FILLS = ("drop", "zero", "token")
@@ -65,11 +65,7 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown model config fields {unknown}; known: {sorted(known)}")
-        return cls(**data)
+        return strict_from_dict(cls, data, "model config")
 
 
 @dataclass

@@ -57,14 +57,19 @@ class EncoderSpec:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> EncoderSpec:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown encoder spec fields {unknown}; known: {sorted(known)}")
-        return cls(**data)
+        return strict_from_dict(cls, data, "encoder spec")
 
     def replace(self, **changes: Any) -> EncoderSpec:
         return dataclasses.replace(self, **changes)
+
+
+def strict_from_dict(cls: type, data: dict[str, Any], what: str) -> Any:
+    """Build dataclass ``cls`` from ``data``; unknown keys raise ``ValueError`` naming the known ones."""
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ValueError(f"unknown {what} fields {unknown}; known: {sorted(known)}")
+    return cls(**data)
 
 
 ENCODERS: dict[str, EncoderSpec] = {}

@@ -34,6 +34,12 @@ def metrics_table(metrics: dict[str, Any]) -> str:
     if branches:
         rows += ["", "| branch alone | accuracy |", "|---|---|"]
         rows += [f"| {m} | {100 * v:.1f} |" for m, v in sorted(branches.items())]
+    by_group = metrics.get("branches_by_group", {})
+    if by_group:
+        names = sorted({g for per in by_group.values() for g in per})
+        rows += ["", "| branch alone, per group | " + " | ".join(names) + " |", "|" + "---|" * (len(names) + 1)]
+        rows += [f"| {m} | " + " | ".join(f"{100 * per[g]:.1f}" if g in per else "-" for g in names) + " |"
+                 for m, per in sorted(by_group.items())]
     rows.append(f"\n{metrics.get('n', '?')} samples.")
     return "\n".join(rows)
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +49,7 @@ class Job:
         cache = Path(cfg.cache_dir).expanduser() if cfg.cache_dir else None
         self.inputs: dict[str, Split] = {}
         self.targets: dict[str, torch.Tensor] = {}
+        self.groups: dict[str, list[str | None]] = {}
         protos = {m: create_encoder(s, pretrained=bool(s.frozen and s.pretrained)) for m, s in self.specs.items()}
         for split in (cfg.train_split, cfg.val_split, cfg.test_split):
             samples = [s for s in data.samples if s.split == split
@@ -57,6 +59,7 @@ class Job:
             with self.acc.main_process_first():
                 self.inputs[split] = {m: prepare(samples, m, protos[m], cache, split) for m in self.specs}
             self.targets[split] = targets_of(samples, self.labels)
+            self.groups[split] = [s.group for s in samples]
 
     def log(self, msg: str) -> None:
         if self.acc.is_main_process:
@@ -101,9 +104,8 @@ class Job:
         cfg, acc = self.cfg, self.acc
         for m in model.frozen_modalities():
             model.encoders[m].requires_grad_(False)
-        trainable_encoder = any(p.requires_grad for p in model.encoders.parameters())
         params = [p for p in model.parameters() if p.requires_grad]
-        opt = torch.optim.AdamW(params, lr=lr if trainable_encoder else cfg.head_lr, weight_decay=cfg.weight_decay)
+        opt = torch.optim.AdamW(params, lr=lr, weight_decay=cfg.weight_decay)
         split = self.inputs[cfg.train_split]
         mods = model.modalities
         rows = torch.stack([split[m].present for m in mods]).any(0).nonzero().flatten()
@@ -147,7 +149,7 @@ class Job:
         inputs = self.inputs[split]
         sub = {m: inputs[m] for m in model.modalities}
         return evaluate_features(model, model_features(model, sub), {m: x.present for m, x in sub.items()},
-                                 self.targets[split], self.cfg.seed, self.cfg.eval_repeats)
+                                 self.targets[split], self.cfg.seed, self.cfg.eval_repeats, self.groups[split])
 
 
 def _save_state(folder: Path, model: MultiModalModel, opt: Any, sched: Any, epoch: int) -> None:
@@ -173,18 +175,25 @@ def _load_state(folder: Path, model: MultiModalModel, opt: Any, sched: Any) -> i
 
 def run(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
     """Train every model of the method, choose UME-MMA on validation, evaluate on test, save."""
+    started = time.perf_counter()
     job = Job(cfg, resume)
     out = Path(cfg.out)
     if job.acc.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
         (out / "train_config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
     mods = sorted(job.specs)
-    uni = {m: job.train(f"unimodal-{m}", MultiModalModel(job.model_config([m], "ume")), cfg.epochs, cfg.lr, 0.0) for m in mods}
+    def lr(modalities: list[str]) -> float:  # heads alone (every encoder frozen) take head_lr
+        return cfg.head_lr if all(job.specs[m].frozen for m in modalities) else cfg.lr
+
+    def epochs(m: str) -> int:  # a head on a frozen encoder may need fewer epochs than a trained encoder
+        return cfg.head_epochs if cfg.head_epochs is not None and job.specs[m].frozen else cfg.epochs
+
+    uni = {m: job.train(f"unimodal-{m}", MultiModalModel(job.model_config([m], "ume")), epochs(m), lr([m]), 0.0) for m in mods}
     models: dict[str, MultiModalModel] = {f"{m}-only": uni[m] for m in mods}
     if len(mods) > 1:
         models["ume"] = MultiModalModel.from_unimodal(uni, "ume", task=cfg.task)
         models["ume"].config.training = cfg.to_dict()
-        models["naive"] = job.train("naive", MultiModalModel(job.model_config(mods, "naive")), cfg.epochs, cfg.lr, 0.0)
+        models["naive"] = job.train("naive", MultiModalModel(job.model_config(mods, "naive")), cfg.epochs, lr(mods), 0.0)
         mma = MultiModalModel.from_unimodal(uni, "mma", fill=cfg.fill, task=cfg.task)
         mma.config.training = cfg.to_dict()
         models["mma"] = job.train("mma", mma, cfg.mma_epochs, cfg.mma_lr, cfg.dropout_p)
@@ -193,7 +202,8 @@ def run(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
     chosen = "mma" if len(mods) > 1 and val["mma"]["accuracy"]["full"] > val["ume"]["accuracy"]["full"] else ("ume" if len(mods) > 1 else f"{mods[0]}-only")
     test["ume-mma"] = test[chosen]
     metrics = {"chosen": chosen, "rule": "UME-MMA keeps MMA where it beats UME on full-modality validation, else UME",
-               "val": val, "test": test, "task": cfg.task, "seed": cfg.seed, "encoders": cfg.encoders}
+               "val": val, "test": test, "task": cfg.task, "seed": cfg.seed, "encoders": cfg.encoders,
+               "elapsed_s": round(time.perf_counter() - started, 1), "resumed": resume}
     if job.acc.is_main_process:
         (out / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
         notes = _results_notes(metrics)

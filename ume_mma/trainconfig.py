@@ -22,9 +22,10 @@ class TrainConfig:
     seed: int = 0
     batch_size: int = 64
     epochs: int = 8                             # uni-modal models and the naive fusion baseline
+    head_epochs: int | None = None              # uni-modal models whose encoder is frozen (default: epochs)
     mma_epochs: int = 4                         # MMA fine-tuning
     lr: float = 2e-3
-    mma_lr: float = 5e-4
+    mma_lr: float = 5e-4                        # MMA fine-tuning from the uni-modal models
     head_lr: float = 1e-2                       # for models whose encoders are all frozen
     weight_decay: float = 1e-4
     dropout_p: float = 0.5                      # MMA: probability that a sample loses one modality
