@@ -110,3 +110,27 @@ def test_config_rejects_unknown_fusion_and_fill():
         ModelConfig(task="t", labels=["a", "b"], encoders={"image": ENC["image"]}, fill="mean")
     with pytest.raises(ValueError, match="unknown model config fields"):
         ModelConfig.from_dict({"task": "t", "labels": ["a", "b"], "encoders": {"image": ENC["image"]}, "bogus": 1})
+
+
+def test_per_group_branch_accuracy():
+    from ume_mma.evaluate import evaluate_features
+
+    model = make("ume", mods=("audio", "image"))
+    f = {m: v for m, v in feats(6).items() if m != "text"}
+    present = {m: torch.ones(6, dtype=torch.bool) for m in ("audio", "image")}
+    targets = model.forward_features(f, present).branches["audio"].argmax(-1)  # audio is right everywhere
+    targets[0] = (targets[0] + 1) % 3                                        # ... but on sample 0
+    out = evaluate_features(model, f, present, targets, groups=["s1", "s1", "s2", "s2", "s2", None])
+    assert out["branches_by_group"]["audio"] == {"s1": 0.5, "s2": 1.0}
+
+
+def test_logmel_augmentation_is_seeded_and_opt_in():
+    from ume_mma.registry import create_encoder
+
+    spec = get_spec("scratch.logmel-cnn")
+    x = torch.randn(3, 40, 81)
+    assert torch.equal(create_encoder(spec).augment(x, torch.Generator().manual_seed(0)), x)  # off by default
+    aug = create_encoder(spec.replace(options={**spec.options, "augment": {"stretch": [0.8, 1.5], "shift": 5, "freq_mask": 4, "time_mask": 6}}))
+    a = aug.augment(x, torch.Generator().manual_seed(1))
+    b = aug.augment(x, torch.Generator().manual_seed(1))
+    assert a.shape == x.shape and torch.equal(a, b) and not torch.equal(a, x)

@@ -97,3 +97,31 @@ def test_bad_requests(predictor, files, tmp_path):
         small.predict(files)
     # after errors the predictor still serves
     assert predictor.predict(files).modalities_used == ["audio", "image"]
+
+
+def test_checkpoint_card_metrics_and_cache_clearing(predictor, files):
+    assert predictor.folder is not None and predictor.metrics["accuracy"]["full"] == 1.0
+    assert "UME-MMA checkpoint: tiny-fixture" in predictor.card
+    predictor.predict(files)
+    predictor.clear_cache()
+    predictor.predict(files)
+    assert predictor.stats["encoder_calls"] == 4  # nothing cached any more: both encoders ran again
+
+
+def test_concurrent_predicts_are_consistent(predictor, files):
+    from concurrent.futures import ThreadPoolExecutor
+
+    expected = predictor.predict(files).to_dict()
+    predictor.clear_cache()
+    with ThreadPoolExecutor(4) as pool:
+        outs = list(pool.map(lambda _: predictor.predict(files).to_dict(), range(8)))
+    assert all(o == expected for o in outs)
+
+
+def test_missing_local_checkpoint_is_not_sent_to_the_hub(tmp_path, monkeypatch):
+    from ume_mma.errors import CheckpointError
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "checkpoints").mkdir()
+    with pytest.raises(CheckpointError, match="does not exist"):
+        Predictor.from_pretrained("checkpoints/nope")

@@ -51,6 +51,7 @@ def test_evaluate_cli_writes_metrics_and_plot(trained, tmp_path):
     m = json.loads((tmp_path / "m.json").read_text())
     assert m["n"] == 18 and 0 <= m["accuracy"]["missing_rate_0.5"] <= 1
     assert set(m["branches"]) == {"audio", "image"}
+    assert "branches_by_group" not in m  # the tiny dataset has no groups
     assert m["accuracy"] == pytest.approx(metrics["test"][metrics["chosen"]]["accuracy"])
     assert (tmp_path / "c.png").read_bytes()[:4] == b"\x89PNG"
 
@@ -85,6 +86,9 @@ def test_config_rejects_unknown_keys():
         load_config(None, ["bogus=1"], task="t", data="d", out="o", encoders={})
     cfg = load_config(None, ["seed=4", "encoders.audio=scratch.logmel-cnn", "limit=none"], task="t", data="d", out="o", encoders={"image": "x"})
     assert cfg.seed == 4 and cfg.encoders == {"image": "x", "audio": "scratch.logmel-cnn"} and cfg.limit is None
+    assert load_config(None, ["head_epochs=2"], task="t", data="d", out="o", encoders={}).head_epochs == 2
+    with pytest.raises(ValueError):
+        load_config(None, ["epochs=many"], task="t", data="d", out="o", encoders={})
 
 
 def test_two_process_accelerate_run(trained, tmp_path):
