@@ -45,6 +45,9 @@ def run_benchmark(name: str, seeds: list[int], runs: Path, resume: bool) -> dict
         modalities = load_config(next(iter(families.values()))).encoders
         winners = {m: _best_family(out, m, seed, families) for m in modalities}
         best = {m: out[fam][seed]["encoders"][m] for m, fam in winners.items()}
+        if len(set(winners.values())) == 1:  # one family won every modality: "best" is that run
+            out.setdefault("best", {})[seed] = out[next(iter(winners.values()))][seed]
+            continue
         target = runs / name / "best" / f"seed{seed}" / "models"
         for m, fam in winners.items():  # the chosen uni-modal models are reused, not retrained
             src = runs / name / fam / f"seed{seed}" / "models" / f"unimodal-{m}"
@@ -68,9 +71,11 @@ def _train(config: str, encoders: dict[str, str], name: str, family: str, seed: 
 
 
 def _best_family(out: dict, modality: str, seed: int, families: dict[str, str]) -> str:
-    """The family whose uni-modal model for ``modality`` has the best full validation accuracy."""
-    scores = {fam: out[fam][seed]["val"][f"{modality}-only"]["accuracy"]["full"] for fam in families}
-    return max(scores, key=scores.get)
+    """The family whose uni-modal model for ``modality`` has the best full validation accuracy; on a
+    tie the family listed later (the pre-trained one) wins."""
+    order = list(families)
+    scores = {fam: out[fam][seed]["val"][f"{modality}-only"]["accuracy"]["full"] for fam in order}
+    return max(order, key=lambda fam: (scores[fam], order.index(fam)))
 
 
 def _cell(values: list[float]) -> str:
@@ -86,20 +91,18 @@ def table(name: str, results: dict[str, dict[int, dict[str, Any]]]) -> str:
     any_run = next(iter(next(iter(results.values())).values()))
     mods = sorted(any_run["encoders"])
     cols = accuracy_columns(any_run["test"]["ume"]["accuracy"])
-    lines = [f"### {name} (test split, {len(next(iter(results.values())))} seeds, accuracy %)", "",
+    n_seeds = len(next(iter(results.values())))
+    lines = [f"### {name} (test split, {n_seeds} seeds, accuracy %, mean ± std)", "",
              "| encoders | model | " + " | ".join(column_title(c) for c in cols) + " |", "|" + "---|" * (len(cols) + 2)]
     for family, by_seed in results.items():
-        rows = [r.format(m=m) for r in ROWS for m in (mods if "{m}" in r else [None])]
-        for row in rows:
-            cells = []
-            for c in cols:
-                vals = [_value(run["test"][row], row, c) for run in by_seed.values()]
-                cells.append(_cell([v for v in vals if v is not None]))
-            enc = ", ".join(f"{m}: {e}" for m, e in sorted(next(iter(by_seed.values()))["encoders"].items()))
-            lines.append(f"| {family} ({enc}) | {row} | " + " | ".join(cells) + " |")
-    chosen = {f: [r["chosen"] for r in s.values()] for f, s in results.items()}
-    lines += ["", "UME-MMA's choice per seed (on full-modality validation): " +
-              "; ".join(f"{f}: {', '.join(c)}" for f, c in chosen.items())]
+        for row in [r.format(m=m) for r in ROWS for m in (mods if "{m}" in r else [None])]:
+            cells = [_cell([v for run in by_seed.values() if (v := _value(run["test"][row], row, c)) is not None]) for c in cols]
+            lines.append(f"| {family} | {row} | " + " | ".join(cells) + " |")
+    lines.append("")
+    for family, by_seed in results.items():
+        encs = sorted({", ".join(f"{m}: `{e}`" for m, e in sorted(run["encoders"].items())) for run in by_seed.values()})
+        chosen = ", ".join(run["chosen"] for run in by_seed.values())
+        lines.append(f"- **{family}**: {' / '.join(encs)}; UME-MMA chose (on full-modality validation, per seed): {chosen}")
     return "\n".join(lines)
 
 
