@@ -1,0 +1,18 @@
+"""The Space configuration: README.md's front matter (what Spaces read) and Space.yaml agree."""
+
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_readme_front_matter_matches_space_yaml():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert readme.startswith("---\n")
+    front = yaml.safe_load(readme.split("---\n", 2)[1])
+    space = yaml.safe_load((ROOT / "Space.yaml").read_text(encoding="utf-8"))
+    assert front == space
+    assert space["sdk"] == "gradio" and space["app_file"] == "app.py" and (ROOT / space["app_file"]).is_file()
+    pinned = [line for line in (ROOT / "requirements.txt").read_text().splitlines() if line.startswith("gradio[mcp]==")]
+    assert pinned == [f"gradio[mcp]=={space['sdk_version']}"]
