@@ -378,3 +378,19 @@ def test_probe_kind_ignores_the_extension(media: Path, tmp_path: Path) -> None:
 ])
 def test_probe_kind_errors(media: Path, name: str, pattern: str) -> None:
     expect_error(probe_kind, media / name, pattern)
+
+
+@pytest.mark.parametrize("ext", ["mp4", "webm"])
+def test_load_video_audio_window_decodes_only_the_centre(tmp_path, ext):
+    video = make_video(tmp_path / f"long.{ext}", seconds=12.0, with_audio=True)
+    full = load_video(video, num_frames=2, audio_sample_rate=16000).audio.samples
+    clip = load_video(video, num_frames=2, audio_sample_rate=16000, audio_window=3.0)
+    win = clip.audio.samples
+    assert clip.audio.sample_rate == 16000 and len(win) == 3 * 16000
+    assert abs(dominant_frequency(win, 16000) - 440.0) < 5
+    # it is the centre of the soundtrack, to within 25 ms (a full AAC decode also holds the encoder's
+    # 1024 priming samples, which shifts its middle by ~12 ms; the window is placed by timestamps)
+    n, c0 = len(win), len(full) // 2 - len(win) // 2
+    lag = min(range(-800, 801, 4), key=lambda k: float(np.abs(full[c0 + k: c0 + k + n] - win)[2000:-2000].mean()))
+    assert abs(lag) <= 400
+    assert load_video(video, num_frames=2, audio_window=0).audio is None  # 0: no soundtrack decoded

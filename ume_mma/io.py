@@ -234,9 +234,11 @@ def _resample(samples: np.ndarray, rate: int, target: int | None) -> np.ndarray:
 
 # ----------------------------------------------------------------------------- video
 def load_video(path: str | os.PathLike, num_frames: int = 8, audio_sample_rate: int | None = 16000,
-               max_seconds: float | None = None) -> VideoClip:
+               max_seconds: float | None = None, audio_window: float | None = None) -> VideoClip:
     """K=num_frames RGB frames at the centres of K equal slices of the video, found by seeking
-    (never decoding the whole file), plus the mono soundtrack at audio_sample_rate (None if absent)."""
+    (never decoding the whole file), plus the mono soundtrack at audio_sample_rate (None if absent).
+    ``audio_window`` (seconds): decode only that much of the soundtrack, centred in it (by seeking),
+    for encoders that look at a centred window anyway; None decodes all of it, 0 none of it."""
     if num_frames < 1:
         raise ValueError(f"num_frames must be >= 1, got {num_frames}")
     p = _check_file(path)
@@ -257,7 +259,7 @@ def load_video(path: str | os.PathLike, num_frames: int = 8, audio_sample_rate: 
             frames.append(frame.to_image())
             times.append((frame.time if frame.time is not None else target) - start)
         has_audio = bool(container.streams.audio)
-    audio = _soundtrack(p, audio_sample_rate) if has_audio else None
+    audio = _soundtrack(p, audio_sample_rate, audio_window) if has_audio and audio_window != 0 else None
     return VideoClip(frames, times, audio, duration, fps)
 
 
@@ -297,11 +299,17 @@ def _frame_at(p: Path, container: Any, stream: Any, target: float, fps: float | 
     raise DecodeError(p, f"no video frame could be decoded near {target:.2f}s ({where}; truncated or corrupt file?)")
 
 
-def _soundtrack(p: Path, sample_rate: int | None) -> Audio | None:
-    """The mono soundtrack of a video file, or None (logged) if it decodes to nothing."""
+def _soundtrack(p: Path, sample_rate: int | None, window: float | None = None) -> Audio | None:
+    """The mono soundtrack of a video file (or its centred ``window`` seconds), or None (logged) if it
+    decodes to nothing."""
     with _open_av(p) as container:
         try:
-            samples, rate = _decode_av_audio(p, container, container.streams.audio[0], None)
+            stream = container.streams.audio[0]
+            span = _audio_span(container, stream)
+            if window is not None and span is not None and span[1] > window + 1.0:
+                samples, rate = _decode_av_window(container, stream, span[0] + (span[1] - window) / 2, window)
+            else:
+                samples, rate = _decode_av_audio(p, container, stream, None)
         except DecodeError as e:
             samples, rate = np.zeros(0, np.float32), 0
             log.warning("%s", e)
@@ -309,6 +317,45 @@ def _soundtrack(p: Path, sample_rate: int | None) -> Audio | None:
         log.warning("%s: the audio stream decodes to 0 samples; returning audio=None", p)
         return None
     return Audio(_resample(samples, rate, sample_rate), sample_rate or rate)
+
+
+def _audio_span(container: Any, stream: Any) -> tuple[float, float] | None:
+    """(start, duration) in seconds of an audio stream from metadata, or None if unknown."""
+    import av
+
+    start = float(stream.start_time * stream.time_base) if stream.start_time is not None and stream.time_base else 0.0
+    if stream.duration and stream.time_base:
+        return start, float(stream.duration * stream.time_base)
+    if container.duration and container.duration > 0:
+        return start, container.duration / av.time_base - start
+    return None
+
+
+def _decode_av_window(container: Any, stream: Any, t0: float, seconds: float) -> tuple[np.ndarray, int]:
+    """Mono float32 samples of [t0, t0 + seconds) found by seeking; corrupt packets are skipped."""
+    import av
+
+    try:
+        container.seek(int(t0 / float(stream.time_base)), stream=stream)
+    except av.error.FFmpegError:
+        pass
+    resampler = av.AudioResampler(format="fltp")
+    chunks: list[np.ndarray] = []
+    rate, first = 0, None
+    for frame in chain(_frames(container, stream), [None]):
+        if frame is not None and frame.time is not None and frame.time >= t0 + seconds:
+            frame = None  # past the window: flush and stop
+        for out in resampler.resample(frame):
+            rate = rate or out.sample_rate
+            first = out.time if first is None and out.time is not None else first
+            chunks.append(out.to_ndarray().mean(axis=0, dtype=np.float32))
+        if frame is None:
+            break
+    if not chunks:
+        return np.zeros(0, np.float32), rate or stream.rate or 1
+    samples = np.concatenate(chunks)
+    skip = max(0, int(round((t0 - (first if first is not None else t0)) * rate)))
+    return samples[skip: skip + int(round(seconds * rate))], rate
 
 
 # ----------------------------------------------------------------------------- probing

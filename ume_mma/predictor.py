@@ -183,7 +183,8 @@ class Predictor:
         if kind == "audio":
             return [io.load_audio(value, spec.sample_rate, self.limits.max_audio_seconds)]
         if value not in clips:
-            clips[value] = io.load_video(value, self.num_frames, spec.sample_rate or 16000, self.limits.max_video_seconds)
+            clips[value] = io.load_video(value, self.num_frames, self._audio_rate(), self.limits.max_video_seconds,
+                                         audio_window=self._audio_window())
         clip = clips[value]
         if kind == "frames":
             return clip.frames
@@ -192,6 +193,17 @@ class Predictor:
                 return None
             return [clip.audio]
         return [clip]  # a "video" modality encoder takes the whole clip
+
+    def _audio_rate(self) -> int:
+        spec = self.model.config.spec("audio") if "audio" in self.modalities else None
+        return (spec.sample_rate if spec else None) or 16000
+
+    def _audio_window(self) -> float | None:
+        """Seconds of soundtrack the audio encoder looks at (a centred window), plus margin; None = all."""
+        if "audio" not in self.modalities:
+            return 0.0
+        seconds = self.model.config.spec("audio").options.get("seconds")
+        return float(seconds) + 1.0 if seconds else None
 
     def features(self, modality: str, kind: str, value: Any, clips: dict[Path, io.VideoClip],
                  digest: str) -> torch.Tensor | None:
