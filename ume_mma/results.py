@@ -102,7 +102,9 @@ def table(name: str, results: dict[str, dict[int, dict[str, Any]]]) -> str:
     for family, by_seed in results.items():
         encs = sorted({", ".join(f"{m}: `{e}`" for m, e in sorted(run["encoders"].items())) for run in by_seed.values()})
         chosen = ", ".join(run["chosen"] for run in by_seed.values())
-        lines.append(f"- **{family}**: {' / '.join(encs)}; UME-MMA chose (on full-modality validation, per seed): {chosen}")
+        same = [f for f, other in results.items() if f != family and family == "best" and other == by_seed]
+        note = f" (identical to **{same[0]}**: that family won every modality on validation in every seed)" if same else ""
+        lines.append(f"- **{family}**: {' / '.join(encs)}{note}; UME-MMA chose (on full-modality validation, per seed): {chosen}")
     return "\n".join(lines)
 
 
