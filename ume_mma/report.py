@@ -44,7 +44,8 @@ def metrics_table(metrics: dict[str, Any]) -> str:
     return "\n".join(rows)
 
 
-def missing_rate_figure(curves: dict[str, dict[str, float]], title: str = ""):
+def missing_rate_figure(curves: dict[str, dict[str, float]], title: str = "",
+                        styles: dict[str, dict[str, Any]] | None = None):
     """Accuracy (%) vs missing rate (0 = full) for one or more models, as a matplotlib ``Figure``
     (object API: no pyplot global state, safe in a server). ``curves``: name -> accuracy dict."""
     from matplotlib.figure import Figure
@@ -54,7 +55,7 @@ def missing_rate_figure(curves: dict[str, dict[str, float]], title: str = ""):
     for name, acc in curves.items():
         xs = [0.0] + [r for r in MISSING_RATES if f"missing_rate_{r}" in acc]
         ys = [acc["full"]] + [acc[f"missing_rate_{r}"] for r in xs[1:]]
-        ax.plot([100 * x for x in xs], [100 * y for y in ys], marker="o", label=name)
+        ax.plot([100 * x for x in xs], [100 * y for y in ys], marker="o", label=name, **(styles or {}).get(name, {}))
     ax.set_xlabel("missing rate (%)")
     ax.set_ylabel("accuracy (%)")
     ax.set_ylim(0, 100)
@@ -65,7 +66,8 @@ def missing_rate_figure(curves: dict[str, dict[str, float]], title: str = ""):
     return fig
 
 
-def plot_missing_rate_curve(curves: dict[str, dict[str, float]], path: str | Path, title: str = "") -> Path:
+def plot_missing_rate_curve(curves: dict[str, dict[str, float]], path: str | Path, title: str = "",
+                            styles: dict[str, dict[str, Any]] | None = None) -> Path:
     """:func:`missing_rate_figure` written to ``path`` (PNG)."""
-    missing_rate_figure(curves, title).savefig(path)
+    missing_rate_figure(curves, title, styles).savefig(path)
     return Path(path)

@@ -122,12 +122,18 @@ def _value(metrics: dict, row: str, col: str) -> float | None:
 
 
 def plot(name: str, results: dict, folder: Path) -> Path:
-    curves = {}
-    for family, by_seed in results.items():
+    """Missing-rate curves: colour = model (naive / UME / MMA), line style = encoder family; a family
+    identical to another one (``best``) is not drawn twice."""
+    colours = {"naive": "tab:red", "ume": "tab:blue", "mma": "tab:green"}
+    lines = ["--", "-", ":"]
+    curves, styles = {}, {}
+    drawn = [f for f, runs in results.items() if not any(runs == results[g] for g in list(results)[: list(results).index(f)])]
+    for i, family in enumerate(drawn):
         for row in ("naive", "ume", "mma"):
-            accs = [run["test"][row]["accuracy"] for run in by_seed.values()]
+            accs = [run["test"][row]["accuracy"] for run in results[family].values()]
             curves[f"{family}: {row}"] = {k: statistics.fmean(a[k] for a in accs) for k in accs[0]}
-    return plot_missing_rate_curve(curves, folder / f"{name}-missing-rate.png", title=f"{name}: accuracy vs missing rate")
+            styles[f"{family}: {row}"] = {"color": colours[row], "linestyle": lines[i % len(lines)]}
+    return plot_missing_rate_curve(curves, folder / f"{name}-missing-rate.png", title=f"{name}: accuracy vs missing rate", styles=styles)
 
 
 def main(argv: list[str] | None = None) -> int:
