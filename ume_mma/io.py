@@ -5,6 +5,7 @@ Every failure raises `DecodeError(path, problem)`; no raw PIL/av/soundfile excep
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import re
@@ -227,9 +228,18 @@ def _resample(samples: np.ndarray, rate: int, target: int | None) -> np.ndarray:
     if not target or target == rate:
         return np.ascontiguousarray(samples, dtype=np.float32)
     import torch
-    import torchaudio.functional as AF
 
-    return AF.resample(torch.from_numpy(np.ascontiguousarray(samples)), rate, target).numpy().astype(np.float32)
+    with torch.no_grad():
+        out = _resampler(int(rate), int(target))(torch.from_numpy(np.ascontiguousarray(samples)))
+    return out.numpy().astype(np.float32)
+
+
+@functools.lru_cache(maxsize=16)
+def _resampler(rate: int, target: int) -> Any:
+    """torchaudio's Resample for one pair of rates; its sinc kernel is computed once, not per file."""
+    import torchaudio.transforms as AT
+
+    return AT.Resample(rate, target)
 
 
 # ----------------------------------------------------------------------------- video

@@ -49,12 +49,13 @@ class Encoder(nn.Module):
     @torch.no_grad()
     def encode(self, raws: list[Any]) -> torch.Tensor:
         """Convenience: preprocess + forward in eval mode -> ``Tensor[B, D]`` on the CPU."""
-        was_training = self.training
+        if not self.training:  # the usual case (inference): no mode switch over every submodule
+            return self(to_device(self.preprocess(raws), self.device)).float().cpu()
         self.eval()
         try:
             return self(to_device(self.preprocess(raws), self.device)).float().cpu()
         finally:
-            self.train(was_training)
+            self.train()
 
 
 def to_device(batch: Batch, device: torch.device) -> Batch:
