@@ -1,5 +1,5 @@
 """The Gradio app through its public API (gradio_client), with real files: on a tiny checkpoint trained
-here, and on the shipped ``checkpoints/av-digits`` when that folder exists."""
+here, and on the shipped ``checkpoints/av-digits`` and ``checkpoints/emoji-vl`` when they exist."""
 
 from __future__ import annotations
 
@@ -27,7 +27,8 @@ ASSETS = ROOT / "assets"
 AV_DIGITS = "checkpoints/av-digits"
 MAX_FILE_MB, MAX_VIDEO_SECONDS = 2, 5
 # Extra checkpoints to serve: UME_MMA_APP_TEST_CHECKPOINTS="path1:path2" (e.g. a freshly trained one).
-CHECKPOINTS = (["tiny"] + ([AV_DIGITS] if (ROOT / AV_DIGITS / "config.json").is_file() else [])
+EMOJI_VL = "checkpoints/emoji-vl"  # image + text: the shipped checkpoint with a text branch
+CHECKPOINTS = (["tiny"] + [c for c in (AV_DIGITS, EMOJI_VL) if (ROOT / c / "config.json").is_file()]
                + [c for c in os.environ.get("UME_MMA_APP_TEST_CHECKPOINTS", "").split(":") if c])
 KEYS = {"checkpoint", "fusion", "modalities_used", "fused", "branches", "sources"}
 
