@@ -182,6 +182,7 @@ def run(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
         out.mkdir(parents=True, exist_ok=True)
         (out / "train_config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
     mods = sorted(job.specs)
+
     def lr(modalities: list[str]) -> float:  # heads alone (every encoder frozen) take head_lr
         return cfg.head_lr if all(job.specs[m].frozen for m in modalities) else cfg.lr
 
