@@ -43,3 +43,17 @@ def test_results_tables_plots_and_best_family(tiny_benchmark):
     mtime = (tmp / "runs" / "tiny" / "scratch" / "seed0" / "metrics.json").stat().st_mtime_ns
     results.main(["--benchmarks", "tiny", "--seeds", "0", "--runs", str(tmp / "runs"), "--results", str(tmp / "res")])
     assert (tmp / "runs" / "tiny" / "scratch" / "seed0" / "metrics.json").stat().st_mtime_ns == mtime
+
+
+def test_best_family_mixes_winners_and_reuses_their_unimodal_models(tiny_benchmark, monkeypatch):
+    tmp = tiny_benchmark
+    monkeypatch.setattr(results, "_best_family", lambda out, m, seed, families: {"image": "scratch", "audio": "pretrained"}[m])
+    assert results.main(["--benchmarks", "tiny", "--seeds", "0", "--runs", str(tmp / "runs"), "--results", str(tmp / "res")]) == 0
+    best = json.loads((tmp / "runs" / "tiny" / "best" / "seed0" / "metrics.json").read_text())
+    assert best["encoders"] == {"image": "scratch.image-cnn", "audio": "packaged.whisper-tiny-en"}
+    runs = tmp / "runs" / "tiny"
+    for m, family in (("image", "scratch"), ("audio", "pretrained")):
+        copied = (runs / "best" / "seed0" / "models" / f"unimodal-{m}" / "model.safetensors").read_bytes()
+        assert copied == (runs / family / "seed0" / "models" / f"unimodal-{m}" / "model.safetensors").read_bytes()
+    assert (runs / "best" / "seed0" / "models" / "mma" / "model.safetensors").is_file()
+    assert best["test"]["image-only"] == json.loads((runs / "scratch" / "seed0" / "metrics.json").read_text())["test"]["image-only"]
