@@ -2,30 +2,46 @@
 
     .venv/bin/python docs/make_screenshots.py      # needs Debian chromium (scripts/setup.sh installs it)
 """
+
+import os
+import sys
 from pathlib import Path
-import os, sys
-os.environ["HF_HUB_OFFLINE"] = "1"
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-import app
-from playwright import sync_api
-demo = app.build_demo("checkpoints/av-digits")
-app.launch_app(demo, prevent_thread_lock=True, quiet=True)
+
+import app  # noqa: E402
+
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-with sync_api.sync_playwright() as p:
-    b = p.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS)
-    page = b.new_page(viewport={"width": 1400, "height": 1000})
-    page.goto(demo.local_url)
-    page.get_by_text("they disagree").click()
-    sync_api.expect(page.locator("#fused-card [data-testid='label-output-value']")).to_have_text("2", timeout=30000)
-    page.wait_for_timeout(1500)
-    page.screenshot(path=str(ROOT / "docs" / "app.png", full_page=True)
-    page.locator("#toggles").get_by_label("image").click()
-    sync_api.expect(page.locator("#fused-card [data-testid='label-output-value']")).to_have_text("5", timeout=30000)
-    page.wait_for_timeout(1500)
-    page.screenshot(path=str(ROOT / "docs" / "app-image-off.png", full_page=True)
-    page.get_by_role("tab", name="Robustness").click()
-    page.wait_for_timeout(2000)
-    page.screenshot(path=str(ROOT / "docs" / "app-robustness.png", full_page=True)
-    b.close()
-demo.close()
+FUSED = "#fused-card [data-testid='label-output-value']"
+
+
+def main() -> None:
+    from playwright import sync_api
+
+    demo = app.build_demo("checkpoints/av-digits")
+    app.launch_app(demo, prevent_thread_lock=True, quiet=True)
+    try:
+        with sync_api.sync_playwright() as p:
+            browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS)
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(demo.local_url)
+            page.get_by_text("they disagree").click()  # image 2 + spoken "cinco"
+            sync_api.expect(page.locator(FUSED)).to_have_text("2", timeout=30000)
+            page.wait_for_timeout(1500)
+            page.screenshot(path=str(ROOT / "docs" / "app.png"), full_page=True)
+            page.locator("#toggles").get_by_label("image").click()
+            sync_api.expect(page.locator(FUSED)).to_have_text("5", timeout=30000)
+            page.wait_for_timeout(1500)
+            page.screenshot(path=str(ROOT / "docs" / "app-image-off.png"), full_page=True)
+            page.get_by_role("tab", name="Robustness").click()
+            page.wait_for_timeout(2000)
+            page.screenshot(path=str(ROOT / "docs" / "app-robustness.png"), full_page=True)
+            browser.close()
+    finally:
+        demo.close()
+
+
+if __name__ == "__main__":
+    main()
