@@ -67,10 +67,13 @@ def _preprocess_all(samples: list[Any], modality: str, encoder: Encoder, desc: s
     that share an input share its result. Returns (``Tensor[N, ...]`` or dict, ``BoolTensor[N]``)."""
     present = torch.tensor([getattr(s, modality, None) is not None for s in samples], dtype=torch.bool)
     idx = present.nonzero().flatten().tolist()
+    def source(i: int) -> Any:  # what identifies sample i's input: the text itself, or the file path
+        return samples[i].text if modality == "text" else samples[i].path(modality)
+
     # Rows that share an input (the same clip paired with several images) are decoded once.
     first: dict[Any, int] = {}
     for i in idx:
-        first.setdefault(getattr(samples[i], modality) if modality == "text" else samples[i].path(modality), i)
+        first.setdefault(source(i), i)
     unique = list(first.values())
     if modality == "text" or not unique:  # tokenizers pad per call: one call keeps one length
         raws = [load_raw(samples[i], modality, encoder.spec) for i in unique] or [""]
@@ -84,7 +87,7 @@ def _preprocess_all(samples: list[Any], modality: str, encoder: Encoder, desc: s
     if frozen:  # encode each distinct input once
         batch = encode_all(encoder, ModalityInputs(batch, torch.ones(len(unique), dtype=torch.bool), False))
     slot = {i: k for k, i in enumerate(unique)}
-    rows = torch.tensor([slot[first[getattr(samples[i], modality) if modality == "text" else samples[i].path(modality)]] for i in idx], dtype=torch.long)
+    rows = torch.tensor([slot[first[source(i)]] for i in idx], dtype=torch.long)
     take = (lambda t: t[rows]) if idx else (lambda t: t[:0])
     batch = {k: take(v) for k, v in batch.items()} if isinstance(batch, dict) else take(batch)
     return _scatter(batch, idx, len(samples)), present

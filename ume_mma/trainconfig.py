@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import tomllib
+import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,7 +52,7 @@ def _coerce(value: str, kind: Any) -> Any:
     args = [a for a in typing.get_args(kind) if a is not type(None)]
     if value.lower() in ("none", "null") and type(None) in typing.get_args(kind):
         return None
-    if origin is typing.Union or origin is getattr(__import__("types"), "UnionType", None):
+    if origin is typing.Union or origin is types.UnionType:
         kind = args[0]
         origin = typing.get_origin(kind)
     if kind is bool:
