@@ -16,36 +16,18 @@ TARGET_RMS = 0.1
 
 
 def read_audio(src: str | Path | bytes) -> tuple[np.ndarray, int]:
-    """Mono float32 samples and rate of a file (or wav bytes): soundfile, else PyAV (gsm...)."""
-    try:
-        data, sr = sf.read(io.BytesIO(src) if isinstance(src, bytes) else src, dtype="float32", always_2d=True)
-        return data.mean(axis=1), int(sr)
-    except Exception as first:  # noqa: BLE001 - fall back to FFmpeg for formats libsndfile lacks
-        if isinstance(src, bytes):
-            raise DecodeError("<bytes>", f"not decodable audio ({first})") from None
-    try:
-        import av
+    """Mono float32 samples and native rate of a file (any codec, via :func:`ume_mma.io.load_audio`)
+    or of wav bytes (a synthesiser's stdout)."""
+    if not isinstance(src, bytes):
+        from ume_mma.io import load_audio
 
-        chunks, sr = [], 0
-        with av.open(str(src)) as container:
-            stream = container.streams.audio[0]
-            sr = stream.rate
-            for packet in container.demux(stream):
-                try:
-                    frames = packet.decode()
-                except av.error.InvalidDataError:
-                    continue  # real files have the odd corrupt packet
-                for frame in frames:
-                    arr = frame.to_ndarray()
-                    if not frame.format.is_planar:  # interleaved: (1, n*ch) -> (ch, n)
-                        arr = arr.reshape(-1, len(frame.layout.channels)).T
-                    chunks.append(arr.astype(np.float32).mean(axis=0))
-        x = np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
-        if np.abs(x).max(initial=0) > 1.5:  # integer PCM
-            x = x / 32768.0
-        return x.astype(np.float32), int(sr)
-    except Exception as exc:  # noqa: BLE001
-        raise DecodeError(src, f"cannot decode audio ({exc})") from None
+        audio = load_audio(src)
+        return audio.samples, audio.sample_rate
+    try:
+        data, sr = sf.read(io.BytesIO(src), dtype="float32", always_2d=True)
+    except Exception as exc:  # noqa: BLE001 - libsndfile raises several types
+        raise DecodeError("<bytes>", f"not decodable audio ({exc})") from None
+    return data.mean(axis=1), int(sr)
 
 
 def resample(x: np.ndarray, sr_in: int, sr_out: int = SR) -> np.ndarray:
