@@ -12,11 +12,11 @@ from __future__ import annotations
 import argparse
 import functools
 import json
-import tempfile
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+from io import BytesIO
 from pathlib import Path
 from types import MappingProxyType, SimpleNamespace
 from typing import Any
@@ -26,7 +26,7 @@ import gradio as gr
 from ume_mma.errors import DecodeError, UmeMmaError
 from ume_mma.predictor import Limits, Prediction, Predictor
 from ume_mma.registry import MODALITIES
-from ume_mma.report import accuracy_columns, column_title, plot_missing_rate_curve
+from ume_mma.report import accuracy_columns, column_title, missing_rate_figure
 
 ROOT = Path(__file__).resolve().parent
 DEFAULT_CHECKPOINT = "checkpoints/av-digits"
@@ -196,9 +196,9 @@ def robustness_views(item: Loaded) -> tuple[Any, Any, str]:
     acc = m["accuracy"]
     rows = [(condition_name(c), round(100 * acc[c], 1)) for c in accuracy_columns(acc)]
     rows += [(f"{b} branch alone", round(100 * v, 1)) for b, v in sorted(m.get("branches", {}).items())]
-    with tempfile.TemporaryDirectory() as tmp:
-        path = plot_missing_rate_curve({item.predictor.name: acc}, Path(tmp) / "curve.png", title="accuracy vs missing rate")
-        curve = Image.open(path).convert("RGB")
+    png = BytesIO()  # rendered in memory: no temporary file
+    missing_rate_figure({item.predictor.name: acc}, title="accuracy vs missing rate").savefig(png, format="png")
+    curve = Image.open(png).convert("RGB")
     caption = (f"Test accuracy of `{item.predictor.name}` over {m.get('n', '?')} samples: with every modality, "
                "without each one, and when each modality of each sample is missing with the given rate.")
     return pd.DataFrame(rows, columns=["condition", "accuracy (%)"]), curve, caption
