@@ -25,12 +25,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench_predict import timed_encoders  # noqa: E402  (bench/ is on sys.path when run as a script)
+from bench_predict import default_inputs, timed_encoders  # noqa: E402  (bench/ is on sys.path when run as a script)
 
 import app  # noqa: E402
 from ume_mma.predictor import Limits  # noqa: E402
-
-ASSETS = ROOT / "assets"
 
 
 def timed(fn, *args, **kwargs) -> tuple[float, object]:
@@ -48,18 +46,10 @@ def median_time(fn, repeats: int, before=None) -> float:
     return statistics.median(times)
 
 
-def example_inputs(modalities: list[str]) -> dict[str, str]:
-    files = {"image": ASSETS / "agree_7_image_7.png", "audio": ASSETS / "agree_7_speech_7_en_US_f_Allison.wav"}
-    inputs = {m: str(p) for m, p in files.items() if m in modalities}
-    if "text" in modalities:
-        inputs["text"] = "seven"
-    return inputs
-
-
 def bench_predictor(pool, ref: str, repeats: int) -> dict[str, float]:
     item = pool.get(ref)
     predictor = item.predictor
-    inputs = example_inputs(predictor.modalities)
+    inputs = default_inputs(predictor.modalities)
     keep = sorted(inputs)[:1]  # the toggle: every other modality switched off
 
     def clear() -> None:
@@ -103,7 +93,7 @@ def bench_video(pool, ref: str, repeats: int, tmp: Path) -> dict[str, float]:
 def bench_concurrent(url: str, modalities: list[str], calls: int = 16) -> dict[str, float]:
     from gradio_client import Client, handle_file
 
-    inputs = example_inputs(modalities)
+    inputs = default_inputs(modalities)
     kwargs = {k: (handle_file(v) if k != "text" else v) for k, v in inputs.items()}
     clients = [Client(url, verbose=False) for _ in range(calls)]
     clients[0].predict(**kwargs, api_name="/predict")  # warm-up

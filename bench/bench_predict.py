@@ -26,10 +26,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def default_inputs(modalities: list[str]) -> dict[str, str]:
-    """Example inputs from assets/ for each modality the checkpoint uses."""
-    assets = ROOT / "assets"
-    found = {"image": sorted(assets.glob("*.png")), "audio": sorted(assets.glob("*.wav")), "text": []}
-    inputs = {m: str(found[m][0]) for m in modalities if found.get(m)}
+    """Example inputs from assets/ for each modality the checkpoint uses (a held-out 7, image and speech)."""
+    files = {"image": ROOT / "assets" / "agree_7_image_7.png", "audio": ROOT / "assets" / "agree_7_speech_7_en_US_f_Allison.wav"}
+    inputs = {m: str(p) for m, p in files.items() if m in modalities}
     if "text" in modalities:
         inputs["text"] = "smiling face with open hands"
     return inputs
