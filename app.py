@@ -37,7 +37,9 @@ CSS = """
 #sources table {font-size: 0.9em}
 #frames .grid-container {grid-template-columns: repeat(8, minmax(0, 1fr)) !important}
 """
-COLORS = MappingProxyType({"fused": "#3730a3", "audio": "#f59e0b", "image": "#10b981", "text": "#ef4444", "video": "#8b5cf6"})
+COLORS = MappingProxyType(
+    {"fused": "#3730a3", "audio": "#f59e0b", "image": "#10b981", "text": "#ef4444", "video": "#8b5cf6"}
+)
 
 
 # ----------------------------------------------------------------------------- model state
@@ -100,12 +102,15 @@ def model_card(predictor: Predictor) -> str:
             text = text.split("---", 2)[-1]
         return text.strip()
     cfg = predictor.model.config
-    return (f"# {cfg.task}\n\n- **Fusion:** `{cfg.fusion}`\n- **Labels:** {', '.join(cfg.labels)}\n"
-            f"- **Encoders:** " + ", ".join(f"{m}: `{cfg.encoders[m]['name']}`" for m in cfg.modalities))
+    return (
+        f"# {cfg.task}\n\n- **Fusion:** `{cfg.fusion}`\n- **Labels:** {', '.join(cfg.labels)}\n"
+        f"- **Encoders:** " + ", ".join(f"{m}: `{cfg.encoders[m]['name']}`" for m in cfg.modalities)
+    )
 
 
 def readable(fn: Callable) -> Callable:
     """Library errors become gr.Error with the problem in words (the upload's temp folder left out)."""
+
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
@@ -114,6 +119,7 @@ def readable(fn: Callable) -> Callable:
             raise gr.Error(f"{Path(exc.path).name}: {exc.problem}", print_exception=False) from exc
         except UmeMmaError as exc:
             raise gr.Error(str(exc), print_exception=False) from exc
+
     return wrapper
 
 
@@ -142,8 +148,13 @@ def probability_chart(pred: Prediction, top: int = 10) -> Any:
     width = 0.8 / len(series)
     for i, (name, result) in enumerate(series.items()):
         xs = [c + (i - (len(series) - 1) / 2) * width for c in range(len(classes))]
-        ax.bar(xs, [result.confidences.get(c, 0.0) for c in classes], width, color=COLORS.get(name),
-               label=f"fused ({pred.fusion})" if name == "fused" else f"{name} branch")
+        ax.bar(
+            xs,
+            [result.confidences.get(c, 0.0) for c in classes],
+            width,
+            color=COLORS.get(name),
+            label=f"fused ({pred.fusion})" if name == "fused" else f"{name} branch",
+        )
     ax.set_xticks(range(len(classes)), classes)
     ax.set_ylim(0, 1)
     ax.set_ylabel("probability")
@@ -176,12 +187,21 @@ def result_views(pred: Prediction | None, modalities: list[str], enabled: list[s
     for m in MODALITIES:
         branch = pred.branches.get(m) if pred is not None else None
         state = "off" if m not in enabled else ("" if branch else "no input")
-        cards.append(gr.update(value=branch.confidences if branch else None, label=m + (f" · {state}" if state else "")))
-    fused = gr.update(value=pred.fused.confidences if pred else None, label=f"fused · {pred.fusion}" if pred else "fused")
+        cards.append(
+            gr.update(value=branch.confidences if branch else None, label=m + (f" · {state}" if state else ""))
+        )
+    fused = gr.update(
+        value=pred.fused.confidences if pred else None, label=f"fused · {pred.fusion}" if pred else "fused"
+    )
     frames = pred.frames if pred is not None else []
-    return [fused, *cards, (note + "\n\n" if note else "") + sources_table(pred, modalities, enabled),
-            probability_chart(pred) if pred is not None else None,
-            gr.update(value=frames or None, visible=bool(frames)), pred.to_dict() if pred else None]
+    return [
+        fused,
+        *cards,
+        (note + "\n\n" if note else "") + sources_table(pred, modalities, enabled),
+        probability_chart(pred) if pred is not None else None,
+        gr.update(value=frames or None, visible=bool(frames)),
+        pred.to_dict() if pred else None,
+    ]
 
 
 def robustness_views(item: Loaded) -> tuple[Any, Any, str]:
@@ -191,16 +211,21 @@ def robustness_views(item: Loaded) -> tuple[Any, Any, str]:
 
     m = item.metrics
     if not m or "accuracy" not in m:
-        return pd.DataFrame(columns=["condition", "accuracy (%)"]), None, (
-            "No evaluation is stored with this checkpoint (`metrics.json`); run `python -m ume_mma.evaluate`.")
+        return (
+            pd.DataFrame(columns=["condition", "accuracy (%)"]),
+            None,
+            ("No evaluation is stored with this checkpoint (`metrics.json`); run `python -m ume_mma.evaluate`."),
+        )
     acc = m["accuracy"]
     rows = [(condition_name(c), round(100 * acc[c], 1)) for c in accuracy_columns(acc)]
     rows += [(f"{b} branch alone", round(100 * v, 1)) for b, v in sorted(m.get("branches", {}).items())]
     png = BytesIO()  # rendered in memory: no temporary file
     missing_rate_figure({item.predictor.name: acc}, title="accuracy vs missing rate").savefig(png, format="png")
     curve = Image.open(png).convert("RGB")
-    caption = (f"Test accuracy of `{item.predictor.name}` over {m.get('n', '?')} samples: with every modality, "
-               "without each one, and when each modality of each sample is missing with the given rate.")
+    caption = (
+        f"Test accuracy of `{item.predictor.name}` over {m.get('n', '?')} samples: with every modality, "
+        "without each one, and when each modality of each sample is missing with the given rate."
+    )
     return pd.DataFrame(rows, columns=["condition", "accuracy (%)"]), curve, caption
 
 
@@ -215,8 +240,10 @@ def condition_name(column: str) -> str:
 def status_line(item: Loaded) -> str:
     p = item.predictor
     kind = {"ume": "UME (uni-modal ensemble)", "mma": "MMA (late fusion with missing-modality training)"}
-    return (f"**Loaded** `{p.name}` · {kind.get(p.model.config.fusion, p.model.config.fusion)} · "
-            f"modalities: {', '.join(p.modalities)} · {len(p.labels)} labels")
+    return (
+        f"**Loaded** `{p.name}` · {kind.get(p.model.config.fusion, p.model.config.fusion)} · "
+        f"modalities: {', '.join(p.modalities)} · {len(p.labels)} labels"
+    )
 
 
 def input_visibility(modalities: list[str]) -> list[Any]:
@@ -232,8 +259,10 @@ def load_examples(modalities: list[str]) -> tuple[list[list[Any]], list[str]]:
         return [], []
     rows = json.loads(index.read_text())
     keys = ["video", "audio", "image"] + (["text"] if "text" in modalities else [])
-    return ([[str(ASSETS / r[k]) if r.get(k) and k != "text" else r.get(k) for k in keys] for r in rows],
-            [r["label"] for r in rows])
+    return (
+        [[str(ASSETS / r[k]) if r.get(k) and k != "text" else r.get(k) for k in keys] for r in rows],
+        [r["label"] for r in rows],
+    )
 
 
 # ----------------------------------------------------------------------------- the app
@@ -242,38 +271,75 @@ def predict_tab(mods: list[str]) -> SimpleNamespace:
     ui = SimpleNamespace()
     with gr.Row():
         with gr.Column(scale=2):
-            ui.video = gr.Video(label="Video (frames + soundtrack)", sources=["upload"], height=200, elem_id="video-input",
-                                visible=bool({"video", "image", "audio"} & set(mods)))
+            ui.video = gr.Video(
+                label="Video (frames + soundtrack)",
+                sources=["upload"],
+                height=200,
+                elem_id="video-input",
+                visible=bool({"video", "image", "audio"} & set(mods)),
+            )
             with gr.Row():
-                ui.audio = gr.Audio(label="Audio", type="filepath", sources=["upload", "microphone"],
-                                    elem_id="audio-input", visible="audio" in mods)
-                ui.image = gr.Image(label="Image", type="filepath", sources=["upload", "clipboard"], height=200,
-                                    elem_id="image-input", visible="image" in mods)
+                ui.audio = gr.Audio(
+                    label="Audio",
+                    type="filepath",
+                    sources=["upload", "microphone"],
+                    elem_id="audio-input",
+                    visible="audio" in mods,
+                )
+                ui.image = gr.Image(
+                    label="Image",
+                    type="filepath",
+                    sources=["upload", "clipboard"],
+                    height=200,
+                    elem_id="image-input",
+                    visible="image" in mods,
+                )
             ui.text = gr.Textbox(label="Text (Enter to predict)", visible="text" in mods)
-            ui.toggles = gr.CheckboxGroup(mods, value=mods, elem_id="toggles",
-                                          label="Modalities in use (switch one off: the result updates at once)")
+            ui.toggles = gr.CheckboxGroup(
+                mods,
+                value=mods,
+                elem_id="toggles",
+                label="Modalities in use (switch one off: the result updates at once)",
+            )
             ui.run = gr.Button("Predict", variant="primary")
             rows, labels = load_examples(mods)
             if rows:
-                gr.Examples(rows, [ui.video, ui.audio, ui.image] + ([ui.text] if "text" in mods else []),
-                            example_labels=labels, cache_examples=False, api_visibility="private",
-                            label="Examples (held-out test speakers and digits)")
+                gr.Examples(
+                    rows,
+                    [ui.video, ui.audio, ui.image] + ([ui.text] if "text" in mods else []),
+                    example_labels=labels,
+                    cache_examples=False,
+                    api_visibility="private",
+                    label="Examples (held-out test speakers and digits)",
+                )
         with gr.Column(scale=3):
             with gr.Row():
                 ui.fused = gr.Label(label="fused", num_top_classes=3, elem_classes="card", elem_id="fused-card")
-                ui.cards = [gr.Label(label=m, num_top_classes=3, visible=m in mods, elem_classes="card",
-                                     elem_id=f"{m}-card") for m in MODALITIES]
+                ui.cards = [
+                    gr.Label(label=m, num_top_classes=3, visible=m in mods, elem_classes="card", elem_id=f"{m}-card")
+                    for m in MODALITIES
+                ]
             ui.sources = gr.Markdown(sources_table(None, mods, mods), elem_id="sources")
             ui.chart = gr.Plot(label="Class probabilities: each branch and the fused result", format="png")
-            ui.frames = gr.Gallery(label="Frames sampled from the video (fed to the image branch)", columns=8,
-                                   height=130, object_fit="contain", visible=False, elem_id="frames")
+            ui.frames = gr.Gallery(
+                label="Frames sampled from the video (fed to the image branch)",
+                columns=8,
+                height=130,
+                object_fit="contain",
+                visible=False,
+                elem_id="frames",
+            )
             with gr.Accordion("Raw result (the /predict API returns this JSON)", open=False):
                 ui.raw = gr.JSON()
     return ui
 
 
-def build_demo(checkpoint: str = DEFAULT_CHECKPOINT, max_file_mb: float = 50, max_video_seconds: float = 60,
-               pool: PredictorPool | None = None) -> gr.Blocks:
+def build_demo(
+    checkpoint: str = DEFAULT_CHECKPOINT,
+    max_file_mb: float = 50,
+    max_video_seconds: float = 60,
+    pool: PredictorPool | None = None,
+) -> gr.Blocks:
     """The UI and API over ``checkpoint`` (loaded now, so a bad default fails at start-up). ``pool``: the
     shared cache of loaded checkpoints (default: a new one with these limits)."""
     pool = pool or PredictorPool(Limits(max_file_bytes=int(max_file_mb * 2**20), max_video_seconds=max_video_seconds))
@@ -282,11 +348,14 @@ def build_demo(checkpoint: str = DEFAULT_CHECKPOINT, max_file_mb: float = 50, ma
     table, curve, caption = robustness_views(first)
     with gr.Blocks(title="UME-MMA Studio", analytics_enabled=False) as demo:
         key = gr.State(checkpoint)  # this session's checkpoint: a key of the pool
-        gr.Markdown("# UME-MMA Studio\nMulti-modal predictions that survive missing modalities: each branch "
-                    "answers alone, the fused result uses whatever is present. Switch modalities off to see it.")
+        gr.Markdown(
+            "# UME-MMA Studio\nMulti-modal predictions that survive missing modalities: each branch "
+            "answers alone, the fused result uses whatever is present. Switch modalities off to see it."
+        )
         with gr.Row():
-            choice = gr.Dropdown(list(dict.fromkeys([checkpoint, *list_checkpoints()])), value=checkpoint,
-                                 label="Checkpoint", scale=2)
+            choice = gr.Dropdown(
+                list(dict.fromkeys([checkpoint, *list_checkpoints()])), value=checkpoint, label="Checkpoint", scale=2
+            )
             ref = gr.Textbox(label="…or a Hub repo id / local path", placeholder="org/name", scale=2)
             load = gr.Button("Load", scale=0, min_width=120)
         status = gr.Markdown(status_line(first))
@@ -301,26 +370,40 @@ def build_demo(checkpoint: str = DEFAULT_CHECKPOINT, max_file_mb: float = 50, ma
             with gr.Tab("Model card"):
                 card = gr.Markdown(first.card)
         with gr.Column(visible=False):  # inputs of the API-only /predict endpoint
-            api_in = [key, *(gr.File(label=k, type="filepath") for k in ("video", "audio", "image")),
-                      gr.Textbox(label="text", value=""),
-                      gr.Dropdown(list(MODALITIES), value=None, multiselect=True, label="modalities")]
+            api_in = [
+                key,
+                *(gr.File(label=k, type="filepath") for k in ("video", "audio", "image")),
+                gr.Textbox(label="text", value=""),
+                gr.Dropdown(list(MODALITIES), value=None, multiselect=True, label="modalities"),
+            ]
             api_out, api_run = gr.JSON(), gr.Button()
         fns = handlers(pool)
         private = {"api_visibility": "private", "show_progress": "minimal"}
         ui_in = [ui.video, ui.audio, ui.image, ui.text, ui.toggles, key]
         ui_out = [ui.fused, *ui.cards, ui.sources, ui.chart, ui.frames, ui.raw]
         # One listener for every trigger: a session's runs never overlap, and the last one wins.
-        gr.on([ui.run.click, ui.text.submit, ui.toggles.change, *(x.change for x in (ui.video, ui.audio, ui.image))],
-              fns.predict_ui, ui_in, ui_out, preprocess=False, trigger_mode="always_last", **private)
+        gr.on(
+            [ui.run.click, ui.text.submit, ui.toggles.change, *(x.change for x in (ui.video, ui.audio, ui.image))],
+            fns.predict_ui,
+            ui_in,
+            ui_out,
+            preprocess=False,
+            trigger_mode="always_last",
+            **private,
+        )
         api_run.click(fns.predict, api_in, api_out, api_name="predict")
         view = [card, ui.toggles, ui.video, ui.audio, ui.image, ui.text, *ui.cards]
         hidden = {"api_visibility": "private"}
-        model_events = [(load.click, ref, {"api_name": "load_model"}, {"api_name": "robustness"}),
-                        (choice.input, choice, hidden, hidden)]  # the same chain, public once
+        model_events = [
+            (load.click, ref, {"api_name": "load_model"}, {"api_name": "robustness"}),
+            (choice.input, choice, hidden, hidden),
+        ]  # the same chain, public once
         for trigger, source, load_api, robustness_api in model_events:
-            (trigger(fns.load_model, source, [key, status], **load_api)
-             .success(fns.show_model, key, view, **hidden)
-             .success(fns.robustness, key, [rob_table, rob_plot, rob_caption], **robustness_api))
+            (
+                trigger(fns.load_model, source, [key, status], **load_api)
+                .success(fns.show_model, key, view, **hidden)
+                .success(fns.robustness, key, [rob_table, rob_plot, rob_caption], **robustness_api)
+            )
     return demo
 
 
@@ -358,23 +441,33 @@ def handlers(pool: PredictorPool) -> SimpleNamespace:
 
     def show_model(k):
         m = pool.get(k).predictor.modalities
-        return [pool.get(k).card, gr.update(choices=m, value=m), *input_visibility(m),
-                *(gr.update(visible=x in m) for x in MODALITIES)]
+        return [
+            pool.get(k).card,
+            gr.update(choices=m, value=m),
+            *input_visibility(m),
+            *(gr.update(visible=x in m) for x in MODALITIES),
+        ]
 
     def robustness(k):
         """The loaded checkpoint's stored evaluation: accuracy with all modalities, without each one, and
         over a missing-rate sweep (table, curve, caption)."""
         return robustness_views(pool.get(k))
 
-    return SimpleNamespace(predict_ui=predict_ui, predict=predict, load_model=load_model, show_model=show_model,
-                           robustness=robustness)
+    return SimpleNamespace(
+        predict_ui=predict_ui, predict=predict, load_model=load_model, show_model=show_model, robustness=robustness
+    )
 
 
 def launch_app(demo: gr.Blocks, max_file_mb: float = 50, **kwargs: Any) -> Any:
     """Launch with the app's theme, upload cap and readable errors (``kwargs`` go to ``launch``)."""
     return demo.queue(default_concurrency_limit=4).launch(
-        theme=gr.themes.Soft(), css=CSS, show_error=True, max_file_size=int(max_file_mb * 2**20),
-        allowed_paths=[str(ASSETS)], **kwargs)
+        theme=gr.themes.Soft(),
+        css=CSS,
+        show_error=True,
+        max_file_size=int(max_file_mb * 2**20),
+        allowed_paths=[str(ASSETS)],
+        **kwargs,
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -392,8 +485,9 @@ def main(argv: list[str] | None = None) -> None:
     except gr.Error as exc:
         found = ", ".join(list_checkpoints()) or "none"
         raise SystemExit(f"app.py: {exc.message}\nCheckpoints under {ROOT / 'checkpoints'}: {found}") from None
-    launch_app(demo, args.max_file_mb, server_name=args.host, server_port=args.port, share=args.share,
-               mcp_server=args.mcp)
+    launch_app(
+        demo, args.max_file_mb, server_name=args.host, server_port=args.port, share=args.share, mcp_server=args.mcp
+    )
 
 
 if __name__ == "__main__":

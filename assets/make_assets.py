@@ -29,14 +29,24 @@ VIDEO_SCALE, VIDEO_FPS, VIDEO_AUDIO_RATE = 4, 12, 16000
 
 # Each example: what the UI shows, then which held-out digit/speaker builds each file.
 EXAMPLES = [
-    {"name": "agree_7", "note": "image 7 + spoken 7 (en_US Allison): they agree",
-     "image": 7, "audio": ("en_US_f_Allison", 7)},
-    {"name": "disagree_2_5", "note": "image 2 + spoken 5 (es_MX Allison): they disagree",
-     "image": 2, "audio": ("es_MX_f_Allison", 5)},
-    {"name": "video_3", "note": "video with sound: a 3, spoken 3 (it_IT Carlo)",
-     "video": (3, ("it_IT_m_Carlo", 3), 2.0)},
-    {"name": "silent_video_4", "note": "silent video of a 4: no audio branch",
-     "video": (4, None, 1.5)},
+    {
+        "name": "agree_7",
+        "note": "image 7 + spoken 7 (en_US Allison): they agree",
+        "image": 7,
+        "audio": ("en_US_f_Allison", 7),
+    },
+    {
+        "name": "disagree_2_5",
+        "note": "image 2 + spoken 5 (es_MX Allison): they disagree",
+        "image": 2,
+        "audio": ("es_MX_f_Allison", 5),
+    },
+    {
+        "name": "video_3",
+        "note": "video with sound: a 3, spoken 3 (it_IT Carlo)",
+        "video": (3, ("it_IT_m_Carlo", 3), 2.0),
+    },
+    {"name": "silent_video_4", "note": "silent video of a 4: no audio branch", "video": (4, None, 1.5)},
 ]
 
 
@@ -48,7 +58,7 @@ def test_digits() -> dict[int, np.ndarray]:
         ids = [r["meta"]["mnist_index"] for r in rows if r.get("split") == "test"]
     else:  # the split build_av_digits draws with seed 0: train, val, then test
         order = np.random.default_rng([0, 1]).permutation(len(images))
-        ids = order[SPLIT_SIZES["train"] + SPLIT_SIZES["val"]:].tolist()
+        ids = order[SPLIT_SIZES["train"] + SPLIT_SIZES["val"] :].tolist()
     first: dict[int, np.ndarray] = {}
     for i in ids:
         first.setdefault(int(labels[i]), np.round(images[i] * 255).astype(np.uint8))
@@ -78,9 +88,9 @@ def write_video(path: Path, digit: np.ndarray, speech: np.ndarray | None, second
             clip = resample(speech, SR, VIDEO_AUDIO_RATE)[:total]
             track = np.zeros(total, np.float32)
             start = (total - len(clip)) // 2
-            track[start:start + len(clip)] = clip
+            track[start : start + len(clip)] = clip
             for s in range(0, total, 1024):
-                chunk = track[s:s + 1024][None, :]
+                chunk = track[s : s + 1024][None, :]
                 af = av.AudioFrame.from_ndarray(np.ascontiguousarray(chunk), format="fltp", layout="mono")
                 af.sample_rate, af.pts, af.time_base = VIDEO_AUDIO_RATE, s, Fraction(1, VIDEO_AUDIO_RATE)
                 out.mux(astream.encode(af))

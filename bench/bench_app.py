@@ -67,9 +67,16 @@ def bench_predictor(pool, ref: str, repeats: int) -> dict[str, float]:
         spent["s"] = 0.0
         cold.append(timed(pool.predict, ref, inputs, None)[0])
         enc.append(spent["s"])
-    return {"first_predict_s": first, "toggled_repeat_s": toggled, "first_vs_toggled_ratio": first / toggled,
-            "ui_views_render_s": views, "cold_predict_s": statistics.median(cold), "encoders_own_s": statistics.median(enc),
-            "cold_predict_vs_encoders_ratio": statistics.median(c / e for c, e in zip(cold, enc)), "toggle_keeps": keep[0]}
+    return {
+        "first_predict_s": first,
+        "toggled_repeat_s": toggled,
+        "first_vs_toggled_ratio": first / toggled,
+        "ui_views_render_s": views,
+        "cold_predict_s": statistics.median(cold),
+        "encoders_own_s": statistics.median(enc),
+        "cold_predict_vs_encoders_ratio": statistics.median(c / e for c, e in zip(cold, enc)),
+        "toggle_keeps": keep[0],
+    }
 
 
 def bench_video(pool, ref: str, repeats: int, tmp: Path) -> dict[str, float]:
@@ -84,8 +91,9 @@ def bench_video(pool, ref: str, repeats: int, tmp: Path) -> dict[str, float]:
             predictor.clear_cache()
             predictor.frames.clear()
 
-        out[f"video_{seconds}s_predict_s"] = median_time(lambda p=path: pool.predict(ref, {"video": str(p)}, None),
-                                                          repeats, before=clear)
+        out[f"video_{seconds}s_predict_s"] = median_time(
+            lambda p=path: pool.predict(ref, {"video": str(p)}, None), repeats, before=clear
+        )
     out["video_60s_vs_10s_ratio"] = out["video_60s_predict_s"] / out["video_10s_predict_s"]
     return out
 
@@ -107,8 +115,12 @@ def bench_concurrent(url: str, modalities: list[str], calls: int = 16) -> dict[s
 
     with ThreadPoolExecutor(calls) as ex:
         wall, ok = timed(lambda: list(ex.map(one, clients)))
-    return {"concurrent_calls": calls, "concurrent_failures": calls - sum(ok), "concurrent_wall_s": wall,
-            "throughput_calls_per_s": calls / wall}
+    return {
+        "concurrent_calls": calls,
+        "concurrent_failures": calls - sum(ok),
+        "concurrent_wall_s": wall,
+        "throughput_calls_per_s": calls / wall,
+    }
 
 
 def run_all(pool, ref: str, repeats: int) -> dict[str, object]:
@@ -129,8 +141,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--checkpoint", default=app.DEFAULT_CHECKPOINT)
     ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--torch-threads", type=int, nargs="+", default=[0, 1],
-                    help="torch intra-op thread counts to measure (0 = torch's default)")
+    ap.add_argument(
+        "--torch-threads",
+        type=int,
+        nargs="+",
+        default=[0, 1],
+        help="torch intra-op thread counts to measure (0 = torch's default)",
+    )
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "app.json")
     args = ap.parse_args()
     import psutil
@@ -143,14 +160,24 @@ def main() -> None:
     for n in args.torch_threads:
         torch.set_num_threads(n or default_threads)
         runs[f"torch_threads={n or default_threads}"] = run_all(pool, args.checkpoint, args.repeats)
-    results = {"checkpoint": args.checkpoint, "load_s": load_s,
-               "rss_mb_after_warmup": psutil.Process().memory_info().rss / 2**20, "runs": runs,
-               "machine": {"cpus": os.cpu_count(), "load_avg_1min": os.getloadavg()[0],
-                           "python": platform.python_version(), "platform": platform.platform()}}
+    results = {
+        "checkpoint": args.checkpoint,
+        "load_s": load_s,
+        "rss_mb_after_warmup": psutil.Process().memory_info().rss / 2**20,
+        "runs": runs,
+        "machine": {
+            "cpus": os.cpu_count(),
+            "load_avg_1min": os.getloadavg()[0],
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+        },
+    }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"checkpoint {args.checkpoint}: loaded in {load_s:.2f} s, RSS after warm-up "
-          f"{results['rss_mb_after_warmup']:.0f} MB, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}\n")
+    print(
+        f"checkpoint {args.checkpoint}: loaded in {load_s:.2f} s, RSS after warm-up "
+        f"{results['rss_mb_after_warmup']:.0f} MB, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}\n"
+    )
     print("| metric | " + " | ".join(runs) + " |\n|---|" + "---|" * len(runs))
     for key in next(iter(runs.values())):
         cells = [f"{r[key]:.4g}" if isinstance(r[key], float) else str(r[key]) for r in runs.values()]

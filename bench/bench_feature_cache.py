@@ -29,7 +29,9 @@ ROOT = Path(__file__).resolve().parents[1]
 ENCODERS = {"image": "packaged.efficientnet-lite0", "audio": "packaged.whisper-tiny-en"}
 
 
-def epoch(model: MultiModalModel, opt, inputs: dict[str, ModalityInputs], y: torch.Tensor, cached: bool, bs: int) -> float:
+def epoch(
+    model: MultiModalModel, opt, inputs: dict[str, ModalityInputs], y: torch.Tensor, cached: bool, bs: int
+) -> float:
     t = time.perf_counter()
     for start in range(0, len(y), bs):
         idx = torch.arange(start, min(start + bs, len(y)))
@@ -56,25 +58,44 @@ def main() -> None:
     samples = [s for s in load_dataset(args.data).samples if s.split == "train"][: args.n]
     labels = sorted({s.label for s in samples})
     y = torch.tensor([labels.index(s.label) for s in samples])
-    config = ModelConfig(task="bench", labels=labels, fusion="mma", fill="zero",
-                         encoders={m: get_spec(e).to_dict() for m, e in ENCODERS.items()})
+    config = ModelConfig(
+        task="bench",
+        labels=labels,
+        fusion="mma",
+        fill="zero",
+        encoders={m: get_spec(e).to_dict() for m, e in ENCODERS.items()},
+    )
     model = MultiModalModel(config)
     model.load_encoder_weights()
     model.eval()
-    raw = {m: ModalityInputs(*_preprocess_all(samples, m, create_encoder(get_spec(e)), m, frozen=False), is_features=False)
-           for m, e in ENCODERS.items()}
+    raw = {
+        m: ModalityInputs(*_preprocess_all(samples, m, create_encoder(get_spec(e)), m, frozen=False), is_features=False)
+        for m, e in ENCODERS.items()
+    }
     t = time.perf_counter()
-    cached = {m: ModalityInputs(*_preprocess_all(samples, m, model.encoders[m], m, frozen=True), is_features=True) for m in ENCODERS}
+    cached = {
+        m: ModalityInputs(*_preprocess_all(samples, m, model.encoders[m], m, frozen=True), is_features=True)
+        for m in ENCODERS
+    }
     fill_s = time.perf_counter() - t
     opt = torch.optim.AdamW(model.heads.parameters(), lr=1e-3)
     slow = epoch(model, opt, raw, y, cached=False, bs=args.batch_size)
     fast = min(epoch(model, opt, cached, y, cached=True, bs=args.batch_size) for _ in range(3))
-    result = {"n": len(y), "encoders": ENCODERS, "epoch_running_encoders_s": slow, "epoch_cached_features_s": fast,
-              "speedup": slow / fast, "one_time_feature_pass_s": fill_s, "threads": torch.get_num_threads()}
+    result = {
+        "n": len(y),
+        "encoders": ENCODERS,
+        "epoch_running_encoders_s": slow,
+        "epoch_cached_features_s": fast,
+        "speedup": slow / fast,
+        "one_time_feature_pass_s": fill_s,
+        "threads": torch.get_num_threads(),
+    }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
-    print(f"| head-only epoch, {len(y)} samples | seconds |\n|---|---|\n| running the frozen encoders | {slow:.2f} |\n"
-          f"| cached features | {fast:.4f} |\n| speed-up | {slow / fast:.0f}x (goal >= 20x) |")
+    print(
+        f"| head-only epoch, {len(y)} samples | seconds |\n|---|---|\n| running the frozen encoders | {slow:.2f} |\n"
+        f"| cached features | {fast:.4f} |\n| speed-up | {slow / fast:.0f}x (goal >= 20x) |"
+    )
 
 
 if __name__ == "__main__":

@@ -27,7 +27,10 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def default_inputs(modalities: list[str]) -> dict[str, str]:
     """Example inputs from assets/ for each modality the checkpoint uses (a held-out 7, image and speech)."""
-    files = {"image": ROOT / "assets" / "agree_7_image_7.png", "audio": ROOT / "assets" / "agree_7_speech_7_en_US_f_Allison.wav"}
+    files = {
+        "image": ROOT / "assets" / "agree_7_image_7.png",
+        "audio": ROOT / "assets" / "agree_7_speech_7_en_US_f_Allison.wav",
+    }
     inputs = {m: str(p) for m, p in files.items() if m in modalities}
     if "text" in modalities:
         inputs["text"] = "smiling face with open hands"
@@ -46,6 +49,7 @@ def timed_encoders(predictor: Predictor) -> dict[str, float]:
                 return _orig(raws)
             finally:
                 spent["s"] += time.perf_counter() - t
+
         enc.encode = wrapper
     return spent
 
@@ -74,8 +78,13 @@ def main() -> None:
         toggled.append(time.perf_counter() - t)
     med = statistics.median
     result = {
-        "checkpoint": args.checkpoint, "inputs": inputs, "repeats": args.repeats, "machine": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(), "first_predict_ms": 1000 * med(first), "encoders_ms": 1000 * med(encoders),
+        "checkpoint": args.checkpoint,
+        "inputs": inputs,
+        "repeats": args.repeats,
+        "machine": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "first_predict_ms": 1000 * med(first),
+        "encoders_ms": 1000 * med(encoders),
         "toggled_repeat_ms": 1000 * med(toggled),
         "predict_over_encoders": med(f / e for f, e in zip(first, encoders)),
         "toggled_over_first": med(t / f for t, f in zip(toggled, first)),

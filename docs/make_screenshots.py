@@ -1,6 +1,6 @@
 """Regenerate the README screenshots (docs/*.png) from the real app on checkpoints/av-digits.
 
-    .venv/bin/python docs/make_screenshots.py      # needs Debian chromium (scripts/setup.sh installs it)
+.venv/bin/python docs/make_screenshots.py      # needs Debian chromium (scripts/setup.sh installs it)
 """
 
 import os
@@ -13,7 +13,13 @@ sys.path.insert(0, str(ROOT))
 
 import app  # noqa: E402
 
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 FUSED = "#fused-card [data-testid='label-output-value']"
 
 

@@ -15,12 +15,21 @@ import numpy as np
 
 SOUNDFILE_FORMATS = {".wav": "WAV", ".flac": "FLAC", ".ogg": "OGG", ".mp3": "MP3"}
 VIDEO_CODECS = {".mp4": "h264", ".mkv": "h264", ".webm": "libvpx", ".avi": "mpeg4", ".mov": "mpeg4"}
-AUDIO_CODECS = {".mp4": "aac", ".m4a": "aac", ".mkv": "aac", ".mov": "aac", ".webm": "libopus",
-                ".opus": "libopus", ".avi": "ac3", ".mka": "flac"}
+AUDIO_CODECS = {
+    ".mp4": "aac",
+    ".m4a": "aac",
+    ".mkv": "aac",
+    ".mov": "aac",
+    ".webm": "libopus",
+    ".opus": "libopus",
+    ".avi": "ac3",
+    ".mka": "flac",
+}
 
 
-def tone(freq: float = 440.0, seconds: float = 1.0, sample_rate: int = 16000, channels: int = 1,
-         amplitude: float = 0.5) -> np.ndarray:
+def tone(
+    freq: float = 440.0, seconds: float = 1.0, sample_rate: int = 16000, channels: int = 1, amplitude: float = 0.5
+) -> np.ndarray:
     """Sine tone, float32 [N, channels] (channel c is scaled by 1/(c+1) so channels differ)."""
     t = np.arange(int(round(seconds * sample_rate))) / sample_rate
     wave = amplitude * np.sin(2 * np.pi * freq * t)
@@ -33,8 +42,9 @@ def dominant_frequency(samples: np.ndarray, sample_rate: int) -> float:
     return float(np.fft.rfftfreq(len(samples), 1.0 / sample_rate)[int(np.argmax(spectrum))])
 
 
-def make_tone_file(path: str | Path, freq: float = 440.0, seconds: float = 1.0, sample_rate: int = 16000,
-                   channels: int = 1) -> Path:
+def make_tone_file(
+    path: str | Path, freq: float = 440.0, seconds: float = 1.0, sample_rate: int = 16000, channels: int = 1
+) -> Path:
     """Write a sine tone: wav/flac/ogg/mp3 through soundfile, m4a/webm/opus/mka through PyAV."""
     path = Path(path)
     data = tone(freq, seconds, sample_rate, channels)
@@ -59,10 +69,20 @@ def second_level(second: int) -> int:
     return 28 + (37 * int(second)) % 200
 
 
-def make_video(path: str | Path, seconds: float = 4.0, with_audio: bool = True, fps: int = 10,
-               size: tuple[int, int] = (64, 48), video_codec: str | None = None,
-               audio_codec: str | None = None, tone_hz: float = 440.0, sample_rate: int | None = None,
-               channels: int = 2, gop: int | None = None, live: bool = False) -> Path:
+def make_video(
+    path: str | Path,
+    seconds: float = 4.0,
+    with_audio: bool = True,
+    fps: int = 10,
+    size: tuple[int, int] = (64, 48),
+    video_codec: str | None = None,
+    audio_codec: str | None = None,
+    tone_hz: float = 440.0,
+    sample_rate: int | None = None,
+    channels: int = 2,
+    gop: int | None = None,
+    live: bool = False,
+) -> Path:
     """Write a video whose frames during second s are flat gray `second_level(s)`, with an optional
     sine soundtrack (tone_hz). Codecs default from the extension: mp4 h264+aac, webm vp8+opus, avi mpeg4+ac3.
     live=True (webm/mkv) writes no duration and no cues, like a browser's MediaRecorder."""
@@ -92,8 +112,7 @@ def make_video(path: str | Path, seconds: float = 4.0, with_audio: bool = True, 
     return path
 
 
-def make_cover_art_mp3(path: str | Path, freq: float = 440.0, seconds: float = 1.0,
-                       sample_rate: int = 44100) -> Path:
+def make_cover_art_mp3(path: str | Path, freq: float = 440.0, seconds: float = 1.0, sample_rate: int = 44100) -> Path:
     """An mp3 tone with embedded cover art: FFmpeg shows the picture as a video stream (attached_pic)."""
     import io
 
@@ -116,6 +135,7 @@ def make_cover_art_mp3(path: str | Path, freq: float = 440.0, seconds: float = 1
 
 def make_png_bomb(path: str | Path, width: int = 20000, height: int = 20000) -> Path:
     """A valid 1-bit grayscale PNG of width x height pixels, all black, tiny on disk (a decompression bomb)."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
@@ -175,7 +195,7 @@ def _encode_audio(out, stream, data: np.ndarray, sample_rate: int, chunk: int = 
 
     layout = "stereo" if data.shape[1] == 2 else "mono"
     for start in range(0, len(data), chunk):
-        planar = np.ascontiguousarray(data[start:start + chunk].T)
+        planar = np.ascontiguousarray(data[start : start + chunk].T)
         frame = av.AudioFrame.from_ndarray(planar, format="fltp", layout=layout)
         frame.sample_rate, frame.pts, frame.time_base = sample_rate, start, Fraction(1, sample_rate)
         out.mux(stream.encode(frame))

@@ -28,8 +28,11 @@ AV_DIGITS = "checkpoints/av-digits"
 MAX_FILE_MB, MAX_VIDEO_SECONDS = 2, 5
 # Extra checkpoints to serve: UME_MMA_APP_TEST_CHECKPOINTS="path1:path2" (e.g. a freshly trained one).
 EMOJI_VL = "checkpoints/emoji-vl"  # image + text: the shipped checkpoint with a text branch
-CHECKPOINTS = (["tiny"] + [c for c in (AV_DIGITS, EMOJI_VL) if (ROOT / c / "config.json").is_file()]
-               + [c for c in os.environ.get("UME_MMA_APP_TEST_CHECKPOINTS", "").split(":") if c])
+CHECKPOINTS = (
+    ["tiny"]
+    + [c for c in (AV_DIGITS, EMOJI_VL) if (ROOT / c / "config.json").is_file()]
+    + [c for c in os.environ.get("UME_MMA_APP_TEST_CHECKPOINTS", "").split(":") if c]
+)
 KEYS = {"checkpoint", "fusion", "modalities_used", "fused", "branches", "sources"}
 
 
@@ -41,9 +44,19 @@ def train_tiny(root: Path) -> Path:
     from ume_mma.trainconfig import load_config
 
     data = make_tiny_dataset(root / "data", with_text=True)
-    cfg = load_config(None, task="tiny", data=str(data), out=str(root / "run"), epochs=3, mma_epochs=2,
-                      batch_size=8, cache_dir=None, eval_repeats=1, save_all=False,
-                      encoders={"image": "scratch.image-cnn", "audio": "scratch.logmel-cnn", "text": "scratch.hashed-text"})
+    cfg = load_config(
+        None,
+        task="tiny",
+        data=str(data),
+        out=str(root / "run"),
+        epochs=3,
+        mma_epochs=2,
+        batch_size=8,
+        cache_dir=None,
+        eval_repeats=1,
+        save_all=False,
+        encoders={"image": "scratch.image-cnn", "audio": "scratch.logmel-cnn", "text": "scratch.hashed-text"},
+    )
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # tiny batches: one thread is fastest, and 8x faster than 2 on a busy 2-core CI
     try:
@@ -61,8 +74,13 @@ def served(request, tmp_path_factory):
     demo = app.build_demo(ref, pool=pool)
     app.launch_app(demo, max_file_mb=MAX_FILE_MB, prevent_thread_lock=True, quiet=True)
     try:
-        yield SimpleNamespace(ref=ref, pool=pool, url=demo.local_url, predictor=pool.get(ref).predictor,
-                              client=Client(demo.local_url, verbose=False))
+        yield SimpleNamespace(
+            ref=ref,
+            pool=pool,
+            url=demo.local_url,
+            predictor=pool.get(ref).predictor,
+            client=Client(demo.local_url, verbose=False),
+        )
     finally:
         demo.close()
 
@@ -73,19 +91,26 @@ def media(tmp_path_factory):
     d = tmp_path_factory.mktemp("media")
     good_mp4 = make_video(d / "tone.mp4", seconds=3.0)
     corrupt = bytearray(good_mp4.read_bytes())
-    corrupt[len(corrupt) // 3: len(corrupt) // 3 + 600] = bytes(600)  # zeroed packets in the middle
+    corrupt[len(corrupt) // 3 : len(corrupt) // 3 + 600] = bytes(600)  # zeroed packets in the middle
     (d / "corrupt.mp4").write_bytes(bytes(corrupt))
     (d / "empty.png").write_bytes(b"")
     (d / "notes.png").write_text("this is a text file, not a picture\n")
     (d / "big.wav").write_bytes(os.urandom(int(2.5 * 2**20)))
     return SimpleNamespace(
-        image=ASSETS / "agree_7_image_7.png", audio=ASSETS / "agree_7_speech_7_en_US_f_Allison.wav",
+        image=ASSETS / "agree_7_image_7.png",
+        audio=ASSETS / "agree_7_speech_7_en_US_f_Allison.wav",
         other_audio=ASSETS / "disagree_2_5_speech_5_es_MX_f_Allison.wav",
-        video=ASSETS / "video_3.mp4", silent=ASSETS / "silent_video_4.mp4",
-        webm=make_video(d / "tone.webm", seconds=2.0), corrupt=d / "corrupt.mp4",
-        empty=d / "empty.png", notes=d / "notes.png", bomb=make_png_bomb(d / "bomb.png"),
+        video=ASSETS / "video_3.mp4",
+        silent=ASSETS / "silent_video_4.mp4",
+        webm=make_video(d / "tone.webm", seconds=2.0),
+        corrupt=d / "corrupt.mp4",
+        empty=d / "empty.png",
+        notes=d / "notes.png",
+        bomb=make_png_bomb(d / "bomb.png"),
         truncated=truncate_copy(good_mp4, d / "truncated.mp4", 0.5),
-        long=make_video(d / "long.mp4", seconds=MAX_VIDEO_SECONDS + 1.5), big=d / "big.wav")
+        long=make_video(d / "long.mp4", seconds=MAX_VIDEO_SECONDS + 1.5),
+        big=d / "big.wav",
+    )
 
 
 def predict(client: Client, **kwargs):
@@ -98,7 +123,9 @@ def check(result: dict, served, expected: set[str]) -> None:
     assert set(result) == KEYS
     assert result["checkpoint"] == served.ref
     assert result["fusion"] == served.predictor.model.config.fusion
-    assert sorted(result["branches"]) == result["modalities_used"] == sorted(expected & set(served.predictor.modalities))
+    assert (
+        sorted(result["branches"]) == result["modalities_used"] == sorted(expected & set(served.predictor.modalities))
+    )
     assert set(result["branches"]) <= set(result["sources"])
     for res in [result["fused"], *result["branches"].values()]:
         conf = res["confidences"]

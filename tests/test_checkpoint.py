@@ -17,9 +17,14 @@ FIXTURE = Path(__file__).parent / "fixtures" / "tiny_checkpoint_v1"
 
 def _model(fusion="mma", fill="token"):
     torch.manual_seed(1)
-    cfg = ModelConfig(task="rt", labels=["a", "b", "c"], fusion=fusion, fill=fill,
-                      encoders={"image": get_spec("scratch.image-cnn").to_dict(), "text": get_spec("scratch.hashed-text").to_dict()},
-                      training={"seed": 3})
+    cfg = ModelConfig(
+        task="rt",
+        labels=["a", "b", "c"],
+        fusion=fusion,
+        fill=fill,
+        encoders={"image": get_spec("scratch.image-cnn").to_dict(), "text": get_spec("scratch.hashed-text").to_dict()},
+        training={"seed": 3},
+    )
     model = MultiModalModel(cfg)
     for p in model.missing_tokens.values():
         torch.nn.init.normal_(p)
@@ -30,7 +35,12 @@ def _model(fusion="mma", fill="token"):
 def test_round_trip_same_outputs(tmp_path, fusion, fill):
     model = _model(fusion, fill)
     save_pretrained(model, tmp_path / "ck", metrics={"n": 1, "accuracy": {"full": 0.5}, "branches": {}})
-    assert sorted(p.name for p in (tmp_path / "ck").iterdir()) == ["README.md", "config.json", "metrics.json", "model.safetensors"]
+    assert sorted(p.name for p in (tmp_path / "ck").iterdir()) == [
+        "README.md",
+        "config.json",
+        "metrics.json",
+        "model.safetensors",
+    ]
     loaded = from_pretrained(tmp_path / "ck")
     assert loaded.config == model.config
     x = {"image": torch.randn(3, 1, 28, 28), "text": loaded.encoders["text"].preprocess(["red apple", "", "blue sky"])}

@@ -93,8 +93,12 @@ def test_write_dataset_round_trip_and_refuses_bad(tmp_path: Path) -> None:
     samples = [Sample(label="a", text="", split="train", meta={"x": [1]}), Sample(label="b", text="hi", id="7")]
     path = write_dataset(tmp_path, samples)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["metadata.jsonl"]  # no temp file left
-    assert json.loads(path.read_text().splitlines()[0]) == {"label": "a", "text": "", "split": "train",
-                                                           "meta": {"x": [1]}}
+    assert json.loads(path.read_text().splitlines()[0]) == {
+        "label": "a",
+        "text": "",
+        "split": "train",
+        "meta": {"x": [1]},
+    }
     assert [s.text for s in load_dataset(tmp_path)] == ["", "hi"]
     with pytest.raises(DatasetFormatError, match="no modality"):
         write_dataset(tmp_path, [Sample(label="a")])
@@ -147,8 +151,10 @@ def av_builds(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     except MissingDependencyError as exc:
         pytest.skip(str(exc))
     root = tmp_path_factory.mktemp("av")
-    return {s: build_av_digits(root / s, setting=s, seed=0, limit_per_split=LIMITS, progress=False)
-            for s in ("clean", "hard")}
+    return {
+        s: build_av_digits(root / s, setting=s, seed=0, limit_per_split=LIMITS, progress=False)
+        for s in ("clean", "hard")
+    }
 
 
 def test_av_digits_clean_folder(av_builds: dict[str, Path]) -> None:
@@ -221,8 +227,17 @@ def emoji_build(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_emoji_vl_folder(emoji_build: Path) -> None:
     ds = load_dataset(emoji_build)
     assert ds.modalities == ["image", "text"]
-    assert set(ds.labels) <= {"Smileys & Emotion", "People & Body", "Animals & Nature", "Food & Drink",
-                              "Travel & Places", "Activities", "Objects", "Symbols", "Flags"}
+    assert set(ds.labels) <= {
+        "Smileys & Emotion",
+        "People & Body",
+        "Animals & Nature",
+        "Food & Drink",
+        "Travel & Places",
+        "Activities",
+        "Objects",
+        "Symbols",
+        "Flags",
+    }
     assert len(ds.labels) >= 7
     assert all(s.text is not None for s in ds), "every row has a (possibly empty) text"
     flags = [s for s in ds if s.meta["subcategory"] == "country-flag"]
@@ -240,8 +255,9 @@ def test_emoji_vl_folder(emoji_build: Path) -> None:
     assert 80 < len(ds.split("train")) < 125 and len(ds.split("val")) >= 8
 
 
-def test_cli_builds_emoji_vl_and_replaces_only_datasets(emoji_build: Path, tmp_path: Path,
-                                                       capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_builds_emoji_vl_and_replaces_only_datasets(
+    emoji_build: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = tmp_path / "vl"
     assert cli(["build", "emoji-vl", str(out), "--limit", "40", "--quiet"]) == 0
     assert "styles: google=" in capsys.readouterr().out

@@ -69,8 +69,9 @@ def make_tokenizer(folder: Path) -> Path:
     tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
     tok.post_processor = processors.TemplateProcessing(single="<s> $A </s>", special_tokens=[("<s>", 0), ("</s>", 2)])
-    PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>",
-                            unk_token="<unk>").save_pretrained(folder)
+    PreTrainedTokenizerFast(
+        tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>", unk_token="<unk>"
+    ).save_pretrained(folder)
     return folder
 
 
@@ -82,21 +83,83 @@ def tokenizer_dir(tmp_path_factory) -> Path:
 # -- tiny specs ----------------------------------------------------------------------------------
 TXT = {"num_hidden_layers": 1, "num_attention_heads": 2, "hidden_size": 32, "intermediate_size": 64, "vocab_size": 20}
 HF_TINY = {  # kind -> (modality, embed_dim, config, spec extras)
-    "clip_vision": ("image", 16, {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2,
-                                  "image_size": 32, "patch_size": 8, "projection_dim": 16}, {"image_size": 32}),
-    "clip_text": ("text", 16, {**TXT, "max_position_embeddings": 16, "projection_dim": 16, "bos_token_id": 0, "eos_token_id": 2}, {}),
-    "clap_audio": ("audio", 16, {"spec_size": 256, "patch_embeds_hidden_size": 8, "hidden_size": 16, "depths": [1, 1],
-                                 "num_attention_heads": [2, 2], "projection_dim": 16, "projection_hidden_size": 32}, {"sample_rate": 48000}),
-    "clap_text": ("text", 16, {**TXT, "max_position_embeddings": 40, "projection_dim": 16, "projection_hidden_size": 32}, {}),
-    "ast": ("audio", 32, {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2,
-                          "max_length": 100, "num_mel_bins": 32, "frequency_stride": 16, "time_stride": 16}, {"sample_rate": 16000}),
-    "whisper_encoder": ("audio", 3 * 32, {"d_model": 32, "encoder_layers": 1, "encoder_attention_heads": 2, "encoder_ffn_dim": 64,
-                                          "decoder_layers": 1, "decoder_attention_heads": 2, "decoder_ffn_dim": 64,
-                                          "max_source_positions": 100}, {"sample_rate": 16000}),
+    "clip_vision": (
+        "image",
+        16,
+        {
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_hidden_layers": 1,
+            "num_attention_heads": 2,
+            "image_size": 32,
+            "patch_size": 8,
+            "projection_dim": 16,
+        },
+        {"image_size": 32},
+    ),
+    "clip_text": (
+        "text",
+        16,
+        {**TXT, "max_position_embeddings": 16, "projection_dim": 16, "bos_token_id": 0, "eos_token_id": 2},
+        {},
+    ),
+    "clap_audio": (
+        "audio",
+        16,
+        {
+            "spec_size": 256,
+            "patch_embeds_hidden_size": 8,
+            "hidden_size": 16,
+            "depths": [1, 1],
+            "num_attention_heads": [2, 2],
+            "projection_dim": 16,
+            "projection_hidden_size": 32,
+        },
+        {"sample_rate": 48000},
+    ),
+    "clap_text": (
+        "text",
+        16,
+        {**TXT, "max_position_embeddings": 40, "projection_dim": 16, "projection_hidden_size": 32},
+        {},
+    ),
+    "ast": (
+        "audio",
+        32,
+        {
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_hidden_layers": 1,
+            "num_attention_heads": 2,
+            "max_length": 100,
+            "num_mel_bins": 32,
+            "frequency_stride": 16,
+            "time_stride": 16,
+        },
+        {"sample_rate": 16000},
+    ),
+    "whisper_encoder": (
+        "audio",
+        3 * 32,
+        {
+            "d_model": 32,
+            "encoder_layers": 1,
+            "encoder_attention_heads": 2,
+            "encoder_ffn_dim": 64,
+            "decoder_layers": 1,
+            "decoder_attention_heads": 2,
+            "decoder_ffn_dim": 64,
+            "max_source_positions": 100,
+        },
+        {"sample_rate": 16000},
+    ),
     "auto": ("text", 32, {"model_type": "bert", **TXT, "max_position_embeddings": 40}, {}),
 }
-OC_TINY = {"embed_dim": 16, "vision_cfg": {"image_size": 32, "layers": 1, "width": 32, "patch_size": 8, "head_width": 16},
-           "text_cfg": {"context_length": 16, "width": 32, "heads": 2, "layers": 1}}
+OC_TINY = {
+    "embed_dim": 16,
+    "vision_cfg": {"image_size": 32, "layers": 1, "width": 32, "patch_size": 8, "head_width": 16},
+    "text_cfg": {"context_length": 16, "width": 32, "heads": 2, "layers": 1},
+}
 RAWS = {"image": IMAGES, "audio": AUDIOS, "text": TEXTS}
 
 
@@ -105,12 +168,20 @@ def hf_spec(kind: str, tokenizer: Path | None = None, **changes) -> EncoderSpec:
     options = {"kind": kind, "config": config, "seconds": 2.0, "segments": 3}
     if modality == "text" and tokenizer is not None:
         options["tokenizer"] = str(tokenizer)
-    return EncoderSpec(name=f"tiny.hf-{kind}", modality=modality, source="transformers", embed_dim=dim, options=options, **extra).replace(**changes)
+    return EncoderSpec(
+        name=f"tiny.hf-{kind}", modality=modality, source="transformers", embed_dim=dim, options=options, **extra
+    ).replace(**changes)
 
 
 def oc_spec(tower: str, **changes) -> EncoderSpec:
-    return EncoderSpec(name=f"tiny.open-clip-{tower}", modality=tower, source="open_clip", embed_dim=16,
-                       options={"model": "ViT-B-32", "tower": tower, "model_cfg": OC_TINY}, image_size=32).replace(**changes)
+    return EncoderSpec(
+        name=f"tiny.open-clip-{tower}",
+        modality=tower,
+        source="open_clip",
+        embed_dim=16,
+        options={"model": "ViT-B-32", "tower": tower, "model_cfg": OC_TINY},
+        image_size=32,
+    ).replace(**changes)
 
 
 def tiny_specs(tokenizer: Path) -> dict[str, tuple[EncoderSpec, list]]:
@@ -118,19 +189,39 @@ def tiny_specs(tokenizer: Path) -> dict[str, tuple[EncoderSpec, list]]:
     specs["open_clip-image"], specs["open_clip-text"] = oc_spec("image"), oc_spec("text")
     specs["packaged-efficientnet"] = get_spec("packaged.efficientnet-lite0").replace(image_size=32)
     minilm = get_spec("packaged.minilm-l6")
-    specs["packaged-minilm"] = minilm.replace(embed_dim=32, options={**minilm.options, "config": HF_TINY["auto"][2] | {"vocab_size": 30522}})
+    specs["packaged-minilm"] = minilm.replace(
+        embed_dim=32, options={**minilm.options, "config": HF_TINY["auto"][2] | {"vocab_size": 30522}}
+    )
     video = {"num_frames": 3, "pooling": "mean"}
-    specs["video-open_clip"] = EncoderSpec(name="tiny.video-oc", modality="video", source="video", embed_dim=16,
-                                           options={**video, "image_encoder": oc_spec("image").to_dict()})
-    specs["video-scratch"] = EncoderSpec(name="tiny.video-cnn", modality="video", source="video", embed_dim=128,
-                                         options={**video, "image_encoder": "scratch.image-cnn-rgb"})
-    clips = [Clip([shape_image("circle", color=c) for c in ("red", "green")]),
-             Clip([shape_image("square", color=c) for c in ("blue", "black", "yellow", "gray", "purple")])]
+    specs["video-open_clip"] = EncoderSpec(
+        name="tiny.video-oc",
+        modality="video",
+        source="video",
+        embed_dim=16,
+        options={**video, "image_encoder": oc_spec("image").to_dict()},
+    )
+    specs["video-scratch"] = EncoderSpec(
+        name="tiny.video-cnn",
+        modality="video",
+        source="video",
+        embed_dim=128,
+        options={**video, "image_encoder": "scratch.image-cnn-rgb"},
+    )
+    clips = [
+        Clip([shape_image("circle", color=c) for c in ("red", "green")]),
+        Clip([shape_image("square", color=c) for c in ("blue", "black", "yellow", "gray", "purple")]),
+    ]
     return {k: (s, clips if s.modality == "video" else RAWS[s.modality]) for k, s in specs.items()}
 
 
-TINY_IDS = [f"hf-{k}" for k in HF_TINY] + ["open_clip-image", "open_clip-text", "packaged-efficientnet", "packaged-minilm",
-                                           "video-open_clip", "video-scratch"]
+TINY_IDS = [f"hf-{k}" for k in HF_TINY] + [
+    "open_clip-image",
+    "open_clip-text",
+    "packaged-efficientnet",
+    "packaged-minilm",
+    "video-open_clip",
+    "video-scratch",
+]
 
 
 @pytest.mark.parametrize("key", TINY_IDS)
@@ -150,7 +241,9 @@ def test_tiny_encoder_forward_on_raw_inputs(key, tokenizer_dir):
 
 
 def test_video_preprocess_samples_num_frames_and_rejects_empty_clips():
-    spec = get_spec("video.frames-efficientnet-lite0").replace(options={"image_encoder": "scratch.image-cnn-rgb", "num_frames": 4}, embed_dim=128)
+    spec = get_spec("video.frames-efficientnet-lite0").replace(
+        options={"image_encoder": "scratch.image-cnn-rgb", "num_frames": 4}, embed_dim=128
+    )
     encoder = create_encoder(spec)
     batch = encoder.preprocess([Clip([shape_image("circle")]), Clip([shape_image("square")] * 9)])
     assert batch.shape == (2, 4, 3, 64, 64)  # (B, T, C, H, W): one frame repeated, nine subsampled
@@ -170,9 +263,21 @@ def test_registered_specs_build_with_their_embed_dims():
 
 def test_list_encoders_lists_every_adapter_family():
     names = list_encoders()
-    for name in ["open_clip.vit-b-32.image", "open_clip.vit-b-32.text", "hf.clip-vit-b-32.image", "hf.clip-vit-b-32.text",
-                 "hf.clap.audio", "hf.clap.text", "hf.ast.audio", "hf.whisper-base.audio", "packaged.efficientnet-lite0",
-                 "packaged.minilm-l6", "packaged.whisper-tiny-en", "video.frames-efficientnet-lite0", "video.frames-clip-vit-b-32"]:
+    for name in [
+        "open_clip.vit-b-32.image",
+        "open_clip.vit-b-32.text",
+        "hf.clip-vit-b-32.image",
+        "hf.clip-vit-b-32.text",
+        "hf.clap.audio",
+        "hf.clap.text",
+        "hf.ast.audio",
+        "hf.whisper-base.audio",
+        "packaged.efficientnet-lite0",
+        "packaged.minilm-l6",
+        "packaged.whisper-tiny-en",
+        "video.frames-efficientnet-lite0",
+        "video.frames-clip-vit-b-32",
+    ]:
         assert name in names
     assert set(list_encoders("video")) == {"video.frames-efficientnet-lite0", "video.frames-clip-vit-b-32"}
 
@@ -183,8 +288,10 @@ def test_unknown_encoder_lists_known_names():
 
 
 def test_importing_the_registry_does_not_import_heavy_libraries():
-    code = ("import sys, ume_mma.registry; from ume_mma.registry import list_encoders; list_encoders(); "
-            "print(sorted(m for m in ('transformers', 'open_clip', 'ctranslate2', 'timm') if m in sys.modules))")
+    code = (
+        "import sys, ume_mma.registry; from ume_mma.registry import list_encoders; list_encoders(); "
+        "print(sorted(m for m in ('transformers', 'open_clip', 'ctranslate2', 'timm') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 
@@ -263,7 +370,9 @@ def test_open_clip_weights_load_from_local_folder(fmt, tmp_path):
 def test_checkpoint_that_does_not_match_raises(tmp_path):
     _save_tiny_open_clip(tmp_path / "oc", "safetensors")
     wider = {**OC_TINY, "vision_cfg": {**OC_TINY["vision_cfg"], "width": 64}}
-    spec = oc_spec("image", pretrained=str(tmp_path / "oc")).replace(options={"model": "ViT-B-32", "tower": "image", "model_cfg": wider})
+    spec = oc_spec("image", pretrained=str(tmp_path / "oc")).replace(
+        options={"model": "ViT-B-32", "tower": "image", "model_cfg": wider}
+    )
     with pytest.raises(CheckpointError):
         create_encoder(spec, pretrained=True)
 
@@ -320,7 +429,9 @@ def test_whisper_log_mel_matches_transformers():
     from ume_mma.encoders.packaged import whisper_log_mel
 
     waves, span = whisper_window([digit(1), tone(440.0, 2.5)], 16000, 2.0)
-    ref = WhisperFeatureExtractor()(list(waves.numpy()), sampling_rate=16000, max_length=32000, padding="max_length", return_tensors="pt")
+    ref = WhisperFeatureExtractor()(
+        list(waves.numpy()), sampling_rate=16000, max_length=32000, padding="max_length", return_tensors="pt"
+    )
     assert torch.allclose(whisper_log_mel(waves), ref["input_features"], atol=1e-4)
     assert span[1].tolist() == [0, 100] and span[0, 0] == 0 and 10 < span[0, 1] < 100
 

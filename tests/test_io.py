@@ -104,11 +104,14 @@ def test_load_image_applies_exif_orientation(tmp_path: Path) -> None:
 
 
 def test_load_image_limits_pixels(tmp_path: Path, media: Path) -> None:
-    err = expect_error(load_image, media / "red.png", r"^image has 1200 pixels, more than the limit 1000$",
-                       max_pixels=1000)
+    err = expect_error(
+        load_image, media / "red.png", r"^image has 1200 pixels, more than the limit 1000$", max_pixels=1000
+    )
     assert err.path == str(media / "red.png")
     make_png_bomb(tmp_path / "64M.png", 8000, 8000)  # above our default, below PIL's own limit
-    expect_error(load_image, tmp_path / "64M.png", rf"image has 64000000 pixels, more than the limit {MAX_IMAGE_PIXELS}")
+    expect_error(
+        load_image, tmp_path / "64M.png", rf"image has 64000000 pixels, more than the limit {MAX_IMAGE_PIXELS}"
+    )
 
 
 def test_load_image_refuses_decompression_bomb(tmp_path: Path) -> None:
@@ -118,14 +121,17 @@ def test_load_image_refuses_decompression_bomb(tmp_path: Path) -> None:
     assert probe_kind(bomb) == "image"
 
 
-@pytest.mark.parametrize("name, pattern", [
-    ("empty.mp4", r"file is empty \(0 bytes\)"),
-    ("missing.png", "file does not exist"),
-    ("half.png", r"image cannot be decoded, truncated or corrupt \(OSError: image file is truncated"),
-    ("text.png", "not an image"),
-    ("tone.wav", r"not an image.*\(it is audio\)"),
-    ("av.mp4", r"not an image.*\(it is video\)"),
-])
+@pytest.mark.parametrize(
+    "name, pattern",
+    [
+        ("empty.mp4", r"file is empty \(0 bytes\)"),
+        ("missing.png", "file does not exist"),
+        ("half.png", r"image cannot be decoded, truncated or corrupt \(OSError: image file is truncated"),
+        ("text.png", "not an image"),
+        ("tone.wav", r"not an image.*\(it is audio\)"),
+        ("av.mp4", r"not an image.*\(it is video\)"),
+    ],
+)
 def test_load_image_errors(media: Path, name: str, pattern: str) -> None:
     expect_error(load_image, media / name, pattern)
 
@@ -182,16 +188,19 @@ def test_load_audio_max_seconds(media: Path) -> None:
     expect_error(load_audio, media / "live.webm", r"^audio is at least 1\.0s long, the limit is 1s$", max_seconds=1)
 
 
-@pytest.mark.parametrize("name, pattern", [
-    ("silent.mp4", r"has no audio stream \(video only\)"),
-    ("red.png", r"has no audio stream \(an image\)"),
-    ("zero.wav", "audio decodes to 0 samples"),
-    ("text.wav", "not a recognised audio or video file"),
-    ("empty.mp4", r"file is empty \(0 bytes\)"),
-    ("missing.wav", "file does not exist"),
-    ("half.mp4", "not a recognised audio or video file"),
-    ("1k.mp4", "not a recognised audio or video file"),
-])
+@pytest.mark.parametrize(
+    "name, pattern",
+    [
+        ("silent.mp4", r"has no audio stream \(video only\)"),
+        ("red.png", r"has no audio stream \(an image\)"),
+        ("zero.wav", "audio decodes to 0 samples"),
+        ("text.wav", "not a recognised audio or video file"),
+        ("empty.mp4", r"file is empty \(0 bytes\)"),
+        ("missing.wav", "file does not exist"),
+        ("half.mp4", "not a recognised audio or video file"),
+        ("1k.mp4", "not a recognised audio or video file"),
+    ],
+)
 def test_load_audio_errors(media: Path, name: str, pattern: str) -> None:
     expect_error(load_audio, media / name, pattern)
 
@@ -303,18 +312,21 @@ def test_load_video_rejects_zero_frames(media: Path) -> None:
         load_video(media / "silent.mp4", num_frames=0)
 
 
-@pytest.mark.parametrize("name, pattern", [
-    ("empty.mp4", r"file is empty \(0 bytes\)"),
-    ("missing.mp4", "file does not exist"),
-    ("half.mp4", "not a recognised audio or video file"),
-    ("1k.mp4", "not a recognised audio or video file"),
-    ("half.webm", "no video frame could be decoded"),
-    ("text.mp4", "not a recognised audio or video file"),
-    ("red.png", r"is an image \(png_pipe\), not a video"),
-    ("blue.jpg", r"is an image \(jpeg_pipe\), not a video"),
-    ("tone.wav", r"has no video stream \(audio only\)"),
-    ("tone.m4a", r"has no video stream \(audio only\)"),
-])
+@pytest.mark.parametrize(
+    "name, pattern",
+    [
+        ("empty.mp4", r"file is empty \(0 bytes\)"),
+        ("missing.mp4", "file does not exist"),
+        ("half.mp4", "not a recognised audio or video file"),
+        ("1k.mp4", "not a recognised audio or video file"),
+        ("half.webm", "no video frame could be decoded"),
+        ("text.mp4", "not a recognised audio or video file"),
+        ("red.png", r"is an image \(png_pipe\), not a video"),
+        ("blue.jpg", r"is an image \(jpeg_pipe\), not a video"),
+        ("tone.wav", r"has no video stream \(audio only\)"),
+        ("tone.m4a", r"has no video stream \(audio only\)"),
+    ],
+)
 def test_load_video_errors(media: Path, name: str, pattern: str) -> None:
     expect_error(load_video, media / name, pattern)
 
@@ -343,7 +355,7 @@ def test_megamind_avi_decodes_despite_corrupt_audio_packet() -> None:
     assert len({np.asarray(f).tobytes() for f in clip.frames}) == 8
     assert clip.audio is not None and clip.audio.sample_rate == 16000
     assert abs(clip.audio.duration - clip.duration) < 0.2
-    assert float(np.sqrt(np.mean(clip.audio.samples ** 2))) > 0.01
+    assert float(np.sqrt(np.mean(clip.audio.samples**2))) > 0.01
     assert load_audio(MEGAMIND).sample_rate == 48000
     assert probe_kind(MEGAMIND) == "video"
 
@@ -356,11 +368,22 @@ def test_megamind_bugy_avi_has_no_sound() -> None:
 
 
 # ----------------------------------------------------------------------------- probing
-@pytest.mark.parametrize("name, kind", [
-    ("red.png", "image"), ("blue.jpg", "image"),
-    ("tone.wav", "audio"), ("tone.mp3", "audio"), ("tone.m4a", "audio"), ("tone.webm", "audio"),
-    ("av.mp4", "video"), ("silent.mp4", "video"), ("av.webm", "video"), ("av.avi", "video"), ("live.webm", "video"),
-])
+@pytest.mark.parametrize(
+    "name, kind",
+    [
+        ("red.png", "image"),
+        ("blue.jpg", "image"),
+        ("tone.wav", "audio"),
+        ("tone.mp3", "audio"),
+        ("tone.m4a", "audio"),
+        ("tone.webm", "audio"),
+        ("av.mp4", "video"),
+        ("silent.mp4", "video"),
+        ("av.webm", "video"),
+        ("av.avi", "video"),
+        ("live.webm", "video"),
+    ],
+)
 def test_probe_kind(media: Path, name: str, kind: str) -> None:
     assert probe_kind(media / name) == kind
 
@@ -372,10 +395,16 @@ def test_probe_kind_ignores_the_extension(media: Path, tmp_path: Path) -> None:
     assert probe_kind(tmp_path / "image.wav") == "image"
 
 
-@pytest.mark.parametrize("name, pattern", [
-    ("text.txt", "not a recognised audio or video file"), ("text.png", "not a recognised audio or video file"),
-    ("empty.mp4", "file is empty"), ("missing.bin", "file does not exist"), ("half.mp4", "not a recognised"),
-])
+@pytest.mark.parametrize(
+    "name, pattern",
+    [
+        ("text.txt", "not a recognised audio or video file"),
+        ("text.png", "not a recognised audio or video file"),
+        ("empty.mp4", "file is empty"),
+        ("missing.bin", "file does not exist"),
+        ("half.mp4", "not a recognised"),
+    ],
+)
 def test_probe_kind_errors(media: Path, name: str, pattern: str) -> None:
     expect_error(probe_kind, media / name, pattern)
 
@@ -391,6 +420,6 @@ def test_load_video_audio_window_decodes_only_the_centre(tmp_path, ext):
     # it is the centre of the soundtrack, to within 25 ms (a full AAC decode also holds the encoder's
     # 1024 priming samples, which shifts its middle by ~12 ms; the window is placed by timestamps)
     n, c0 = len(win), len(full) // 2 - len(win) // 2
-    lag = min(range(-800, 801, 4), key=lambda k: float(np.abs(full[c0 + k: c0 + k + n] - win)[2000:-2000].mean()))
+    lag = min(range(-800, 801, 4), key=lambda k: float(np.abs(full[c0 + k : c0 + k + n] - win)[2000:-2000].mean()))
     assert abs(lag) <= 400
     assert load_video(video, num_frames=2, audio_window=0).audio is None  # 0: no soundtrack decoded

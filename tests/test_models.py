@@ -5,13 +5,18 @@ from ume_mma.errors import InputError
 from ume_mma.models import ModelConfig, MultiModalModel
 from ume_mma.registry import get_spec
 
-ENC = {"audio": get_spec("scratch.logmel-cnn").to_dict(), "image": get_spec("scratch.image-cnn").to_dict(),
-       "text": get_spec("scratch.hashed-text").to_dict()}
+ENC = {
+    "audio": get_spec("scratch.logmel-cnn").to_dict(),
+    "image": get_spec("scratch.image-cnn").to_dict(),
+    "text": get_spec("scratch.hashed-text").to_dict(),
+}
 
 
 def make(fusion="mma", fill="zero", mods=("audio", "image", "text"), **kw):
     torch.manual_seed(0)
-    cfg = ModelConfig(task="t", labels=["x", "y", "z"], encoders={m: ENC[m] for m in mods}, fusion=fusion, fill=fill, **kw)
+    cfg = ModelConfig(
+        task="t", labels=["x", "y", "z"], encoders={m: ENC[m] for m in mods}, fusion=fusion, fill=fill, **kw
+    )
     model = MultiModalModel(cfg).eval()
     for p in model.missing_tokens.values():
         torch.nn.init.normal_(p)
@@ -27,7 +32,9 @@ def full(b=5):
     return {m: torch.ones(b, dtype=torch.bool) for m in ("audio", "image", "text")}
 
 
-@pytest.mark.parametrize("fusion,fill", [("ume", "drop"), ("mma", "drop"), ("mma", "zero"), ("mma", "token"), ("naive", "zero")])
+@pytest.mark.parametrize(
+    "fusion,fill", [("ume", "drop"), ("mma", "drop"), ("mma", "zero"), ("mma", "token"), ("naive", "zero")]
+)
 def test_missing_modality_leaves_other_branches_unchanged(fusion, fill):
     model = make(fusion, fill)
     f = feats()
@@ -65,7 +72,9 @@ def test_missing_modality_without_features_equals_masked():
     present = full()
     present["text"] = torch.zeros(5, dtype=torch.bool)
     with_text = model.forward_features(f, present).fused
-    no_key = model.forward_features({m: v for m, v in f.items() if m != "text"}, {m: v for m, v in present.items() if m != "text"}).fused
+    no_key = model.forward_features(
+        {m: v for m, v in f.items() if m != "text"}, {m: v for m, v in present.items() if m != "text"}
+    ).fused
     assert torch.allclose(with_text, no_key, atol=1e-6)
 
 
@@ -100,7 +109,9 @@ def test_from_unimodal_copies_encoders_and_heads():
         for k, v in uni[m].encoders[m].state_dict().items():
             assert torch.equal(ume.encoders[m].state_dict()[k], v)
     x = torch.randn(3, 1, 28, 28)
-    assert torch.allclose(uni["image"].eval()({"image": x}).branches["image"], ume.eval()({"image": x}).branches["image"])
+    assert torch.allclose(
+        uni["image"].eval()({"image": x}).branches["image"], ume.eval()({"image": x}).branches["image"]
+    )
 
 
 def test_config_rejects_unknown_fusion_and_fill():
@@ -119,7 +130,7 @@ def test_per_group_branch_accuracy():
     f = {m: v for m, v in feats(6).items() if m != "text"}
     present = {m: torch.ones(6, dtype=torch.bool) for m in ("audio", "image")}
     targets = model.forward_features(f, present).branches["audio"].argmax(-1)  # audio is right everywhere
-    targets[0] = (targets[0] + 1) % 3                                        # ... but on sample 0
+    targets[0] = (targets[0] + 1) % 3  # ... but on sample 0
     out = evaluate_features(model, f, present, targets, groups=["s1", "s1", "s2", "s2", "s2", None])
     assert out["branches_by_group"]["audio"] == {"s1": 0.5, "s2": 1.0}
 
@@ -130,7 +141,11 @@ def test_logmel_augmentation_is_seeded_and_opt_in():
     spec = get_spec("scratch.logmel-cnn")
     x = torch.randn(3, 40, 81)
     assert torch.equal(create_encoder(spec).augment(x, torch.Generator().manual_seed(0)), x)  # off by default
-    aug = create_encoder(spec.replace(options={**spec.options, "augment": {"stretch": [0.8, 1.5], "shift": 5, "freq_mask": 4, "time_mask": 6}}))
+    aug = create_encoder(
+        spec.replace(
+            options={**spec.options, "augment": {"stretch": [0.8, 1.5], "shift": 5, "freq_mask": 4, "time_mask": 6}}
+        )
+    )
     a = aug.augment(x, torch.Generator().manual_seed(1))
     b = aug.augment(x, torch.Generator().manual_seed(1))
     assert a.shape == x.shape and torch.equal(a, b) and not torch.equal(a, x)

@@ -24,7 +24,9 @@ def tiny(spec: EncoderSpec, tokenizer: Path) -> EncoderSpec:
         return hf_spec(spec.options["kind"], tokenizer)
     if spec.source == "video":
         inner = tiny(get_spec(spec.options["image_encoder"]), tokenizer)
-        return spec.replace(embed_dim=inner.embed_dim, options={**spec.options, "image_encoder": inner.to_dict(), "num_frames": 2})
+        return spec.replace(
+            embed_dim=inner.embed_dim, options={**spec.options, "image_encoder": inner.to_dict(), "num_frames": 2}
+        )
     raise AssertionError(f"recipe uses an unexpected source {spec.source}")
 
 
@@ -33,10 +35,12 @@ def raw_inputs(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("recipe")
     video = make_video(tmp / "v.mp4", seconds=1.0, with_audio=True)
     tone = make_tone_file(tmp / "t.wav", 440.0, 1.0, 16000)
-    return {"video": [io.load_video(video, num_frames=2)] * 2,
-            "image": io.load_video(video, num_frames=2).frames,
-            "audio": [io.load_audio(tone, 16000), io.load_audio(video, 16000)],
-            "text": ["a bowl of ramen with egg", "a space opera about rebels"]}
+    return {
+        "video": [io.load_video(video, num_frames=2)] * 2,
+        "image": io.load_video(video, num_frames=2).frames,
+        "audio": [io.load_audio(tone, 16000), io.load_audio(video, 16000)],
+        "text": ["a bowl of ramen with egg", "a space opera about rebels"],
+    }
 
 
 def test_there_are_recipes_for_the_papers_datasets():
@@ -49,8 +53,15 @@ def test_recipe_builds_and_trains_a_step_at_tiny_size(recipe, raw_inputs, tokeni
     specs = {m: get_spec(name) for m, name in cfg.encoders.items()}
     assert all(s.modality == m and s.pretrained for m, s in specs.items())
     small = {m: tiny(s, tokenizer_dir) for m, s in specs.items()}
-    model = MultiModalModel(ModelConfig(task=cfg.task, labels=["a", "b"], fusion="mma", fill=cfg.fill,
-                                        encoders={m: s.to_dict() for m, s in small.items()}))
+    model = MultiModalModel(
+        ModelConfig(
+            task=cfg.task,
+            labels=["a", "b"],
+            fusion="mma",
+            fill=cfg.fill,
+            encoders={m: s.to_dict() for m, s in small.items()},
+        )
+    )
     inputs = {m: model.encoders[m].preprocess(raw_inputs[m]) for m in model.modalities}
     present = {m: torch.tensor([True, i == 0]) for i, m in enumerate(model.modalities)}
     out = model(inputs, present)

@@ -16,14 +16,21 @@ def tiny_benchmark(tmp_path, monkeypatch):
         configs[family] = tmp_path / f"{family}.toml"
         configs[family].write_text(
             f'task = "tiny"\ndata = "{tmp_path / "data"}"\nout = "unused"\nepochs = 2\nmma_epochs = 1\nbatch_size = 8\n'
-            f'cache_dir = "{tmp_path / "cache"}"\neval_repeats = 1\n[encoders]\nimage = "scratch.image-cnn"\naudio = "{audio}"\n')
+            f'cache_dir = "{tmp_path / "cache"}"\neval_repeats = 1\n'
+            f'[encoders]\nimage = "scratch.image-cnn"\naudio = "{audio}"\n'
+        )
     monkeypatch.setitem(results.BENCHMARKS, "tiny", {"build": [], "families": {k: str(v) for k, v in configs.items()}})
     return tmp_path
 
 
 def test_results_tables_plots_and_best_family(tiny_benchmark):
     tmp = tiny_benchmark
-    assert results.main(["--benchmarks", "tiny", "--seeds", "0", "1", "--runs", str(tmp / "runs"), "--results", str(tmp / "res")]) == 0
+    assert (
+        results.main(
+            ["--benchmarks", "tiny", "--seeds", "0", "1", "--runs", str(tmp / "runs"), "--results", str(tmp / "res")]
+        )
+        == 0
+    )
     table = (tmp / "res" / "tiny.md").read_text()
     for family in ("scratch", "pretrained", "best"):
         assert f"| {family} |" in table
@@ -47,8 +54,15 @@ def test_results_tables_plots_and_best_family(tiny_benchmark):
 
 def test_best_family_mixes_winners_and_reuses_their_unimodal_models(tiny_benchmark, monkeypatch):
     tmp = tiny_benchmark
-    monkeypatch.setattr(results, "_best_family", lambda out, m, seed, families: {"image": "scratch", "audio": "pretrained"}[m])
-    assert results.main(["--benchmarks", "tiny", "--seeds", "0", "--runs", str(tmp / "runs"), "--results", str(tmp / "res")]) == 0
+    monkeypatch.setattr(
+        results, "_best_family", lambda out, m, seed, families: {"image": "scratch", "audio": "pretrained"}[m]
+    )
+    assert (
+        results.main(
+            ["--benchmarks", "tiny", "--seeds", "0", "--runs", str(tmp / "runs"), "--results", str(tmp / "res")]
+        )
+        == 0
+    )
     best = json.loads((tmp / "runs" / "tiny" / "best" / "seed0" / "metrics.json").read_text())
     assert best["encoders"] == {"image": "scratch.image-cnn", "audio": "packaged.whisper-tiny-en"}
     runs = tmp / "runs" / "tiny"
@@ -56,4 +70,7 @@ def test_best_family_mixes_winners_and_reuses_their_unimodal_models(tiny_benchma
         copied = (runs / "best" / "seed0" / "models" / f"unimodal-{m}" / "model.safetensors").read_bytes()
         assert copied == (runs / family / "seed0" / "models" / f"unimodal-{m}" / "model.safetensors").read_bytes()
     assert (runs / "best" / "seed0" / "models" / "mma" / "model.safetensors").is_file()
-    assert best["test"]["image-only"] == json.loads((runs / "scratch" / "seed0" / "metrics.json").read_text())["test"]["image-only"]
+    assert (
+        best["test"]["image-only"]
+        == json.loads((runs / "scratch" / "seed0" / "metrics.json").read_text())["test"]["image-only"]
+    )

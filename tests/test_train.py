@@ -15,8 +15,17 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _config(tmp, out, **over):
-    base = dict(task="tiny", data=str(tmp / "data"), out=str(out), epochs=3, mma_epochs=2, batch_size=8,
-                cache_dir=str(tmp / "cache"), repair="audio", encoders={"image": "scratch.image-cnn", "audio": "scratch.logmel-cnn"})
+    base = dict(
+        task="tiny",
+        data=str(tmp / "data"),
+        out=str(out),
+        epochs=3,
+        mma_epochs=2,
+        batch_size=8,
+        cache_dir=str(tmp / "cache"),
+        repair="audio",
+        encoders={"image": "scratch.image-cnn", "audio": "scratch.logmel-cnn"},
+    )
     return load_config(None, [f"{k}={v}" for k, v in over.items()], **base)
 
 
@@ -37,7 +46,14 @@ def test_end_to_end_outputs(trained):
     saved = json.loads((out / "metrics.json").read_text())
     assert saved["chosen"] in ("ume", "mma") and saved["test"]["ume-mma"] == saved["test"][saved["chosen"]]
     acc = saved["test"]["ume"]["accuracy"]
-    assert set(acc) == {"full", "without_audio", "without_image", "missing_rate_0.25", "missing_rate_0.5", "missing_rate_0.75"}
+    assert set(acc) == {
+        "full",
+        "without_audio",
+        "without_image",
+        "missing_rate_0.25",
+        "missing_rate_0.5",
+        "missing_rate_0.75",
+    }
     # the image pattern is easy: the trained image model beats chance by far
     assert saved["test"]["image-only"]["accuracy"]["full"] > 0.8
     card = (out / "checkpoint" / "README.md").read_text()
@@ -46,7 +62,16 @@ def test_end_to_end_outputs(trained):
 
 def test_evaluate_cli_writes_metrics_and_plot(trained, tmp_path):
     tmp, metrics = trained
-    rc = evaluate_main([str(tmp / "run" / "checkpoint"), str(tmp / "data"), "--out", str(tmp_path / "m.json"), "--plot", str(tmp_path / "c.png")])
+    rc = evaluate_main(
+        [
+            str(tmp / "run" / "checkpoint"),
+            str(tmp / "data"),
+            "--out",
+            str(tmp_path / "m.json"),
+            "--plot",
+            str(tmp_path / "c.png"),
+        ]
+    )
     assert rc == 0
     m = json.loads((tmp_path / "m.json").read_text())
     assert m["n"] == 18 and 0 <= m["accuracy"]["missing_rate_0.5"] <= 1
@@ -84,7 +109,14 @@ def test_resume_continues_from_last_epoch(trained, tmp_path):
 def test_config_rejects_unknown_keys():
     with pytest.raises(ValueError, match="unknown config key"):
         load_config(None, ["bogus=1"], task="t", data="d", out="o", encoders={})
-    cfg = load_config(None, ["seed=4", "encoders.audio=scratch.logmel-cnn", "limit=none"], task="t", data="d", out="o", encoders={"image": "x"})
+    cfg = load_config(
+        None,
+        ["seed=4", "encoders.audio=scratch.logmel-cnn", "limit=none"],
+        task="t",
+        data="d",
+        out="o",
+        encoders={"image": "x"},
+    )
     assert cfg.seed == 4 and cfg.encoders == {"image": "x", "audio": "scratch.logmel-cnn"} and cfg.limit is None
     assert load_config(None, ["head_epochs=2"], task="t", data="d", out="o", encoders={}).head_epochs == 2
     with pytest.raises(ValueError):
@@ -95,11 +127,28 @@ def test_two_process_accelerate_run(trained, tmp_path):
     tmp, _ = trained
     config = tmp_path / "c.toml"
     config.write_text(
-        f'task = "tiny"\ndata = "{tmp / "data"}"\nout = "{tmp_path / "run"}"\nepochs = 1\nmma_epochs = 1\nbatch_size = 8\n'
-        f'cache_dir = "{tmp / "cache"}"\n[encoders]\nimage = "scratch.image-cnn"\naudio = "scratch.logmel-cnn"\n')
+        f'task = "tiny"\ndata = "{tmp / "data"}"\nout = "{tmp_path / "run"}"\n'
+        "epochs = 1\nmma_epochs = 1\nbatch_size = 8\n"
+        f'cache_dir = "{tmp / "cache"}"\n[encoders]\nimage = "scratch.image-cnn"\naudio = "scratch.logmel-cnn"\n'
+    )
     env = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "2", "--num_machines", "1",
-           "--mixed_precision", "no", "--dynamo_backend", "no", "--cpu", "-m", "ume_mma.train", str(config)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "--cpu",
+        "-m",
+        "ume_mma.train",
+        str(config),
+    ]
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())

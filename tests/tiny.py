@@ -18,7 +18,7 @@ def digit_image(label: str, rng: np.random.Generator, size: int = 28) -> Image.I
     """A noisy image whose bright band position encodes the label."""
     arr = rng.normal(40, 20, (size, size))
     band = LABELS.index(label) * size // len(LABELS)
-    arr[:, band:band + size // len(LABELS)] += 150
+    arr[:, band : band + size // len(LABELS)] += 150
     return Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8), mode="L")
 
 
@@ -27,8 +27,9 @@ def tone_clip(label: str, rng: np.random.Generator, sample_rate: int = 8000) -> 
     return (0.3 * np.sin(2 * np.pi * FREQS[label] * t) + 0.05 * rng.normal(size=t.size)).astype(np.float32)
 
 
-def make_tiny_dataset(root: str | Path, per_label: dict[str, int] | None = None, seed: int = 0,
-                      with_text: bool = False) -> Path:
+def make_tiny_dataset(
+    root: str | Path, per_label: dict[str, int] | None = None, seed: int = 0, with_text: bool = False
+) -> Path:
     """Write ``root/metadata.jsonl`` with image + audio (+ text) samples over train/val/test."""
     root = Path(root)
     (root / "images").mkdir(parents=True, exist_ok=True)
@@ -42,7 +43,13 @@ def make_tiny_dataset(root: str | Path, per_label: dict[str, int] | None = None,
                 sid = f"{split}-{label}-{i}"
                 digit_image(label, rng).save(root / "images" / f"{sid}.png")
                 sf.write(root / "audio" / f"{sid}.wav", tone_clip(label, rng), 8000)
-                row = {"id": sid, "label": label, "split": split, "image": f"images/{sid}.png", "audio": f"audio/{sid}.wav"}
+                row = {
+                    "id": sid,
+                    "label": label,
+                    "split": split,
+                    "image": f"images/{sid}.png",
+                    "audio": f"audio/{sid}.wav",
+                }
                 if with_text:
                     row["text"] = WORDS[label]
                 rows.append(row)

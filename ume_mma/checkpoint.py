@@ -19,8 +19,9 @@ CARD_NAME = "README.md"
 METRICS_NAME = "metrics.json"
 
 
-def save_pretrained(model: MultiModalModel, folder: str | Path, metrics: dict[str, Any] | None = None,
-                    card_notes: str = "") -> Path:
+def save_pretrained(
+    model: MultiModalModel, folder: str | Path, metrics: dict[str, Any] | None = None, card_notes: str = ""
+) -> Path:
     """Write ``model`` as a Hub-style folder. Existing files of the same names are replaced atomically."""
     from safetensors.torch import save_file
 
@@ -53,7 +54,9 @@ def load_config(ref: str | Path) -> tuple[ModelConfig, Path]:
     data = {k: v for k, v in data.items() if k not in ("library", "library_version")}
     version = data.get("format_version", 1)
     if not isinstance(version, int) or version > FORMAT_VERSION:
-        raise CheckpointError(f"{path}: format_version {version} is newer than this library supports ({FORMAT_VERSION}); upgrade ume_mma")
+        raise CheckpointError(
+            f"{path}: format_version {version} is newer than this library supports ({FORMAT_VERSION}); upgrade ume_mma"
+        )
     try:
         return ModelConfig.from_dict(data), folder
     except (TypeError, ValueError) as exc:
@@ -82,7 +85,9 @@ def from_pretrained(ref: str | Path, load_encoder_weights: bool = True) -> Multi
     expected = model.persistent_state_dict()
     missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
     if missing or unexpected:
-        raise CheckpointError(f"{weights} does not match its config: missing {missing[:5]}, unexpected {unexpected[:5]}")
+        raise CheckpointError(
+            f"{weights} does not match its config: missing {missing[:5]}, unexpected {unexpected[:5]}"
+        )
     wrong = [k for k, v in state.items() if v.shape != expected[k].shape]
     if wrong:
         raise CheckpointError(f"{weights}: shape mismatch for {wrong[:5]}")
@@ -109,25 +114,44 @@ def render_model_card(config: ModelConfig, metrics: dict[str, Any] | None, notes
     from ume_mma.report import metrics_table
 
     lines = [
-        "---", "library_name: ume_mma", "license: mit", "tags:", "- multimodal", "- missing-modality",
-        f"- {config.fusion}", "---", "",
-        f"# UME-MMA checkpoint: {config.task}", "",
+        "---",
+        "library_name: ume_mma",
+        "license: mit",
+        "tags:",
+        "- multimodal",
+        "- missing-modality",
+        f"- {config.fusion}",
+        "---",
+        "",
+        f"# UME-MMA checkpoint: {config.task}",
+        "",
         f"- **Fusion:** `{config.fusion}` ({_FUSION_TEXT[config.fusion]})",
-        f"- **Missing-modality fill:** `{config.fill}`" + (" (UME always drops missing branches)" if config.fusion == "ume" else ""),
+        f"- **Missing-modality fill:** `{config.fill}`"
+        + (" (UME always drops missing branches)" if config.fusion == "ume" else ""),
         f"- **Labels ({len(config.labels)}):** {', '.join(config.labels)}",
         "- **Encoders:**",
     ]
     for m in config.modalities:
         spec = config.spec(m)
-        lines.append(f"  - {m}: `{spec.name}` ({spec.embed_dim}-d, {'frozen' if spec.frozen else 'trained'}"
-                     f"{', weights ' + spec.pretrained if spec.pretrained else ''}) {spec.description}")
+        lines.append(
+            f"  - {m}: `{spec.name}` ({spec.embed_dim}-d, {'frozen' if spec.frozen else 'trained'}"
+            f"{', weights ' + spec.pretrained if spec.pretrained else ''}) {spec.description}"
+        )
     if metrics:
         lines += ["", "## Evaluation", "", metrics_table(metrics)]
     if notes:
         lines += ["", notes]
-    lines += ["", "## Usage", "", "```python", "from ume_mma.predictor import Predictor",
-              "p = Predictor.from_pretrained('PATH_OR_REPO_ID')",
-              "print(p.predict({'image': 'digit.png', 'audio': 'digit.wav'}).to_dict())", "```", ""]
+    lines += [
+        "",
+        "## Usage",
+        "",
+        "```python",
+        "from ume_mma.predictor import Predictor",
+        "p = Predictor.from_pretrained('PATH_OR_REPO_ID')",
+        "print(p.predict({'image': 'digit.png', 'audio': 'digit.wav'}).to_dict())",
+        "```",
+        "",
+    ]
     return "\n".join(lines)
 
 

@@ -31,7 +31,11 @@ MAX_GROUPS = 20  # per-group branch accuracies are reported for up to this many 
 def model_features(model: MultiModalModel, inputs: dict[str, ModalityInputs]) -> dict[str, torch.Tensor]:
     """Encoder outputs ``Tensor[N, D]`` per modality, reusing cached features where they exist."""
     model.eval()
-    return {m: x.data if x.is_features else encode_all(model.encoders[m], x) for m, x in inputs.items() if m in model.encoders}
+    return {
+        m: x.data if x.is_features else encode_all(model.encoders[m], x)
+        for m, x in inputs.items()
+        if m in model.encoders
+    }
 
 
 @torch.no_grad()
@@ -44,9 +48,15 @@ def accuracy(model: MultiModalModel, feats: dict[str, torch.Tensor], present: Ma
 
 
 @torch.no_grad()
-def evaluate_features(model: MultiModalModel, feats: dict[str, torch.Tensor], present: Mask,
-                      targets: torch.Tensor, seed: int = 0, repeats: int = 3,
-                      groups: list[str | None] | None = None) -> dict[str, Any]:
+def evaluate_features(
+    model: MultiModalModel,
+    feats: dict[str, torch.Tensor],
+    present: Mask,
+    targets: torch.Tensor,
+    seed: int = 0,
+    repeats: int = 3,
+    groups: list[str | None] | None = None,
+) -> dict[str, Any]:
     """All metrics of one model from precomputed features (heads and fusion only). With ``groups``
     (e.g. speakers; at most :data:`MAX_GROUPS` of them) branch accuracies are also given per group."""
     mods = [m for m in model.modalities if m in present]
@@ -56,19 +66,30 @@ def evaluate_features(model: MultiModalModel, feats: dict[str, torch.Tensor], pr
         for m in mods:
             acc[f"without_{m}"] = accuracy(model, feats, {**present, m: torch.zeros_like(present[m])}, targets)
         for r in MISSING_RATES:
-            runs = [accuracy(model, feats, missing_rate_mask(present, r, torch.Generator().manual_seed(seed * 1000 + k)), targets)
-                    for k in range(repeats)]
+            runs = [
+                accuracy(
+                    model, feats, missing_rate_mask(present, r, torch.Generator().manual_seed(seed * 1000 + k)), targets
+                )
+                for k in range(repeats)
+            ]
             acc[f"missing_rate_{r}"] = sum(runs) / len(runs)
     out = model.forward_features(feats, {m: torch.ones_like(p) for m, p in present.items()})
-    branches = {m: float((out.branches[m].argmax(-1)[present[m]] == targets[present[m]]).float().mean())
-                for m in mods if bool(present[m].any())}
+    branches = {
+        m: float((out.branches[m].argmax(-1)[present[m]] == targets[present[m]]).float().mean())
+        for m in mods
+        if bool(present[m].any())
+    }
     result = {"n": int(len(targets)), "accuracy": acc, "branches": branches}
     names = sorted({g for g in groups or [] if g is not None})
     if 1 < len(names) <= MAX_GROUPS:
         result["branches_by_group"] = {
-            m: {g: float((out.branches[m].argmax(-1)[rows] == targets[rows]).float().mean())
-                for g in names if bool((rows := present[m] & torch.tensor([x == g for x in groups])).any())}
-            for m in mods}
+            m: {
+                g: float((out.branches[m].argmax(-1)[rows] == targets[rows]).float().mean())
+                for g in names
+                if bool((rows := present[m] & torch.tensor([x == g for x in groups])).any())
+            }
+            for m in mods
+        }
     return result
 
 
@@ -77,16 +98,25 @@ def targets_of(samples: list[Any], labels: list[str]) -> torch.Tensor:
     unknown = sorted({s.label for s in samples} - set(index))
     if unknown:
         from ume_mma.errors import DatasetFormatError
+
         raise DatasetFormatError(f"labels {unknown} are not among the model's labels {labels}")
     return torch.tensor([index[s.label] for s in samples])
 
 
-def evaluate_samples(model: MultiModalModel, samples: list[Any], cache_dir: Path | None = None,
-                     seed: int = 0, repeats: int = 3) -> dict[str, Any]:
+def evaluate_samples(
+    model: MultiModalModel, samples: list[Any], cache_dir: Path | None = None, seed: int = 0, repeats: int = 3
+) -> dict[str, Any]:
     """Decode, encode and evaluate ``samples`` (dataset rows) with ``model``."""
     inputs = {m: prepare(samples, m, model.encoders[m], cache_dir) for m in model.modalities}
-    return evaluate_features(model, model_features(model, inputs), {m: x.present for m, x in inputs.items()},
-                             targets_of(samples, model.labels), seed, repeats, [s.group for s in samples])
+    return evaluate_features(
+        model,
+        model_features(model, inputs),
+        {m: x.present for m, x in inputs.items()},
+        targets_of(samples, model.labels),
+        seed,
+        repeats,
+        [s.group for s in samples],
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -62,11 +62,14 @@ def _cache_key(samples: list[Any], modality: str, spec: EncoderSpec, kind: str) 
     return h.hexdigest()[:20]
 
 
-def _preprocess_all(samples: list[Any], modality: str, encoder: Encoder, desc: str, frozen: bool) -> tuple[Batch, torch.Tensor]:
+def _preprocess_all(
+    samples: list[Any], modality: str, encoder: Encoder, desc: str, frozen: bool
+) -> tuple[Batch, torch.Tensor]:
     """Decode + preprocess every distinct input once (and encode it, if ``frozen``); rows of samples
     that share an input share its result. Returns (``Tensor[N, ...]`` or dict, ``BoolTensor[N]``)."""
     present = torch.tensor([getattr(s, modality, None) is not None for s in samples], dtype=torch.bool)
     idx = present.nonzero().flatten().tolist()
+
     def source(i: int) -> Any:  # what identifies sample i's input: the text itself, or the file path
         return samples[i].text if modality == "text" else samples[i].path(modality)
 
@@ -81,9 +84,13 @@ def _preprocess_all(samples: list[Any], modality: str, encoder: Encoder, desc: s
     else:
         parts = []
         for start in tqdm(range(0, len(unique), CHUNK), desc=desc, leave=False):
-            raws = [load_raw(samples[i], modality, encoder.spec) for i in unique[start:start + CHUNK]]
+            raws = [load_raw(samples[i], modality, encoder.spec) for i in unique[start : start + CHUNK]]
             parts.append(encoder.preprocess(raws))
-        batch = torch.cat(parts) if isinstance(parts[0], torch.Tensor) else {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
+        batch = (
+            torch.cat(parts)
+            if isinstance(parts[0], torch.Tensor)
+            else {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
+        )
     if frozen:  # encode each distinct input once
         batch = encode_all(encoder, ModalityInputs(batch, torch.ones(len(unique), dtype=torch.bool), False))
     slot = {i: k for k, i in enumerate(unique)}
@@ -95,11 +102,13 @@ def _preprocess_all(samples: list[Any], modality: str, encoder: Encoder, desc: s
 
 def _scatter(batch: Batch, idx: list[int], n: int) -> Batch:
     """Place rows of present samples at their indices; missing rows stay zero placeholders."""
+
     def one(t: torch.Tensor) -> torch.Tensor:
         out = torch.zeros((n, *t.shape[1:]), dtype=t.dtype)
         if idx:
             out[torch.tensor(idx)] = t[: len(idx)]
         return out
+
     return {k: one(v) for k, v in batch.items()} if isinstance(batch, dict) else one(batch)
 
 
@@ -109,13 +118,20 @@ def encode_all(encoder: Encoder, inputs: ModalityInputs, batch_size: int = 256, 
     encoder.eval()
     idx = inputs.present.nonzero().flatten()
     out = torch.zeros(len(inputs.present), encoder.embed_dim)
-    for start in tqdm(range(0, len(idx), batch_size), desc=desc or f"encode {encoder.spec.name}", leave=False, disable=len(idx) <= batch_size):
-        rows = idx[start:start + batch_size]
+    for start in tqdm(
+        range(0, len(idx), batch_size),
+        desc=desc or f"encode {encoder.spec.name}",
+        leave=False,
+        disable=len(idx) <= batch_size,
+    ):
+        rows = idx[start : start + batch_size]
         out[rows] = encoder(to_device(inputs.rows(rows), encoder.device)).float().cpu()
     return out
 
 
-def prepare(samples: list[Any], modality: str, encoder: Encoder, cache_dir: Path | None, label: str = "") -> ModalityInputs:
+def prepare(
+    samples: list[Any], modality: str, encoder: Encoder, cache_dir: Path | None, label: str = ""
+) -> ModalityInputs:
     """Inputs for ``modality`` over ``samples``: cached features if the encoder is frozen, else cached
     preprocessed inputs. ``cache_dir`` None disables the disk cache."""
     from safetensors.torch import load_file, save_file
@@ -124,7 +140,10 @@ def prepare(samples: list[Any], modality: str, encoder: Encoder, cache_dir: Path
     kind = "features" if frozen else "inputs"
     path = None
     if cache_dir is not None:
-        path = Path(cache_dir) / f"{modality}-{encoder.spec.name}-{kind}-{_cache_key(samples, modality, encoder.spec, kind)}.safetensors"
+        path = (
+            Path(cache_dir)
+            / f"{modality}-{encoder.spec.name}-{kind}-{_cache_key(samples, modality, encoder.spec, kind)}.safetensors"
+        )
         if path.is_file():
             data = load_file(path)
             present = data.pop("__present__").bool()

@@ -20,11 +20,11 @@ def resolve(ref: str | Path, allow_patterns: list[str] | None = None) -> Path:
     """
     text = str(ref)
     if text.startswith(PACKAGE_PREFIX):
-        return _package_path(text[len(PACKAGE_PREFIX):])
+        return _package_path(text[len(PACKAGE_PREFIX) :])
     local = Path(text).expanduser()
     if local.exists():
         return local
-    repo = text[len(HF_PREFIX):] if text.startswith(HF_PREFIX) else text
+    repo = text[len(HF_PREFIX) :] if text.startswith(HF_PREFIX) else text
     if text.startswith(HF_PREFIX) or _looks_like_repo_id(repo):
         return download(repo, allow_patterns)
     raise CheckpointError(f"{text!r} does not exist (and is not a Hub repo id of the form org/name)")

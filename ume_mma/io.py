@@ -82,8 +82,9 @@ def load_image(path: str | os.PathLike, max_pixels: int = MAX_IMAGE_PIXELS) -> I
     except Image.DecompressionBombError as e:
         found = re.search(r"\((\d+) pixels\)", str(e))
         limit = min(max_pixels, 2 * (Image.MAX_IMAGE_PIXELS or max_pixels))
-        raise DecodeError(p, f"image has {found.group(1) if found else 'too many'} pixels, "
-                             f"more than the limit {limit}") from None
+        raise DecodeError(
+            p, f"image has {found.group(1) if found else 'too many'} pixels, more than the limit {limit}"
+        ) from None
     except UnidentifiedImageError:
         raise DecodeError(p, f"not an image, or an image format PIL cannot read{_guess_kind(p)}") from None
     except DecodeError:
@@ -243,8 +244,13 @@ def _resampler(rate: int, target: int) -> Any:
 
 
 # ----------------------------------------------------------------------------- video
-def load_video(path: str | os.PathLike, num_frames: int = 8, audio_sample_rate: int | None = 16000,
-               max_seconds: float | None = None, audio_window: float | None = None) -> VideoClip:
+def load_video(
+    path: str | os.PathLike,
+    num_frames: int = 8,
+    audio_sample_rate: int | None = 16000,
+    max_seconds: float | None = None,
+    audio_window: float | None = None,
+) -> VideoClip:
     """K=num_frames RGB frames at the centres of K equal slices of the video, found by seeking
     (never decoding the whole file), plus the mono soundtrack at audio_sample_rate (None if absent).
     ``audio_window`` (seconds): decode only that much of the soundtrack, centred in it (by seeking),
@@ -365,7 +371,7 @@ def _decode_av_window(container: Any, stream: Any, t0: float, seconds: float) ->
         return np.zeros(0, np.float32), rate or stream.rate or 1
     samples = np.concatenate(chunks)
     skip = max(0, int(round((t0 - (first if first is not None else t0)) * rate)))
-    return samples[skip: skip + int(round(seconds * rate))], rate
+    return samples[skip : skip + int(round(seconds * rate))], rate
 
 
 # ----------------------------------------------------------------------------- probing

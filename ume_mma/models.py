@@ -108,8 +108,12 @@ class MultiModalModel(nn.Module):
         """Encoder outputs: modality -> ``Tensor[B, D_m]`` for each key of ``inputs``."""
         return {m: self.encoders[m](inputs[m]) for m in sorted(inputs) if m in self.encoders}
 
-    def forward(self, inputs: dict[str, Batch], present: dict[str, torch.Tensor] | None = None,
-                features: dict[str, torch.Tensor] | None = None) -> ModelOutput:
+    def forward(
+        self,
+        inputs: dict[str, Batch],
+        present: dict[str, torch.Tensor] | None = None,
+        features: dict[str, torch.Tensor] | None = None,
+    ) -> ModelOutput:
         """``inputs``: modality -> preprocessed batch (absent key = missing for every sample);
         ``features``: modality -> precomputed ``Tensor[B, D]`` (e.g. cached outputs of frozen encoders);
         ``present``: modality -> ``BoolTensor[B]`` (default: every given modality present)."""
@@ -150,7 +154,9 @@ class MultiModalModel(nn.Module):
             den = den + w
         return torch.log((num / den).clamp_min(1e-12))  # (B, C) log of the averaged probabilities
 
-    def _late(self, feats: dict[str, torch.Tensor], mask: dict[str, torch.Tensor], b: int, device: torch.device) -> torch.Tensor:
+    def _late(
+        self, feats: dict[str, torch.Tensor], mask: dict[str, torch.Tensor], b: int, device: torch.device
+    ) -> torch.Tensor:
         fused = torch.zeros(b, len(self.labels), device=device)
         for m in self.modalities:
             keep = mask[m].unsqueeze(1)  # (B, 1)
@@ -187,16 +193,27 @@ class MultiModalModel(nn.Module):
         return [m for m in self.modalities if self.config.spec(m).frozen]
 
     @classmethod
-    def from_unimodal(cls, models: dict[str, MultiModalModel], fusion: str, fill: str = "drop",
-                      task: str | None = None, ume_weights: dict[str, float] | None = None) -> MultiModalModel:
+    def from_unimodal(
+        cls,
+        models: dict[str, MultiModalModel],
+        fusion: str,
+        fill: str = "drop",
+        task: str | None = None,
+        ume_weights: dict[str, float] | None = None,
+    ) -> MultiModalModel:
         """Build a multi-modal model whose encoders and heads start from trained uni-modal models."""
         first = next(iter(models.values())).config
         for m, model in models.items():
             if model.modalities != [m] or model.labels != first.labels:
                 raise ValueError(f"model for {m!r} must be uni-modal on {m!r} with labels {first.labels}")
-        config = ModelConfig(task=task or first.task, labels=list(first.labels),
-                             encoders={m: models[m].config.encoders[m] for m in sorted(models)},
-                             fusion=fusion, fill=fill, ume_weights=ume_weights)
+        config = ModelConfig(
+            task=task or first.task,
+            labels=list(first.labels),
+            encoders={m: models[m].config.encoders[m] for m in sorted(models)},
+            fusion=fusion,
+            fill=fill,
+            ume_weights=ume_weights,
+        )
         fused = cls(config)
         for m, model in models.items():
             fused.encoders[m].load_state_dict(model.encoders[m].state_dict())

@@ -46,9 +46,14 @@ class Prediction:
     frames: list[Image.Image] = field(default_factory=list)  # frames sampled from a video, if any
 
     def to_dict(self) -> dict[str, Any]:
-        return {"checkpoint": self.checkpoint, "fusion": self.fusion, "modalities_used": self.modalities_used,
-                "fused": self.fused.to_dict(), "branches": {m: b.to_dict() for m, b in self.branches.items()},
-                "sources": self.sources}
+        return {
+            "checkpoint": self.checkpoint,
+            "fusion": self.fusion,
+            "modalities_used": self.modalities_used,
+            "fused": self.fused.to_dict(),
+            "branches": {m: b.to_dict() for m, b in self.branches.items()},
+            "sources": self.sources,
+        }
 
 
 @dataclass(frozen=True)
@@ -91,17 +96,23 @@ class Predictor:
     """Loads a checkpoint once; ``predict`` maps inputs (``video``/``audio``/``image`` paths, ``text``)
     to fused and per-branch predictions. Not tied to any UI."""
 
-    def __init__(self, model: MultiModalModel, name: str = "", cache_size: int = 256, num_frames: int = 8,
-                 limits: Limits | None = None) -> None:
+    def __init__(
+        self,
+        model: MultiModalModel,
+        name: str = "",
+        cache_size: int = 256,
+        num_frames: int = 8,
+        limits: Limits | None = None,
+    ) -> None:
         self.model = model.eval()
         self.name = name or model.config.task
         self.num_frames = num_frames
         self.limits = limits or Limits()
-        self.cache = _LRU(cache_size)       # (modality, encoder, source kind, hash) -> Tensor[D]
+        self.cache = _LRU(cache_size)  # (modality, encoder, source kind, hash) -> Tensor[D]
         self.frames = _LRU(max(8, cache_size // 8))  # video hash -> sampled frames
         self.stats = {"encoder_calls": 0, "cache_hits": 0}
-        self.folder: Path | None = None     # the checkpoint folder, when loaded from one
-        self._lock = threading.RLock()      # predict() is safe to call from several threads
+        self.folder: Path | None = None  # the checkpoint folder, when loaded from one
+        self._lock = threading.RLock()  # predict() is safe to call from several threads
 
     @classmethod
     def from_pretrained(cls, ref: str | Path, **kwargs: Any) -> Predictor:
@@ -150,7 +161,9 @@ class Predictor:
             raise io.DecodeError(p, f"file is {p.stat().st_size / 2**20:.1f} MB, the limit is {cap / 2**20:.0f} MB")
         return p
 
-    def resolve(self, inputs: Mapping[str, Any], enabled: Iterable[str] | None = None) -> dict[str, tuple[str, Any, str]]:
+    def resolve(
+        self, inputs: Mapping[str, Any], enabled: Iterable[str] | None = None
+    ) -> dict[str, tuple[str, Any, str]]:
         """Which input feeds each enabled branch: modality -> (kind, path or text, description)."""
         unknown = sorted(set(inputs) - set(INPUT_KEYS))
         if unknown:
@@ -169,7 +182,11 @@ class Predictor:
             elif own:
                 routes[m] = (m, self._check_file(own), f"{m} file {Path(own).name}")
             elif video and m == "image":
-                routes[m] = ("frames", self._check_file(video), f"{self.num_frames} frames sampled from video {Path(video).name}")
+                routes[m] = (
+                    "frames",
+                    self._check_file(video),
+                    f"{self.num_frames} frames sampled from video {Path(video).name}",
+                )
             elif video and m == "audio":
                 routes[m] = ("soundtrack", self._check_file(video), f"soundtrack of video {Path(video).name}")
         return routes
@@ -183,8 +200,13 @@ class Predictor:
         if kind == "audio":
             return [io.load_audio(value, spec.sample_rate, self.limits.max_audio_seconds)]
         if value not in clips:
-            clips[value] = io.load_video(value, self.num_frames, self._audio_rate(), self.limits.max_video_seconds,
-                                         audio_window=self._audio_window())
+            clips[value] = io.load_video(
+                value,
+                self.num_frames,
+                self._audio_rate(),
+                self.limits.max_video_seconds,
+                audio_window=self._audio_window(),
+            )
         clip = clips[value]
         if kind == "frames":
             return clip.frames
@@ -205,8 +227,9 @@ class Predictor:
         seconds = self.model.config.spec("audio").options.get("seconds")
         return float(seconds) + 1.0 if seconds else None
 
-    def features(self, modality: str, kind: str, value: Any, clips: dict[Path, io.VideoClip],
-                 digest: str) -> torch.Tensor | None:
+    def features(
+        self, modality: str, kind: str, value: Any, clips: dict[Path, io.VideoClip], digest: str
+    ) -> torch.Tensor | None:
         """Encoder output ``Tensor[D]`` for one input, from the cache when its content (``digest``) was
         seen before; ``None`` when the input has nothing for this modality (a silent video)."""
         key = (modality, self.model.config.encoders[modality]["name"], kind, digest, self.num_frames)
@@ -225,7 +248,9 @@ class Predictor:
         return feats
 
     @torch.no_grad()
-    def predict(self, inputs: Mapping[str, Any], modalities: Iterable[str] | None = None, top_k: int | None = None) -> Prediction:
+    def predict(
+        self, inputs: Mapping[str, Any], modalities: Iterable[str] | None = None, top_k: int | None = None
+    ) -> Prediction:
         """Predict from ``inputs`` (keys ``video``, ``audio``, ``image``: paths or None; ``text``: str,
         empty = absent) using only ``modalities`` (default: all of the model's)."""
         with self._lock:
@@ -247,15 +272,23 @@ class Predictor:
             if kind in ("frames", "video"):
                 frames = self.frames.get_item(digests[value]) or []
         if not feats:
-            raise InputError(f"no input for any enabled modality; this model uses {self.modalities} "
-                             "(give an image/audio/text, or a video for image frames and its soundtrack)")
+            raise InputError(
+                f"no input for any enabled modality; this model uses {self.modalities} "
+                "(give an image/audio/text, or a video for image frames and its soundtrack)"
+            )
         present = {m: torch.ones(1, dtype=torch.bool) for m in feats}
         out = self.model.forward_features(feats, present)
         labels = self.labels
         branches = {m: _result(out.branches[m][0].softmax(-1), labels, top_k) for m in sorted(feats)}
-        return Prediction(checkpoint=self.name, fusion=self.model.config.fusion, modalities_used=sorted(feats),
-                          fused=_result(out.fused_probs()[0], labels, top_k), branches=branches,
-                          sources=sources, frames=frames)
+        return Prediction(
+            checkpoint=self.name,
+            fusion=self.model.config.fusion,
+            modalities_used=sorted(feats),
+            fused=_result(out.fused_probs()[0], labels, top_k),
+            branches=branches,
+            sources=sources,
+            frames=frames,
+        )
 
 
 def _result(probs: torch.Tensor, labels: list[str], top_k: int | None) -> BranchResult:

@@ -111,9 +111,7 @@ def get_spec(name: str) -> EncoderSpec:
     try:
         return ENCODERS[name]
     except KeyError:
-        raise UnknownEncoderError(
-            f"unknown encoder {name!r}; known encoders: {', '.join(sorted(ENCODERS))}"
-        ) from None
+        raise UnknownEncoderError(f"unknown encoder {name!r}; known encoders: {', '.join(sorted(ENCODERS))}") from None
 
 
 def create_encoder(spec: str | EncoderSpec, pretrained: bool = False):
@@ -122,9 +120,7 @@ def create_encoder(spec: str | EncoderSpec, pretrained: bool = False):
     _ensure_loaded()
     spec = get_spec(spec) if isinstance(spec, str) else spec
     if spec.source not in _ADAPTERS:
-        raise UnknownEncoderError(
-            f"encoder {spec.name!r}: unknown source {spec.source!r}; known: {sorted(_ADAPTERS)}"
-        )
+        raise UnknownEncoderError(f"encoder {spec.name!r}: unknown source {spec.source!r}; known: {sorted(_ADAPTERS)}")
     encoder = _ADAPTERS[spec.source](spec)
     if pretrained and spec.pretrained:
         encoder.load_pretrained()

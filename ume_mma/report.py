@@ -17,7 +17,7 @@ def accuracy_columns(acc: dict[str, float]) -> list[str]:
 
 def column_title(key: str) -> str:
     if key.startswith("without_"):
-        return "without " + key[len("without_"):]
+        return "without " + key[len("without_") :]
     if key.startswith("missing_rate_"):
         return f"MR{round(float(key.rsplit('_', 1)[1]) * 100)}"
     return key
@@ -38,14 +38,17 @@ def metrics_table(metrics: dict[str, Any]) -> str:
     if by_group:
         names = sorted({g for per in by_group.values() for g in per})
         rows += ["", "| branch alone, per group | " + " | ".join(names) + " |", "|" + "---|" * (len(names) + 1)]
-        rows += [f"| {m} | " + " | ".join(f"{100 * per[g]:.1f}" if g in per else "-" for g in names) + " |"
-                 for m, per in sorted(by_group.items())]
+        rows += [
+            f"| {m} | " + " | ".join(f"{100 * per[g]:.1f}" if g in per else "-" for g in names) + " |"
+            for m, per in sorted(by_group.items())
+        ]
     rows.append(f"\n{metrics.get('n', '?')} samples.")
     return "\n".join(rows)
 
 
-def missing_rate_figure(curves: dict[str, dict[str, float]], title: str = "",
-                        styles: dict[str, dict[str, Any]] | None = None):
+def missing_rate_figure(
+    curves: dict[str, dict[str, float]], title: str = "", styles: dict[str, dict[str, Any]] | None = None
+):
     """Accuracy (%) vs missing rate (0 = full) for one or more models, as a matplotlib ``Figure``
     (object API: no pyplot global state, safe in a server). ``curves``: name -> accuracy dict."""
     from matplotlib.figure import Figure
@@ -66,8 +69,12 @@ def missing_rate_figure(curves: dict[str, dict[str, float]], title: str = "",
     return fig
 
 
-def plot_missing_rate_curve(curves: dict[str, dict[str, float]], path: str | Path, title: str = "",
-                            styles: dict[str, dict[str, Any]] | None = None) -> Path:
+def plot_missing_rate_curve(
+    curves: dict[str, dict[str, float]],
+    path: str | Path,
+    title: str = "",
+    styles: dict[str, dict[str, Any]] | None = None,
+) -> Path:
     """:func:`missing_rate_figure` written to ``path`` (PNG)."""
     missing_rate_figure(curves, title, styles).savefig(path)
     return Path(path)

@@ -41,7 +41,9 @@ def run_benchmark(name: str, seeds: list[int], runs: Path, resume: bool) -> dict
     out: dict[str, dict[int, dict[str, Any]]] = {}
     for seed in seeds:
         for family, config in families.items():
-            out.setdefault(family, {})[seed] = _train(config, load_config(config).encoders, name, family, seed, runs, resume)
+            out.setdefault(family, {})[seed] = _train(
+                config, load_config(config).encoders, name, family, seed, runs, resume
+            )
         modalities = load_config(next(iter(families.values()))).encoders
         winners = {m: _best_family(out, m, seed, families) for m in modalities}
         best = {m: out[fam][seed]["encoders"][m] for m, fam in winners.items()}
@@ -92,19 +94,32 @@ def table(name: str, results: dict[str, dict[int, dict[str, Any]]]) -> str:
     mods = sorted(any_run["encoders"])
     cols = accuracy_columns(any_run["test"]["ume"]["accuracy"])
     n_seeds = len(next(iter(results.values())))
-    lines = [f"### {name} (test split, {n_seeds} seeds, accuracy %, mean ± std)", "",
-             "| encoders | model | " + " | ".join(column_title(c) for c in cols) + " |", "|" + "---|" * (len(cols) + 2)]
+    lines = [
+        f"### {name} (test split, {n_seeds} seeds, accuracy %, mean ± std)",
+        "",
+        "| encoders | model | " + " | ".join(column_title(c) for c in cols) + " |",
+        "|" + "---|" * (len(cols) + 2),
+    ]
     for family, by_seed in results.items():
         for row in [r.format(m=m) for r in ROWS for m in (mods if "{m}" in r else [None])]:
-            cells = [_cell([v for run in by_seed.values() if (v := _value(run["test"][row], row, c)) is not None]) for c in cols]
+            cells = [
+                _cell([v for run in by_seed.values() if (v := _value(run["test"][row], row, c)) is not None])
+                for c in cols
+            ]
             lines.append(f"| {family} | {row} | " + " | ".join(cells) + " |")
     lines.append("")
     for family, by_seed in results.items():
-        encs = sorted({", ".join(f"{m}: `{e}`" for m, e in sorted(run["encoders"].items())) for run in by_seed.values()})
+        encs = sorted(
+            {", ".join(f"{m}: `{e}`" for m, e in sorted(run["encoders"].items())) for run in by_seed.values()}
+        )
         chosen = ", ".join(run["chosen"] for run in by_seed.values())
         same = [f for f, other in results.items() if f != family and family == "best" and other == by_seed]
-        note = f" (identical to **{same[0]}**: that family won every modality on validation in every seed)" if same else ""
-        lines.append(f"- **{family}**: {' / '.join(encs)}{note}; UME-MMA chose (on full-modality validation, per seed): {chosen}")
+        note = (
+            f" (identical to **{same[0]}**: that family won every modality on validation in every seed)" if same else ""
+        )
+        lines.append(
+            f"- **{family}**: {' / '.join(encs)}{note}; UME-MMA chose (on full-modality validation, per seed): {chosen}"
+        )
     return "\n".join(lines)
 
 
@@ -127,13 +142,17 @@ def plot(name: str, results: dict, folder: Path) -> Path:
     colours = {"naive": "tab:red", "ume": "tab:blue", "mma": "tab:green"}
     lines = ["--", "-", ":"]
     curves, styles = {}, {}
-    drawn = [f for f, runs in results.items() if not any(runs == results[g] for g in list(results)[: list(results).index(f)])]
+    drawn = [
+        f for f, runs in results.items() if not any(runs == results[g] for g in list(results)[: list(results).index(f)])
+    ]
     for i, family in enumerate(drawn):
         for row in ("naive", "ume", "mma"):
             accs = [run["test"][row]["accuracy"] for run in results[family].values()]
             curves[f"{family}: {row}"] = {k: statistics.fmean(a[k] for a in accs) for k in accs[0]}
             styles[f"{family}: {row}"] = {"color": colours[row], "linestyle": lines[i % len(lines)]}
-    return plot_missing_rate_curve(curves, folder / f"{name}-missing-rate.png", title=f"{name}: accuracy vs missing rate", styles=styles)
+    return plot_missing_rate_curve(
+        curves, folder / f"{name}-missing-rate.png", title=f"{name}: accuracy vs missing rate", styles=styles
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

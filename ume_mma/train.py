@@ -52,8 +52,12 @@ class Job:
         self.groups: dict[str, list[str | None]] = {}
         protos = {m: create_encoder(s, pretrained=bool(s.frozen and s.pretrained)) for m, s in self.specs.items()}
         for split in (cfg.train_split, cfg.val_split, cfg.test_split):
-            samples = [s for s in data.samples if s.split == split
-                       and (split != cfg.test_split or all(s.meta.get(k) == v for k, v in cfg.test_meta.items()))][: cfg.limit]
+            samples = [
+                s
+                for s in data.samples
+                if s.split == split
+                and (split != cfg.test_split or all(s.meta.get(k) == v for k, v in cfg.test_meta.items()))
+            ][: cfg.limit]
             if not samples:
                 raise ValueError(f"{cfg.data}: split {split!r} has no samples")
             with self.acc.main_process_first():
@@ -66,9 +70,14 @@ class Job:
             tqdm.write(msg)
 
     def model_config(self, modalities: list[str], fusion: str) -> ModelConfig:
-        return ModelConfig(task=self.cfg.task, labels=self.labels, fusion=fusion, fill=self.cfg.fill,
-                           encoders={m: self.specs[m].to_dict() for m in modalities},
-                           training=self.cfg.to_dict())
+        return ModelConfig(
+            task=self.cfg.task,
+            labels=self.labels,
+            fusion=fusion,
+            fill=self.cfg.fill,
+            encoders={m: self.specs[m].to_dict() for m in modalities},
+            training=self.cfg.to_dict(),
+        )
 
     def _batch(self, split: Split, idx: torch.Tensor, pairing: dict[str, torch.Tensor], mods: list[str]):
         inputs, feats, present = {}, {}, {}
@@ -109,9 +118,16 @@ class Job:
         split = self.inputs[cfg.train_split]
         mods = model.modalities
         rows = torch.stack([split[m].present for m in mods]).any(0).nonzero().flatten()
-        loader = torch.utils.data.DataLoader(rows, batch_size=cfg.batch_size, shuffle=True,
-                                             generator=torch.Generator().manual_seed(cfg.seed), drop_last=len(rows) > cfg.batch_size)
-        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=opt.param_groups[0]["lr"], total_steps=max(1, epochs * len(loader)), pct_start=0.15)
+        loader = torch.utils.data.DataLoader(
+            rows,
+            batch_size=cfg.batch_size,
+            shuffle=True,
+            generator=torch.Generator().manual_seed(cfg.seed),
+            drop_last=len(rows) > cfg.batch_size,
+        )
+        sched = torch.optim.lr_scheduler.OneCycleLR(
+            opt, max_lr=opt.param_groups[0]["lr"], total_steps=max(1, epochs * len(loader)), pct_start=0.15
+        )
         model, opt, loader, sched = acc.prepare(model, opt, loader, sched)
         state_dir = self.out / "state" / name
         start = 0
@@ -128,7 +144,10 @@ class Job:
                 inputs, feats, present = self._batch(split, idx.cpu(), pairing, mods)
                 inputs = {m: acc.unwrap_model(model).encoders[m].augment(x, g) for m, x in inputs.items()}
                 if dropout_p > 0:
-                    present = {m: v.to(acc.device) for m, v in modality_dropout({m: v.cpu() for m, v in present.items()}, dropout_p, g).items()}
+                    present = {
+                        m: v.to(acc.device)
+                        for m, v in modality_dropout({m: v.cpu() for m, v in present.items()}, dropout_p, g).items()
+                    }
                 out = model(inputs, present, features=feats)
                 loss = torch.nn.functional.cross_entropy(out.fused, y[idx.cpu()].to(acc.device))
                 acc.backward(loss)
@@ -148,8 +167,15 @@ class Job:
     def evaluate(self, model: MultiModalModel, split: str) -> dict[str, Any]:
         inputs = self.inputs[split]
         sub = {m: inputs[m] for m in model.modalities}
-        return evaluate_features(model, model_features(model, sub), {m: x.present for m, x in sub.items()},
-                                 self.targets[split], self.cfg.seed, self.cfg.eval_repeats, self.groups[split])
+        return evaluate_features(
+            model,
+            model_features(model, sub),
+            {m: x.present for m, x in sub.items()},
+            self.targets[split],
+            self.cfg.seed,
+            self.cfg.eval_repeats,
+            self.groups[split],
+        )
 
 
 def _save_state(folder: Path, model: MultiModalModel, opt: Any, sched: Any, epoch: int) -> None:
@@ -189,22 +215,39 @@ def run(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
     def epochs(m: str) -> int:  # a head on a frozen encoder may need fewer epochs than a trained encoder
         return cfg.head_epochs if cfg.head_epochs is not None and job.specs[m].frozen else cfg.epochs
 
-    uni = {m: job.train(f"unimodal-{m}", MultiModalModel(job.model_config([m], "ume")), epochs(m), lr([m]), 0.0) for m in mods}
+    uni = {
+        m: job.train(f"unimodal-{m}", MultiModalModel(job.model_config([m], "ume")), epochs(m), lr([m]), 0.0)
+        for m in mods
+    }
     models: dict[str, MultiModalModel] = {f"{m}-only": uni[m] for m in mods}
     if len(mods) > 1:
         models["ume"] = MultiModalModel.from_unimodal(uni, "ume", task=cfg.task)
         models["ume"].config.training = cfg.to_dict()
-        models["naive"] = job.train("naive", MultiModalModel(job.model_config(mods, "naive")), cfg.epochs, lr(mods), 0.0)
+        models["naive"] = job.train(
+            "naive", MultiModalModel(job.model_config(mods, "naive")), cfg.epochs, lr(mods), 0.0
+        )
         mma = MultiModalModel.from_unimodal(uni, "mma", fill=cfg.fill, task=cfg.task)
         mma.config.training = cfg.to_dict()
         models["mma"] = job.train("mma", mma, cfg.mma_epochs, cfg.mma_lr, cfg.dropout_p)
     val = {name: job.evaluate(m, cfg.val_split) for name, m in models.items()}
     test = {name: job.evaluate(m, cfg.test_split) for name, m in models.items()}
-    chosen = "mma" if len(mods) > 1 and val["mma"]["accuracy"]["full"] > val["ume"]["accuracy"]["full"] else ("ume" if len(mods) > 1 else f"{mods[0]}-only")
+    chosen = (
+        "mma"
+        if len(mods) > 1 and val["mma"]["accuracy"]["full"] > val["ume"]["accuracy"]["full"]
+        else ("ume" if len(mods) > 1 else f"{mods[0]}-only")
+    )
     test["ume-mma"] = test[chosen]
-    metrics = {"chosen": chosen, "rule": "UME-MMA keeps MMA where it beats UME on full-modality validation, else UME",
-               "val": val, "test": test, "task": cfg.task, "seed": cfg.seed, "encoders": cfg.encoders,
-               "elapsed_s": round(time.perf_counter() - started, 1), "resumed": resume}
+    metrics = {
+        "chosen": chosen,
+        "rule": "UME-MMA keeps MMA where it beats UME on full-modality validation, else UME",
+        "val": val,
+        "test": test,
+        "task": cfg.task,
+        "seed": cfg.seed,
+        "encoders": cfg.encoders,
+        "elapsed_s": round(time.perf_counter() - started, 1),
+        "resumed": resume,
+    }
     if job.acc.is_main_process:
         (out / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
         notes = _results_notes(metrics)
@@ -220,11 +263,18 @@ def _results_notes(metrics: dict[str, Any]) -> str:
 
     test = metrics["test"]
     cols = accuracy_columns(max((t["accuracy"] for t in test.values()), key=len))
-    lines = [f"## All models of this run (test split, seed {metrics['seed']}; UME-MMA chose `{metrics['chosen']}` on validation)", "",
-             "| model | " + " | ".join(column_title(c) for c in cols) + " |", "|" + "---|" * (len(cols) + 1)]
+    lines = [
+        f"## All models of this run (test split, seed {metrics['seed']}; "
+        f"UME-MMA chose `{metrics['chosen']}` on validation)",
+        "",
+        "| model | " + " | ".join(column_title(c) for c in cols) + " |",
+        "|" + "---|" * (len(cols) + 1),
+    ]
     for name, t in test.items():
         a = t["accuracy"]
-        lines.append(f"| {name} | " + " | ".join(f"{100 * a[c]:.1f}" if c in a else _single(name, c, a) for c in cols) + " |")
+        lines.append(
+            f"| {name} | " + " | ".join(f"{100 * a[c]:.1f}" if c in a else _single(name, c, a) for c in cols) + " |"
+        )
     return "\n".join(lines)
 
 
@@ -239,7 +289,9 @@ def _single(name: str, col: str, acc: dict[str, float]) -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m ume_mma.train", description=__doc__.split("\n")[0])
     ap.add_argument("config", help="TOML or JSON training config (see configs/)")
-    ap.add_argument("overrides", nargs="*", help="key=value overrides, e.g. seed=1 out=runs/x encoders.audio=scratch.logmel-cnn")
+    ap.add_argument(
+        "overrides", nargs="*", help="key=value overrides, e.g. seed=1 out=runs/x encoders.audio=scratch.logmel-cnn"
+    )
     ap.add_argument("--resume", action="store_true", help="continue an interrupted run from its last finished epoch")
     args = ap.parse_args(argv)
     cfg = load_config(args.config, args.overrides)

@@ -17,29 +17,29 @@ class TrainConfig:
     """Everything one training run needs. Saved as ``train_config.json`` beside the outputs."""
 
     task: str
-    data: str                                   # dataset folder (metadata.jsonl)
-    out: str                                    # output folder
-    encoders: dict[str, str]                    # modality -> registered encoder name
+    data: str  # dataset folder (metadata.jsonl)
+    out: str  # output folder
+    encoders: dict[str, str]  # modality -> registered encoder name
     seed: int = 0
     batch_size: int = 64
-    epochs: int = 8                             # uni-modal models and the naive fusion baseline
-    head_epochs: int | None = None              # uni-modal models whose encoder is frozen (default: epochs)
-    mma_epochs: int = 4                         # MMA fine-tuning
+    epochs: int = 8  # uni-modal models and the naive fusion baseline
+    head_epochs: int | None = None  # uni-modal models whose encoder is frozen (default: epochs)
+    mma_epochs: int = 4  # MMA fine-tuning
     lr: float = 2e-3
-    mma_lr: float = 5e-4                        # MMA fine-tuning from the uni-modal models
-    head_lr: float = 1e-2                       # for models whose encoders are all frozen
+    mma_lr: float = 5e-4  # MMA fine-tuning from the uni-modal models
+    head_lr: float = 1e-2  # for models whose encoders are all frozen
     weight_decay: float = 1e-4
-    dropout_p: float = 0.5                      # MMA: probability that a sample loses one modality
-    fill: str = "zero"                          # late fusion fill for missing modalities
-    repair: str | None = None                   # modality re-paired within its label every epoch (av-digits)
+    dropout_p: float = 0.5  # MMA: probability that a sample loses one modality
+    fill: str = "zero"  # late fusion fill for missing modalities
+    repair: str | None = None  # modality re-paired within its label every epoch (av-digits)
     train_split: str = "train"
     val_split: str = "val"
     test_split: str = "test"
     test_meta: dict[str, Any] = field(default_factory=dict)  # keep test rows whose meta matches (e.g. style)
-    limit: int | None = None                    # cap samples per split (smoke runs, tests)
+    limit: int | None = None  # cap samples per split (smoke runs, tests)
     cache_dir: str | None = "~/.cache/ume_mma/features"
     eval_repeats: int = 3
-    save_all: bool = True                       # also save every trained model, not only the chosen one
+    save_all: bool = True  # also save every trained model, not only the chosen one
     notes: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 

@@ -25,8 +25,10 @@ def _summary(folder: str) -> str:
         empty = sum(s.text == "" for s in rows)
         groups = len({s.group for s in rows if s.group is not None})
         lines.append(
-            f"[{split}] modalities: " + ", ".join(f"{m}={mods[m]}" for m in MODALITIES if mods[m])
-            + (f" (empty texts: {empty})" if empty else "") + (f", groups: {groups}" if groups else "")
+            f"[{split}] modalities: "
+            + ", ".join(f"{m}={mods[m]}" for m in MODALITIES if mods[m])
+            + (f" (empty texts: {empty})" if empty else "")
+            + (f", groups: {groups}" if groups else "")
         )
         styles = Counter(s.meta["style"] for s in rows if isinstance(s.meta.get("style"), str))
         if styles:
@@ -37,16 +39,16 @@ def _summary(folder: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m ume_mma.data", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m ume_mma.data", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     build = sub.add_parser("build", help="build a benchmark folder from offline sources")
     build.add_argument("benchmark", choices=["av-digits", "emoji-vl"])
     build.add_argument("out", help="output folder (replaced if it is already a dataset)")
     build.add_argument("--setting", choices=["clean", "hard"], default="clean", help="av-digits only")
     build.add_argument("--seed", type=int, default=0)
-    build.add_argument("--limit", type=int, default=None,
-                       help="av-digits: rows per split; emoji-vl: number of emoji")
+    build.add_argument("--limit", type=int, default=None, help="av-digits: rows per split; emoji-vl: number of emoji")
     build.add_argument("--quiet", action="store_true", help="no progress bars")
     val = sub.add_parser("validate", help="check a dataset folder and print counts")
     val.add_argument("folder")
@@ -60,8 +62,9 @@ def main(argv: list[str] | None = None) -> int:
             from ume_mma.data.av_digits import build_av_digits
 
             limits = None if args.limit is None else dict.fromkeys(SPLITS, args.limit)
-            out = build_av_digits(args.out, setting=args.setting, seed=args.seed,
-                                  limit_per_split=limits, progress=not args.quiet)
+            out = build_av_digits(
+                args.out, setting=args.setting, seed=args.seed, limit_per_split=limits, progress=not args.quiet
+            )
         else:
             if args.setting != "clean":
                 parser.error("--setting applies to av-digits only")

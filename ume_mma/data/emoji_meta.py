@@ -12,8 +12,24 @@ from ume_mma.errors import MissingDependencyError
 
 ZWJ, VS16 = "\u200d", "\ufe0f"
 PERSON_CODEPOINTS = {"1F468", "1F469", "1F9D1", "1F466", "1F467", "1F9D2", "1F9D3", "1F474", "1F475"}
-PERSON_WORDS = {"man", "woman", "person", "men", "women", "people", "boy", "girl", "child", "adult",
-                "old", "older", "male", "female", "two", "and"}
+PERSON_WORDS = {
+    "man",
+    "woman",
+    "person",
+    "men",
+    "women",
+    "people",
+    "boy",
+    "girl",
+    "child",
+    "adult",
+    "old",
+    "older",
+    "male",
+    "female",
+    "two",
+    "and",
+}
 STOP_WORDS = {"a", "an", "the", "of", "with", "in", "on", "and", "for", "to", "at", "sign", "symbol"}
 
 
@@ -111,8 +127,9 @@ def emoji_groups(entries: list[dict[str, Any]], names: dict[str, str]) -> dict[s
                 parent[max(ra, rb)] = min(ra, rb)
 
     by_key: dict[str, str] = {}
-    by_first: dict[str, str] = {e["unified"].split("-")[0]: e["unified"] for e in entries
-                                if ZWJ not in emoji_string(e["unified"])}
+    by_first: dict[str, str] = {
+        e["unified"].split("-")[0]: e["unified"] for e in entries if ZWJ not in emoji_string(e["unified"])
+    }
     for e in entries:
         u = e["unified"]
         tts = names.get(emoji_string(u).replace(VS16, ""), e["name"])

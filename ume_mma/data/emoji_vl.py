@@ -44,8 +44,9 @@ IMAGE_SIZE = 64
 
 def emoji_package(style: str, fetch: bool = True) -> Path:
     """``$UME_MMA_EMOJI_<STYLE>_DIR`` or ``~/.cache/ume_mma/emoji-<style>/package`` (npm pack if allowed)."""
-    return npm_package(STYLES[style], f"UME_MMA_EMOJI_{style.upper()}_DIR", f"emoji-{style}",
-                       f"img/{style}/64", fetch=fetch)
+    return npm_package(
+        STYLES[style], f"UME_MMA_EMOJI_{style.upper()}_DIR", f"emoji-{style}", f"img/{style}/64", fetch=fetch
+    )
 
 
 def split_groups(groups: dict[str, str], categories: dict[str, str], seed: int) -> dict[str, str]:
@@ -78,8 +79,9 @@ def _image(path: Path) -> Image.Image:
     return Image.alpha_composite(white, rgba).convert("RGB")
 
 
-def build_emoji_vl(out_dir: str | os.PathLike[str], seed: int = 0, limit: int | None = None,
-                   progress: bool = True) -> Path:
+def build_emoji_vl(
+    out_dir: str | os.PathLike[str], seed: int = 0, limit: int | None = None, progress: bool = True
+) -> Path:
     """Build emoji-vl into ``out_dir``; ``limit`` keeps that many emoji (seeded, before splitting)."""
     t0 = time.time()
     packages = {style: emoji_package(style) for style in STYLES}
@@ -89,13 +91,17 @@ def build_emoji_vl(out_dir: str | os.PathLike[str], seed: int = 0, limit: int | 
     entries.sort(key=lambda e: e["sort_order"])
     groups = emoji_groups(entries, tts)
     by_unified = {e["unified"]: e for e in entries}
-    group_names = {g: group_key(tts.get(emoji_string(g).replace(VS16, ""), by_unified[g]["name"]))
-                   for g in set(groups.values())}
+    group_names = {
+        g: group_key(tts.get(emoji_string(g).replace(VS16, ""), by_unified[g]["name"])) for g in set(groups.values())
+    }
     if limit is not None:
         keep = np.random.default_rng([seed, 10]).permutation(len(entries))[:limit]
         entries = [entries[i] for i in sorted(keep)]
-    split_of_group = split_groups({e["unified"]: groups[e["unified"]] for e in entries},
-                                  {g: by_unified[g]["category"] for g in set(groups.values())}, seed)
+    split_of_group = split_groups(
+        {e["unified"]: groups[e["unified"]] for e in entries},
+        {g: by_unified[g]["category"] for g in set(groups.values())},
+        seed,
+    )
 
     rows: list[Sample] = []
     with staged_output(out_dir) as tmp:
@@ -113,15 +119,32 @@ def build_emoji_vl(out_dir: str | os.PathLike[str], seed: int = 0, limit: int | 
                 rel = f"images/{style}/{u.lower()}.png"
                 (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
                 _image(src).save(tmp / rel)
-                meta: dict[str, Any] = {"style": style, "emoji": emoji_string(u), "unified": u, "name": name,
-                                        "subcategory": e["subcategory"], "text_source": source}
-                rows.append(Sample(label=e["category"], image=rel, text=text, split=split,
-                                   group=group_names[groups[u]], id=f"{style}-{u.lower()}",
-                                   meta=meta))
+                meta: dict[str, Any] = {
+                    "style": style,
+                    "emoji": emoji_string(u),
+                    "unified": u,
+                    "name": name,
+                    "subcategory": e["subcategory"],
+                    "text_source": source,
+                }
+                rows.append(
+                    Sample(
+                        label=e["category"],
+                        image=rel,
+                        text=text,
+                        split=split,
+                        group=group_names[groups[u]],
+                        id=f"{style}-{u.lower()}",
+                        meta=meta,
+                    )
+                )
         write_dataset(tmp, rows)
         counts = Counter((r.split, r.meta["style"]) for r in rows)
         info = {
-            "benchmark": "emoji-vl", "seed": seed, "limit": limit, "emoji": len(entries),
+            "benchmark": "emoji-vl",
+            "seed": seed,
+            "limit": limit,
+            "emoji": len(entries),
             "rows": {f"{s}/{st}": n for (s, st), n in sorted(counts.items())},
             "labels": sorted({r.label for r in rows}),
             "empty_texts": sum(r.text == "" for r in rows),

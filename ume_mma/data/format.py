@@ -151,15 +151,17 @@ def parse_sample(obj: Any, where: str, root: Path | None = None) -> Sample:
     if not isinstance(meta, dict):
         raise DatasetFormatError(f"{where}: field 'meta': must be a JSON object, got {meta!r}")
     sample = Sample(
-        label=label, text=text, split=split, meta=meta, root=root,
+        label=label,
+        text=text,
+        split=split,
+        meta=meta,
+        root=root,
         group=_optional_str(where, "group", obj.get("group")),
         id=_optional_str(where, "id", obj.get("id")),
         **files,
     )
     if not sample.present:
-        raise DatasetFormatError(
-            f"{where}: sample has no modality (needs at least one of {', '.join(MODALITIES)})"
-        )
+        raise DatasetFormatError(f"{where}: sample has no modality (needs at least one of {', '.join(MODALITIES)})")
     return sample
 
 

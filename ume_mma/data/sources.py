@@ -23,9 +23,7 @@ def require_tool(tool: str, apt_package: str | None = None) -> str:
     """Path of command-line ``tool``; raise with the apt command when it is absent."""
     path = shutil.which(tool)
     if path is None:
-        raise MissingDependencyError(
-            f"'{tool}' is not installed: run `sudo apt-get install -y {apt_package or tool}`"
-        )
+        raise MissingDependencyError(f"'{tool}' is not installed: run `sudo apt-get install -y {apt_package or tool}`")
     return path
 
 
@@ -58,7 +56,9 @@ def npm_package(spec: str, env_var: str, subdir: str, marker: str, fetch: bool =
         proc = subprocess.run(["npm", "pack", spec, "--silent"], cwd=tmp, capture_output=True, text=True)
         tarballs = list(Path(tmp).glob("*.tgz"))
         if proc.returncode != 0 or not tarballs:
-            raise MissingDependencyError(f"`npm pack {spec}` failed ({proc.stderr.strip()[-300:]}); fetch it with {how}")
+            raise MissingDependencyError(
+                f"`npm pack {spec}` failed ({proc.stderr.strip()[-300:]}); fetch it with {how}"
+            )
         with tarfile.open(tarballs[0]) as tf:
             tf.extractall(target, filter="data")
     if not (target / "package" / marker).exists():

@@ -113,13 +113,24 @@ def synthetic_specs(rng: np.random.Generator, flite_takes: int = 16) -> list[Cli
     for lang in ESPEAK_LANGS:
         for variant in ESPEAK_VARIANTS:
             for d in range(10):
-                specs.append(ClipSpec("espeak-ng", f"{lang}+{variant}", d,
-                                      float(rng.integers(110, 231)), float(rng.integers(10, 91))))
+                specs.append(
+                    ClipSpec(
+                        "espeak-ng", f"{lang}+{variant}", d, float(rng.integers(110, 231)), float(rng.integers(10, 91))
+                    )
+                )
     for voice, f0 in FLITE_VOICES.items():
         for take in range(flite_takes):
             for d in range(10):
-                specs.append(ClipSpec("flite", voice, d, round(float(rng.uniform(0.75, 1.35)), 3),
-                                      round(f0 * float(rng.uniform(0.75, 1.35)), 1), take))
+                specs.append(
+                    ClipSpec(
+                        "flite",
+                        voice,
+                        d,
+                        round(float(rng.uniform(0.75, 1.35)), 3),
+                        round(f0 * float(rng.uniform(0.75, 1.35)), 1),
+                        take,
+                    )
+                )
     return specs
 
 
@@ -132,8 +143,19 @@ def synthesize(engine: str, voice: str, text: str, speed: float, pitch: float) -
     if engine == "espeak-ng":
         cmd = [require_tool("espeak-ng"), "-v", voice, "-s", str(int(speed)), "-p", str(int(pitch)), "--stdout", text]
     else:
-        cmd = [require_tool("flite"), "-voice", voice, "--setf", f"duration_stretch={speed}",
-               "--setf", f"int_f0_target_mean={pitch}", "-t", text, "-o", "/dev/stdout"]
+        cmd = [
+            require_tool("flite"),
+            "-voice",
+            voice,
+            "--setf",
+            f"duration_stretch={speed}",
+            "--setf",
+            f"int_f0_target_mean={pitch}",
+            "-t",
+            text,
+            "-o",
+            "/dev/stdout",
+        ]
     proc = subprocess.run(cmd, capture_output=True, check=False)
     if proc.returncode != 0 or len(proc.stdout) < 100:
         raise RuntimeError(f"{' '.join(cmd)} failed: {proc.stderr.decode(errors='replace')[-300:]}")
@@ -155,15 +177,22 @@ def render(spec: ClipSpec, speakers: dict[str, Path] | None = None) -> np.ndarra
     return fit_clip(x)
 
 
-def real_babble_pool(speakers: dict[str, Path], names: list[str], rng: np.random.Generator,
-                     per_speaker: int = 24) -> list[np.ndarray]:
+def real_babble_pool(
+    speakers: dict[str, Path], names: list[str], rng: np.random.Generator, per_speaker: int = 24
+) -> list[np.ndarray]:
     """Non-digit prompts (top-level files of each speaker folder whose name has no digit or
     digit word, e.g. not ``press-1``), trimmed, at 8 kHz."""
     digit_words = set(DIGIT_WORDS["en"].split())
     pool = []
     for name in names:
-        files = sorted(p for p in speakers[name].iterdir() if p.suffix in AUDIO_EXTS and p.is_file()
-                       and not re.search(r"\d", p.stem) and not set(re.split(r"[-_.]", p.stem)) & digit_words)
+        files = sorted(
+            p
+            for p in speakers[name].iterdir()
+            if p.suffix in AUDIO_EXTS
+            and p.is_file()
+            and not re.search(r"\d", p.stem)
+            and not set(re.split(r"[-_.]", p.stem)) & digit_words
+        )
         for i in rng.permutation(len(files))[:per_speaker]:
             x, sr = read_audio(files[i])
             x = trim_silence(resample(x, sr, SR))
@@ -180,8 +209,11 @@ def synthetic_babble_pool(rng: np.random.Generator, n: int = 40) -> list[np.ndar
         lang = str(rng.choice(ESPEAK_LANGS))
         voice = f"{lang}+{rng.choice(ESPEAK_VARIANTS)}"
         text = BABBLE_TEXT[lang.split("-")[0]]
-        pool.append(trim_silence(synthesize("espeak-ng", voice, text, float(rng.integers(130, 200)),
-                                            float(rng.integers(10, 91)))))
+        pool.append(
+            trim_silence(
+                synthesize("espeak-ng", voice, text, float(rng.integers(130, 200)), float(rng.integers(10, 91)))
+            )
+        )
     return pool
 
 

@@ -53,7 +53,9 @@ def resolve_folder(ref: str, meta: list[str], weights: list[list[str]]) -> Path:
     return folder
 
 
-def whisper_window(raws: list[Any], sample_rate: int, seconds: float, align: str = "start", hop: int = 160) -> tuple[torch.Tensor, torch.Tensor]:
+def whisper_window(
+    raws: list[Any], sample_rate: int, seconds: float, align: str = "start", hop: int = 160
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Put each clip in a ``seconds`` window -> waves ``(B, N)`` and the encoder-frame span ``(B, 2)`` it covers
     (one Whisper encoder frame = 2 mel frames = ``2 * hop`` samples). Longer clips are centre-cropped; shorter
     ones start the window (``align="start"``, as Whisper was trained: the embedding then barely depends on the
@@ -134,7 +136,9 @@ class HFEncoder(Encoder):
         model, info = cls.from_pretrained(folder, output_loading_info=True)
         bad = list(info.get("missing_keys", [])) + [str(k) for k in info.get("mismatched_keys", [])]
         if bad:
-            raise CheckpointError(f"encoder {self.spec.name!r}: {folder} lacks or mismatches {len(bad)} weights, e.g. {bad[:5]}")
+            raise CheckpointError(
+                f"encoder {self.spec.name!r}: {folder} lacks or mismatches {len(bad)} weights, e.g. {bad[:5]}"
+            )
         return model
 
     def _crop_positions(self, model: nn.Module) -> nn.Module:
@@ -157,7 +161,9 @@ class HFEncoder(Encoder):
 
     def _check_dim(self, error: type[Exception]) -> None:
         if self._out_dim() != self.spec.embed_dim:
-            raise error(f"encoder {self.spec.name!r}: model gives {self._out_dim()}-d outputs, spec says {self.spec.embed_dim}")
+            raise error(
+                f"encoder {self.spec.name!r}: model gives {self._out_dim()}-d outputs, spec says {self.spec.embed_dim}"
+            )
 
     def _default_processor(self) -> Any:
         tf, c = transformers_module(), self.model.config
@@ -165,7 +171,9 @@ class HFEncoder(Encoder):
             s = c.image_size
             return tf.CLIPImageProcessor(size={"shortest_edge": s}, crop_size={"height": s, "width": s})
         if self.kind == "clap_audio":
-            return tf.ClapFeatureExtractor(feature_size=c.num_mel_bins, truncation="fusion" if c.enable_fusion else "rand_trunc")
+            return tf.ClapFeatureExtractor(
+                feature_size=c.num_mel_bins, truncation="fusion" if c.enable_fusion else "rand_trunc"
+            )
         if self.kind == "ast":
             return tf.ASTFeatureExtractor(num_mel_bins=c.num_mel_bins, max_length=c.max_length)
         if self.kind == "whisper_encoder":
@@ -193,7 +201,9 @@ class HFEncoder(Encoder):
         if folder is None:
             ref = self.spec.options.get("tokenizer") or self.spec.pretrained
             if not ref:
-                raise CheckpointError(f"encoder {self.spec.name!r} needs a tokenizer: set options['tokenizer'] or pretrained")
+                raise CheckpointError(
+                    f"encoder {self.spec.name!r} needs a tokenizer: set options['tokenizer'] or pretrained"
+                )
             folder = resolve_folder(ref, META_FILES, [[]])
         return transformers_module().AutoTokenizer.from_pretrained(folder)
 
@@ -211,9 +221,15 @@ class HFEncoder(Encoder):
         if self.tokenizer is None:
             self.tokenizer = self._load_tokenizer()
         c = self.model.config
-        limit = int(self.spec.options.get("max_length", 0)) or min(self.tokenizer.model_max_length, getattr(c, "max_position_embeddings", 512))
+        limit = int(self.spec.options.get("max_length", 0)) or min(
+            self.tokenizer.model_max_length, getattr(c, "max_position_embeddings", 512)
+        )
         out = self.tokenizer(texts, padding=True, truncation=True, max_length=limit, return_tensors="pt")
-        keep = ("input_ids", "attention_mask", "token_type_ids") if self.kind == "auto" else ("input_ids", "attention_mask")
+        keep = (
+            ("input_ids", "attention_mask", "token_type_ids")
+            if self.kind == "auto"
+            else ("input_ids", "attention_mask")
+        )
         return {k: v for k, v in out.items() if k in keep}
 
     def _audio_features(self, raws: list[Any]) -> dict[str, torch.Tensor]:
@@ -221,7 +237,13 @@ class HFEncoder(Encoder):
         if self.kind == "whisper_encoder":
             o = self.spec.options
             waves, span = whisper_window(raws, sr, float(o.get("seconds", 30.0)), o.get("align", "start"))
-            feats = self.processor(list(waves.numpy()), sampling_rate=sr, padding="max_length", max_length=waves.shape[1], return_tensors="pt")
+            feats = self.processor(
+                list(waves.numpy()),
+                sampling_rate=sr,
+                padding="max_length",
+                max_length=waves.shape[1],
+                return_tensors="pt",
+            )
             return {"input_features": feats["input_features"], "span": span}
         # AST pads/truncates itself; CLAP truncates at random beyond its window: centre-crop first.
         seconds = getattr(self.processor, "max_length_s", None) or 1e9
@@ -255,23 +277,49 @@ def build_transformers(spec: EncoderSpec) -> Encoder:
 
 def _register(name: str, kind: str, model_id: str, embed_dim: int, description: str, **extra: Any) -> None:
     options = {"kind": kind, "model_id": model_id, **extra.pop("options", {})}
-    register_encoder(EncoderSpec(
-        name=name, modality=KINDS[kind][3], source="transformers", embed_dim=embed_dim, options=options,
-        pretrained=f"hf-hub:{model_id}", frozen=True, description=description, **extra,
-    ))
+    register_encoder(
+        EncoderSpec(
+            name=name,
+            modality=KINDS[kind][3],
+            source="transformers",
+            embed_dim=embed_dim,
+            options=options,
+            pretrained=f"hf-hub:{model_id}",
+            frozen=True,
+            description=description,
+            **extra,
+        )
+    )
 
 
 _CLIP = "openai/clip-vit-base-patch32"
 _CLAP = "laion/clap-htsat-unfused"
-_register("hf.clip-vit-b-32.image", "clip_vision", _CLIP, 512, "OpenAI CLIP ViT-B/32 image tower (projected)", image_size=224)
+_register(
+    "hf.clip-vit-b-32.image", "clip_vision", _CLIP, 512, "OpenAI CLIP ViT-B/32 image tower (projected)", image_size=224
+)
 _register("hf.clip-vit-b-32.text", "clip_text", _CLIP, 512, "OpenAI CLIP ViT-B/32 text tower (projected)")
-_register("hf.clap.audio", "clap_audio", _CLAP, 512, "LAION CLAP HTS-AT audio tower (projected), 48 kHz", sample_rate=48000)
+_register(
+    "hf.clap.audio", "clap_audio", _CLAP, 512, "LAION CLAP HTS-AT audio tower (projected), 48 kHz", sample_rate=48000
+)
 _register("hf.clap.text", "clap_text", _CLAP, 512, "LAION CLAP RoBERTa text tower (projected)")
-_register("hf.ast.audio", "ast", "MIT/ast-finetuned-audioset-10-10-0.4593", 768,
-          "Audio Spectrogram Transformer (AudioSet), pooled CLS+distillation tokens, 16 kHz", sample_rate=16000)
-_register("hf.whisper-base.audio", "whisper_encoder", "openai/whisper-base", 5 * 512,
-          "Whisper base encoder on a 2 s window, mean of 5 segments of the frames covering audio, 16 kHz",
-          sample_rate=16000, options={
-              "seconds": 2.0, "segments": 5,
-              "config": {"d_model": 512, "encoder_layers": 6, "encoder_attention_heads": 8, "encoder_ffn_dim": 2048},
-          })
+_register(
+    "hf.ast.audio",
+    "ast",
+    "MIT/ast-finetuned-audioset-10-10-0.4593",
+    768,
+    "Audio Spectrogram Transformer (AudioSet), pooled CLS+distillation tokens, 16 kHz",
+    sample_rate=16000,
+)
+_register(
+    "hf.whisper-base.audio",
+    "whisper_encoder",
+    "openai/whisper-base",
+    5 * 512,
+    "Whisper base encoder on a 2 s window, mean of 5 segments of the frames covering audio, 16 kHz",
+    sample_rate=16000,
+    options={
+        "seconds": 2.0,
+        "segments": 5,
+        "config": {"d_model": 512, "encoder_layers": 6, "encoder_attention_heads": 8, "encoder_ffn_dim": 2048},
+    },
+)

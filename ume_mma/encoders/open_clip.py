@@ -51,9 +51,17 @@ class OpenClipTower(Encoder):
         overrides = dict(o.get("model_cfg") or {})
         self.cfg = {**base, **overrides}
         if self.cfg["embed_dim"] != spec.embed_dim:
-            raise ValueError(f"encoder {spec.name!r}: open_clip {name} gives {self.cfg['embed_dim']}-d, spec says {spec.embed_dim}")
-        model = oc.create_model(name, pretrained=None, pretrained_image=False, pretrained_text=False,
-                                device=torch.get_default_device(), **overrides)
+            raise ValueError(
+                f"encoder {spec.name!r}: open_clip {name} gives {self.cfg['embed_dim']}-d, spec says {spec.embed_dim}"
+            )
+        model = oc.create_model(
+            name,
+            pretrained=None,
+            pretrained_image=False,
+            pretrained_text=False,
+            device=torch.get_default_device(),
+            **overrides,
+        )
         self.tokenizer: Any = None
         self.transform: Any = None
         if self.tower == "image":
@@ -98,12 +106,14 @@ class OpenClipTower(Encoder):
 
         state = load_state_dict(str(file), weights_only=True)
         if self.tower == "image":
-            state = {k[len("visual."):]: v for k, v in state.items() if k.startswith("visual.")}
+            state = {k[len("visual.") :]: v for k, v in state.items() if k.startswith("visual.")}
         else:
             state = {k: v for k, v in state.items() if not k.startswith("visual.")}
         missing = sorted(set(self._module.state_dict()) - set(state))
         if missing:
-            raise CheckpointError(f"encoder {self.spec.name!r}: {file} lacks {len(missing)} weights, e.g. {missing[:5]}")
+            raise CheckpointError(
+                f"encoder {self.spec.name!r}: {file} lacks {len(missing)} weights, e.g. {missing[:5]}"
+            )
         try:
             self._module.load_state_dict(state, strict=True)
         except RuntimeError as exc:
@@ -132,12 +142,26 @@ def build_open_clip(spec: EncoderSpec) -> Encoder:
 
 def _register(tag: str, model: str, pretrained: str, embed_dim: int, image_size: int, description: str) -> None:
     for tower in ("image", "text"):
-        register_encoder(EncoderSpec(
-            name=f"open_clip.{tag}.{tower}", modality=tower, source="open_clip", embed_dim=embed_dim,
-            options={"model": model, "tower": tower}, pretrained=pretrained, frozen=True,
-            image_size=image_size if tower == "image" else None, description=f"{description}, {tower} tower",
-        ))
+        register_encoder(
+            EncoderSpec(
+                name=f"open_clip.{tag}.{tower}",
+                modality=tower,
+                source="open_clip",
+                embed_dim=embed_dim,
+                options={"model": model, "tower": tower},
+                pretrained=pretrained,
+                frozen=True,
+                image_size=image_size if tower == "image" else None,
+                description=f"{description}, {tower} tower",
+            )
+        )
 
 
-_register("vit-b-32", "ViT-B-32", "hf-hub:laion/CLIP-ViT-B-32-laion2B-s34B-b79K", 512, 224,
-          "open_clip ViT-B/32 trained on LAION-2B")
+_register(
+    "vit-b-32",
+    "ViT-B-32",
+    "hf-hub:laion/CLIP-ViT-B-32-laion2B-s34B-b79K",
+    512,
+    224,
+    "open_clip ViT-B/32 trained on LAION-2B",
+)

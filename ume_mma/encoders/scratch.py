@@ -30,7 +30,9 @@ class ImageCNN(Encoder):
         self.channels = int(spec.options.get("channels", 1))
         widths = list(spec.options.get("widths", [32, 64]))
         self.features = _conv_stack(self.channels, widths)
-        self.proj = nn.Sequential(nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Linear(widths[-1] * 4, spec.embed_dim), nn.ReLU())
+        self.proj = nn.Sequential(
+            nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Linear(widths[-1] * 4, spec.embed_dim), nn.ReLU()
+        )
 
     def preprocess(self, raws: list[Any]) -> torch.Tensor:
         mode = "L" if self.channels == 1 else "RGB"
@@ -44,7 +46,9 @@ class ImageCNN(Encoder):
 
 
 class LogMelCNN(Encoder):
-    """3-layer CNN over a log-mel spectrogram. ``preprocess``: waveforms -> ``Tensor[B, M, T]``; forward -> ``Tensor[B, D]``."""
+    """3-layer CNN over a log-mel spectrogram.
+
+    ``preprocess``: waveforms -> ``Tensor[B, M, T]``; forward -> ``Tensor[B, D]``."""
 
     def __init__(self, spec: EncoderSpec) -> None:
         super().__init__(spec)
@@ -53,13 +57,18 @@ class LogMelCNN(Encoder):
         o = spec.options
         self.seconds = float(o.get("seconds", 1.0))
         self.mel = torchaudio.transforms.MelSpectrogram(
-            sample_rate=spec.sample_rate, n_fft=int(o.get("n_fft", 256)), hop_length=int(o.get("hop", 80)), n_mels=int(o.get("n_mels", 40))
+            sample_rate=spec.sample_rate,
+            n_fft=int(o.get("n_fft", 256)),
+            hop_length=int(o.get("hop", 80)),
+            n_mels=int(o.get("n_mels", 40)),
         )
         # torch.hann_window(n) is a view into n+1 values; safetensors refuses such partial storages.
         self.mel.spectrogram.window = self.mel.spectrogram.window.clone()
         widths = list(o.get("widths", [32, 64, 64]))
         self.features = _conv_stack(1, widths)
-        self.proj = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(widths[-1], spec.embed_dim), nn.ReLU())
+        self.proj = nn.Sequential(
+            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(widths[-1], spec.embed_dim), nn.ReLU()
+        )
 
     @torch.no_grad()
     def preprocess(self, raws: list[Any]) -> torch.Tensor:
@@ -87,7 +96,11 @@ class LogMelCNN(Encoder):
             f = lo + float(r[0]) * (hi - lo)
             n = max(2, round(t * f))
             x = nn.functional.interpolate(spec[i : i + 1], size=n, mode="linear", align_corners=False)[0]  # (M, n)
-            x = x[:, (n - t) // 2 : (n - t) // 2 + t] if n >= t else nn.functional.pad(x, ((t - n) // 2, t - n - (t - n) // 2), value=float(floor[i]))
+            x = (
+                x[:, (n - t) // 2 : (n - t) // 2 + t]
+                if n >= t
+                else nn.functional.pad(x, ((t - n) // 2, t - n - (t - n) // 2), value=float(floor[i]))
+            )
             shift = int((float(r[1]) - 0.5) * 2 * o.get("shift", 0))
             x = torch.roll(x, shift, dims=1)
             fw, tw = int(float(r[2]) * o.get("freq_mask", 0)), int(float(r[3]) * o.get("time_mask", 0))
@@ -139,23 +152,46 @@ def build_scratch(spec: EncoderSpec) -> Encoder:
     return _BUILDERS[spec.options["arch"]](spec)
 
 
-register_encoder(EncoderSpec(
-    name="scratch.image-cnn", modality="image", source="scratch", embed_dim=128, image_size=28,
-    options={"arch": "image_cnn", "channels": 1, "widths": [32, 64]},
-    description="LeNet-style CNN on 28x28 grayscale images, trained from scratch",
-))
-register_encoder(EncoderSpec(
-    name="scratch.image-cnn-rgb", modality="image", source="scratch", embed_dim=128, image_size=64,
-    options={"arch": "image_cnn", "channels": 3, "widths": [32, 64, 64]},
-    description="small CNN on 64x64 RGB images, trained from scratch",
-))
-register_encoder(EncoderSpec(
-    name="scratch.logmel-cnn", modality="audio", source="scratch", embed_dim=128, sample_rate=8000,
-    options={"arch": "logmel_cnn", "seconds": 1.0, "n_fft": 256, "hop": 100, "n_mels": 40, "widths": [16, 32, 64]},
-    description="3-layer CNN on 1 s of 8 kHz log-mel spectrogram, trained from scratch",
-))
-register_encoder(EncoderSpec(
-    name="scratch.hashed-text", modality="text", source="scratch", embed_dim=128,
-    options={"arch": "hashed_text", "buckets": 4096, "max_tokens": 64, "width": 128},
-    description="bag of hashed words and bigrams, trained from scratch",
-))
+register_encoder(
+    EncoderSpec(
+        name="scratch.image-cnn",
+        modality="image",
+        source="scratch",
+        embed_dim=128,
+        image_size=28,
+        options={"arch": "image_cnn", "channels": 1, "widths": [32, 64]},
+        description="LeNet-style CNN on 28x28 grayscale images, trained from scratch",
+    )
+)
+register_encoder(
+    EncoderSpec(
+        name="scratch.image-cnn-rgb",
+        modality="image",
+        source="scratch",
+        embed_dim=128,
+        image_size=64,
+        options={"arch": "image_cnn", "channels": 3, "widths": [32, 64, 64]},
+        description="small CNN on 64x64 RGB images, trained from scratch",
+    )
+)
+register_encoder(
+    EncoderSpec(
+        name="scratch.logmel-cnn",
+        modality="audio",
+        source="scratch",
+        embed_dim=128,
+        sample_rate=8000,
+        options={"arch": "logmel_cnn", "seconds": 1.0, "n_fft": 256, "hop": 100, "n_mels": 40, "widths": [16, 32, 64]},
+        description="3-layer CNN on 1 s of 8 kHz log-mel spectrogram, trained from scratch",
+    )
+)
+register_encoder(
+    EncoderSpec(
+        name="scratch.hashed-text",
+        modality="text",
+        source="scratch",
+        embed_dim=128,
+        options={"arch": "hashed_text", "buckets": 4096, "max_tokens": 64, "width": 128},
+        description="bag of hashed words and bigrams, trained from scratch",
+    )
+)

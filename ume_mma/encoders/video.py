@@ -41,7 +41,10 @@ class FrameVideoEncoder(Encoder):
         super().__init__(spec)
         self.image_encoder = create_encoder(image_spec(spec))
         if self.image_encoder.embed_dim != spec.embed_dim:
-            raise ValueError(f"encoder {spec.name!r}: image encoder gives {self.image_encoder.embed_dim}-d, spec says {spec.embed_dim}")
+            raise ValueError(
+                f"encoder {spec.name!r}: image encoder gives {self.image_encoder.embed_dim}-d, "
+                f"spec says {spec.embed_dim}"
+            )
         self.num_frames = int(spec.options.get("num_frames", 8))
         self.pooling = spec.options.get("pooling", "mean")
         if self.pooling not in ("mean", "max"):
@@ -76,12 +79,19 @@ def build_video(spec: EncoderSpec) -> Encoder:
 
 def _register(name: str, image_encoder: str, num_frames: int = 8) -> None:
     inner = get_spec(image_encoder)
-    register_encoder(EncoderSpec(
-        name=name, modality="video", source="video", embed_dim=inner.embed_dim,
-        options={"image_encoder": image_encoder, "num_frames": num_frames, "pooling": "mean"},
-        pretrained=inner.pretrained, frozen=inner.frozen, image_size=inner.image_size,
-        description=f"{num_frames} evenly spaced frames through {image_encoder}, mean over time",
-    ))
+    register_encoder(
+        EncoderSpec(
+            name=name,
+            modality="video",
+            source="video",
+            embed_dim=inner.embed_dim,
+            options={"image_encoder": image_encoder, "num_frames": num_frames, "pooling": "mean"},
+            pretrained=inner.pretrained,
+            frozen=inner.frozen,
+            image_size=inner.image_size,
+            description=f"{num_frames} evenly spaced frames through {image_encoder}, mean over time",
+        )
+    )
 
 
 # The image encoders register on import (see ume_mma/encoders/__init__.py, which imports them first).
