@@ -7,6 +7,7 @@ re-runs no encoder: only heads and fusion, which cost microseconds.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
@@ -44,6 +45,9 @@ class Prediction:
     branches: dict[str, BranchResult]
     sources: dict[str, str]
     frames: list[Image.Image] = field(default_factory=list)  # frames sampled from a video, if any
+    # Fused result for every non-empty subset of ``modalities_used`` ("audio+image" -> result), when asked
+    # for: a UI can then switch modalities off without another call (branches do not depend on the subset).
+    subsets: dict[str, BranchResult] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -249,14 +253,21 @@ class Predictor:
 
     @torch.no_grad()
     def predict(
-        self, inputs: Mapping[str, Any], modalities: Iterable[str] | None = None, top_k: int | None = None
+        self,
+        inputs: Mapping[str, Any],
+        modalities: Iterable[str] | None = None,
+        top_k: int | None = None,
+        subsets: bool = False,
     ) -> Prediction:
         """Predict from ``inputs`` (keys ``video``, ``audio``, ``image``: paths or None; ``text``: str,
-        empty = absent) using only ``modalities`` (default: all of the model's)."""
+        empty = absent) using only ``modalities`` (default: all of the model's). ``subsets``: also fuse
+        every non-empty subset of the modalities used (``Prediction.subsets``; one batched fusion call)."""
         with self._lock:
-            return self._predict(inputs, modalities, top_k)
+            return self._predict(inputs, modalities, top_k, subsets)
 
-    def _predict(self, inputs: Mapping[str, Any], modalities: Iterable[str] | None, top_k: int | None) -> Prediction:
+    def _predict(
+        self, inputs: Mapping[str, Any], modalities: Iterable[str] | None, top_k: int | None, subsets: bool = False
+    ) -> Prediction:
         routes = self.resolve(inputs, modalities)
         clips: dict[Path, io.VideoClip] = {}
         digests: dict[Any, str] = {}  # each file is hashed once per call
@@ -288,7 +299,18 @@ class Predictor:
             branches=branches,
             sources=sources,
             frames=frames,
+            subsets=self._subsets(feats, top_k) if subsets else {},
         )
+
+    def _subsets(self, feats: dict[str, torch.Tensor], top_k: int | None) -> dict[str, BranchResult]:
+        """Fused result of every non-empty subset of ``feats`` (modality -> ``Tensor[1, D]``), as one batch
+        of S = 2^M - 1 rows whose presence masks differ."""
+        mods = sorted(feats)
+        combos = [c for r in range(1, len(mods) + 1) for c in itertools.combinations(mods, r)]  # S subsets
+        batch = {m: feats[m].expand(len(combos), -1) for m in mods}  # (S, D) each
+        present = {m: torch.tensor([m in c for c in combos]) for m in mods}  # (S,) each
+        probs = self.model.forward_features(batch, present).fused_probs()  # (S, C)
+        return {"+".join(c): _result(probs[i], self.labels, top_k) for i, c in enumerate(combos)}
 
 
 def _result(probs: torch.Tensor, labels: list[str], top_k: int | None) -> BranchResult:

@@ -36,6 +36,12 @@ class Encoder(nn.Module):
     def load_pretrained(self) -> None:
         """Load the weights named by ``spec.pretrained``. Encoders without pretrained weights do nothing."""
 
+    @property
+    def input_seconds(self) -> float | None:
+        """Seconds of audio this encoder looks at (a centred window of a longer input); None = all of it
+        (and for encoders that take no audio)."""
+        return None
+
     def augment(self, batch: Batch, generator: torch.Generator) -> Batch:
         """Training-time augmentation of a preprocessed batch (seeded). Default: none."""
         return batch
