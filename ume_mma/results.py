@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ume_mma.report import accuracy_columns, column_title, plot_missing_rate_curve
+from ume_mma.report import accuracy_columns, accuracy_table, plot_missing_rate_curve
 from ume_mma.trainconfig import load_config
 
 BENCHMARKS: dict[str, dict[str, Any]] = {
@@ -80,34 +80,23 @@ def _best_family(out: dict, modality: str, seed: int, families: dict[str, str]) 
     return max(order, key=lambda fam: (scores[fam], order.index(fam)))
 
 
-def _cell(values: list[float]) -> str:
-    if not values:
-        return "-"
-    mean = 100 * statistics.fmean(values)
-    std = 100 * statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{mean:.1f} ± {std:.1f}"
-
-
 def table(name: str, results: dict[str, dict[int, dict[str, Any]]]) -> str:
     """Markdown: one row per family x model, columns full / without m / MR25-75, mean ± std."""
     any_run = next(iter(next(iter(results.values())).values()))
     mods = sorted(any_run["encoders"])
     cols = accuracy_columns(any_run["test"]["ume"]["accuracy"])
     n_seeds = len(next(iter(results.values())))
+    rows = [
+        ([family, row], row, [run["test"][row]["accuracy"] for run in by_seed.values()])
+        for family, by_seed in results.items()
+        for row in [r.format(m=m) for r in ROWS for m in (mods if "{m}" in r else [None])]
+    ]
     lines = [
         f"### {name} (test split, {n_seeds} seeds, accuracy %, mean ± std)",
         "",
-        "| encoders | model | " + " | ".join(column_title(c) for c in cols) + " |",
-        "|" + "---|" * (len(cols) + 2),
+        accuracy_table(["encoders", "model"], rows, cols, spread=True),
+        "",
     ]
-    for family, by_seed in results.items():
-        for row in [r.format(m=m) for r in ROWS for m in (mods if "{m}" in r else [None])]:
-            cells = [
-                _cell([v for run in by_seed.values() if (v := _value(run["test"][row], row, c)) is not None])
-                for c in cols
-            ]
-            lines.append(f"| {family} | {row} | " + " | ".join(cells) + " |")
-    lines.append("")
     for family, by_seed in results.items():
         encs = sorted(
             {", ".join(f"{m}: `{e}`" for m, e in sorted(run["encoders"].items())) for run in by_seed.values()}
@@ -121,19 +110,6 @@ def table(name: str, results: dict[str, dict[int, dict[str, Any]]]) -> str:
             f"- **{family}**: {' / '.join(encs)}{note}; UME-MMA chose (on full-modality validation, per seed): {chosen}"
         )
     return "\n".join(lines)
-
-
-def _value(metrics: dict, row: str, col: str) -> float | None:
-    acc = metrics["accuracy"]
-    if col in acc:
-        return acc[col]
-    if row.endswith("-only"):  # a uni-modal model: unaffected unless its own modality is removed
-        m = row.removesuffix("-only")
-        if col == f"without_{m}":
-            return None
-        if col.startswith("without_"):
-            return acc["full"]
-    return None
 
 
 def plot(name: str, results: dict, folder: Path) -> Path:

@@ -1,4 +1,4 @@
-"""Training job: ``python -m ume_mma.train CONFIG [key=value ...] [--resume]``.
+"""Training job: ``python -m ume_mma.train CONFIG [key=value ...] [--resume] [--device auto|cpu|cuda]``.
 
 Runs the whole method on one dataset: one uni-modal model per modality (together: UME), a naive
 late-fusion baseline trained jointly without augmentation, MMA (late fusion initialised from the
@@ -14,6 +14,7 @@ import argparse
 import json
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,51 +23,101 @@ from tqdm.auto import tqdm
 
 from ume_mma.augment import modality_dropout
 from ume_mma.checkpoint import from_pretrained, save_pretrained
+from ume_mma.device import DEVICE_CHOICES, resolve_device
+from ume_mma.errors import DatasetFormatError, UmeMmaError
 from ume_mma.evaluate import evaluate_features, model_features, targets_of
 from ume_mma.features import ModalityInputs, prepare
 from ume_mma.models import ModelConfig, MultiModalModel
 from ume_mma.registry import create_encoder, get_spec
+from ume_mma.report import accuracy_table
 from ume_mma.trainconfig import TrainConfig, load_config
 
 Split = dict[str, ModalityInputs]
+Mask = dict[str, torch.Tensor]
+CHOICE_RULE = "UME-MMA keeps MMA where it beats UME on full-modality validation, else UME"
+
+
+def choose_ume_mma(full_accuracy: dict[str, float]) -> str:
+    """The UME-MMA choice from full-modality validation accuracies (model name -> accuracy).
+
+    ``mma`` only when it is strictly better than ``ume`` (a tie keeps UME, which needs no fusion
+    training). A single-modality run has neither: its one uni-modal model (``<m>-only``) is the choice.
+    """
+    if "ume" in full_accuracy and "mma" in full_accuracy:
+        return "mma" if full_accuracy["mma"] > full_accuracy["ume"] else "ume"
+    if len(full_accuracy) == 1 and next(iter(full_accuracy)).endswith("-only"):
+        return next(iter(full_accuracy))
+    raise ValueError(f"UME-MMA needs 'ume' and 'mma' or a single uni-modal model, got {sorted(full_accuracy)}")
+
+
+def make_accelerator(device: str = "auto") -> Any:
+    """An ``Accelerator`` on ``device``: ``cpu`` forces the CPU, ``cuda`` requires a GPU (readable
+    :class:`UmeMmaError` otherwise), ``auto`` leaves the choice to Accelerate (its launcher may place processes)."""
+    from accelerate import Accelerator, DistributedDataParallelKwargs
+
+    resolve_device(device)
+    handlers = [DistributedDataParallelKwargs(find_unused_parameters=True)]
+    return Accelerator(cpu=device == "cpu", kwargs_handlers=handlers)
+
+
+@dataclass
+class Phase:
+    """One model being trained: what Accelerate prepared for it, and how long and how to train it."""
+
+    name: str
+    model: Any  # the prepared model (wrapped for distributed training when there are several processes)
+    optimizer: torch.optim.Optimizer
+    loader: torch.utils.data.DataLoader
+    scheduler: Any
+    modalities: list[str]
+    epochs: int
+    dropout_p: float  # modality dropout (MMA only)
+    state_dir: Path  # resumable state after each epoch
 
 
 class Job:
     """One training run: data prepared once, then phases that each train and save one model."""
 
-    def __init__(self, cfg: TrainConfig, resume: bool = False) -> None:
-        from accelerate import Accelerator, DistributedDataParallelKwargs
+    def __init__(self, cfg: TrainConfig, resume: bool = False, device: str = "auto") -> None:
         from accelerate.utils import set_seed
 
         from ume_mma.data.format import load_dataset
 
         self.cfg, self.resume, self.out = cfg, resume, Path(cfg.out)
-        self.acc = Accelerator(kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
+        self.accelerator = make_accelerator(device)
         set_seed(cfg.seed)
         data = load_dataset(cfg.data)
         self.labels = data.labels
         self.specs = {m: get_spec(name) for m, name in sorted(cfg.encoders.items())}
-        cache = Path(cfg.cache_dir).expanduser() if cfg.cache_dir else None
         self.inputs: dict[str, Split] = {}
         self.targets: dict[str, torch.Tensor] = {}
         self.groups: dict[str, list[str | None]] = {}
+        self._prepare_splits(data)
+
+    def _split_samples(self, data: Any, split: str) -> list[Any]:
+        """The rows of ``split`` (test rows filtered by ``cfg.test_meta``), at most ``cfg.limit``."""
+        samples = data.split(split).samples
+        if split == self.cfg.test_split:
+            samples = [s for s in samples if all(s.meta.get(k) == v for k, v in self.cfg.test_meta.items())]
+        samples = samples[: self.cfg.limit]
+        if not samples:
+            raise DatasetFormatError(f"{self.cfg.data}: split {split!r} has no samples")
+        return samples
+
+    def _prepare_splits(self, data: Any) -> None:
+        """Decode (or read cached) inputs, targets and groups of the train, val and test splits."""
+        cfg = self.cfg
+        cache = Path(cfg.cache_dir).expanduser() if cfg.cache_dir else None
         protos = {m: create_encoder(s, pretrained=bool(s.frozen and s.pretrained)) for m, s in self.specs.items()}
         for split in (cfg.train_split, cfg.val_split, cfg.test_split):
-            samples = [
-                s
-                for s in data.samples
-                if s.split == split
-                and (split != cfg.test_split or all(s.meta.get(k) == v for k, v in cfg.test_meta.items()))
-            ][: cfg.limit]
-            if not samples:
-                raise ValueError(f"{cfg.data}: split {split!r} has no samples")
-            with self.acc.main_process_first():
+            samples = self._split_samples(data, split)
+            with self.accelerator.main_process_first():
                 self.inputs[split] = {m: prepare(samples, m, protos[m], cache, split) for m in self.specs}
             self.targets[split] = targets_of(samples, self.labels)
             self.groups[split] = [s.group for s in samples]
 
     def log(self, msg: str) -> None:
-        if self.acc.is_main_process:
+        if self.accelerator.is_main_process:
             tqdm.write(msg)
 
     def model_config(self, modalities: list[str], fusion: str) -> ModelConfig:
@@ -79,9 +130,37 @@ class Job:
             training=self.cfg.to_dict(),
         )
 
+    def fused_from_unimodal(self, uni: dict[str, MultiModalModel], fusion: str, fill: str) -> MultiModalModel:
+        """A UME or MMA model whose encoders and heads start from the trained uni-modal models; its
+        config (with this run's training config) is complete when the model is built."""
+        config = ModelConfig(
+            task=self.cfg.task,
+            labels=self.labels,
+            fusion=fusion,
+            fill=fill,
+            encoders={m: uni[m].config.encoders[m] for m in sorted(uni)},
+            training=self.cfg.to_dict(),
+        )
+        model = MultiModalModel(config)
+        for m, unimodal in uni.items():
+            if unimodal.modalities != [m] or unimodal.labels != self.labels:
+                raise ValueError(f"model for {m!r} must be uni-modal on {m!r} with labels {self.labels}")
+            model.encoders[m].load_state_dict(unimodal.encoders[m].state_dict())
+            model.heads[m].load_state_dict(unimodal.heads[m].state_dict())
+        return model
+
+    def lr(self, modalities: list[str]) -> float:
+        """Heads alone (every encoder frozen) take ``head_lr``."""
+        return self.cfg.head_lr if all(self.specs[m].frozen for m in modalities) else self.cfg.lr
+
+    def unimodal_epochs(self, m: str) -> int:
+        """A head on a frozen encoder may need fewer epochs (``head_epochs``) than a trained encoder."""
+        frozen = self.cfg.head_epochs is not None and self.specs[m].frozen
+        return self.cfg.head_epochs if frozen else self.cfg.epochs
+
     def _batch(self, split: Split, idx: torch.Tensor, pairing: dict[str, torch.Tensor], mods: list[str]):
         inputs, feats, present = {}, {}, {}
-        dev = self.acc.device
+        dev = self.accelerator.device
         for m in mods:
             rows = pairing[m][idx] if m in pairing else idx
             x = split[m]
@@ -110,14 +189,24 @@ class Job:
         if self.resume and (done / "config.json").is_file():
             self.log(f"[{name}] finished earlier: loaded {done}")
             return from_pretrained(done, load_encoder_weights=False)
-        cfg, acc = self.cfg, self.acc
+        phase = self._setup(name, model, epochs, lr, dropout_p)
+        for epoch in range(self._start_epoch(phase), epochs):
+            self._run_epoch(phase, epoch)
+        model = self.accelerator.unwrap_model(phase.model)
+        if self.accelerator.is_main_process and self.cfg.save_all:
+            save_pretrained(model, done)
+        self.accelerator.wait_for_everyone()
+        return model
+
+    def _setup(self, name: str, model: MultiModalModel, epochs: int, lr: float, dropout_p: float) -> Phase:
+        """Freeze frozen encoders, build optimizer, loader and one-cycle schedule, prepare them with Accelerate."""
+        cfg = self.cfg
         for m in model.frozen_modalities():
             model.encoders[m].requires_grad_(False)
         params = [p for p in model.parameters() if p.requires_grad]
-        opt = torch.optim.AdamW(params, lr=lr, weight_decay=cfg.weight_decay)
+        optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=cfg.weight_decay)
         split = self.inputs[cfg.train_split]
-        mods = model.modalities
-        rows = torch.stack([split[m].present for m in mods]).any(0).nonzero().flatten()
+        rows = torch.stack([split[m].present for m in model.modalities]).any(0).nonzero().flatten()
         loader = torch.utils.data.DataLoader(
             rows,
             batch_size=cfg.batch_size,
@@ -125,44 +214,58 @@ class Job:
             generator=torch.Generator().manual_seed(cfg.seed),
             drop_last=len(rows) > cfg.batch_size,
         )
-        sched = torch.optim.lr_scheduler.OneCycleLR(
-            opt, max_lr=opt.param_groups[0]["lr"], total_steps=max(1, epochs * len(loader)), pct_start=0.15
+        scheduler = torch.optim.lr_scheduler.OneCycleLR(
+            optimizer, max_lr=lr, total_steps=max(1, epochs * len(loader)), pct_start=0.15
         )
-        model, opt, loader, sched = acc.prepare(model, opt, loader, sched)
-        state_dir = self.out / "state" / name
-        start = 0
-        if self.resume and (state_dir / "progress.json").is_file():
-            start = _load_state(state_dir, acc.unwrap_model(model), opt, sched) + 1
-            self.log(f"[{name}] resuming at epoch {start + 1}/{epochs}")
-        y = self.targets[cfg.train_split]
-        for epoch in range(start, epochs):
-            model.train()
-            g = torch.Generator().manual_seed((cfg.seed * 1009 + epoch) * 97 + acc.process_index)
-            pairing = self._pairing(epoch)
-            bar = tqdm(loader, desc=f"{name} {epoch + 1}/{epochs}", disable=not acc.is_main_process, leave=False)
-            for idx in bar:
-                inputs, feats, present = self._batch(split, idx.cpu(), pairing, mods)
-                inputs = {m: acc.unwrap_model(model).encoders[m].augment(x, g) for m, x in inputs.items()}
-                if dropout_p > 0:
-                    present = {
-                        m: v.to(acc.device)
-                        for m, v in modality_dropout({m: v.cpu() for m, v in present.items()}, dropout_p, g).items()
-                    }
-                out = model(inputs, present, features=feats)
-                loss = torch.nn.functional.cross_entropy(out.fused, y[idx.cpu()].to(acc.device))
-                acc.backward(loss)
-                opt.step()
-                sched.step()
-                opt.zero_grad()
-                bar.set_postfix(loss=f"{loss.item():.3f}")
-            if acc.is_main_process:
-                _save_state(state_dir, acc.unwrap_model(model), opt, sched, epoch)
-            acc.wait_for_everyone()
-        model = acc.unwrap_model(model)
-        if acc.is_main_process and cfg.save_all:
-            save_pretrained(model, done)
-        acc.wait_for_everyone()
-        return model
+        prepared = self.accelerator.prepare(model, optimizer, loader, scheduler)
+        return Phase(name, *prepared, model.modalities, epochs, dropout_p, self.out / "state" / name)
+
+    def _start_epoch(self, phase: Phase) -> int:
+        """0, or when resuming an interrupted phase, the epoch after its last saved one (state restored)."""
+        if not (self.resume and (phase.state_dir / "progress.json").is_file()):
+            return 0
+        model = self.accelerator.unwrap_model(phase.model)
+        start = _load_state(phase.state_dir, model, phase.optimizer, phase.scheduler) + 1
+        self.log(f"[{phase.name}] resuming at epoch {start + 1}/{phase.epochs}")
+        return start
+
+    def _run_epoch(self, phase: Phase, epoch: int) -> None:
+        """One pass over the training rows, then the resumable state is saved."""
+        accelerator = self.accelerator
+        phase.model.train()
+        g = torch.Generator().manual_seed((self.cfg.seed * 1009 + epoch) * 97 + accelerator.process_index)
+        pairing = self._pairing(epoch)
+        desc = f"{phase.name} {epoch + 1}/{phase.epochs}"
+        bar = tqdm(phase.loader, desc=desc, disable=not accelerator.is_main_process, leave=False)
+        for idx in bar:
+            bar.set_postfix(loss=f"{self._step(phase, idx.cpu(), pairing, g):.3f}")
+        if accelerator.is_main_process:
+            _save_state(phase.state_dir, accelerator.unwrap_model(phase.model), phase.optimizer, phase.scheduler, epoch)
+        accelerator.wait_for_everyone()
+
+    def _step(self, phase: Phase, idx: torch.Tensor, pairing: dict[str, torch.Tensor], g: torch.Generator) -> float:
+        """One optimisation step on the training rows ``idx``; returns the loss."""
+        accelerator = self.accelerator
+        inputs, feats, present = self._batch(self.inputs[self.cfg.train_split], idx, pairing, phase.modalities)
+        encoders = accelerator.unwrap_model(phase.model).encoders
+        inputs = {m: encoders[m].augment(x, g) for m, x in inputs.items()}
+        present = self._drop_modalities(present, phase.dropout_p, g)
+        out = phase.model(inputs, present, features=feats)
+        loss = torch.nn.functional.cross_entropy(
+            out.fused, self.targets[self.cfg.train_split][idx].to(accelerator.device)
+        )
+        accelerator.backward(loss)
+        phase.optimizer.step()
+        phase.scheduler.step()
+        phase.optimizer.zero_grad()
+        return loss.item()
+
+    def _drop_modalities(self, present: Mask, p: float, g: torch.Generator) -> Mask:
+        """Modality dropout (MMA's missing-modality augmentation) on the batch's presence mask."""
+        if p <= 0:
+            return present
+        dropped = modality_dropout({m: v.cpu() for m, v in present.items()}, p, g)
+        return {m: v.to(self.accelerator.device) for m, v in dropped.items()}
 
     def evaluate(self, model: MultiModalModel, split: str) -> dict[str, Any]:
         inputs = self.inputs[split]
@@ -199,47 +302,42 @@ def _load_state(folder: Path, model: MultiModalModel, opt: Any, sched: Any) -> i
     return int(json.loads((folder / "progress.json").read_text())["epoch"])
 
 
-def run(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
-    """Train every model of the method, choose UME-MMA on validation, evaluate on test, save."""
-    started = time.perf_counter()
-    job = Job(cfg, resume)
-    out = Path(cfg.out)
-    if job.acc.is_main_process:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "train_config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
-    mods = sorted(job.specs)
-
-    def lr(modalities: list[str]) -> float:  # heads alone (every encoder frozen) take head_lr
-        return cfg.head_lr if all(job.specs[m].frozen for m in modalities) else cfg.lr
-
-    def epochs(m: str) -> int:  # a head on a frozen encoder may need fewer epochs than a trained encoder
-        return cfg.head_epochs if cfg.head_epochs is not None and job.specs[m].frozen else cfg.epochs
-
+def train_models(job: Job) -> dict[str, MultiModalModel]:
+    """Every model of the method: ``<m>-only`` per modality and, with two or more, ``ume``, ``naive``, ``mma``."""
+    cfg, mods = job.cfg, sorted(job.specs)
     uni = {
-        m: job.train(f"unimodal-{m}", MultiModalModel(job.model_config([m], "ume")), epochs(m), lr([m]), 0.0)
+        m: job.train(
+            f"unimodal-{m}", MultiModalModel(job.model_config([m], "ume")), job.unimodal_epochs(m), job.lr([m]), 0
+        )
         for m in mods
     }
     models: dict[str, MultiModalModel] = {f"{m}-only": uni[m] for m in mods}
-    if len(mods) > 1:
-        models["ume"] = MultiModalModel.from_unimodal(uni, "ume", task=cfg.task)
-        models["ume"].config.training = cfg.to_dict()
-        models["naive"] = job.train(
-            "naive", MultiModalModel(job.model_config(mods, "naive")), cfg.epochs, lr(mods), 0.0
-        )
-        mma = MultiModalModel.from_unimodal(uni, "mma", fill=cfg.fill, task=cfg.task)
-        mma.config.training = cfg.to_dict()
-        models["mma"] = job.train("mma", mma, cfg.mma_epochs, cfg.mma_lr, cfg.dropout_p)
+    if len(mods) < 2:
+        return models
+    models["ume"] = job.fused_from_unimodal(uni, "ume", fill="drop")
+    naive = MultiModalModel(job.model_config(mods, "naive"))
+    models["naive"] = job.train("naive", naive, cfg.epochs, job.lr(mods), 0.0)
+    mma = job.fused_from_unimodal(uni, "mma", fill=cfg.fill)
+    models["mma"] = job.train("mma", mma, cfg.mma_epochs, cfg.mma_lr, cfg.dropout_p)
+    return models
+
+
+def run(cfg: TrainConfig, resume: bool = False, device: str = "auto") -> dict[str, Any]:
+    """Train every model of the method, choose UME-MMA on validation, evaluate on test, save."""
+    started = time.perf_counter()
+    job = Job(cfg, resume, device)
+    out = Path(cfg.out)
+    if job.accelerator.is_main_process:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "train_config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
+    models = train_models(job)
     val = {name: job.evaluate(m, cfg.val_split) for name, m in models.items()}
     test = {name: job.evaluate(m, cfg.test_split) for name, m in models.items()}
-    chosen = (
-        "mma"
-        if len(mods) > 1 and val["mma"]["accuracy"]["full"] > val["ume"]["accuracy"]["full"]
-        else ("ume" if len(mods) > 1 else f"{mods[0]}-only")
-    )
+    chosen = choose_ume_mma({name: v["accuracy"]["full"] for name, v in val.items()})
     test["ume-mma"] = test[chosen]
     metrics = {
         "chosen": chosen,
-        "rule": "UME-MMA keeps MMA where it beats UME on full-modality validation, else UME",
+        "rule": CHOICE_RULE,
         "val": val,
         "test": test,
         "task": cfg.task,
@@ -248,54 +346,47 @@ def run(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
         "elapsed_s": round(time.perf_counter() - started, 1),
         "resumed": resume,
     }
-    if job.acc.is_main_process:
+    if job.accelerator.is_main_process:
         (out / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
-        notes = _results_notes(metrics)
+        notes = results_notes(metrics)
         save_pretrained(models[chosen], out / "checkpoint", metrics=test[chosen], card_notes=notes)
         job.log(notes)
-    job.acc.wait_for_everyone()
-    job.acc.end_training()
+    job.accelerator.wait_for_everyone()
+    job.accelerator.end_training()
     return metrics
 
 
-def _results_notes(metrics: dict[str, Any]) -> str:
-    from ume_mma.report import accuracy_columns, column_title
-
-    test = metrics["test"]
-    cols = accuracy_columns(max((t["accuracy"] for t in test.values()), key=len))
-    lines = [
+def results_notes(metrics: dict[str, Any]) -> str:
+    """The model card's table of every model of the run (test split)."""
+    head = (
         f"## All models of this run (test split, seed {metrics['seed']}; "
-        f"UME-MMA chose `{metrics['chosen']}` on validation)",
-        "",
-        "| model | " + " | ".join(column_title(c) for c in cols) + " |",
-        "|" + "---|" * (len(cols) + 1),
-    ]
-    for name, t in test.items():
-        a = t["accuracy"]
-        lines.append(
-            f"| {name} | " + " | ".join(f"{100 * a[c]:.1f}" if c in a else _single(name, c, a) for c in cols) + " |"
-        )
-    return "\n".join(lines)
-
-
-def _single(name: str, col: str, acc: dict[str, float]) -> str:
-    """A uni-modal model has no missing-modality columns: without its modality it has no input (-)."""
-    m = name.removesuffix("-only")
-    if col == f"without_{m}":
-        return "-"
-    return f"{100 * acc['full']:.1f}" if col.startswith("without_") else "-"
+        f"UME-MMA chose `{metrics['chosen']}` on validation)"
+    )
+    rows = [([name], name, [t["accuracy"]]) for name, t in metrics["test"].items()]
+    return head + "\n\n" + accuracy_table(["model"], rows)
 
 
 def main(argv: list[str] | None = None) -> int:
+    """CLI. Exit status: 0 done, 1 the data/model could not be used, 2 bad config, override or device."""
     ap = argparse.ArgumentParser(prog="python -m ume_mma.train", description=__doc__.split("\n")[0])
     ap.add_argument("config", help="TOML or JSON training config (see configs/)")
     ap.add_argument(
         "overrides", nargs="*", help="key=value overrides, e.g. seed=1 out=runs/x encoders.audio=scratch.logmel-cnn"
     )
     ap.add_argument("--resume", action="store_true", help="continue an interrupted run from its last finished epoch")
+    ap.add_argument("--device", default="auto", choices=DEVICE_CHOICES, help="auto: the GPU when there is one")
     args = ap.parse_args(argv)
-    cfg = load_config(args.config, args.overrides)
-    run(cfg, resume=args.resume)
+    try:
+        cfg = load_config(args.config, args.overrides)
+        resolve_device(args.device)
+    except UmeMmaError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        run(cfg, resume=args.resume, device=args.device)
+    except UmeMmaError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 

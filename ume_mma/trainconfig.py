@@ -11,6 +11,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ume_mma.errors import UmeMmaError
+
+
+class ConfigError(UmeMmaError, ValueError):
+    """A training config file or ``key=value`` override is missing, unreadable or invalid."""
+
 
 @dataclass
 class TrainConfig:
@@ -40,52 +46,96 @@ class TrainConfig:
     cache_dir: str | None = "~/.cache/ume_mma/features"
     eval_repeats: int = 3
     save_all: bool = True  # also save every trained model, not only the chosen one
-    notes: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
 
+def _kinds(kind: Any) -> tuple[Any, bool]:
+    """``(the type, whether None is allowed)`` of a field annotation such as ``int | None``."""
+    if typing.get_origin(kind) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(kind) if a is not type(None)]
+        return args[0], len(args) < len(typing.get_args(kind))
+    return kind, False
+
+
 def _coerce(value: str, kind: Any) -> Any:
-    origin = typing.get_origin(kind)
-    args = [a for a in typing.get_args(kind) if a is not type(None)]
-    if value.lower() in ("none", "null") and type(None) in typing.get_args(kind):
+    """The typed value of an override's text, e.g. ``"3"`` -> 3 for an ``int`` field."""
+    kind, optional = _kinds(kind)
+    if optional and value.lower() in ("none", "null"):
         return None
-    if origin is typing.Union or origin is types.UnionType:
-        kind = args[0]
-        origin = typing.get_origin(kind)
     if kind is bool:
         if value.lower() not in ("true", "false", "1", "0"):
-            raise ValueError(f"expected true/false, got {value!r}")
+            raise ConfigError(f"expected true/false, got {value!r}")
         return value.lower() in ("true", "1")
     if kind in (int, float, str):
-        return kind(value)
-    if origin is dict or kind is dict:
-        return json.loads(value)
+        try:
+            return kind(value)
+        except ValueError:
+            raise ConfigError(f"expected {kind.__name__}, got {value!r}") from None
+    if typing.get_origin(kind) is dict or kind is dict:
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError:
+            raise ConfigError(f"expected a JSON object, got {value!r}") from None
     return value
+
+
+def _check_type(key: str, value: Any, kind: Any) -> None:
+    """A value read from a file must have its field's type (an int is accepted for a float)."""
+    kind, optional = _kinds(kind)
+    if value is None and optional:
+        return
+    expected = {int: (int,), float: (int, float), str: (str,), bool: (bool,)}.get(kind, (dict,))
+    if isinstance(value, bool) and kind is not bool or not isinstance(value, expected):
+        raise ConfigError(f"config key {key!r}: expected {getattr(kind, '__name__', kind)}, got {value!r}")
+
+
+def _read(path: str | Path) -> dict[str, Any]:
+    """The table of a TOML (``.toml``) or JSON config file."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the config file ({exc.strerror or exc})") from None
+    toml = path.suffix == ".toml"
+    try:
+        data = tomllib.loads(text) if toml else json.loads(text)
+    except (tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"{path}: invalid {'TOML' if toml else 'JSON'} ({exc})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a config must be a table of key = value, got {type(data).__name__}")
+    return data
 
 
 def load_config(path: str | Path | None, overrides: list[str] = (), **defaults: Any) -> TrainConfig:
     """Read a TOML or JSON config, apply ``key=value`` overrides (``encoders.audio=name`` sets one
-    entry of a dict field). Unknown keys raise ``ValueError`` naming the known ones."""
+    entry of a dict field). Any problem (unreadable file, unknown key, wrong type, missing required
+    key) raises :class:`ConfigError` with a one-line message."""
     data: dict[str, Any] = dict(defaults)
     if path is not None:
-        text = Path(path).read_text()
-        data |= tomllib.loads(text) if str(path).endswith(".toml") else json.loads(text)
+        data |= _read(path)
     hints = typing.get_type_hints(TrainConfig)
+    unknown = sorted(set(data) - set(hints))
+    if unknown:
+        raise ConfigError(f"unknown config keys {unknown}; known: {sorted(hints)}")
+    for key, value in data.items():
+        _check_type(key, value, hints[key])
     for item in overrides:
         key, sep, value = item.partition("=")
         if not sep:
-            raise ValueError(f"override {item!r} is not key=value")
+            raise ConfigError(f"override {item!r} is not key=value")
         top, _, sub = key.partition(".")
         if top not in hints:
-            raise ValueError(f"unknown config key {top!r}; known: {sorted(hints)}")
-        if sub:
-            data[top] = {**data.get(top, {}), sub: value}
-        else:
-            data[top] = _coerce(value, hints[top])
-    unknown = sorted(set(data) - set(hints))
-    if unknown:
-        raise ValueError(f"unknown config keys {unknown}; known: {sorted(hints)}")
+            raise ConfigError(f"unknown config key {top!r}; known: {sorted(hints)}")
+        try:
+            data[top] = {**data.get(top, {}), sub: value} if sub else _coerce(value, hints[top])
+        except ConfigError as exc:
+            raise ConfigError(f"override {item!r}: {exc}") from None
+    required = [
+        f.name for f in dataclasses.fields(TrainConfig) if f.default is f.default_factory is dataclasses.MISSING
+    ]
+    missing = [k for k in required if k not in data]
+    if missing:
+        raise ConfigError(f"missing required config keys {missing}")
     return TrainConfig(**data)
