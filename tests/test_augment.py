@@ -1,6 +1,8 @@
+import pytest
 import torch
 
 from ume_mma.augment import missing_rate_mask, modality_dropout
+from ume_mma.report import MISSING_RATES
 
 
 def _mask(n=2000, seed=0):
@@ -55,7 +57,22 @@ def test_missing_rate_mask_same_protocol():
 
 
 def test_rejects_bad_probability():
-    import pytest
-
     with pytest.raises(ValueError):
         modality_dropout({"a": torch.ones(2, dtype=torch.bool)}, 1.5, torch.Generator())
+
+
+@pytest.mark.parametrize("rate", MISSING_RATES)
+def test_missing_rate_mask_loses_a_modality_at_the_requested_rate(rate):
+    """The evaluation protocol "missing rate r": a fraction r of the samples (that can lose one) loses one."""
+    n = 20000
+    g = torch.Generator().manual_seed(11)
+    present = {"audio": torch.ones(n, dtype=torch.bool), "image": torch.ones(n, dtype=torch.bool)}
+    present["text"] = torch.rand(n, generator=g) < 0.5  # some samples have 3 modalities, others 2
+    out = missing_rate_mask(present, rate, g)
+    n_in = torch.stack([present[m] for m in sorted(present)], 1).sum(1)
+    n_out = torch.stack([out[m] for m in sorted(present)], 1).sum(1)
+    assert abs((n_out < n_in).float().mean().item() - rate) < 0.015
+    assert set((n_in - n_out).tolist()) == {0, 1}  # never more than one modality lost
+    for m in ("audio", "image"):  # the lost modality is chosen uniformly among the present ones
+        expected = rate * ((present["text"].float() / 3) + (~present["text"]).float() / 2).mean().item()
+        assert abs((~out[m]).float().mean().item() - expected) < 0.015
