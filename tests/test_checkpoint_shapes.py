@@ -1,7 +1,7 @@
 """A checkpoint whose tensors have the names but not the shapes of its config is refused precisely.
 
 Guards ``ume_mma/checkpoint.py``'s shape check: without it ``load_state_dict`` fails with a raw
-``RuntimeError`` (or, for a tensor it copies by broadcasting, loads wrong weights silently)."""
+``RuntimeError`` ("size mismatch") that the CLI and the app do not turn into a readable message."""
 
 import pytest
 import torch
@@ -28,7 +28,7 @@ def _saved(folder, fusion="mma", fill="token"):
     ("key", "reshape"),
     [
         ("heads.image.weight", lambda t: torch.zeros(t.shape[0] + 1, t.shape[1])),  # one class too many
-        ("heads.text.bias", lambda t: torch.zeros(1)),  # broadcastable: copy_ would accept it silently
+        ("heads.text.bias", lambda t: torch.zeros(1)),  # broadcastable, still refused
         ("missing_tokens.image", lambda t: torch.zeros(1, t.shape[0])),  # same numel, other shape
     ],
 )
