@@ -305,12 +305,10 @@ def _load_state(folder: Path, model: MultiModalModel, opt: Any, sched: Any) -> i
 def train_models(job: Job) -> dict[str, MultiModalModel]:
     """Every model of the method: ``<m>-only`` per modality and, with two or more, ``ume``, ``naive``, ``mma``."""
     cfg, mods = job.cfg, sorted(job.specs)
-    uni = {
-        m: job.train(
-            f"unimodal-{m}", MultiModalModel(job.model_config([m], "ume")), job.unimodal_epochs(m), job.lr([m]), 0
-        )
-        for m in mods
-    }
+    uni: dict[str, MultiModalModel] = {}
+    for m in mods:
+        unimodal = MultiModalModel(job.model_config([m], "ume"))
+        uni[m] = job.train(f"unimodal-{m}", unimodal, job.unimodal_epochs(m), job.lr([m]), 0.0)
     models: dict[str, MultiModalModel] = {f"{m}-only": uni[m] for m in mods}
     if len(mods) < 2:
         return models
