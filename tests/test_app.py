@@ -186,11 +186,20 @@ def test_text(served, media):
     assert "text" not in r["branches"]
 
 
+def two_inputs(served, media) -> dict[str, str]:
+    """Inputs for two of the checkpoint's modalities: image + audio, or image + text (emoji-vl)."""
+    needs(served, "image")
+    if "audio" in served.predictor.modalities:
+        return {"image": str(media.image), "audio": str(media.audio)}
+    needs(served, "text")
+    return {"image": str(media.image), "text": "red apple fruit"}
+
+
 def test_subset_of_modalities_reuses_cached_encoder_outputs(served, media):
-    needs(served, "image", "audio")
-    full = predict(served.client, image=media.image, audio=media.audio)
+    inputs = two_inputs(served, media)
+    full = predict(served.client, **inputs)
     stats = dict(served.predictor.stats)
-    only_image = predict(served.client, image=media.image, audio=media.audio, modalities=["image"])
+    only_image = predict(served.client, **inputs, modalities=["image"])
     check(only_image, served, {"image"})
     assert only_image["branches"]["image"] == full["branches"]["image"]
     assert served.predictor.stats["encoder_calls"] == stats["encoder_calls"]  # no encoder ran again
@@ -243,22 +252,72 @@ def test_load_model_and_robustness(served, media, tmp_path):
     with pytest.raises(AppError, match="Could not load 'nobody/nothing'"):
         client.predict("nobody/nothing", api_name="/load_model")
     assert served.ref in client.predict(served.ref, api_name="/load_model")
-    table, curve, caption = client.predict(api_name="/robustness")
+    table, curve, caption = client.predict(served.ref, api_name="/robustness")
     assert table["headers"] == ["condition", "accuracy (%)"]
     assert table["data"][0][0] == "all modalities"
     assert Path(curve).is_file() and "samples" in caption
     check(predict(client, image=media.image), served, {"image"} & set(served.predictor.modalities))
 
 
-def test_ui_views_render(served, media):
-    """The UI-only outputs (cards, sources, chart, frames) built from a real prediction."""
-    needs(served, "image", "audio")
-    pred = served.predictor.predict({"video": str(media.video)})
-    views = app.result_views(pred, served.predictor.modalities, ["image"])
-    assert len(views) == 1 + len(MODALITIES) + 4
-    assert "switched off" in views[1 + len(MODALITIES)]
-    assert views[-3].axes and views[-2]["visible"]  # a chart, and the video frames are shown
-    assert app.result_views(None, ["image"], [], "hint")[1 + len(MODALITIES)].startswith("hint")
+def test_ui_prediction_renders_every_toggle_combination(served, media):
+    """The UI event: one server call renders the view of every on/off combination (the browser then shows
+    the enabled one without calling the server again)."""
+    inputs = two_inputs(served, media)
+    render = app.make_render(gr.Label(num_top_classes=3), gr.JSON())
+    fns = app.handlers(served.pool, served.ref, render)
+    args = [None, inputs.get("audio"), inputs["image"], inputs.get("text", "")]
+    frames, shown, views = fns.predict_ui(*args, served.ref, None)
+    assert shown is None and not frames["visible"]  # no video: no frames
+    assert len(views["subsets"]) == 2 ** len(served.predictor.modalities)
+    other = sorted(inputs)[0]  # audio, or image when the pair is image + text
+    alone = served.predictor.predict(inputs, [other])
+    assert views["subsets"][other][0]["value"]["label"] == alone.fused.label
+    assert "switched off" in views["subsets"][other][-3]
+
+
+def test_ui_sends_a_video_s_frames_once(served, media):
+    needs(served, "image")
+    render = app.make_render(gr.Label(num_top_classes=3), gr.JSON())
+    fns = app.handlers(served.pool, served.ref, render)
+    frames, shown, views = fns.predict_ui(str(media.video), None, None, "", served.ref, None)
+    assert shown == str(media.video) and frames["visible"] and len(frames["value"]) == 8
+    assert max(f.size[1] for f in frames["value"]) <= app.FRAME_HEIGHT  # thumbnails, not full frames
+    again, _, _ = fns.predict_ui(str(media.video), None, None, "", served.ref, shown)
+    assert again == gr.skip()  # the same video: its frames are not sent again
+
+
+def test_public_endpoints_take_only_real_inputs(served):
+    """MCP tools and API clients see plain inputs: no gr.State (it leaks Gradio internals in errors)."""
+    demo_fns = [fn for fn in served.client.view_api(print_info=False, return_format="dict")["named_endpoints"]]
+    assert {"/predict", "/load_model", "/robustness"} <= set(demo_fns)
+    info = served.client.view_api(print_info=False, return_format="dict")["named_endpoints"]
+    names = [p["parameter_name"] for p in info["/predict"]["parameters"]]
+    assert names == ["video", "audio", "image", "text", "modalities", "checkpoint"]
+    assert [p["parameter_name"] for p in info["/robustness"]["parameters"]] == ["checkpoint"]
+
+
+def test_predict_takes_a_checkpoint(served, media):
+    needs(served, "image")
+    r = predict(served.client, image=media.image, checkpoint=served.ref)
+    check(r, served, {"image"})
+    with pytest.raises(AppError, match="Could not load 'nobody/nothing'"):
+        predict(served.client, image=media.image, checkpoint="nobody/nothing")
+
+
+def test_each_checkpoint_brings_its_own_examples(served):
+    task = served.predictor.model.config.task
+    samples, labels = app.load_examples(task)
+    if task == "tiny":
+        assert samples == [] and not app.examples_update(task)["visible"]
+        return
+    assert samples and len(samples) == len(labels)
+    for row in samples:
+        video, audio, image, text = row
+        assert any(row)
+        for path in (video, audio, image):
+            assert path is None or Path(path).is_file()
+        used = {"video": video, "audio": audio, "image": image, "text": text}
+        assert all(m in served.predictor.modalities or m == "video" for m, v in used.items() if v)
 
 
 def test_list_checkpoints_and_bad_default(tmp_path):

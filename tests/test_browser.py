@@ -74,19 +74,30 @@ def test_switching_a_modality_off_updates_the_fused_card(served, page):
     expect(page.locator("#fused-card [data-testid='label-output-value']")).to_have_text(both.fused.label)
     assert top_label(page, "image") == both.branches["image"].label
 
+    requests: list[str] = []
+    page.on("request", lambda r: requests.append(r.url))
     page.locator("#toggles").get_by_label("image").click()  # only the audio branch is left
     only_audio = predictor.predict({"image": str(image), "audio": str(audio)}, ["audio"])
-    expect(page.locator("#image-card")).to_contain_text("off")
-    expect(page.locator("#image-card [data-testid='label-output-value']")).to_have_count(0)  # the card is cleared
+    expect(page.locator("#image-card")).to_contain_text("image · off")
+    expect(page.locator("#image-card [data-testid='label-output-value']")).to_have_text("off")  # no answer
     expect(page.locator("#fused-card [data-testid='label-output-value']")).to_have_text(only_audio.fused.label)
     expect(page.locator("#sources")).to_contain_text("switched off")
+    expect(page.locator("#chart")).not_to_contain_text("image branch")
+    assert not [u for u in requests if "/queue/" in u or "/run/" in u], requests  # the toggle ran in the browser
+    page.locator("#toggles").get_by_label("image").click()  # back on: the fused answer of both again
+    expect(page.locator("#fused-card [data-testid='label-output-value']")).to_have_text(both.fused.label)
+    expect(page.locator("#chart")).to_contain_text("image branch")
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "browser.png"), full_page=True)
 
 
-def test_a_video_example_shows_its_sampled_frames(page):
-    page.locator("#toggles").get_by_label("image").check()
-    page.get_by_text("video with sound").click()  # an example from assets/examples.json
+def test_a_checkpoint_brings_its_examples_and_a_video_example_shows_its_frames(page):
+    """The tiny checkpoint has no examples; choosing the shipped av-digits one shows its examples."""
+    sync_api.expect(page.locator("#examples")).to_be_hidden()
+    page.locator("#checkpoint input").click()
+    page.get_by_role("option", name="checkpoints/av-digits").click()
+    sync_api.expect(page.locator("#examples")).to_contain_text("video with sound")
+    page.get_by_text("video with sound").click()  # an example of the av-digits task in assets/examples.json
     frames = page.locator("#frames img")
     sync_api.expect(frames).to_have_count(8)
     sync_api.expect(page.locator("#sources")).to_contain_text("soundtrack of video video_3.mp4")

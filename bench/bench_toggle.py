@@ -1,0 +1,181 @@
+"""How fast the Predict view reacts in a real browser (Playwright + Debian Chromium), as a user would see it.
+
+    HF_HUB_OFFLINE=1 .venv/bin/python bench/bench_toggle.py [--checkpoint checkpoints/av-digits] [--repeats 5]
+                                                            [--save]
+
+Starts ``python app.py`` in its own process, opens it in headless Chromium, uploads a 10 s video with sound
+and measures, inside the page (``performance.now()`` and one ``requestAnimationFrame`` check per frame, since
+Playwright's own waits poll at 100 ms+):
+- toggle: untick / re-tick "image" until the image card, the sources table and the chart have ALL changed
+  (median and range of ``--repeats`` of each);
+- first result: from handing the file to the page until the fused card shows a label, against the
+  encoders' own time on the same video (measured in this process on a fresh predictor) plus the upload
+  alone (POST of the same file to the app's upload route).
+Prints a table; ``--save`` writes bench/results/toggle.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"]
+
+# Click a toggle and resolve with the ms until every watched element's content changed (-1: timeout).
+TOGGLE_JS = """async ([label, watch]) => {
+  const box = [...document.querySelectorAll('#toggles label')].find((l) => l.innerText.trim() === label)
+    .querySelector('input');
+  const read = () => watch.map((sel) => { const e = document.querySelector(sel); return e ? e.innerHTML : ''; });
+  const before = read();
+  const t0 = performance.now();
+  box.click();
+  return await new Promise((resolve) => {
+    const check = () => {
+      const now = read();
+      if (now.every((v, i) => v !== before[i])) resolve(performance.now() - t0);
+      else if (performance.now() - t0 > 20000) resolve(-1);
+      else requestAnimationFrame(check);
+    };
+    requestAnimationFrame(check);
+  });
+}"""
+
+# Resolve with the ms until the fused card shows a label (the input was handed over at t0 = window.__t0).
+RESULT_JS = """async () => await new Promise((resolve) => {
+  const check = () => {
+    const v = document.querySelector("#fused-card [data-testid='label-output-value']");
+    if (v && v.innerText.trim()) resolve(performance.now() - window.__t0);
+    else if (performance.now() - window.__t0 > 60000) resolve(-1);
+    else requestAnimationFrame(check);
+  };
+  check();
+})"""
+WATCH = ["#image-card", "#sources", "#chart"]
+
+
+def start_app(checkpoint: str, port: int) -> subprocess.Popen:
+    cmd = [sys.executable, str(ROOT / "app.py"), "--checkpoint", checkpoint, "--port", str(port)]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    import httpx
+
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/", timeout=2).status_code == 200:
+                return proc
+        except httpx.HTTPError:
+            time.sleep(0.5)
+    proc.kill()
+    raise SystemExit(f"app did not start: {proc.stdout.read() if proc.stdout else ''}")
+
+
+def encoder_time(checkpoint: str, video: Path, repeats: int = 3) -> float:
+    """Seconds the encoders themselves take on ``video`` (fresh predictor each time: no cache)."""
+    from bench_predict import timed_encoders  # bench/ is on sys.path when run as a script
+
+    from ume_mma.predictor import Predictor
+
+    times = []
+    for _ in range(repeats):
+        predictor = Predictor.from_pretrained(ROOT / checkpoint)
+        spent = timed_encoders(predictor)
+        predictor.predict({"video": str(video)})
+        times.append(spent["s"])
+    return statistics.median(times)
+
+
+def upload_time(url: str, video: Path, repeats: int = 3) -> float:
+    import httpx
+
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        with video.open("rb") as f:
+            httpx.post(f"{url}gradio_api/upload", files={"files": (video.name, f, "video/mp4")}, timeout=60)
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def measure(page, video: Path, repeats: int) -> dict:
+    page.evaluate("() => { window.__t0 = performance.now(); }")
+    page.locator("#video-input input[type=file]").set_input_files(str(video))
+    first_ms = page.evaluate(RESULT_JS)
+    page.wait_for_timeout(500)
+    off, on = [], []
+    for _ in range(repeats):
+        off.append(page.evaluate(TOGGLE_JS, ["image", WATCH]))
+        page.wait_for_timeout(300)
+        on.append(page.evaluate(TOGGLE_JS, ["image", WATCH]))
+        page.wait_for_timeout(300)
+    return {"first_result_ms": first_ms, "toggle_off_ms": off, "toggle_on_ms": on}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--checkpoint", default="checkpoints/av-digits")
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--port", type=int, default=7871)
+    ap.add_argument("--save", action="store_true", help="write bench/results/toggle.json")
+    args = ap.parse_args()
+    from playwright.sync_api import sync_playwright
+
+    from tests.media import make_video
+
+    video = make_video(Path(tempfile.mkdtemp()) / "ten_seconds.mp4", seconds=10.0, size=(320, 240), fps=25)
+    proc = start_app(args.checkpoint, args.port)
+    url = f"http://127.0.0.1:{args.port}/"
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(url)
+            page.locator("#toggles").wait_for()
+            got = measure(page, video, args.repeats)
+            browser.close()
+        upload_s = upload_time(url, video)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    enc_s = encoder_time(args.checkpoint, video)
+    toggles = got["toggle_off_ms"] + got["toggle_on_ms"]
+    result = {
+        "checkpoint": args.checkpoint,
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+        "toggle_median_ms": round(statistics.median(toggles), 1),
+        "toggle_range_ms": [round(min(toggles), 1), round(max(toggles), 1)],
+        **{k: [round(x, 1) for x in v] if isinstance(v, list) else round(v, 1) for k, v in got.items()},
+        "encoders_ms": round(1000 * enc_s, 1),
+        "upload_ms": round(1000 * upload_s, 1),
+        "first_result_vs_encoders_plus_upload": round(got["first_result_ms"] / (1000 * (enc_s + upload_s)), 2),
+        "first_result_budget_ms": round(1000 * (1.5 * enc_s + upload_s), 1),
+    }
+    print("| measure | result |\n|---|---|")
+    print(
+        f"| toggle (median of {len(toggles)}, in the browser) | {result['toggle_median_ms']} ms "
+        f"(range {result['toggle_range_ms'][0]}–{result['toggle_range_ms'][1]}) |"
+    )
+    print(
+        f"| first result, 10 s video | {result['first_result_ms']} ms (budget 1.5 x encoders "
+        f"{result['encoders_ms']} ms + upload {result['upload_ms']} ms = {result['first_result_budget_ms']} ms) |"
+    )
+    if args.save:
+        out = ROOT / "bench" / "results" / "toggle.json"
+        out.write_text(json.dumps(result, indent=2) + "\n")
+        print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
