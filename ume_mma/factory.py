@@ -1,0 +1,28 @@
+"""The encoder factory: imports every built-in adapter (each registers itself) and builds encoders.
+
+``create_encoder(name_or_spec)`` = look the spec up -> look its source's adapter up -> build (never
+downloads) -> optionally :meth:`Encoder.load_pretrained`. The adapter modules below may be imported in
+any order: none of them looks anything up in the registry at import time.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from ume_mma.encoders.base import Encoder
+from ume_mma.registry import EncoderSpec, get_adapter, get_spec
+
+#: Adapter modules under ``ume_mma.encoders``; importing one registers its specs and builder.
+BUILTIN_MODULES = ("hf", "open_clip", "packaged", "scratch", "video")
+for _name in BUILTIN_MODULES:
+    importlib.import_module(f"ume_mma.encoders.{_name}")
+
+
+def create_encoder(spec: str | EncoderSpec, pretrained: bool = False) -> Encoder:
+    """Build an encoder (with its preprocessing) from a registered name or a spec. Never downloads unless
+    ``pretrained`` is True, which calls :meth:`Encoder.load_pretrained` after building."""
+    spec = get_spec(spec) if isinstance(spec, str) else spec
+    encoder = get_adapter(spec.source)(spec)
+    if pretrained and spec.pretrained:
+        encoder.load_pretrained()
+    return encoder
