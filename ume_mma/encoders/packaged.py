@@ -157,7 +157,8 @@ class WhisperCT2(Encoder):
         try:
             target = fn(torch.zeros(0)).device
         except (RuntimeError, AssertionError) as exc:  # e.g. torch without CUDA: "not compiled with CUDA"
-            raise UmeMmaError(f"encoder {self.spec.name!r} cannot be moved there: {exc}") from exc
+            hint = "" if torch.cuda.is_available() else " (no CUDA GPU is available here: use 'cpu')"
+            raise UmeMmaError(f"encoder {self.spec.name!r} cannot be moved to that device{hint}: {exc}") from exc
         if target.type not in ("cpu", "cuda", "meta"):
             raise UmeMmaError(f"encoder {self.spec.name!r} runs in CTranslate2, which has no {target.type!r} device")
         if target.type == "cuda":
