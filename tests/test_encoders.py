@@ -426,8 +426,7 @@ def test_efficientnet_lite0_features():
 def test_whisper_log_mel_matches_transformers():
     from transformers import WhisperFeatureExtractor
 
-    from ume_mma.encoders.hf import whisper_window
-    from ume_mma.encoders.packaged import whisper_log_mel
+    from ume_mma.encoders.whisper import whisper_log_mel, whisper_window
 
     waves, span = whisper_window([digit(1), tone(440.0, 2.5)], 16000, 2.0)
     ref = WhisperFeatureExtractor()(

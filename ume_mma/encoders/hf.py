@@ -12,11 +12,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
 from ume_mma.encoders.base import Encoder, EncoderOptions, audio_to_tensor
+from ume_mma.encoders.whisper import pool_span, whisper_window
 from ume_mma.errors import CheckpointError, MissingDependencyError
 from ume_mma.registry import EncoderSpec, register_adapter, register_encoder
 
@@ -70,40 +70,6 @@ def resolve_folder(ref: str, meta: list[str], weights: list[list[str]]) -> Path:
         if not patterns or any(any(folder.glob(p)) for p in patterns):
             break
     return folder
-
-
-def whisper_window(
-    raws: list[Any], sample_rate: int, seconds: float, align: str = "start", hop: int = 160
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Put each clip in a ``seconds`` window -> waves ``(B, N)`` and the encoder-frame span ``(B, 2)`` it covers
-    (one Whisper encoder frame = 2 mel frames = ``2 * hop`` samples). Longer clips are centre-cropped; shorter
-    ones start the window (``align="start"``, as Whisper was trained: the embedding then barely depends on the
-    padding) or sit in its centre (``align="centre"``)."""
-    window = int(round(sample_rate * seconds))
-    frames = window // hop // 2
-    waves, spans = [], []
-    for audio in raws:
-        n = min(window, int(round(len(audio.samples) * sample_rate / audio.sample_rate)))
-        wave = audio_to_tensor(audio, sample_rate, n / sample_rate)  # resampled, (n,)
-        start = (window - n) // 2 if align == "centre" else 0
-        waves.append(nn.functional.pad(wave, (start, window - n - start)))
-        first = min(start // (2 * hop), frames - 1)
-        spans.append((first, max(first + 1, min(frames, -(-(start + n) // (2 * hop))))))
-    return torch.stack(waves), torch.tensor(spans, dtype=torch.long)
-
-
-def pool_span(hidden: torch.Tensor, span: torch.Tensor, segments: int = 1) -> torch.Tensor:
-    """Mean of the frames inside ``span`` only (never the padding), split into ``segments`` equal parts
-    that are concatenated. ``hidden (B, T, C)``, ``span (B, 2)`` -> ``(B, segments * C)``."""
-    rows = []
-    for h, (start, end) in zip(hidden, span.tolist()):
-        edges = np.linspace(start, end, segments + 1)
-        parts = []
-        for k in range(segments):
-            a = min(int(edges[k]), end - 1)
-            parts.append(h[a : max(a + 1, int(edges[k + 1]))].mean(0))
-        rows.append(torch.cat(parts))
-    return torch.stack(rows)
 
 
 def masked_mean(hidden: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:

@@ -19,7 +19,8 @@ import torch
 from torch import nn
 
 from ume_mma.encoders.base import Encoder, EncoderOptions
-from ume_mma.encoders.hf import HFEncoder, pool_span, whisper_window
+from ume_mma.encoders.hf import HFEncoder
+from ume_mma.encoders.whisper import pool_span, whisper_log_mel, whisper_window
 from ume_mma.errors import CheckpointError, MissingDependencyError, UmeMmaError
 from ume_mma.registry import EncoderSpec, register_adapter, register_encoder
 
@@ -80,23 +81,6 @@ class EfficientNetLite(Encoder):
             self.net.load_state_dict(state, strict=True)
         except RuntimeError as exc:
             raise CheckpointError(f"encoder {self.spec.name!r}: {path} does not match the architecture: {exc}") from exc
-
-
-def whisper_log_mel(
-    waves: torch.Tensor, n_mels: int = 80, sample_rate: int = 16000, n_fft: int = 400, hop: int = 160
-) -> torch.Tensor:
-    """Whisper's log-mel spectrogram (as ``WhisperFeatureExtractor``): power STFT, Slaney mel filters,
-    log10, clamp to (max - 8), then (x + 4) / 4. ``waves (B, N)`` -> ``(B, n_mels, N // hop)``."""
-    import torchaudio.functional as AF
-
-    stft = torch.stft(waves, n_fft, hop, window=torch.hann_window(n_fft), return_complex=True)
-    power = stft[..., :-1].abs() ** 2  # (B, n_fft // 2 + 1, frames)
-    fb = AF.melscale_fbanks(
-        n_fft // 2 + 1, 0.0, sample_rate / 2, n_mels, sample_rate, norm="slaney", mel_scale="slaney"
-    )
-    log = torch.clamp(fb.T @ power, min=1e-10).log10()
-    log = torch.maximum(log, log.amax(dim=(1, 2), keepdim=True) - 8.0)
-    return (log + 4.0) / 4.0
 
 
 class WhisperCT2(Encoder):
