@@ -325,6 +325,8 @@ def test_transformers_weights_load_from_local_folder(kind, tmp_path, tokenizer_d
     for name, value in saved.items():
         assert torch.equal(loaded[name], value), name
     raws = RAWS[HF_TINY[kind][0]]
+    if HF_TINY[kind][0] == "text":  # load_pretrained fetched the tokenizer: preprocess will not fetch
+        assert encoder.tokenizer is not None
     assert encoder.encode(raws).shape == (2, HF_TINY[kind][1])  # the tokenizer came from the folder
     if kind == "clip_vision":
         assert list(encoder.processor.image_mean) == [0.5] * 3
@@ -364,6 +366,7 @@ def test_open_clip_weights_load_from_local_folder(fmt, tmp_path):
     for name, value in text.model.state_dict().items():
         assert torch.equal(value, saved[name]), name
     assert not any(k.startswith("visual.") for k in text.model.state_dict())
+    assert text.tokenizer is not None  # fetched by load_pretrained, not by the first preprocess
     assert list(image.visual.preprocess_cfg["mean"]) == [0.5] * 3
     assert image.encode(IMAGES).shape == text.encode(TEXTS).shape == (2, 16)
 
