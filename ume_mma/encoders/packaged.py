@@ -84,8 +84,9 @@ class EfficientNetLite(Encoder):
 
 
 class WhisperCT2(Encoder):
-    """Whisper encoder run by CTranslate2 (CPU), **inference only**: it has no torch parameters and cannot
-    be fine-tuned (its spec must be ``frozen=True``); train heads on its (cacheable) features.
+    """Whisper encoder run by CTranslate2 on the encoder's device (``.to()`` re-places it), **inference only**:
+    it has no torch parameters and cannot be fine-tuned (its spec must be ``frozen=True``); train heads on its
+    (cacheable) features.
 
     Each clip is put at the start of a short window (options ``seconds``, default 2 s; ``align``: "start" or
     "centre"; CTranslate2 accepts windows shorter than Whisper's 30 s and returns ``frames / 2`` encoder frames).
@@ -124,7 +125,7 @@ class WhisperCT2(Encoder):
         path = _weights_path(self.spec)
         ctranslate2 = _ctranslate2()
         device = self.device
-        _check_ct2_device(ctranslate2, device, self.spec.name)
+        _check_ct2_device(device, self.spec.name)
         self._model = ctranslate2.models.Whisper(
             str(path),
             device=device.type,
@@ -143,10 +144,8 @@ class WhisperCT2(Encoder):
         except (RuntimeError, AssertionError) as exc:  # e.g. torch without CUDA: "not compiled with CUDA"
             hint = "" if torch.cuda.is_available() else " (no CUDA GPU is available here: use 'cpu')"
             raise UmeMmaError(f"encoder {self.spec.name!r} cannot be moved to that device{hint}: {exc}") from exc
-        if target.type not in ("cpu", "cuda", "meta"):
-            raise UmeMmaError(f"encoder {self.spec.name!r} runs in CTranslate2, which has no {target.type!r} device")
-        if target.type == "cuda":
-            _check_ct2_device(_ctranslate2(), target, self.spec.name)
+        if target.type != "meta":  # meta: shapes only (nothing runs there)
+            _check_ct2_device(target, self.spec.name)
         super()._apply(fn, recurse)
         if self._model is not None and self._model_device != target and target.type != "meta":
             self.load_pretrained()
@@ -177,11 +176,14 @@ def _ctranslate2() -> Any:
     return ctranslate2
 
 
-def _check_ct2_device(ctranslate2: Any, device: torch.device, name: str) -> None:
-    if device.type == "cuda" and ctranslate2.get_cuda_device_count() <= (device.index or 0):
+def _check_ct2_device(device: torch.device, name: str) -> None:
+    """Raise a readable error for a device CTranslate2 cannot run on (before CTranslate2 fails deep inside)."""
+    if device.type not in ("cpu", "cuda"):
+        raise UmeMmaError(f"encoder {name!r} runs in CTranslate2, which has no {device.type!r} device (use 'cpu')")
+    if device.type == "cuda" and _ctranslate2().get_cuda_device_count() <= (device.index or 0):
         raise UmeMmaError(
             f"encoder {name!r}: device {str(device)!r} was asked for, but CTranslate2 sees "
-            f"{ctranslate2.get_cuda_device_count()} CUDA GPU(s) here (use 'cpu')"
+            f"{_ctranslate2().get_cuda_device_count()} CUDA GPU(s) here (use 'cpu')"
         )
 
 
