@@ -81,9 +81,9 @@ def masked_mean(hidden: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor
 
 
 class HFEncoder(Encoder):
-    """One ``transformers`` model as an encoder. options: ``kind`` (see :data:`KINDS`), ``model_id`` (informative),
-    ``pooling`` ("pooler" | "mean" | "cls"), ``config`` (overrides), ``tokenizer`` (a weights reference for text
-    kinds; defaults to ``spec.pretrained``), ``max_length``, ``normalize``; Whisper: ``seconds``, ``segments``."""
+    """One ``transformers`` model as an encoder; options: :class:`HFOptions`. Image: ``Tensor[B, 3, S, S]``,
+    text: ``{"input_ids", "attention_mask"[, "token_type_ids"]}: Tensor[B, L]``, audio: the kind's feature
+    extractor output (Whisper adds ``"span": Tensor[B, 2]``) -> ``Tensor[B, D]``."""
 
     def __init__(self, spec: EncoderSpec) -> None:
         super().__init__(spec)
