@@ -1,4 +1,4 @@
-"""The encoder factory: imports every built-in adapter (each registers itself) and builds encoders.
+"""The encoder factory: imports every module of ``ume_mma.encoders`` (each adapter registers itself) and builds.
 
 ``create_encoder(name_or_spec)`` = look the spec up -> look its source's adapter up -> build (never
 downloads) -> optionally :meth:`Encoder.load_pretrained`. The adapter modules below may be imported in
@@ -8,12 +8,15 @@ any order: none of them looks anything up in the registry at import time.
 from __future__ import annotations
 
 import importlib
+import pkgutil
 
+import ume_mma.encoders
 from ume_mma.encoders.base import Encoder
 from ume_mma.registry import EncoderSpec, get_adapter, get_spec
 
-#: Adapter modules under ``ume_mma.encoders``; importing one registers its specs and builder.
-BUILTIN_MODULES = ("hf", "open_clip", "packaged", "scratch", "video")
+#: Every module of ``ume_mma.encoders`` (adapters register their specs and builder when imported; helpers
+#: such as ``base`` register nothing). Found, not listed: a new adapter module needs no edit here.
+BUILTIN_MODULES = tuple(sorted(m.name for m in pkgutil.iter_modules(ume_mma.encoders.__path__)))
 for _name in BUILTIN_MODULES:
     importlib.import_module(f"ume_mma.encoders.{_name}")
 
