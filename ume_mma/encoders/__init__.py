@@ -1,10 +1,10 @@
-"""Encoder adapters. Importing this package registers every built-in encoder spec."""
+"""Encoder adapters, one module per source (scratch, hf, open_clip, packaged, video).
 
-from ume_mma.encoders import scratch  # noqa: F401
+Each module registers its specs and its builder with :mod:`ume_mma.registry` when imported; this package
+imports none of them, so they can be imported in any order. :mod:`ume_mma.factory` imports every module
+here: adding an adapter is one new module, no other edit.
+"""
 
-# isort: split
-# video wraps registered image encoders, so it is imported after them (alphabetical order keeps that).
-from ume_mma.encoders import hf, open_clip, packaged, video  # noqa: F401
 from ume_mma.encoders.base import Encoder
 
 __all__ = ["Encoder"]

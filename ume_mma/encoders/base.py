@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+import dataclasses
+import itertools
+from typing import Any, Self
 
 import numpy as np
 import torch
@@ -13,13 +15,41 @@ from ume_mma.registry import EncoderSpec
 Batch = torch.Tensor | dict[str, torch.Tensor]
 
 
+@dataclasses.dataclass(frozen=True)
+class EncoderOptions:
+    """Base of each adapter's typed options: the one place their defaults live. Parsed from
+    ``spec.options`` by :meth:`from_spec` (lists become tuples; unknown keys raise ``ValueError``)."""
+
+    @classmethod
+    def from_spec(cls, spec: EncoderSpec, ignore: tuple[str, ...] = ("arch",)) -> Self:
+        """``ignore``: keys the adapter reads itself (``arch`` picks the class within a source)."""
+        return cls.from_dict({k: v for k, v in spec.options.items() if k not in ignore}, f"encoder {spec.name!r}")
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], owner: str) -> Self:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"{owner}: unknown options {unknown} for {cls.__name__}; known: {sorted(known)}")
+        return cls(**{k: _freeze(v) for k, v in data.items()})
+
+
+def _freeze(value: Any) -> Any:
+    return tuple(_freeze(v) for v in value) if isinstance(value, list) else value
+
+
 class Encoder(nn.Module):
     """Base class of every encoder adapter.
 
     ``preprocess`` turns a list of raw decoded inputs (``PIL.Image`` for image, :class:`ume_mma.io.Audio`
     for audio, ``str`` for text, :class:`ume_mma.io.VideoClip` for video) into one batch;
-    ``forward(batch)`` returns ``Tensor[B, embed_dim]``. ``load_pretrained`` is the only method that may
-    fetch weights (Hub, local HF cache or an installed package).
+    ``forward(batch)`` returns ``Tensor[B, embed_dim]``.
+
+    Building never fetches anything. ``load_pretrained`` fetches what ``spec.pretrained`` names (Hub, local
+    HF cache or an installed package): weights, processors and, for text encoders, the tokenizer; after
+    it, ``preprocess`` and ``forward`` never fetch. A text encoder used without ``load_pretrained`` (random
+    init) resolves its tokenizer reference (``options["tokenizer"]``, which may be a Hub repo) on its first
+    ``preprocess``.
     """
 
     def __init__(self, spec: EncoderSpec) -> None:
@@ -48,8 +78,9 @@ class Encoder(nn.Module):
 
     @property
     def device(self) -> torch.device:
-        for p in self.parameters():
-            return p.device
+        """Where ``forward`` runs: the device of the first parameter or buffer (CPU when there is none)."""
+        for t in itertools.chain(self.parameters(), self.buffers()):
+            return t.device
         return torch.device("cpu")
 
     @torch.no_grad()

@@ -8,14 +8,15 @@ is imported lazily: importing this module is cheap.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
-from ume_mma.encoders.base import Encoder, audio_to_tensor
+from ume_mma.encoders.base import Encoder, EncoderOptions, audio_to_tensor
+from ume_mma.encoders.whisper import pool_span, whisper_window
 from ume_mma.errors import CheckpointError, MissingDependencyError
 from ume_mma.registry import EncoderSpec, register_adapter, register_encoder
 
@@ -29,6 +30,24 @@ KINDS: dict[str, tuple[str, str, str | None, str | None]] = {
     "whisper_encoder": ("WhisperConfig", "WhisperModel", None, "audio"),
     "auto": ("AutoConfig", "AutoModel", "pooler_output", None),
 }
+
+
+@dataclass(frozen=True)
+class HFOptions(EncoderOptions):
+    """Options of :class:`HFEncoder` (``transformers`` adapter and the packaged MiniLM)."""
+
+    kind: str  # a key of KINDS
+    model_id: str = ""  # informative: the Hub model the spec was written for
+    pooling: str | None = None  # "pooler" | "mean" | "cls"; None: "mean" for auto/whisper, else "pooler"
+    config: dict[str, Any] = field(default_factory=dict)  # overrides on the kind's Config class
+    tokenizer: str | None = None  # text kinds: tokenizer reference; None = spec.pretrained
+    max_length: int = 0  # text kinds: token limit; 0 = the model's
+    normalize: bool = False  # L2-normalise outputs
+    seconds: float = 30.0  # Whisper: window each clip is put in (longer clips: centred crop)
+    segments: int = 1  # Whisper: equal parts of the frames covering audio, each mean-pooled
+    align: str = "start"  # Whisper: where a shorter clip sits in its window
+
+
 META_FILES = ["*.json", "*.txt", "*.model"]  # configs, processors, tokenizer vocabularies
 WEIGHT_FILES = [["*.safetensors"], ["*.bin"]]  # tried in order when downloading
 
@@ -53,40 +72,6 @@ def resolve_folder(ref: str, meta: list[str], weights: list[list[str]]) -> Path:
     return folder
 
 
-def whisper_window(
-    raws: list[Any], sample_rate: int, seconds: float, align: str = "start", hop: int = 160
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Put each clip in a ``seconds`` window -> waves ``(B, N)`` and the encoder-frame span ``(B, 2)`` it covers
-    (one Whisper encoder frame = 2 mel frames = ``2 * hop`` samples). Longer clips are centre-cropped; shorter
-    ones start the window (``align="start"``, as Whisper was trained: the embedding then barely depends on the
-    padding) or sit in its centre (``align="centre"``)."""
-    window = int(round(sample_rate * seconds))
-    frames = window // hop // 2
-    waves, spans = [], []
-    for audio in raws:
-        n = min(window, int(round(len(audio.samples) * sample_rate / audio.sample_rate)))
-        wave = audio_to_tensor(audio, sample_rate, n / sample_rate)  # resampled, (n,)
-        start = (window - n) // 2 if align == "centre" else 0
-        waves.append(nn.functional.pad(wave, (start, window - n - start)))
-        first = min(start // (2 * hop), frames - 1)
-        spans.append((first, max(first + 1, min(frames, -(-(start + n) // (2 * hop))))))
-    return torch.stack(waves), torch.tensor(spans, dtype=torch.long)
-
-
-def pool_span(hidden: torch.Tensor, span: torch.Tensor, segments: int = 1) -> torch.Tensor:
-    """Mean of the frames inside ``span`` only (never the padding), split into ``segments`` equal parts
-    that are concatenated. ``hidden (B, T, C)``, ``span (B, 2)`` -> ``(B, segments * C)``."""
-    rows = []
-    for h, (start, end) in zip(hidden, span.tolist()):
-        edges = np.linspace(start, end, segments + 1)
-        parts = []
-        for k in range(segments):
-            a = min(int(edges[k]), end - 1)
-            parts.append(h[a : max(a + 1, int(edges[k + 1]))].mean(0))
-        rows.append(torch.cat(parts))
-    return torch.stack(rows)
-
-
 def masked_mean(hidden: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
     """Mean over the tokens where ``mask`` is 1. ``hidden (B, L, C)``, ``mask (B, L)`` -> ``(B, C)``."""
     if mask is None:
@@ -96,17 +81,17 @@ def masked_mean(hidden: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor
 
 
 class HFEncoder(Encoder):
-    """One ``transformers`` model as an encoder. options: ``kind`` (see :data:`KINDS`), ``model_id`` (informative),
-    ``pooling`` ("pooler" | "mean" | "cls"), ``config`` (overrides), ``tokenizer`` (a weights reference for text
-    kinds; defaults to ``spec.pretrained``), ``max_length``, ``normalize``; Whisper: ``seconds``, ``segments``."""
+    """One ``transformers`` model as an encoder; options: :class:`HFOptions`. Image: ``Tensor[B, 3, S, S]``,
+    text: ``{"input_ids", "attention_mask"[, "token_type_ids"]}: Tensor[B, L]``, audio: the kind's feature
+    extractor output (Whisper adds ``"span": Tensor[B, 2]``) -> ``Tensor[B, D]``."""
 
     def __init__(self, spec: EncoderSpec) -> None:
         super().__init__(spec)
-        o = spec.options
-        self.kind = o["kind"]
+        o = self.options = HFOptions.from_spec(spec)
+        self.kind = o.kind
         if self.kind not in KINDS:
             raise ValueError(f"encoder {spec.name!r}: unknown kind {self.kind!r}; known: {sorted(KINDS)}")
-        self.pooling = o.get("pooling", "mean" if self.kind in ("auto", "whisper_encoder") else "pooler")
+        self.pooling = o.pooling or ("mean" if self.kind in ("auto", "whisper_encoder") else "pooler")
         self.tokenizer: Any = None
         self.processor: Any = None
         self.model = self._build(config=self._config())
@@ -115,7 +100,7 @@ class HFEncoder(Encoder):
     # -- building --------------------------------------------------------------------------------
     def _config(self):
         tf = transformers_module()
-        overrides = dict(self.spec.options.get("config", {}))
+        overrides = dict(self.options.config)
         cls = getattr(tf, KINDS[self.kind][0])
         return tf.AutoConfig.for_model(**overrides) if self.kind == "auto" else cls(**overrides)
 
@@ -143,7 +128,7 @@ class HFEncoder(Encoder):
 
     def _crop_positions(self, model: nn.Module) -> nn.Module:
         # A window shorter than 30 s: keep the first positions (what CTranslate2 does), ~20x less compute.
-        n = int(round(float(self.spec.options.get("seconds", 30.0)) * 50))
+        n = int(round(self.options.seconds * 50))
         if n < model.config.max_source_positions:
             old = model.embed_positions
             model.embed_positions = nn.Embedding(n, old.embedding_dim).requires_grad_(False)
@@ -154,7 +139,7 @@ class HFEncoder(Encoder):
     def _out_dim(self) -> int:
         c = self.model.config
         if self.kind == "whisper_encoder":
-            return c.d_model * int(self.spec.options.get("segments", 1))
+            return c.d_model * self.options.segments
         if self.pooling == "pooler" and hasattr(c, "projection_dim") and self.kind != "auto":
             return c.projection_dim
         return c.hidden_size
@@ -194,12 +179,12 @@ class HFEncoder(Encoder):
             tf = transformers_module()
             auto = tf.AutoImageProcessor if self.spec.modality == "image" else tf.AutoFeatureExtractor
             self.processor = auto.from_pretrained(folder)
-        if self.spec.modality == "text" and not self.spec.options.get("tokenizer"):
-            self.tokenizer = self._load_tokenizer(folder)
+        if self.spec.modality == "text":  # fetched now, so that preprocess never fetches
+            self.tokenizer = self._load_tokenizer(None if self.options.tokenizer else folder)
 
     def _load_tokenizer(self, folder: Path | None = None) -> Any:
         if folder is None:
-            ref = self.spec.options.get("tokenizer") or self.spec.pretrained
+            ref = self.options.tokenizer or self.spec.pretrained
             if not ref:
                 raise CheckpointError(
                     f"encoder {self.spec.name!r} needs a tokenizer: set options['tokenizer'] or pretrained"
@@ -221,7 +206,7 @@ class HFEncoder(Encoder):
         if self.tokenizer is None:
             self.tokenizer = self._load_tokenizer()
         c = self.model.config
-        limit = int(self.spec.options.get("max_length", 0)) or min(
+        limit = self.options.max_length or min(
             self.tokenizer.model_max_length, getattr(c, "max_position_embeddings", 512)
         )
         out = self.tokenizer(texts, padding=True, truncation=True, max_length=limit, return_tensors="pt")
@@ -235,8 +220,7 @@ class HFEncoder(Encoder):
     def _audio_features(self, raws: list[Any]) -> dict[str, torch.Tensor]:
         sr = self.spec.sample_rate
         if self.kind == "whisper_encoder":
-            o = self.spec.options
-            waves, span = whisper_window(raws, sr, float(o.get("seconds", 30.0)), o.get("align", "start"))
+            waves, span = whisper_window(raws, sr, self.options.seconds, self.options.align)
             feats = self.processor(
                 list(waves.numpy()),
                 sampling_rate=sr,
@@ -258,14 +242,26 @@ class HFEncoder(Encoder):
         span = batch.pop("span", None)
         out = self.model(**batch)
         if self.kind == "whisper_encoder":  # (B, T, C), pool only the frames covering audio
-            x = pool_span(out.last_hidden_state, span, int(self.spec.options.get("segments", 1)))
+            x = pool_span(out.last_hidden_state, span, self.options.segments)
         elif self.pooling == "pooler":
             x = getattr(out, KINDS[self.kind][2])
         elif self.pooling == "cls":
             x = out.last_hidden_state[:, 0]
         else:
             x = masked_mean(out.last_hidden_state, batch.get("attention_mask"))
-        return nn.functional.normalize(x, dim=-1) if self.spec.options.get("normalize") else x  # (B, D)
+        return nn.functional.normalize(x, dim=-1) if self.options.normalize else x  # (B, D)
+
+    @property
+    def input_seconds(self) -> float | None:
+        """Audio window: Whisper's ``options.seconds`` (centred crop), CLAP's ``max_length_s`` (centred crop),
+        AST's ``max_length`` frames of 10 ms (it keeps the start); None for image and text encoders."""
+        if self.kind == "whisper_encoder":
+            return self.options.seconds
+        if self.kind == "clap_audio":
+            return float(self.processor.max_length_s)
+        if self.kind == "ast":
+            return self.processor.max_length / 100.0
+        return None
 
 
 @register_adapter("transformers")

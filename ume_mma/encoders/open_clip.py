@@ -12,15 +12,25 @@ Only the tower in use is kept in memory.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
-from ume_mma.encoders.base import Encoder
+from ume_mma.encoders.base import Encoder, EncoderOptions
 from ume_mma.encoders.hf import resolve_folder
 from ume_mma.errors import CheckpointError, MissingDependencyError
 from ume_mma.registry import EncoderSpec, register_adapter, register_encoder
+
+
+@dataclass(frozen=True)
+class OpenClipOptions(EncoderOptions):
+    model: str = "ViT-B-32"  # open_clip architecture name
+    tower: str = "image"  # "image" | "text"
+    model_cfg: dict[str, Any] | None = None  # open_clip config overrides (embed_dim, vision_cfg, text_cfg)
+    normalize: bool = False  # L2-normalise outputs
+
 
 WEIGHT_NAMES = ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"]
 
@@ -40,15 +50,15 @@ class OpenClipTower(Encoder):
     def __init__(self, spec: EncoderSpec) -> None:
         super().__init__(spec)
         oc = open_clip_module()
-        o = spec.options
-        self.tower = o.get("tower", "image")
+        o = self.options = OpenClipOptions.from_spec(spec)
+        self.tower = o.tower
         if self.tower not in ("image", "text"):
             raise ValueError(f"encoder {spec.name!r}: tower must be 'image' or 'text', got {self.tower!r}")
-        name = o.get("model", "ViT-B-32")
+        name = o.model
         base = oc.get_model_config(name)
         if base is None:
             raise ValueError(f"encoder {spec.name!r}: unknown open_clip model {name!r}")
-        overrides = dict(o.get("model_cfg") or {})
+        overrides = dict(o.model_cfg or {})
         self.cfg = {**base, **overrides}
         if self.cfg["embed_dim"] != spec.embed_dim:
             raise ValueError(
@@ -121,6 +131,8 @@ class OpenClipTower(Encoder):
         config = path / "open_clip_config.json" if path.is_dir() else None
         if self.tower == "image" and config is not None and config.exists():
             self._set_transform(json.loads(config.read_text()).get("preprocess_cfg", {}))
+        if self.tower == "text":  # fetched now, so that preprocess never fetches
+            self.tokenizer = self._make_tokenizer()
 
     # -- preprocessing and forward ---------------------------------------------------------------
     def preprocess(self, raws: list[Any]) -> torch.Tensor:
@@ -132,7 +144,7 @@ class OpenClipTower(Encoder):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.visual(x) if self.tower == "image" else self.model.encode_text(x)
-        return nn.functional.normalize(out, dim=-1) if self.spec.options.get("normalize") else out  # (B, D)
+        return nn.functional.normalize(out, dim=-1) if self.options.normalize else out  # (B, D)
 
 
 @register_adapter("open_clip")

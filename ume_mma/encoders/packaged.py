@@ -10,16 +10,29 @@ Weights are resolved with ``ume_mma.hub.resolve("package:...")``: a missing whee
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from ume_mma.encoders.base import Encoder
-from ume_mma.encoders.hf import HFEncoder, pool_span, whisper_window
-from ume_mma.errors import CheckpointError, MissingDependencyError
+from ume_mma.encoders.base import Encoder, EncoderOptions
+from ume_mma.encoders.hf import HFEncoder
+from ume_mma.encoders.whisper import pool_span, whisper_log_mel, whisper_window
+from ume_mma.errors import CheckpointError, MissingDependencyError, UmeMmaError
 from ume_mma.registry import EncoderSpec, register_adapter, register_encoder
+
+
+@dataclass(frozen=True)
+class WhisperCT2Options(EncoderOptions):
+    seconds: float = 2.0  # window each clip is put in (longer clips: centred crop)
+    segments: int = 5  # equal parts of the frames covering audio, each mean-pooled
+    n_mels: int = 80
+    compute_type: str = "float32"  # CTranslate2 compute type
+    threads: int = 0  # CTranslate2 intra-op threads (0 = its default)
+    align: str = "start"  # where a shorter clip sits in the window: "start" | "centre"
 
 
 def _weights_path(spec: EncoderSpec):
@@ -41,7 +54,9 @@ class EfficientNetLite(Encoder):
             from efficientnet_lite_pytorch import EfficientNet
         except ImportError as exc:
             raise MissingDependencyError("EfficientNet-Lite needs: pip install efficientnet-lite-pytorch") from exc
-        self.net = EfficientNet.from_name(spec.options.get("arch", "efficientnet-lite0"), image_size=spec.image_size)
+        # options: only "arch" (the EfficientNet variant, e.g. "efficientnet-lite0").
+        EncoderOptions.from_spec(spec)
+        self.net = EfficientNet.from_name(spec.options["arch"], image_size=spec.image_size)
         self.net._fc = nn.Identity()  # the ImageNet classifier is not used
 
     def preprocess(self, raws: list[Any]) -> torch.Tensor:
@@ -68,26 +83,10 @@ class EfficientNetLite(Encoder):
             raise CheckpointError(f"encoder {self.spec.name!r}: {path} does not match the architecture: {exc}") from exc
 
 
-def whisper_log_mel(
-    waves: torch.Tensor, n_mels: int = 80, sample_rate: int = 16000, n_fft: int = 400, hop: int = 160
-) -> torch.Tensor:
-    """Whisper's log-mel spectrogram (as ``WhisperFeatureExtractor``): power STFT, Slaney mel filters,
-    log10, clamp to (max - 8), then (x + 4) / 4. ``waves (B, N)`` -> ``(B, n_mels, N // hop)``."""
-    import torchaudio.functional as AF
-
-    stft = torch.stft(waves, n_fft, hop, window=torch.hann_window(n_fft), return_complex=True)
-    power = stft[..., :-1].abs() ** 2  # (B, n_fft // 2 + 1, frames)
-    fb = AF.melscale_fbanks(
-        n_fft // 2 + 1, 0.0, sample_rate / 2, n_mels, sample_rate, norm="slaney", mel_scale="slaney"
-    )
-    log = torch.clamp(fb.T @ power, min=1e-10).log10()
-    log = torch.maximum(log, log.amax(dim=(1, 2), keepdim=True) - 8.0)
-    return (log + 4.0) / 4.0
-
-
 class WhisperCT2(Encoder):
-    """Whisper encoder run by CTranslate2 (CPU), **inference only**: it has no torch parameters and cannot
-    be fine-tuned (its spec must be ``frozen=True``); train heads on its (cacheable) features.
+    """Whisper encoder run by CTranslate2 on the encoder's device (``.to()`` re-places it), **inference only**:
+    it has no torch parameters and cannot be fine-tuned (its spec must be ``frozen=True``); train heads on its
+    (cacheable) features.
 
     Each clip is put at the start of a short window (options ``seconds``, default 2 s; ``align``: "start" or
     "centre"; CTranslate2 accepts windows shorter than Whisper's 30 s and returns ``frames / 2`` encoder frames).
@@ -102,27 +101,55 @@ class WhisperCT2(Encoder):
         super().__init__(spec)
         if not spec.frozen:
             raise ValueError(f"encoder {spec.name!r} runs in CTranslate2 and cannot be fine-tuned: use frozen=True")
-        o = spec.options
-        self.seconds = float(o.get("seconds", 2.0))
-        self.segments = int(o.get("segments", 5))
-        self.n_mels = int(o.get("n_mels", 80))
-        self.compute_type = str(o.get("compute_type", "float32"))
-        self.threads = int(o.get("threads", 0))
+        self.options = WhisperCT2Options.from_spec(spec)
+        if self.options.align not in ("start", "centre"):
+            raise ValueError(f"encoder {spec.name!r}: align must be 'start' or 'centre', got {self.options.align!r}")
+        # An empty, non-persistent buffer: it follows .to()/.cuda() like any tensor, so it tells where the
+        # CTranslate2 model must run (see _apply). Not in state_dict: checkpoints are unchanged.
+        self.register_buffer("_placement", torch.zeros(0), persistent=False)
         self._model: Any = None  # ctranslate2.models.Whisper, set by load_pretrained
+        self._model_device: torch.device | None = None  # where self._model was loaded
+
+    @property
+    def input_seconds(self) -> float:
+        """The window each clip is put in (``options.seconds``); longer clips are centre-cropped to it."""
+        return self.options.seconds
 
     def preprocess(self, raws: list[Any]) -> dict[str, torch.Tensor]:
-        waves, span = whisper_window(raws, self.spec.sample_rate, self.seconds, self.spec.options.get("align", "start"))
-        return {"input_features": whisper_log_mel(waves, self.n_mels, self.spec.sample_rate), "span": span}
+        o = self.options
+        waves, span = whisper_window(raws, self.spec.sample_rate, o.seconds, o.align)
+        return {"input_features": whisper_log_mel(waves, o.n_mels, self.spec.sample_rate), "span": span}
 
     def load_pretrained(self) -> None:
+        """Load the CTranslate2 model on :attr:`device` (CPU unless the encoder was moved)."""
         path = _weights_path(self.spec)
-        try:
-            import ctranslate2
-        except ImportError as exc:
-            raise MissingDependencyError("the Whisper CTranslate2 encoder needs: pip install ctranslate2") from exc
+        ctranslate2 = _ctranslate2()
+        device = self.device
+        _check_ct2_device(device, self.spec.name)
         self._model = ctranslate2.models.Whisper(
-            str(path), device="cpu", compute_type=self.compute_type, intra_threads=self.threads
+            str(path),
+            device=device.type,
+            device_index=device.index or 0,
+            compute_type=self.options.compute_type,
+            intra_threads=self.options.threads,
         )
+        self._model_device = device
+
+    def _apply(self, fn: Callable[[torch.Tensor], torch.Tensor], recurse: bool = True) -> WhisperCT2:
+        """``.to(device)``/``.cuda()``/``.cpu()``: move the placement buffer, then re-load the CTranslate2
+        model on the new device (it cannot move after construction). A device CTranslate2 cannot use
+        raises before anything moves."""
+        try:
+            target = fn(torch.zeros(0)).device
+        except (RuntimeError, AssertionError) as exc:  # e.g. torch without CUDA: "not compiled with CUDA"
+            hint = "" if torch.cuda.is_available() else " (no CUDA GPU is available here: use 'cpu')"
+            raise UmeMmaError(f"encoder {self.spec.name!r} cannot be moved to that device{hint}: {exc}") from exc
+        if target.type != "meta":  # meta: shapes only (nothing runs there)
+            _check_ct2_device(target, self.spec.name)
+        super()._apply(fn, recurse)
+        if self._model is not None and self._model_device != target and target.type != "meta":
+            self.load_pretrained()
+        return self
 
     @torch.no_grad()
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -133,12 +160,31 @@ class WhisperCT2(Encoder):
         feats = batch["input_features"]
         array = np.ascontiguousarray(feats.detach().cpu().numpy(), dtype=np.float32)
         hidden = np.asarray(self._model.encode(ctranslate2.StorageView.from_array(array), to_cpu=True))  # (B, T, C)
-        out = pool_span(torch.from_numpy(hidden), batch["span"].cpu(), self.segments)
+        out = pool_span(torch.from_numpy(hidden), batch["span"].cpu(), self.options.segments)
         if out.shape[1] != self.spec.embed_dim:
             raise CheckpointError(
                 f"encoder {self.spec.name!r}: model gives {out.shape[1]}-d outputs, spec says {self.spec.embed_dim}"
             )
         return out.to(feats.device)  # (B, segments * C)
+
+
+def _ctranslate2() -> Any:
+    try:
+        import ctranslate2
+    except ImportError as exc:
+        raise MissingDependencyError("the Whisper CTranslate2 encoder needs: pip install ctranslate2") from exc
+    return ctranslate2
+
+
+def _check_ct2_device(device: torch.device, name: str) -> None:
+    """Raise a readable error for a device CTranslate2 cannot run on (before CTranslate2 fails deep inside)."""
+    if device.type not in ("cpu", "cuda"):
+        raise UmeMmaError(f"encoder {name!r} runs in CTranslate2, which has no {device.type!r} device (use 'cpu')")
+    if device.type == "cuda" and _ctranslate2().get_cuda_device_count() <= (device.index or 0):
+        raise UmeMmaError(
+            f"encoder {name!r}: device {str(device)!r} was asked for, but CTranslate2 sees "
+            f"{_ctranslate2().get_cuda_device_count()} CUDA GPU(s) here (use 'cpu')"
+        )
 
 
 @register_adapter("packaged")

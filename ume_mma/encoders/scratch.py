@@ -4,14 +4,50 @@ from __future__ import annotations
 
 import hashlib
 import re
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from ume_mma.encoders.base import Encoder, audio_to_tensor
+from ume_mma.encoders.base import Encoder, EncoderOptions, audio_to_tensor
 from ume_mma.registry import EncoderSpec, register_adapter, register_encoder
+
+
+@dataclass(frozen=True)
+class ImageCNNOptions(EncoderOptions):
+    channels: int = 1  # 1 = grayscale, 3 = RGB
+    widths: tuple[int, ...] = (32, 64)  # conv channels, one 2x downsampling each
+
+
+@dataclass(frozen=True)
+class AugmentOptions(EncoderOptions):
+    """Training-time log-mel augmentation (off unless given)."""
+
+    stretch: tuple[float, float] = (1.0, 1.0)  # time-stretch factor range
+    shift: int = 0  # max time shift in frames
+    freq_mask: int = 0  # max SpecAugment frequency mask width
+    time_mask: int = 0  # max SpecAugment time mask width
+
+
+@dataclass(frozen=True)
+class LogMelOptions(EncoderOptions):
+    # The values of scratch.logmel-cnn, which every shipped config uses (the class default of hop was 80
+    # before; no stored config relied on it: the v1 fixture stores hop=64).
+    seconds: float = 1.0  # centred window the encoder looks at
+    n_fft: int = 256
+    hop: int = 100
+    n_mels: int = 40
+    widths: tuple[int, ...] = (16, 32, 64)
+    augment: dict[str, Any] | None = None  # AugmentOptions fields
+
+
+@dataclass(frozen=True)
+class HashedTextOptions(EncoderOptions):
+    buckets: int = 4096  # hash buckets (id 0 is padding)
+    max_tokens: int = 64  # words + bigrams kept per text
+    width: int = 128  # embedding width before the projection
 
 
 def _conv_stack(in_ch: int, widths: list[int]) -> nn.Sequential:
@@ -27,8 +63,9 @@ class ImageCNN(Encoder):
 
     def __init__(self, spec: EncoderSpec) -> None:
         super().__init__(spec)
-        self.channels = int(spec.options.get("channels", 1))
-        widths = list(spec.options.get("widths", [32, 64]))
+        self.options = ImageCNNOptions.from_spec(spec)
+        self.channels = self.options.channels
+        widths = list(self.options.widths)
         self.features = _conv_stack(self.channels, widths)
         self.proj = nn.Sequential(
             nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Linear(widths[-1] * 4, spec.embed_dim), nn.ReLU()
@@ -54,21 +91,26 @@ class LogMelCNN(Encoder):
         super().__init__(spec)
         import torchaudio
 
-        o = spec.options
-        self.seconds = float(o.get("seconds", 1.0))
+        o = self.options = LogMelOptions.from_spec(spec)
+        self.augment_options = (
+            AugmentOptions.from_dict(o.augment, f"encoder {spec.name!r} augment") if o.augment else None
+        )
+        self.seconds = float(o.seconds)
         self.mel = torchaudio.transforms.MelSpectrogram(
-            sample_rate=spec.sample_rate,
-            n_fft=int(o.get("n_fft", 256)),
-            hop_length=int(o.get("hop", 80)),
-            n_mels=int(o.get("n_mels", 40)),
+            sample_rate=spec.sample_rate, n_fft=o.n_fft, hop_length=o.hop, n_mels=o.n_mels
         )
         # torch.hann_window(n) is a view into n+1 values; safetensors refuses such partial storages.
         self.mel.spectrogram.window = self.mel.spectrogram.window.clone()
-        widths = list(o.get("widths", [32, 64, 64]))
+        widths = list(o.widths)
         self.features = _conv_stack(1, widths)
         self.proj = nn.Sequential(
             nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(widths[-1], spec.embed_dim), nn.ReLU()
         )
+
+    @property
+    def input_seconds(self) -> float:
+        """The centred window of each clip the spectrogram covers (``options.seconds``)."""
+        return self.seconds
 
     @torch.no_grad()
     def preprocess(self, raws: list[Any]) -> torch.Tensor:
@@ -84,12 +126,12 @@ class LogMelCNN(Encoder):
     def augment(self, spec: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """Speed perturbation (time stretch of the log-mel), time shift, and SpecAugment masks.
         Synthetic training voices speak faster than real speakers: stretching narrows that gap."""
-        o = self.spec.options.get("augment", {})
-        if not o:
+        o = self.augment_options
+        if o is None:
             return spec
         b, m, t = spec.shape
         out = torch.empty_like(spec)
-        lo, hi = o.get("stretch", [1.0, 1.0])
+        lo, hi = o.stretch
         floor = spec.amin(dim=(1, 2))  # (B,) padding value: the clip's quietest level
         for i in range(b):
             r = torch.rand(4, generator=generator)
@@ -101,9 +143,9 @@ class LogMelCNN(Encoder):
                 if n >= t
                 else nn.functional.pad(x, ((t - n) // 2, t - n - (t - n) // 2), value=float(floor[i]))
             )
-            shift = int((float(r[1]) - 0.5) * 2 * o.get("shift", 0))
+            shift = int((float(r[1]) - 0.5) * 2 * o.shift)
             x = torch.roll(x, shift, dims=1)
-            fw, tw = int(float(r[2]) * o.get("freq_mask", 0)), int(float(r[3]) * o.get("time_mask", 0))
+            fw, tw = int(float(r[2]) * o.freq_mask), int(float(r[3]) * o.time_mask)
             if fw:
                 f0 = int(torch.randint(0, m - fw + 1, (1,), generator=generator))
                 x[f0 : f0 + fw] = 0.0
@@ -120,9 +162,10 @@ class HashedTextCNN(Encoder):
 
     def __init__(self, spec: EncoderSpec) -> None:
         super().__init__(spec)
-        self.buckets = int(spec.options.get("buckets", 4096))
-        self.max_tokens = int(spec.options.get("max_tokens", 64))
-        width = int(spec.options.get("width", 128))
+        self.options = HashedTextOptions.from_spec(spec)
+        self.buckets = self.options.buckets
+        self.max_tokens = self.options.max_tokens
+        width = self.options.width
         self.embed = nn.EmbeddingBag(self.buckets + 1, width, mode="mean", padding_idx=0)
         self.proj = nn.Sequential(nn.Linear(width, spec.embed_dim), nn.ReLU())
 
@@ -149,7 +192,10 @@ _BUILDERS = {"image_cnn": ImageCNN, "logmel_cnn": LogMelCNN, "hashed_text": Hash
 
 @register_adapter("scratch")
 def build_scratch(spec: EncoderSpec) -> Encoder:
-    return _BUILDERS[spec.options["arch"]](spec)
+    arch = spec.options.get("arch")
+    if arch not in _BUILDERS:
+        raise ValueError(f"encoder {spec.name!r}: unknown scratch arch {arch!r}; known: {sorted(_BUILDERS)}")
+    return _BUILDERS[arch](spec)
 
 
 register_encoder(

