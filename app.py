@@ -25,6 +25,7 @@ import gradio as gr
 
 from ui.views import CHART_CSS, TOGGLE_JS, probability_chart, sources_table, views_payload
 from ume_mma.errors import DecodeError, UmeMmaError
+from ume_mma.fusion import get_fusion
 from ume_mma.predictor import Limits, Prediction, Predictor
 from ume_mma.registry import MODALITIES
 from ume_mma.report import accuracy_columns, column_title, missing_rate_figure
@@ -172,8 +173,6 @@ def condition_name(column: str) -> str:
 
 
 def status_line(item: Loaded) -> str:
-    from ume_mma.fusion import get_fusion
-
     p = item.predictor
     fusion = p.model.config.fusion
     kind = f"{fusion.upper()} ({get_fusion(fusion).description})"
@@ -189,7 +188,8 @@ def input_visibility(modalities: list[str]) -> list[Any]:
 def video_input(modalities: list[str]) -> Any:
     """The video input's update: visible when the model uses its frames or soundtrack, labelled with which
     branch each feeds (``Video (frames → image, soundtrack → audio)``)."""
-    fed = [f"{w} → {m}" for m, w in (("image", "frames"), ("audio", "soundtrack"), ("video", "clip")) if m in modalities]
+    routes = (("image", "frames"), ("audio", "soundtrack"), ("video", "clip"))
+    fed = [f"{what} → {m}" for m, what in routes if m in modalities]
     return gr.update(visible=bool(fed), label=f"Video ({', '.join(fed)})" if fed else "Video")
 
 

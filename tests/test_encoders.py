@@ -19,7 +19,7 @@ from ume_mma.errors import CheckpointError, InputError, MissingDependencyError, 
 from ume_mma.io import Audio
 from ume_mma.registry import ENCODERS, EncoderSpec, create_encoder, get_spec, list_encoders
 
-DIGITS = Path("/usr/share/asterisk/sounds/en/digits")
+DIGITS = Path("/usr/share/asterisk/sounds/en_US_f_Allison/digits")  # Debian asterisk-core-sounds-en-wav
 cos = torch.nn.functional.cosine_similarity
 
 

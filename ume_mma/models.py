@@ -181,8 +181,10 @@ class MultiModalModel(nn.Module):
         fill: str = "drop",
         task: str | None = None,
         ume_weights: dict[str, float] | None = None,
+        training: dict[str, Any] | None = None,
     ) -> MultiModalModel:
-        """Build a multi-modal model whose encoders and heads start from trained uni-modal models."""
+        """Build a multi-modal model whose encoders and heads start from trained uni-modal models;
+        ``training``: the training config recorded in the new model's config."""
         first = next(iter(models.values())).config
         for m, model in models.items():
             if model.modalities != [m] or model.labels != first.labels:
@@ -194,6 +196,7 @@ class MultiModalModel(nn.Module):
             fusion=fusion,
             fill=fill,
             ume_weights=ume_weights,
+            training=dict(training or {}),
         )
         fused = cls(config)
         for m, model in models.items():

@@ -133,21 +133,7 @@ class Job:
     def fused_from_unimodal(self, uni: dict[str, MultiModalModel], fusion: str, fill: str) -> MultiModalModel:
         """A UME or MMA model whose encoders and heads start from the trained uni-modal models; its
         config (with this run's training config) is complete when the model is built."""
-        config = ModelConfig(
-            task=self.cfg.task,
-            labels=self.labels,
-            fusion=fusion,
-            fill=fill,
-            encoders={m: uni[m].config.encoders[m] for m in sorted(uni)},
-            training=self.cfg.to_dict(),
-        )
-        model = MultiModalModel(config)
-        for m, unimodal in uni.items():
-            if unimodal.modalities != [m] or unimodal.labels != self.labels:
-                raise ValueError(f"model for {m!r} must be uni-modal on {m!r} with labels {self.labels}")
-            model.encoders[m].load_state_dict(unimodal.encoders[m].state_dict())
-            model.heads[m].load_state_dict(unimodal.heads[m].state_dict())
-        return model
+        return MultiModalModel.from_unimodal(uni, fusion, fill=fill, task=self.cfg.task, training=self.cfg.to_dict())
 
     def lr(self, modalities: list[str]) -> float:
         """Heads alone (every encoder frozen) take ``head_lr``."""

@@ -27,10 +27,10 @@ from pathlib import Path
 from typing import Any
 
 from ume_mma.errors import DatasetFormatError
+from ume_mma.registry import MODALITIES
 
 METADATA = "metadata.jsonl"
 FILE_MODALITIES = ("audio", "image", "video")
-MODALITIES = ("audio", "image", "text", "video")
 SPLITS = ("train", "val", "test")
 FIELDS = ("label", *MODALITIES, "split", "group", "id", "meta")
 
