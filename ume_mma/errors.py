@@ -34,3 +34,11 @@ class MissingDependencyError(UmeMmaError, ImportError):
 
 class InputError(UmeMmaError, ValueError):
     """Inputs given to a model or predictor are inconsistent (e.g. every modality missing)."""
+
+
+class StoreError(UmeMmaError):
+    """The annotation database is locked, full, unreachable or of an unknown schema (the message says which)."""
+
+
+class LeaseError(UmeMmaError):
+    """An annotation queue item is not available to this annotator (leased by another, or already done)."""

@@ -1,0 +1,35 @@
+"""Annotation: a durable store of samples, queues with leases and annotations (SQLite or PostgreSQL),
+disagreement-first ordering from a checkpoint's predictions, and export to the dataset format.
+
+    store = open_store("data/annotations.db")                 # or "postgresql://...", media_dir=...
+    import_dataset(store, "my_data/", labels=None)             # metadata.jsonl, labels optional
+    predict_queue(store, "default", Predictor.from_pretrained("checkpoints/av-digits"))
+    q = AnnotationQueue(store)
+    item = q.next_item("alice")                                # leased for 10 minutes
+    q.submit(item.id, "7", "alice", flags={"audio": ["noisy"]}, note="")
+    export(store, "out/")                                      # load_dataset("out/") reads it
+"""
+
+from ume_mma.annotate.export import export, push_dataset
+from ume_mma.annotate.ingest import ImportResult, import_dataset
+from ume_mma.annotate.queue import AnnotationQueue, Item, QueueStats
+from ume_mma.annotate.rank import ORDERS, order_queue, predict_queue
+from ume_mma.annotate.schema import FLAGS, SCHEMA_VERSION
+from ume_mma.annotate.store import Store, open_store
+
+__all__ = [
+    "FLAGS",
+    "ORDERS",
+    "SCHEMA_VERSION",
+    "AnnotationQueue",
+    "ImportResult",
+    "Item",
+    "QueueStats",
+    "Store",
+    "export",
+    "import_dataset",
+    "open_store",
+    "order_queue",
+    "predict_queue",
+    "push_dataset",
+]

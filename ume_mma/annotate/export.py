@@ -1,0 +1,178 @@
+"""Export the annotations of a store as a dataset folder that ``ume_mma.data.load_dataset`` and training
+read, and push it to the Hugging Face Hub as a dataset repo.
+
+One line per annotation (undone ones are left out): ``label``, the media files (copied once each, by
+content, under ``media/``), ``text``, ``split``, ``group`` and ``id`` = the annotation id; ``meta`` keeps
+annotator, time, flags, note, checkpoint and what the model predicted. Splits come from a seeded hash of
+the group (or of the sample's content when it has no group), so a group never straddles two splits.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import os
+import shutil
+import tempfile
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+from ume_mma.annotate import schema
+from ume_mma.annotate.store import Store
+from ume_mma.data.format import FILE_MODALITIES, SPLITS, Sample, load_dataset, write_dataset
+from ume_mma.errors import InputError, UmeMmaError
+
+MEDIA = "media"
+
+
+@dataclass
+class ExportResult:
+    path: Path
+    counts: dict[str, dict[str, int]]  # label -> split -> number of lines
+    annotators: dict[str, int]
+
+
+def split_of(key: str, seed: int, fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)) -> str:
+    """The split of a group: a seeded SHA-256 of ``key`` mapped to [0, 1) and cut at the fractions."""
+    if len(fractions) != 3 or min(fractions) < 0 or abs(sum(fractions) - 1.0) > 1e-6:
+        raise InputError(f"split fractions must be 3 non-negative numbers summing to 1, got {fractions}")
+    u = int(hashlib.sha256(f"{seed}\x00{key}".encode()).hexdigest()[:16], 16) / 2**64
+    edge = 0.0
+    for name, share in zip(SPLITS, fractions, strict=True):
+        edge += share
+        if u < edge:
+            return name
+    return SPLITS[-1]
+
+
+def _rows(store: Store, queue: str | None) -> list[Mapping[str, Any]]:
+    a, s, i, q = schema.annotations, schema.samples, schema.queue_items, schema.queues
+    query = (
+        sa.select(a, s.c.content_key, s.c.group, s.c.source_id, s.c.text, *(s.c[m] for m in FILE_MODALITIES))
+        .join(s, s.c.id == a.c.sample_id)
+        .join(i, i.c.id == a.c.item_id)
+        .join(q, q.c.id == i.c.queue_id)
+        .where(a.c.undone_at.is_(None))
+        .order_by(a.c.created_at, a.c.id)
+    )
+    if queue is not None:
+        query = query.where(q.c.name == queue)
+    with store.transaction() as conn:
+        return list(conn.execute(query).mappings())
+
+
+def _meta(row: Mapping[str, Any]) -> dict[str, Any]:
+    pred = row["prediction"] or {}
+    predicted = {m: b["label"] for m, b in pred.get("branches", {}).items()}
+    if pred.get("fused"):
+        predicted["fused"] = pred["fused"]["label"]
+    when = dt.datetime.fromtimestamp(row["created_at"], dt.UTC).isoformat(timespec="seconds")
+    meta = {"annotator": row["annotator"], "annotated_at": when, "flags": row["flags"], "note": row["note"]}
+    meta.update({"checkpoint": row["checkpoint"], "predicted": predicted, "source_id": row["source_id"]})
+    return {k: v for k, v in meta.items() if v not in (None, "", {})}
+
+
+def export(
+    store: Store,
+    out_dir: str | os.PathLike[str],
+    seed: int = 0,
+    queue: str | None = None,
+    fractions: tuple[float, float, float] = (0.8, 0.1, 0.1),
+) -> ExportResult:
+    """Write every current annotation (of ``queue``, or of all queues) to ``out_dir`` (new or empty) as
+    ``metadata.jsonl`` + ``media/`` + a dataset card ``README.md``. The folder appears complete or not at
+    all (built beside it, then renamed). Returns the path and the counts."""
+    out = Path(out_dir).expanduser().resolve()
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise InputError(f"{out} exists and is not an empty folder: choose a new export folder")
+    rows = _rows(store, queue)
+    if not rows:
+        raise InputError("nothing to export: no annotations" + (f" in queue {queue!r}" if queue else ""))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        samples = []
+        for row in rows:
+            files = {}
+            for m in FILE_MODALITIES:
+                if row[m]:
+                    target = tmp / MEDIA / row[m]
+                    if not target.exists():
+                        target.parent.mkdir(parents=True, exist_ok=True)
+                        shutil.copyfile(store.media.path(row[m]), target)
+                    files[m] = f"{MEDIA}/{row[m]}"
+            split = split_of(row["group"] or row["content_key"], seed, fractions)
+            samples.append(Sample(label=row["label"], text=row["text"], split=split, group=row["group"],
+                                  id=row["id"], meta=_meta(row), **files))  # fmt: skip
+        write_dataset(tmp, samples)
+        result = ExportResult(out, _counts(samples), dict(Counter(r["annotator"] for r in rows)))
+        (tmp / "README.md").write_text(dataset_card(result, store, seed, fractions, rows), encoding="utf-8")
+        load_dataset(tmp)  # what we wrote must read back
+        if out.exists():
+            out.rmdir()
+        os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return result
+
+
+def _counts(samples: list[Sample]) -> dict[str, dict[str, int]]:
+    counts: dict[str, dict[str, int]] = {}
+    for s in samples:
+        per = counts.setdefault(s.label, dict.fromkeys(SPLITS, 0))
+        per[s.split or "train"] += 1
+    return dict(sorted(counts.items()))
+
+
+def dataset_card(
+    result: ExportResult, store: Store, seed: int, fractions: tuple[float, ...], rows: list[Mapping[str, Any]]
+) -> str:
+    """The dataset card (Hub YAML front matter + counts per label and split, annotators, flags)."""
+    n = sum(sum(per.values()) for per in result.counts.values())
+    lines = ["---", "tags:", "- ume-mma", "- multimodal", "- annotations", f"pretty_name: {result.path.name}"]
+    lines += ["---", "", f"# {result.path.name}", ""]
+    lines += [f"{n} annotated samples exported by `python -m ume_mma.annotate export` from `{store.display}`."]
+    lines += [f"Splits by a seeded hash of the group (seed {seed}, fractions {tuple(fractions)}): a group stays in"]
+    lines += ["one split. Format: `metadata.jsonl` as read by `ume_mma.data.load_dataset`; each line's `id` is the"]
+    lines += ["annotation id and its `meta` holds annotator, time, flags, note and the model's predictions.", ""]
+    lines += ["## Counts", "", "| label | " + " | ".join(SPLITS) + " | total |", "|---" * (len(SPLITS) + 2) + "|"]
+    for label, per in result.counts.items():
+        lines.append(f"| {label} | " + " | ".join(str(per[s]) for s in SPLITS) + f" | {sum(per.values())} |")
+    totals = [sum(per[s] for per in result.counts.values()) for s in SPLITS]
+    lines += ["| **total** | " + " | ".join(map(str, totals)) + f" | {n} |", "", "## Annotators", ""]
+    lines += ["| annotator | annotations |", "|---|---|"]
+    lines += [f"| {name} | {count} |" for name, count in sorted(result.annotators.items())]
+    flags = Counter((m, f) for r in rows for m, names in (r["flags"] or {}).items() for f in names)
+    lines += ["", "## Flags", "", "| modality | flag | samples |", "|---|---|---|"]
+    lines += [f"| {m} | {f} | {c} |" for (m, f), c in sorted(flags.items())] or ["| - | - | 0 |"]
+    checkpoints = sorted({r["checkpoint"] for r in rows if r["checkpoint"]})
+    lines += ["", "Predictions shown to annotators came from: " + (", ".join(checkpoints) or "no checkpoint"), ""]
+    return "\n".join(lines)
+
+
+def push_dataset(out_dir: str | os.PathLike[str], repo_id: str, private: bool = True) -> str:
+    """Upload an exported folder as the Hugging Face dataset repo ``repo_id`` (created if needed, private by
+    default). The token comes only from the ``HF_TOKEN`` environment variable. Returns the commit URL."""
+    token = os.environ.get("HF_TOKEN")
+    if not token:
+        raise InputError("set the HF_TOKEN environment variable to a write token to push to the Hub")
+    folder = Path(out_dir)
+    load_dataset(folder)  # never push a folder that does not read back
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import HfHubHTTPError
+
+    api = HfApi(token=token)
+    try:
+        api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
+        info = api.upload_folder(
+            repo_id=repo_id, folder_path=str(folder), repo_type="dataset", commit_message="Annotations export"
+        )
+    except HfHubHTTPError as exc:
+        raise UmeMmaError(f"pushing {folder} to the Hub dataset {repo_id!r} failed: {exc}") from exc
+    return str(getattr(info, "commit_url", info))

@@ -1,0 +1,133 @@
+"""Import a dataset folder (``metadata.jsonl``, labels optional) into the store as an annotation queue.
+
+Lines are validated with the dataset format's own ``parse_sample`` (same fields, path rules and errors);
+the only difference is that ``label`` may be absent or null here (unlabelled data to annotate).
+An import is all or nothing: one transaction, and media files written for it are removed again if it fails.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+from ume_mma.annotate import schema
+from ume_mma.annotate.rank import ORDERS
+from ume_mma.annotate.store import Store
+from ume_mma.data.format import FILE_MODALITIES, METADATA, Sample, parse_sample
+from ume_mma.errors import DatasetFormatError, InputError, UmeMmaError
+
+_UNLABELLED = "\x00unlabelled"  # stands in for a missing label while the rest of the line is validated
+
+
+@dataclass
+class ImportResult:
+    queue: str
+    added: int
+    skipped: list[str] = field(default_factory=list)  # "line N: problem" for lines left out (skip_bad=True)
+
+
+def read_unlabelled(folder: str | os.PathLike[str]) -> list[tuple[int, Sample]]:
+    """(line number, Sample) of every line of ``folder/metadata.jsonl``; ``Sample.label`` is None where the
+    line has no label. Files are not checked here (``Store.add_sample`` checks and decodes them)."""
+    root = Path(folder).expanduser().resolve()
+    meta_path = root / METADATA
+    if not meta_path.is_file():
+        raise DatasetFormatError(f"{folder}: no {METADATA} in this folder")
+    out = []
+    with meta_path.open(encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            where = f"{METADATA} line {lineno}"
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise DatasetFormatError(f"{where}: not valid JSON ({exc.msg} at column {exc.colno})") from None
+            unlabelled = isinstance(obj, dict) and obj.get("label") is None
+            if unlabelled:
+                obj = {**obj, "label": _UNLABELLED}
+            sample = parse_sample(obj, where)
+            sample.root = root
+            if unlabelled:
+                sample.label = None  # type: ignore[assignment]
+            out.append((lineno, sample))
+    if not out:
+        raise DatasetFormatError(f"{meta_path}: no samples")
+    return out
+
+
+def _inputs(sample: Sample) -> dict[str, Any]:
+    inputs: dict[str, Any] = {m: sample.path(m) for m in FILE_MODALITIES if getattr(sample, m) is not None}
+    if sample.text is not None:
+        inputs["text"] = sample.text
+    return inputs
+
+
+def _queue_row(conn: sa.Connection, name: str, labels: list[str], source: str, order: str, seed: int, now: float):
+    q = schema.queues
+    row = conn.execute(sa.select(q).where(q.c.name == name)).mappings().first()
+    if row is None:
+        values = dict(name=name, labels=labels, source=source, order=order, seed=seed, created_at=now)
+        return conn.execute(q.insert().values(**values)).inserted_primary_key[0]
+    merged = sorted(set(row["labels"]) | set(labels))
+    conn.execute(q.update().where(q.c.id == row["id"]).values(labels=merged, order=order, seed=seed))
+    return row["id"]
+
+
+def import_dataset(
+    store: Store,
+    data_dir: str | os.PathLike[str],
+    queue: str = "default",
+    labels: Iterable[str] | None = None,
+    order: str = "disagreement",
+    seed: int = 0,
+    skip_bad: bool = False,
+) -> ImportResult:
+    """Add every sample of ``data_dir`` to ``queue`` (created if new, appended to otherwise), in file order.
+
+    ``labels``: the label set annotators choose from (merged with the dataset's own labels; a prediction
+    pass adds the checkpoint's). ``order``: how ``rank.predict_queue`` / ``rank.order_queue`` will sort it.
+    A bad line (format error, missing or undecodable file, no input) raises and nothing is stored, unless
+    ``skip_bad``: then it is left out and listed in ``ImportResult.skipped``.
+    Then run ``rank.predict_queue(store, queue, predictor)`` (background) to predict and order it.
+    """
+    if order not in ORDERS:
+        raise InputError(f"unknown order {order!r}; known: {', '.join(ORDERS)}")
+    rows = read_unlabelled(data_dir)
+    label_set = sorted(set(labels or ()) | {s.label for _, s in rows if s.label is not None})
+    skipped: list[str] = []
+    added = 0
+    with store.media_guard() as created, store.transaction() as conn:
+        queue_id = _queue_row(conn, queue, label_set, str(Path(data_dir).resolve()), order, seed, store.clock())
+        start = conn.execute(
+            sa.select(sa.func.coalesce(sa.func.max(schema.queue_items.c.position), -1)).where(
+                schema.queue_items.c.queue_id == queue_id
+            )
+        ).scalar_one()
+        items = []
+        for lineno, sample in rows:
+            try:
+                sample_id = store.add_sample(
+                    _inputs(sample), conn, label=sample.label, group=sample.group, source_id=sample.id,
+                    meta=sample.meta, created=created,
+                )  # fmt: skip
+            except UmeMmaError as exc:
+                if not skip_bad:
+                    if isinstance(exc, InputError):
+                        raise InputError(f"{METADATA} line {lineno}: {exc}") from exc
+                    raise
+                skipped.append(f"line {lineno}: {exc}")
+                continue
+            pos = start + 1 + added
+            items.append(dict(queue_id=queue_id, sample_id=sample_id, position=pos, rank=pos, state="pending",
+                              skips=0, updated_at=store.clock()))  # fmt: skip
+            added += 1
+        if items:
+            conn.execute(schema.queue_items.insert(), items)
+    return ImportResult(queue, added, skipped)

@@ -1,0 +1,127 @@
+"""Content-addressed media: every input file is checked (exists, size cap, decodes with the same decoders
+and limits as prediction) and stored once, under its SHA-256, in a media folder.
+
+A file is written durably: copied to a temporary file in the media folder, fsynced, renamed to its final
+name (atomic), and the folder fsynced, so a stored reference never points at a partial file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from ume_mma import io
+from ume_mma.data.format import FILE_MODALITIES
+from ume_mma.errors import DecodeError, InputError
+from ume_mma.predictor import Limits
+from ume_mma.registry import MODALITIES
+
+CHUNK = 1 << 20
+
+
+def check_inputs(inputs: Mapping[str, Any], limits: Limits | None = None) -> dict[str, Any]:
+    """Validate one sample's inputs (``image``/``audio``/``video``: paths or None, ``text``: str or None).
+
+    Returns modality -> Path (files) or str (text) for the present modalities. Raises ``InputError`` for an
+    unknown modality, a non-string text or a sample with no input, and ``DecodeError`` for a file that does
+    not exist, is over ``limits.max_file_bytes`` or does not decode (the predictor's decoders and caps).
+    """
+    limits = limits or Limits()
+    unknown = sorted(set(inputs) - set(MODALITIES))
+    if unknown:
+        raise InputError(f"unknown modality {unknown}; known: {', '.join(MODALITIES)}")
+    present: dict[str, Any] = {}
+    for m in FILE_MODALITIES:
+        value = inputs.get(m)
+        if value is None or value == "":
+            continue
+        if not isinstance(value, str | os.PathLike):
+            raise InputError(f"{m}: expected a file path, got {type(value).__name__}")
+        present[m] = _check_file(Path(value), m, limits)
+    text = inputs.get("text")
+    if text is not None:
+        if not isinstance(text, str):
+            raise InputError(f"text: expected a string or None, got {type(text).__name__}")
+        present["text"] = text
+    if not present:
+        raise InputError(f"the sample has no input (give at least one of {', '.join(MODALITIES)})")
+    return present
+
+
+def _check_file(path: Path, modality: str, limits: Limits) -> Path:
+    if not path.is_file():
+        raise DecodeError(path, "file does not exist" if not path.exists() else "is not a regular file")
+    size = path.stat().st_size
+    if limits.max_file_bytes is not None and size > limits.max_file_bytes:
+        raise DecodeError(path, f"file is {size / 2**20:.1f} MB, the limit is {limits.max_file_bytes / 2**20:.0f} MB")
+    if modality == "image":
+        io.load_image(path, limits.max_image_pixels)
+    elif modality == "audio":
+        io.load_audio(path, None, limits.max_audio_seconds)
+    else:
+        io.load_video(path, 1, None, limits.max_video_seconds, audio_window=0.0)
+    return path
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class MediaStore:
+    """A folder of files named by content: ``<root>/<sha[:2]>/<sha256><ext>``; a reference is the part
+    after ``root``. Writing the same content twice stores it once."""
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root)
+
+    def path(self, ref: str) -> Path:
+        """Absolute path of a stored reference."""
+        if "/" not in ref or ".." in ref or ref.startswith("/"):
+            raise InputError(f"not a media reference: {ref!r}")
+        return self.root / ref
+
+    def put(self, source: str | os.PathLike[str]) -> tuple[str, bool]:
+        """Store a copy of ``source``; returns (reference, whether a new file was created)."""
+        source = Path(source)
+        self.root.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".incoming-", dir=self.root)
+        try:
+            digest = hashlib.sha256()
+            with os.fdopen(fd, "wb") as out, source.open("rb") as src:
+                for chunk in iter(lambda: src.read(CHUNK), b""):
+                    digest.update(chunk)
+                    out.write(chunk)
+                out.flush()
+                os.fsync(out.fileno())
+            sha = digest.hexdigest()
+            ref = f"{sha[:2]}/{sha}{source.suffix.lower()[:10]}"
+            final = self.root / ref
+            if final.exists():
+                return ref, False
+            shard_new = not final.parent.exists()
+            final.parent.mkdir(exist_ok=True)
+            os.replace(tmp, final)
+            _fsync_dir(final.parent)
+            if shard_new:
+                _fsync_dir(self.root)
+            return ref, True
+        finally:
+            Path(tmp).unlink(missing_ok=True)
+
+    def remove(self, ref: str) -> None:
+        """Delete a stored file (used to undo a write whose database row was not committed)."""
+        self.path(ref).unlink(missing_ok=True)
+
+    def refs(self) -> list[str]:
+        """Every stored reference (for checks and clean-up)."""
+        if not self.root.is_dir():
+            return []
+        return sorted(f"{p.parent.name}/{p.name}" for p in self.root.glob("*/*") if p.is_file())

@@ -1,0 +1,157 @@
+"""Tables of the annotation store (SQLAlchemy Core) and the migrations between schema versions.
+
+Versions:
+  1. samples, queues, queue_items (with leases), annotations, schema_version. ``undo`` deleted the
+     annotation row.
+  2. ``annotations.undone_at``: an undone annotation is kept (audit trail: who labelled what, and what
+     was taken back) and marked instead of deleted; indexes for handing out the next item
+     (queue, state, rank, position) and for an annotator's last annotation.
+
+``create_schema`` builds the current version in an empty database; ``ensure_schema`` migrates an older
+one in place, in one transaction, and refuses a database written by a newer version of this code.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import sqlalchemy as sa
+
+from ume_mma.errors import StoreError
+
+SCHEMA_VERSION = 2
+FLAGS = ("noisy", "irrelevant", "corrupt")  # per-modality flags an annotator may set
+STATES = ("pending", "done")  # a queue item is handed out while pending; done once annotated
+
+
+def build_tables(metadata: sa.MetaData, version: int = SCHEMA_VERSION) -> dict[str, sa.Table]:
+    """The tables of schema ``version`` in ``metadata`` (older versions are kept to test migrations)."""
+    tables = {
+        "schema_version": sa.Table(
+            "schema_version",
+            metadata,
+            sa.Column("version", sa.Integer, primary_key=True, autoincrement=False),
+            sa.Column("applied_at", sa.Float, nullable=False),
+        ),
+        "samples": sa.Table(
+            "samples",
+            metadata,
+            sa.Column("id", sa.Integer, primary_key=True),
+            sa.Column("content_key", sa.String(64), nullable=False, index=True),  # sha256 of the inputs
+            sa.Column("source_id", sa.String(200)),  # the id of the line it was imported from
+            sa.Column("group", sa.String(200)),
+            sa.Column("given_label", sa.String(200)),  # the dataset's label, if it had one
+            sa.Column("image", sa.String(80)),  # media refs: "<sha256><ext>" under the media folder
+            sa.Column("audio", sa.String(80)),
+            sa.Column("video", sa.String(80)),
+            sa.Column("text", sa.Text),  # "" is a present, empty text; NULL = missing
+            sa.Column("names", sa.JSON, nullable=False),  # modality -> original file name
+            sa.Column("meta", sa.JSON, nullable=False),
+            sa.Column("created_at", sa.Float, nullable=False),
+        ),
+        "queues": sa.Table(
+            "queues",
+            metadata,
+            sa.Column("id", sa.Integer, primary_key=True),
+            sa.Column("name", sa.String(200), nullable=False, unique=True),
+            sa.Column("labels", sa.JSON, nullable=False),
+            sa.Column("source", sa.Text),
+            sa.Column("checkpoint", sa.Text),
+            sa.Column("order", sa.String(20), nullable=False),
+            sa.Column("seed", sa.Integer, nullable=False),
+            sa.Column("created_at", sa.Float, nullable=False),
+        ),
+    }
+    tables["queue_items"] = sa.Table(
+        "queue_items",
+        metadata,
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("queue_id", sa.Integer, sa.ForeignKey("queues.id"), nullable=False),
+        sa.Column("sample_id", sa.Integer, sa.ForeignKey("samples.id"), nullable=False),
+        sa.Column("position", sa.Integer, nullable=False),  # file order
+        sa.Column("rank", sa.Integer, nullable=False),  # handing-out order (lowest first)
+        sa.Column("state", sa.String(10), nullable=False),
+        sa.Column("leased_by", sa.String(200)),
+        sa.Column("lease_expires", sa.Float),
+        sa.Column("skips", sa.Integer, nullable=False),
+        sa.Column("prediction", sa.JSON),  # Prediction.to_dict() at prediction time, or {"error": ...}
+        sa.Column("disagree", sa.Boolean),
+        sa.Column("margin", sa.Float),  # fused top-1 minus top-2 probability
+        sa.Column("confidence", sa.Float),  # fused top-1 probability
+        sa.Column("updated_at", sa.Float, nullable=False),
+    )
+    annotation_columns = [
+        sa.Column("id", sa.String(32), primary_key=True),  # uuid4 hex: unique across stores and exports
+        sa.Column("item_id", sa.Integer, sa.ForeignKey("queue_items.id"), nullable=False),
+        sa.Column("sample_id", sa.Integer, sa.ForeignKey("samples.id"), nullable=False),
+        sa.Column("label", sa.String(200), nullable=False),
+        sa.Column("flags", sa.JSON, nullable=False),  # modality -> sorted list of FLAGS
+        sa.Column("note", sa.Text, nullable=False),
+        sa.Column("annotator", sa.String(200), nullable=False),
+        sa.Column("created_at", sa.Float, nullable=False),
+        sa.Column("checkpoint", sa.Text),
+        sa.Column("prediction", sa.JSON),  # branch and fused predictions the annotator saw
+    ]
+    if version >= 2:
+        annotation_columns.append(sa.Column("undone_at", sa.Float))
+    tables["annotations"] = sa.Table("annotations", metadata, *annotation_columns)
+    if version >= 2:
+        items, annotations = tables["queue_items"], tables["annotations"]
+        sa.Index("ix_items_next", items.c.queue_id, items.c.state, items.c.rank, items.c.position)
+        sa.Index("ix_annotations_annotator", annotations.c.annotator, annotations.c.created_at)
+    return tables
+
+
+METADATA = sa.MetaData()
+TABLES = build_tables(METADATA)
+samples = TABLES["samples"]
+queues = TABLES["queues"]
+queue_items = TABLES["queue_items"]
+annotations = TABLES["annotations"]
+schema_version = TABLES["schema_version"]
+
+
+def _migrate_1_to_2(conn: sa.Connection) -> None:
+    conn.execute(sa.text("ALTER TABLE annotations ADD COLUMN undone_at FLOAT"))
+    v2 = build_tables(sa.MetaData(), 2)
+    for index in sorted(v2["queue_items"].indexes | v2["annotations"].indexes, key=lambda i: str(i.name)):
+        index.create(conn)
+
+
+MIGRATIONS: dict[int, Callable[[sa.Connection], None]] = {2: _migrate_1_to_2}  # target version -> step
+
+
+def current_version(conn: sa.Connection) -> int | None:
+    """The schema version of the database (None: an empty database)."""
+    names = set(sa.inspect(conn).get_table_names())
+    if "schema_version" not in names:
+        if names & set(TABLES):
+            raise StoreError(f"the database has tables {sorted(names & set(TABLES))} but no schema_version table")
+        return None
+    return conn.execute(sa.select(sa.func.max(schema_version.c.version))).scalar()
+
+
+def create_schema(conn: sa.Connection, version: int = SCHEMA_VERSION) -> None:
+    """Create every table of ``version`` in an empty database and record the version."""
+    metadata = sa.MetaData()
+    tables = build_tables(metadata, version)
+    metadata.create_all(conn)
+    conn.execute(tables["schema_version"].insert().values(version=version, applied_at=time.time()))
+
+
+def ensure_schema(conn: sa.Connection) -> int:
+    """Create or migrate the schema to SCHEMA_VERSION inside the caller's transaction; returns the version
+    the database had before (0 for a new one)."""
+    if conn.dialect.name == "postgresql":  # two processes opening a new database at once: one creates it
+        conn.execute(sa.text("SELECT pg_advisory_xact_lock(74650001)"))
+    found = current_version(conn)
+    if found is None:
+        create_schema(conn)
+        return 0
+    if found > SCHEMA_VERSION:
+        raise StoreError(f"the database has schema version {found}, newer than this code ({SCHEMA_VERSION})")
+    for target in range(found + 1, SCHEMA_VERSION + 1):
+        MIGRATIONS[target](conn)
+        conn.execute(schema_version.insert().values(version=target, applied_at=time.time()))
+    return found
