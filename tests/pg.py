@@ -1,0 +1,94 @@
+"""A private PostgreSQL 15 server for tests, from Debian's binaries (nothing is installed here).
+
+The server runs as the unprivileged user ``nobody`` when the tests run as root (PostgreSQL refuses root),
+in a fresh temporary folder, listening only on a Unix socket in that folder; it is stopped (``-m fast``)
+and removed after the session. Without the binaries the tests that need it skip, saying why.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+PG_BIN = Path(os.environ.get("UME_MMA_PG_BIN", "/usr/lib/postgresql/15/bin"))
+PORT = 54329
+USER = "ume"
+
+
+def _as_server_user(cmd: list[str]) -> list[str]:
+    return ["runuser", "-u", "nobody", "--", *cmd] if os.geteuid() == 0 else cmd
+
+
+class PgServer:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.data = root / "data"
+
+    def url(self, database: str = "postgres") -> str:
+        return f"postgresql://{USER}@/{database}?host={self.root}&port={PORT}"
+
+    def start(self) -> None:
+        run = dict(check=True, capture_output=True, text=True, timeout=120)
+        subprocess.run(
+            _as_server_user([str(PG_BIN / "initdb"), "-D", str(self.data), "-A", "trust", "-U", USER]), **run
+        )
+        opts = f"-k {self.root} -p {PORT} -c listen_addresses='' -c fsync=on"
+        pg_ctl = [str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-o", opts, "-l", str(self.root / "log"), "-w"]
+        subprocess.run(_as_server_user([*pg_ctl, "start"]), **run)
+
+    def stop(self) -> None:
+        subprocess.run(
+            _as_server_user([str(PG_BIN / "pg_ctl"), "-D", str(self.data), "stop", "-m", "fast"]),
+            capture_output=True,
+            timeout=60,
+        )
+
+    def create_database(self) -> str:
+        """A new empty database; returns its URL."""
+        import psycopg
+
+        name = f"t_{uuid.uuid4().hex[:12]}"
+        with psycopg.connect(host=str(self.root), port=PORT, user=USER, dbname="postgres", autocommit=True) as c:
+            c.execute(f'CREATE DATABASE "{name}"')
+        return self.url(name)
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PgServer]:
+    """A running private PostgreSQL 15 (skips when its binaries are not installed)."""
+    if not (PG_BIN / "initdb").is_file():
+        pytest.skip(f"PostgreSQL 15 is not installed ({PG_BIN}/initdb missing; scripts/setup.sh installs it)")
+    pytest.importorskip("psycopg", reason="psycopg 3 is not installed (pip install -r requirements.txt)")
+    root = Path(tempfile.mkdtemp(prefix="ume-pg-"))  # short path: a Unix socket path must stay < 108 bytes
+    if os.geteuid() == 0:
+        shutil.chown(root, "nobody")
+    server = PgServer(root)
+    try:
+        server.start()
+    except subprocess.CalledProcessError as exc:
+        shutil.rmtree(root, ignore_errors=True)
+        pytest.fail(f"could not start PostgreSQL: {exc.stderr or exc.stdout}")
+    yield server
+    server.stop()
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def pg_url(pg_server: PgServer) -> str:
+    """The URL of a fresh, empty database on the private server."""
+    return pg_server.create_database()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, Path | None]:
+    """(database URL or path, media folder) for both back-ends: tests using it run on each."""
+    if request.param == "sqlite":
+        return str(tmp_path / "annotations.db"), None
+    return request.getfixturevalue("pg_url"), tmp_path / "media"

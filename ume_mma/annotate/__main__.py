@@ -1,0 +1,141 @@
+"""Command line of the annotation store.
+
+    python -m ume_mma.annotate import DATA_DIR [--checkpoint CKPT] [--db PATH_OR_URL] [--order disagreement]
+    python -m ume_mma.annotate export OUT [--db PATH_OR_URL] [--seed 0] [--push REPO_ID]
+    python -m ume_mma.annotate stats [--db PATH_OR_URL]
+
+The default database is ``/data/annotations.db`` when a ``/data`` folder exists (a Hugging Face Space's
+persistent storage), else ``data/annotations.db`` in the app folder. Bad usage prints one line and exits
+2; a library error (bad data, locked database...) prints one line and exits 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import NoReturn
+
+from ume_mma.annotate.rank import ORDERS
+from ume_mma.errors import UmeMmaError
+
+APP_DIR = Path(__file__).resolve().parents[2]
+PROG = "python -m ume_mma.annotate"
+
+
+def default_db(space_data: Path = Path("/data")) -> Path:
+    """``/data/annotations.db`` on a Space with persistent storage, else ``<app>/data/annotations.db``."""
+    return space_data / "annotations.db" if space_data.is_dir() else APP_DIR / "data" / "annotations.db"
+
+
+def default_media(db: str) -> Path | None:
+    """Media folder for a PostgreSQL store (beside the default database); SQLite keeps media beside its file."""
+    return default_db().with_name("annotations.media") if "://" in db else None
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:  # one clear line instead of usage + message
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog=PROG, description="Annotation queue: import, export, stats.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    db = argparse.ArgumentParser(add_help=False)
+    db.add_argument(
+        "--db",
+        default=None,
+        help="SQLite path or postgresql:// URL (default: /data/annotations.db if /data exists, else data/)",
+    )
+    db.add_argument("--media-dir", default=None, help="media folder (needed for PostgreSQL; default beside the db)")
+    imp = sub.add_parser("import", parents=[db], help="import a dataset folder as a queue and predict it")
+    imp.add_argument("data_dir", type=Path)
+    imp.add_argument("--checkpoint", help="checkpoint folder or Hub repo id for the prediction pass")
+    imp.add_argument("--order", choices=sorted(ORDERS), default="disagreement")
+    imp.add_argument("--queue", default="default")
+    imp.add_argument("--labels", help="comma-separated label set (default: the dataset's and the checkpoint's)")
+    imp.add_argument("--seed", type=int, default=0, help="seed of the random order")
+    imp.add_argument("--skip-bad", action="store_true", help="leave out bad lines instead of importing nothing")
+    exp = sub.add_parser("export", parents=[db], help="export annotations as a dataset folder")
+    exp.add_argument("out", type=Path)
+    exp.add_argument("--queue", default=None, help="only this queue (default: all)")
+    exp.add_argument("--seed", type=int, default=0, help="seed of the split hash")
+    exp.add_argument("--push", metavar="REPO_ID", help="also upload as a Hub dataset repo (token: HF_TOKEN)")
+    st = sub.add_parser("stats", parents=[db], help="print counts per queue as JSON")
+    st.add_argument("--queue", default=None, help="only this queue (default: all)")
+    return parser
+
+
+def _open(args: argparse.Namespace):  # -> Store
+    from ume_mma.annotate.store import open_store
+
+    db = args.db or str(default_db())
+    return open_store(db, args.media_dir or default_media(db))
+
+
+def _import(args: argparse.Namespace) -> int:
+    from ume_mma.annotate.ingest import import_dataset
+    from ume_mma.annotate.rank import order_queue, predict_queue
+
+    if not args.data_dir.is_dir():
+        raise SystemExit(f"{PROG} import: error: {args.data_dir} is not a folder")  # usage, exit 2 below
+    labels = [x.strip() for x in args.labels.split(",") if x.strip()] if args.labels else None
+    predictor = None
+    if args.checkpoint:
+        from ume_mma.predictor import Predictor
+
+        predictor = Predictor.from_pretrained(args.checkpoint)  # load before writing anything
+    store = _open(args)
+    result = import_dataset(store, args.data_dir, args.queue, labels, args.order, args.seed, args.skip_bad)
+    for problem in result.skipped:
+        print(f"skipped {problem}", file=sys.stderr)
+    if predictor is not None:
+        predict_queue(store, args.queue, predictor)
+    else:
+        order_queue(store, args.queue)
+    print(f"imported {result.added} items into queue {args.queue!r} of {store.display} (order: {args.order})")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from ume_mma.annotate.export import export, push_dataset
+
+    store = _open(args)
+    result = export(store, args.out, seed=args.seed, queue=args.queue)
+    print(f"exported {sum(sum(v.values()) for v in result.counts.values())} annotations to {result.path}")
+    if args.push:
+        print(f"pushed: {push_dataset(result.path, args.push)}")
+    return 0
+
+
+def _stats(args: argparse.Namespace) -> int:
+    import sqlalchemy as sa
+
+    from ume_mma.annotate import schema
+    from ume_mma.annotate.queue import AnnotationQueue
+
+    store = _open(args)
+    with store.transaction() as conn:
+        names = [args.queue] if args.queue else list(conn.execute(sa.select(schema.queues.c.name)).scalars())
+    out = {name: AnnotationQueue(store, name).stats().to_dict() for name in sorted(names)}
+    print(json.dumps(out, indent=2))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return {"import": _import, "export": _export, "stats": _stats}[args.command](args)
+    except SystemExit as exc:
+        if isinstance(exc.code, str):
+            print(exc.code, file=sys.stderr)
+            return 2
+        raise
+    except UmeMmaError as exc:
+        print(f"{PROG} {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
