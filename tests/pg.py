@@ -17,7 +17,17 @@ from pathlib import Path
 
 import pytest
 
-PG_BIN = Path(os.environ.get("UME_MMA_PG_BIN", "/usr/lib/postgresql/15/bin"))
+
+def _pg_bin() -> Path:
+    """Debian's PostgreSQL 15 binaries (or another installed major version; ``UME_MMA_PG_BIN`` overrides)."""
+    if "UME_MMA_PG_BIN" in os.environ:
+        return Path(os.environ["UME_MMA_PG_BIN"])
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), key=lambda p: int(p.parts[-3]))
+    preferred = Path("/usr/lib/postgresql/15/bin")
+    return preferred if (preferred / "initdb").is_file() or not found else found[-1].parent
+
+
+PG_BIN = _pg_bin()
 PORT = 54329
 USER = "ume"
 
