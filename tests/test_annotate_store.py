@@ -130,7 +130,7 @@ def test_unreachable_postgresql_is_a_clear_error(tmp_path):
 
 
 def test_bad_urls_and_missing_media_dir(tmp_path):
-    with pytest.raises(StoreError, match="unsupported database URL"):
+    with pytest.raises(StoreError, match="unsupported database URL scheme .mysql."):
         open_store("mysql://u@h/db")
     with pytest.raises(StoreError, match="media_dir"):
         open_store("postgresql://u@/db?host=/tmp")
@@ -239,3 +239,27 @@ def test_import_is_all_or_nothing(store_url, tmp_path):
     result = import_dataset(store, data, skip_bad=True)
     assert result.added == 5 and len(result.skipped) == 1 and result.skipped[0].startswith("line 4:")
     assert store.counts()["queue_items"] == 5
+
+
+def test_a_full_sqlite_database_is_a_clear_error_and_stores_nothing(tmp_path, files):
+    store = open_store(tmp_path / "a.db")
+    with store.engine.connect() as conn:
+        pages = conn.exec_driver_sql("PRAGMA page_count").scalar()
+
+    @sa.event.listens_for(store.engine, "connect")
+    def _cap(dbapi_conn, _record):  # the database may not grow: it is "full"
+        dbapi_conn.execute(f"PRAGMA max_page_count={pages}")
+
+    store.engine.dispose()
+    big = "x" * 200_000  # a text that needs more pages than the file has
+    with pytest.raises(StoreError, match=r"a\.db is full"):
+        store.add_sample({**files, "text": big})
+    assert store.counts()["samples"] == 0 and store.media.refs() == []
+
+
+def test_an_unwritable_media_folder_is_a_clear_error(tmp_path, files):
+    (tmp_path / "media").write_text("a file where the media folder should be")
+    store = open_store(tmp_path / "a.db", tmp_path / "media")
+    with pytest.raises(StoreError, match="media folder .*: cannot store train-a-0"):
+        store.add_sample(files)
+    assert store.counts()["samples"] == 0

@@ -12,7 +12,7 @@ disagreement-first ordering from a checkpoint's predictions, and export to the d
 
 from ume_mma.annotate.export import export, push_dataset
 from ume_mma.annotate.ingest import ImportResult, import_dataset
-from ume_mma.annotate.queue import AnnotationQueue, Item, QueueStats
+from ume_mma.annotate.queue import AnnotationQueue, Item, QueueStats, queue_names
 from ume_mma.annotate.rank import ORDERS, order_queue, predict_queue
 from ume_mma.annotate.schema import FLAGS, SCHEMA_VERSION
 from ume_mma.annotate.store import Store, open_store
@@ -32,4 +32,5 @@ __all__ = [
     "order_queue",
     "predict_queue",
     "push_dataset",
+    "queue_names",
 ]

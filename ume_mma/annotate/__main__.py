@@ -110,15 +110,11 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _stats(args: argparse.Namespace) -> int:
-    import sqlalchemy as sa
-
-    from ume_mma.annotate import schema
-    from ume_mma.annotate.queue import AnnotationQueue
+    from ume_mma.annotate.queue import AnnotationQueue, queue_names
 
     store = _open(args)
-    with store.transaction() as conn:
-        names = [args.queue] if args.queue else list(conn.execute(sa.select(schema.queues.c.name)).scalars())
-    out = {name: AnnotationQueue(store, name).stats().to_dict() for name in sorted(names)}
+    names = [args.queue] if args.queue else queue_names(store)
+    out = {name: AnnotationQueue(store, name).stats().to_dict() for name in names}
     print(json.dumps(out, indent=2))
     return 0
 

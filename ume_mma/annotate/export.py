@@ -25,7 +25,7 @@ import sqlalchemy as sa
 from ume_mma.annotate import schema
 from ume_mma.annotate.store import Store
 from ume_mma.data.format import FILE_MODALITIES, SPLITS, Sample, load_dataset, write_dataset
-from ume_mma.errors import InputError, UmeMmaError
+from ume_mma.errors import InputError, StoreError, UmeMmaError
 
 MEDIA = "media"
 
@@ -103,8 +103,7 @@ def export(
                 if row[m]:
                     target = tmp / MEDIA / row[m]
                     if not target.exists():
-                        target.parent.mkdir(parents=True, exist_ok=True)
-                        shutil.copyfile(store.media.path(row[m]), target)
+                        _copy(store, row[m], target)
                     files[m] = f"{MEDIA}/{row[m]}"
             split = split_of(row["group"] or row["content_key"], seed, fractions)
             samples.append(Sample(label=row["label"], text=row["text"], split=split, group=row["group"],
@@ -120,6 +119,14 @@ def export(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return result
+
+
+def _copy(store: Store, ref: str, target: Path) -> None:
+    source = store.media.path(ref)
+    if not source.is_file():
+        raise StoreError(f"media file {source} is missing: the store's media folder is incomplete")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(source, target)
 
 
 def _counts(samples: list[Sample]) -> dict[str, dict[str, int]]:

@@ -16,7 +16,7 @@ from typing import Any
 
 from ume_mma import io
 from ume_mma.data.format import FILE_MODALITIES
-from ume_mma.errors import DecodeError, InputError
+from ume_mma.errors import DecodeError, InputError, StoreError
 from ume_mma.predictor import Limits
 from ume_mma.registry import MODALITIES
 
@@ -89,8 +89,14 @@ class MediaStore:
         return self.root / ref
 
     def put(self, source: str | os.PathLike[str]) -> tuple[str, bool]:
-        """Store a copy of ``source``; returns (reference, whether a new file was created)."""
-        source = Path(source)
+        """Store a copy of ``source``; returns (reference, whether a new file was created). A media folder
+        that cannot be written (full, read-only) raises ``StoreError``."""
+        try:
+            return self._put(Path(source))
+        except OSError as exc:
+            raise StoreError(f"media folder {self.root}: cannot store {Path(source).name} ({exc})") from exc
+
+    def _put(self, source: Path) -> tuple[str, bool]:
         self.root.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=".incoming-", dir=self.root)
         try:

@@ -262,6 +262,12 @@ class AnnotationQueue:
             )
 
 
+def queue_names(store: Store) -> list[str]:
+    """The names of the store's queues, sorted."""
+    with store.transaction() as conn:
+        return sorted(conn.execute(sa.select(queues_t.c.name)).scalars())
+
+
 def _check_annotator(annotator: Any) -> None:
     if not isinstance(annotator, str) or not annotator.strip():
         raise InputError(f"annotator must be a non-empty string, got {annotator!r}")

@@ -5,7 +5,7 @@ before the call returns, so an acknowledged annotation survives the process bein
 machine losing power. ``open_store("postgresql://user@host/db", media_dir=...)`` uses psycopg 3; PostgreSQL
 is durable by default (``synchronous_commit=on``). Every SQLite transaction starts with ``BEGIN IMMEDIATE``
 (it takes the write lock at once, so read-then-update sequences cannot interleave); a writer waits up to
-``busy_timeout`` seconds for another one, then gets ``StoreError``.
+``busy_timeout`` seconds for another one, then gets ``StoreError``. Back-ends: ``ume_mma.annotate.backends``.
 """
 
 from __future__ import annotations
@@ -20,10 +20,9 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy import event
-from sqlalchemy.engine import make_url
 
 from ume_mma.annotate import schema
+from ume_mma.annotate.backends import backend_for
 from ume_mma.annotate.media import MediaStore, check_inputs
 from ume_mma.data.format import FILE_MODALITIES
 from ume_mma.errors import StoreError
@@ -179,30 +178,6 @@ def sample_dict(media: MediaStore, row: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _sqlite_engine(path: Path, busy_timeout: float) -> sa.Engine:
-    engine = sa.create_engine(f"sqlite:///{path}", connect_args={"timeout": busy_timeout, "check_same_thread": False})
-
-    @event.listens_for(engine, "connect")
-    def _connect(dbapi_conn: Any, _record: Any) -> None:
-        dbapi_conn.isolation_level = None  # the driver's own BEGIN handling off: ours below is used
-        cur = dbapi_conn.cursor()
-        try:
-            mode = cur.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-            if mode != "wal":
-                raise StoreError(f"database {path}: cannot use WAL mode (journal_mode is {mode})")
-            cur.execute("PRAGMA synchronous=FULL")  # fsync the WAL at every commit
-            cur.execute("PRAGMA foreign_keys=ON")
-            cur.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
-        finally:
-            cur.close()
-
-    @event.listens_for(engine, "begin")
-    def _begin(conn: sa.Connection) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
-
-    return engine
-
-
 def open_store(
     url_or_path: str | os.PathLike[str],
     media_dir: str | os.PathLike[str] | None = None,
@@ -215,35 +190,19 @@ def open_store(
 
     ``url_or_path``: a file path -> SQLite (media beside it in ``<name>.media/`` unless ``media_dir``);
     ``postgresql://user[:password]@host[:port]/db`` (or ``?host=/socket/dir``) -> PostgreSQL through
-    psycopg 3 (``media_dir`` required). ``limits``: the input caps (default: the predictor's).
-    Raises ``StoreError`` when the database cannot be opened, is locked or has an unknown schema.
+    psycopg 3 (``media_dir`` required). See ``ume_mma.annotate.backends``. ``busy_timeout``: seconds a
+    writer waits for a lock (SQLite) or for a connection (PostgreSQL). ``limits``: the input caps
+    (default: the predictor's). Raises ``StoreError`` when the database cannot be opened, is locked,
+    unreachable, or has an unknown schema.
     """
-    text = os.fspath(url_or_path)
-    if "://" in text:
-        url = make_url(text)
-        if url.get_backend_name() != "postgresql":
-            raise StoreError(f"unsupported database URL {url.render_as_string()}: use a path or postgresql://")
-        if media_dir is None:
-            raise StoreError("a PostgreSQL store needs media_dir: the folder that holds its media files")
-        url = url.set(drivername="postgresql+psycopg")
-        display = url.render_as_string(hide_password=True)
-        engine = sa.create_engine(url, pool_pre_ping=True, connect_args={"connect_timeout": max(1, int(busy_timeout))})
-    else:
-        path = Path(text).expanduser().resolve()
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise StoreError(f"database {path}: cannot create its folder ({exc})") from exc
-        display = str(path)
-        media_dir = media_dir if media_dir is not None else path.with_name(path.name + ".media")
-        engine = _sqlite_engine(path, busy_timeout)
-    store = Store(engine, MediaStore(media_dir), display, clock)
+    backend = backend_for(os.fspath(url_or_path), media_dir, busy_timeout)
+    store = Store(backend.engine, MediaStore(backend.media_dir), backend.display, clock)
     if limits is not None:
         store.limits = limits
     try:
         with store.transaction() as conn:
             schema.ensure_schema(conn)
     except BaseException:
-        engine.dispose()
+        backend.engine.dispose()
         raise
     return store
