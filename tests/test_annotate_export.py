@@ -144,6 +144,10 @@ def test_command_line(tmp_path, capsys, monkeypatch):
     assert main(["stats", "--db", db]) == 0
     stats = json.loads(capsys.readouterr().out)
     assert stats["default"]["total"] == 3 and stats["default"]["labelled"] == 0
+    assert main(["predict", "--checkpoint", str(TINY_CKPT), "--db", db, "--redo", "--order", "random"]) == 0
+    assert "predicted 3 items" in capsys.readouterr().out
+    assert main(["predict", "--checkpoint", str(TINY_CKPT), "--db", db, "--queue", "nope"]) == 1
+    assert "no queue named 'nope'" in capsys.readouterr().err
     queue = AnnotationQueue(open_store(db))
     while (item := queue.next_item("cli")) is not None:
         queue.submit(item.id, item.given_label, "cli")
@@ -165,6 +169,7 @@ def test_command_line(tmp_path, capsys, monkeypatch):
         (["import"], "the following arguments are required: data_dir"),
         (["import", "x", "--order", "alphabetical"], "invalid choice: 'alphabetical'"),
         (["stats", "--bogus"], "unrecognized arguments: --bogus"),
+        (["predict"], "the following arguments are required: --checkpoint"),
         (["import", "/no/such/folder"], "/no/such/folder is not a folder"),
     ],
 )

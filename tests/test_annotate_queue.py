@@ -211,6 +211,9 @@ class PlannedPredictor:
 
     def predict(self, inputs):
         self.calls.append(1)
+        return self.answer(inputs)
+
+    def answer(self, inputs):
         plan = PLANNED[inputs["text"]]
         if plan is None:
             raise InputError("no input for any enabled modality")
@@ -222,9 +225,25 @@ class PlannedPredictor:
 
 
 class BatchPredictor(PlannedPredictor):
+    """``predict_many`` as the predictor has it: a failed item's slot holds its error."""
+
     def predict_many(self, many):
         self.calls.append(len(many))
-        return [PlannedPredictor.predict(self, inputs) for inputs in many]
+        out = []
+        for inputs in many:
+            try:
+                out.append(self.answer(inputs))
+            except InputError as exc:
+                out.append(exc)
+        return out
+
+
+class RaisingBatchPredictor(PlannedPredictor):
+    """A ``predict_many`` that raises when one item fails: the pass retries that batch item by item."""
+
+    def predict_many(self, many):
+        self.calls.append(len(many))
+        return [self.answer(inputs) for inputs in many]
 
 
 @pytest.fixture
@@ -243,15 +262,17 @@ def _handed_out(queue: AnnotationQueue) -> list[str]:
     return texts
 
 
-@pytest.mark.parametrize("predictor_cls", [PlannedPredictor, BatchPredictor])
+@pytest.mark.parametrize("predictor_cls", [PlannedPredictor, BatchPredictor, RaisingBatchPredictor])
 def test_disagreement_first_then_smallest_margin(store_url, planned, predictor_cls):
     queue = _queue(store_url, planned)
     progress = []
     predictor = predictor_cls()
     n = predict_queue(queue.store, "default", predictor, batch_size=4, progress=lambda *a: progress.append(a))
     assert n == 6 and progress == [(4, 6), (6, 6)]
-    if predictor_cls is BatchPredictor:
+    if predictor_cls is not PlannedPredictor:
         assert predictor.calls[0] == 4  # batched
+    if predictor_cls is BatchPredictor:
+        assert predictor.calls == [4, 2]  # the failed item did not cost a retry
     stats = queue.stats()
     assert stats.disagreements_left == 2
     item = queue.item(queue.next_item("peek").id)

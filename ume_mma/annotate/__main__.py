@@ -1,6 +1,7 @@
 """Command line of the annotation store.
 
     python -m ume_mma.annotate import DATA_DIR [--checkpoint CKPT] [--db PATH_OR_URL] [--order disagreement]
+    python -m ume_mma.annotate predict --checkpoint CKPT [--db ...] [--queue default] [--redo] [--order ...]
     python -m ume_mma.annotate export OUT [--db PATH_OR_URL] [--seed 0] [--push REPO_ID]
     python -m ume_mma.annotate stats [--db PATH_OR_URL]
 
@@ -57,6 +58,11 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("--labels", help="comma-separated label set (default: the dataset's and the checkpoint's)")
     imp.add_argument("--seed", type=int, default=0, help="seed of the random order")
     imp.add_argument("--skip-bad", action="store_true", help="leave out bad lines instead of importing nothing")
+    pred = sub.add_parser("predict", parents=[db], help="(re)run the prediction pass of a queue and rank it")
+    pred.add_argument("--checkpoint", required=True, help="checkpoint folder or Hub repo id")
+    pred.add_argument("--queue", default="default")
+    pred.add_argument("--redo", action="store_true", help="predict every item again (e.g. a new checkpoint)")
+    pred.add_argument("--order", choices=sorted(ORDERS), default=None, help="default: the queue's order")
     exp = sub.add_parser("export", parents=[db], help="export annotations as a dataset folder")
     exp.add_argument("out", type=Path)
     exp.add_argument("--queue", default=None, help="only this queue (default: all)")
@@ -98,6 +104,19 @@ def _import(args: argparse.Namespace) -> int:
     return 0
 
 
+def _predict(args: argparse.Namespace) -> int:
+    from ume_mma.annotate.rank import order_queue, predict_queue
+    from ume_mma.predictor import Predictor
+
+    predictor = Predictor.from_pretrained(args.checkpoint)
+    store = _open(args)
+    if args.order:
+        order_queue(store, args.queue, args.order)  # checks the queue and records the order first
+    n = predict_queue(store, args.queue, predictor, redo=args.redo)
+    print(f"predicted {n} items of queue {args.queue!r} with {args.checkpoint}")
+    return 0
+
+
 def _export(args: argparse.Namespace) -> int:
     from ume_mma.annotate.export import export, push_dataset
 
@@ -122,7 +141,8 @@ def _stats(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return {"import": _import, "export": _export, "stats": _stats}[args.command](args)
+        commands = {"import": _import, "predict": _predict, "export": _export, "stats": _stats}
+        return commands[args.command](args)
     except SystemExit as exc:
         if isinstance(exc.code, str):
             print(exc.code, file=sys.stderr)

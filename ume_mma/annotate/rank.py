@@ -80,13 +80,16 @@ def order_queue(store: Store, queue: str = "default", order: str | None = None, 
 
 def _predict_batch(predictor: Any, batch: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Predict one batch; an item the model cannot use (no input for its modalities, undecodable) gets
-    ``{"error": message}`` instead of failing the pass."""
+    ``{"error": message}`` instead of failing the pass. ``predict_many(list of inputs)`` may return an
+    ``UmeMmaError`` in a failed item's slot, or raise (then the batch is retried item by item)."""
     many = getattr(predictor, "predict_many", None)
     if many is not None:
         try:
-            return [p.to_dict() for p in many([s["inputs"] for s in batch])]
+            results = list(many([s["inputs"] for s in batch]))
         except UmeMmaError:
-            pass  # one bad item: fall back to item by item to find it
+            results = None  # one bad item failed the whole call: find it item by item
+        if results is not None and len(results) == len(batch):
+            return [{"error": str(r)} if isinstance(r, Exception) else r.to_dict() for r in results]
     out = []
     for s in batch:
         try:
