@@ -79,6 +79,26 @@ def test_simultaneous_leases_are_distinct(store_url, tiny):
     assert queue.stats().leased == 4
 
 
+def test_concurrent_submits_of_one_item_store_one_annotation(store_url, tiny):
+    queue = _queue(store_url, tiny)
+    for item_id in [queue.next_item(f"holder{i}").id for i in range(3)]:
+        queue.store.clock = lambda: 2e10  # every lease has expired: anyone may submit
+        start = threading.Barrier(2)
+
+        def submit(who: str, item_id: int = item_id, start: threading.Barrier = start) -> str:
+            start.wait()
+            try:
+                return queue.submit(item_id, "a", who)
+            except LeaseError as exc:
+                return str(exc)
+
+        with ThreadPoolExecutor(2) as pool:
+            results = list(pool.map(submit, ["x", "y"]))
+        assert sorted(len(r) == 32 for r in results) == [False, True], results  # one annotation id, one error
+        assert [r for r in results if len(r) != 32][0] == f"item {item_id} is already labelled"
+    assert queue.store.counts()["annotations"] == 3
+
+
 def test_an_expired_lease_returns_the_item(store_url, clock, tmp_path):
     data = make_tiny_dataset(tmp_path / "data", {"train": 1})  # 3 items
     queue = _queue(store_url, data, clock, order="file")

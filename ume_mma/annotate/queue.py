@@ -138,12 +138,11 @@ class AnnotationQueue:
         with self.store.transaction() as conn:
             return self._item(conn, item_id)
 
-    def _item(self, conn: sa.Connection, item_id: int) -> Item:
-        row = (
-            conn.execute(sa.select(items_t).where(items_t.c.id == item_id, items_t.c.queue_id == self.id))
-            .mappings()
-            .first()
-        )
+    def _item(self, conn: sa.Connection, item_id: int, lock: bool = False) -> Item:
+        query = sa.select(items_t).where(items_t.c.id == item_id, items_t.c.queue_id == self.id)
+        if lock:  # PostgreSQL: hold the row until commit (SQLite's BEGIN IMMEDIATE already serializes writers)
+            query = query.with_for_update(of=items_t)
+        row = conn.execute(query).mappings().first()
         if row is None:
             raise LeaseError(f"queue {self.name!r} has no item {item_id}")
         sample = sample_dict(
@@ -165,8 +164,9 @@ class AnnotationQueue:
         )
 
     def _claim(self, conn: sa.Connection, item_id: int, annotator: str) -> Item:
-        """The item, checked to be pending and not leased to someone else (an expired lease is free)."""
-        item = self._item(conn, item_id)
+        """The item, locked for this transaction, checked to be pending and not leased to someone else (an
+        expired lease is free). Two concurrent submits of one item: the second waits, then sees it done."""
+        item = self._item(conn, item_id, lock=True)
         if item.state != "pending":
             raise LeaseError(f"item {item_id} is already labelled")
         now = self.store.clock()
@@ -227,6 +227,7 @@ class AnnotationQueue:
                 .where(annotations_t.c.undone_at.is_(None))
                 .order_by(annotations_t.c.created_at.desc(), annotations_t.c.id.desc())
                 .limit(1)
+                .with_for_update(of=annotations_t)  # two undos at once (two browser tabs) take back one each
             ).first()
             if last is None:
                 return None
