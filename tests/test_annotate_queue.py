@@ -176,6 +176,19 @@ def test_undo_last_and_skip(store_url, tiny, clock):
     assert order[-1] == item.id and len(order) == 3  # 6 items, 2 leased by alice and 1 by bob
 
 
+def test_importing_a_folder_again_adds_only_what_is_new(store_url, tmp_path):
+    data = make_tiny_dataset(tmp_path / "data", {"train": 1})
+    queue = _queue(store_url, data)
+    again = import_dataset(queue.store, data)
+    assert (again.added, again.duplicates) == (0, 3)
+    with (data / "metadata.jsonl").open("a") as fh:
+        fh.write(json.dumps({"text": "new"}) + "\n")
+    assert (import_dataset(queue.store, data).added, queue.stats().total) == (1, 4)
+    assert queue.store.counts()["samples"] == 4
+    other = import_dataset(queue.store, data, queue="second")  # another queue has its own items
+    assert (other.added, other.duplicates) == (4, 0)
+
+
 def test_import_without_labels(store_url, tmp_path):
     data = make_tiny_dataset(tmp_path / "data", {"train": 1})
     rows = [json.loads(line) for line in (data / "metadata.jsonl").read_text().splitlines()]

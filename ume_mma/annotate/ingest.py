@@ -30,6 +30,7 @@ class ImportResult:
     queue: str
     added: int
     skipped: list[str] = field(default_factory=list)  # "line N: problem" for lines left out (skip_bad=True)
+    duplicates: int = 0  # lines whose content was already in the queue (not added again)
 
 
 def read_unlabelled(folder: str | os.PathLike[str]) -> list[tuple[int, Sample]]:
@@ -94,40 +95,54 @@ def import_dataset(
     ``labels``: the label set annotators choose from (merged with the dataset's own labels; a prediction
     pass adds the checkpoint's). ``order``: how ``rank.predict_queue`` / ``rank.order_queue`` will sort it.
     A bad line (format error, missing or undecodable file, no input) raises and nothing is stored, unless
-    ``skip_bad``: then it is left out and listed in ``ImportResult.skipped``.
-    Then run ``rank.predict_queue(store, queue, predictor)`` (background) to predict and order it.
+    ``skip_bad``: then it is left out and listed in ``ImportResult.skipped``. A sample whose content (files
+    and text) is already in the queue from an earlier import is not added again (``duplicates``), so
+    importing a folder twice adds only what is new. Then run ``rank.predict_queue(store, queue, predictor)``
+    (in the background) to predict and order it.
     """
     if order not in ORDERS:
         raise InputError(f"unknown order {order!r}; known: {', '.join(ORDERS)}")
     rows = read_unlabelled(data_dir)
     label_set = sorted(set(labels or ()) | {s.label for _, s in rows if s.label is not None})
-    skipped: list[str] = []
-    added = 0
+    result = ImportResult(queue, 0)
     with store.media_guard() as created, store.transaction() as conn:
         queue_id = _queue_row(conn, queue, label_set, str(Path(data_dir).resolve()), order, seed, store.clock())
-        start = conn.execute(
-            sa.select(sa.func.coalesce(sa.func.max(schema.queue_items.c.position), -1)).where(
-                schema.queue_items.c.queue_id == queue_id
-            )
-        ).scalar_one()
+        items_t, samples_t = schema.queue_items, schema.samples
+        mine = items_t.c.queue_id == queue_id
+        start = conn.execute(sa.select(sa.func.coalesce(sa.func.max(items_t.c.position), -1)).where(mine)).scalar()
+        known = set(conn.execute(sa.select(samples_t.c.content_key).join(items_t).where(mine)).scalars())
         items = []
         for lineno, sample in rows:
-            try:
-                sample_id = store.add_sample(
-                    _inputs(sample), conn, label=sample.label, group=sample.group, source_id=sample.id,
-                    meta=sample.meta, created=created,
-                )  # fmt: skip
-            except UmeMmaError as exc:
-                if not skip_bad:
-                    if isinstance(exc, InputError):
-                        raise InputError(f"{METADATA} line {lineno}: {exc}") from exc
-                    raise
-                skipped.append(f"line {lineno}: {exc}")
+            sample_id = _add(store, conn, lineno, sample, created, result if skip_bad else None)
+            if sample_id is None:
                 continue
-            pos = start + 1 + added
+            key = conn.execute(sa.select(samples_t.c.content_key).where(samples_t.c.id == sample_id)).scalar_one()
+            if key in known:
+                conn.execute(samples_t.delete().where(samples_t.c.id == sample_id))  # its files were there already
+                result.duplicates += 1
+                continue
+            pos = start + 1 + len(items)
             items.append(dict(queue_id=queue_id, sample_id=sample_id, position=pos, rank=pos, state="pending",
                               skips=0, updated_at=store.clock()))  # fmt: skip
-            added += 1
         if items:
-            conn.execute(schema.queue_items.insert(), items)
-    return ImportResult(queue, added, skipped)
+            conn.execute(items_t.insert(), items)
+        result.added = len(items)
+    return result
+
+
+def _add(
+    store: Store, conn: sa.Connection, lineno: int, sample: Sample, created: list[str], skips: ImportResult | None
+) -> int | None:
+    """Store one line's sample; a bad one raises (naming the line), or is noted in ``skips`` if given."""
+    try:
+        return store.add_sample(
+            _inputs(sample), conn, label=sample.label, group=sample.group, source_id=sample.id, meta=sample.meta,
+            created=created,
+        )  # fmt: skip
+    except UmeMmaError as exc:
+        if skips is None:
+            if isinstance(exc, InputError):
+                raise InputError(f"{METADATA} line {lineno}: {exc}") from exc
+            raise
+        skips.skipped.append(f"line {lineno}: {exc}")
+        return None
