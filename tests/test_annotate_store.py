@@ -263,3 +263,18 @@ def test_an_unwritable_media_folder_is_a_clear_error(tmp_path, files):
     with pytest.raises(StoreError, match="media folder .*: cannot store train-a-0"):
         store.add_sample(files)
     assert store.counts()["samples"] == 0
+
+
+def test_sweep_media_removes_old_orphans_only(store_url, files, tmp_path):
+    store = _open(store_url)
+    kept = store.sample(store.add_sample({"image": files["image"]}))["image"]
+    orphan, _ = store.media.put(files["audio"])  # as if killed before the row was committed
+    (tmp_path / "young.png").write_bytes(files["image"].read_bytes() + b"\0")
+    young, _ = store.media.put(tmp_path / "young.png")
+    incoming = store.media.root / ".incoming-crashed"
+    incoming.write_bytes(b"partial")
+    old = 1_000_000_000
+    for path in (store.media.path(kept), store.media.path(orphan), incoming):
+        os.utime(path, (old, old))
+    assert store.sweep_media() == sorted([orphan, ".incoming-crashed"])
+    assert sorted(store.media.refs()) == sorted([kept, young]) and not incoming.exists()

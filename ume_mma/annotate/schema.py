@@ -27,7 +27,14 @@ STATES = ("pending", "done")  # a queue item is handed out while pending; done o
 
 def build_tables(metadata: sa.MetaData, version: int = SCHEMA_VERSION) -> dict[str, sa.Table]:
     """The tables of schema ``version`` in ``metadata`` (older versions are kept to test migrations)."""
-    tables = {
+    tables = _sample_tables(metadata)
+    tables.update(_work_tables(metadata, version))
+    return tables
+
+
+def _sample_tables(metadata: sa.MetaData) -> dict[str, sa.Table]:
+    """schema_version, samples and queues (unchanged since version 1)."""
+    return {
         "schema_version": sa.Table(
             "schema_version",
             metadata,
@@ -63,6 +70,11 @@ def build_tables(metadata: sa.MetaData, version: int = SCHEMA_VERSION) -> dict[s
             sa.Column("created_at", sa.Float, nullable=False),
         ),
     }
+
+
+def _work_tables(metadata: sa.MetaData, version: int) -> dict[str, sa.Table]:
+    """queue_items and annotations (version 2: ``annotations.undone_at`` and two indexes)."""
+    tables = {}
     tables["queue_items"] = sa.Table(
         "queue_items",
         metadata,

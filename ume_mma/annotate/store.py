@@ -159,6 +159,22 @@ class Store:
             raise KeyError(f"no sample {sample_id}")
         return sample_dict(self.media, row)
 
+    def sweep_media(self, min_age_seconds: float = 3600.0) -> list[str]:
+        """Delete media files no sample refers to, and temporary files, older than ``min_age_seconds``
+        (a process killed between writing a file and committing its row leaves one; younger files may
+        belong to an import in progress). Returns the deleted references."""
+        cols = [schema.samples.c[m] for m in FILE_MODALITIES]
+        with self.transaction() as conn:
+            used = {r for c in cols for r in conn.execute(sa.select(c).where(c.is_not(None))).scalars()}
+        cutoff = time.time() - min_age_seconds
+        stale = [p for p in self.media.root.glob(".incoming-*") if p.stat().st_mtime < cutoff]
+        for p in stale:
+            p.unlink(missing_ok=True)
+        orphans = [r for r in self.media.refs() if r not in used and self.media.path(r).stat().st_mtime < cutoff]
+        for ref in orphans:
+            self.media.remove(ref)
+        return sorted(orphans + [p.name for p in stale])
+
     def counts(self) -> dict[str, int]:
         """Rows per table (for checks and the CLI)."""
         with self.transaction() as conn:
