@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -36,6 +38,13 @@ def _as_server_user(cmd: list[str]) -> list[str]:
     return ["runuser", "-u", "nobody", "--", *cmd] if os.geteuid() == 0 else cmd
 
 
+def _alive(pid: int) -> bool:
+    try:
+        return "zombie" not in Path(f"/proc/{pid}/status").read_text().lower()
+    except FileNotFoundError:
+        return False
+
+
 class PgServer:
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -44,14 +53,16 @@ class PgServer:
     def url(self, database: str = "postgres") -> str:
         return f"postgresql://{USER}@/{database}?host={self.root}&port={PORT}"
 
+    def init(self) -> None:
+        """initdb: a new cluster in ``root/data`` (trust authentication for the user ``ume``)."""
+        cmd = [str(PG_BIN / "initdb"), "-D", str(self.data), "-A", "trust", "-U", USER]
+        subprocess.run(_as_server_user(cmd), check=True, capture_output=True, text=True, timeout=120)
+
     def start(self) -> None:
-        run = dict(check=True, capture_output=True, text=True, timeout=120)
-        subprocess.run(
-            _as_server_user([str(PG_BIN / "initdb"), "-D", str(self.data), "-A", "trust", "-U", USER]), **run
-        )
+        """Start (and wait for) the server: Unix socket in ``root`` only, no TCP, fsync on."""
         opts = f"-k {self.root} -p {PORT} -c listen_addresses='' -c fsync=on"
         pg_ctl = [str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-o", opts, "-l", str(self.root / "log"), "-w"]
-        subprocess.run(_as_server_user([*pg_ctl, "start"]), **run)
+        subprocess.run(_as_server_user([*pg_ctl, "start"]), check=True, capture_output=True, text=True, timeout=120)
 
     def stop(self) -> None:
         subprocess.run(
@@ -59,6 +70,24 @@ class PgServer:
             capture_output=True,
             timeout=60,
         )
+
+    def kill(self) -> None:
+        """SIGKILL the postmaster and every server process (as a crash or power cut would end them)."""
+        pid = int((self.data / "postmaster.pid").read_text().split()[0])
+        children = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
+        for p in [pid, *map(int, children)]:
+            try:
+                os.kill(p, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + 30
+        for p in [pid, *map(int, children)]:
+            while _alive(p) and time.monotonic() < deadline:
+                time.sleep(0.05)
+        # A killed postmaster may stay a zombie here (nothing reaps it), which PostgreSQL would take for a
+        # running server: remove its lock files, as an administrator does after a crash.
+        (self.data / "postmaster.pid").unlink(missing_ok=True)
+        (self.root / f".s.PGSQL.{PORT}.lock").unlink(missing_ok=True)
 
     def create_database(self) -> str:
         """A new empty database; returns its URL."""
@@ -73,6 +102,11 @@ class PgServer:
 @pytest.fixture(scope="session")
 def pg_server() -> Iterator[PgServer]:
     """A running private PostgreSQL 15 (skips when its binaries are not installed)."""
+    yield from private_server()
+
+
+def private_server() -> Iterator[PgServer]:
+    """Init and start a server in a new temporary folder; stop and remove it when resumed."""
     if not (PG_BIN / "initdb").is_file():
         pytest.skip(f"PostgreSQL 15 is not installed ({PG_BIN}/initdb missing; scripts/setup.sh installs it)")
     pytest.importorskip("psycopg", reason="psycopg 3 is not installed (pip install -r requirements.txt)")
@@ -81,6 +115,7 @@ def pg_server() -> Iterator[PgServer]:
         shutil.chown(root, "nobody")
     server = PgServer(root)
     try:
+        server.init()
         server.start()
     except subprocess.CalledProcessError as exc:
         shutil.rmtree(root, ignore_errors=True)

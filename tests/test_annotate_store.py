@@ -15,6 +15,7 @@ import pytest
 import sqlalchemy as sa
 from PIL import Image
 
+from tests.pg import private_server
 from tests.tiny import make_tiny_dataset
 from ume_mma.annotate import AnnotationQueue, import_dataset, open_store, schema
 from ume_mma.errors import DecodeError, InputError, StoreError
@@ -278,3 +279,26 @@ def test_sweep_media_removes_old_orphans_only(store_url, files, tmp_path):
         os.utime(path, (old, old))
     assert store.sweep_media() == sorted([orphan, ".incoming-crashed"])
     assert sorted(store.media.refs()) == sorted([kept, young]) and not incoming.exists()
+
+
+def test_an_acknowledged_annotation_survives_a_killed_postgresql_server(tmp_path):
+    """The PostgreSQL server itself is SIGKILLed (postmaster and every backend) right after the commit."""
+    servers = private_server()  # a server of its own: the shared one stays up
+    server = next(servers)
+    try:
+        url = server.create_database()
+        store = open_store(url, tmp_path / "media")
+        import_dataset(store, make_tiny_dataset(tmp_path / "data", {"train": 1}))
+        queue = AnnotationQueue(store)
+        ack = queue.submit(queue.next_item("alice").id, "c", "alice", note="acknowledged")
+        server.kill()
+        with pytest.raises(StoreError, match="database postgresql\\+psycopg://ume@/t_"):
+            queue.stats()
+        server.start()  # crash recovery replays the write-ahead log
+        with store.transaction() as conn:
+            row = conn.execute(sa.select(schema.annotations).where(schema.annotations.c.id == ack)).mappings().one()
+        assert (row["label"], row["note"]) == ("c", "acknowledged")
+        assert queue.stats().labelled == 1
+        store.close()
+    finally:
+        next(servers, None)  # stop and remove it
