@@ -10,7 +10,8 @@ pairs disagree (image 2 + spoken 5). Measured, on one fresh store (SQLite in a t
 - prediction pass (``predict_queue``): predictions of every item stored, then ranked disagreement-first;
   inside it, the encoders' own time (``Encoder.encode``, wrapped) and the predictor's (``predict``, wrapped):
   what remains is the queue's own cost (reading samples, writing predictions, ranking);
-- ordering alone: ``order_queue`` for each order (median of 5).
+- ordering alone: ``order_queue`` for each order (median of 5);
+- one annotation: ``next_item`` + ``submit`` (median of 200; SQLite commits are fsynced).
 Goal: the queue's own cost (store + ordering) adds at most 10% over the encoders. Writes
 bench/results/annotate_queue.json only with --save.
 """
@@ -32,7 +33,7 @@ import numpy as np  # noqa: E402
 import soundfile as sf  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from ume_mma.annotate import ORDERS, import_dataset, open_store, order_queue, predict_queue  # noqa: E402
+from ume_mma.annotate import ORDERS, AnnotationQueue, import_dataset, open_store, order_queue, predict_queue  # noqa: E402
 from ume_mma.predictor import Predictor  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -99,6 +100,12 @@ def run(args: argparse.Namespace, tmp: Path) -> dict[str, object]:
             times.append(time.perf_counter() - t)
         orders[order] = statistics.median(times)
     queue_own = pass_s - spent["predict"]
+    queue, cycles = AnnotationQueue(store, "bench"), []
+    for _ in range(min(200, args.n)):
+        t = time.perf_counter()
+        item = queue.next_item("bench")
+        queue.submit(item.id, item.prediction["fused"]["label"], "bench")
+        cycles.append(time.perf_counter() - t)
     return {
         "n": args.n,
         "checkpoint": args.checkpoint,
@@ -111,6 +118,7 @@ def run(args: argparse.Namespace, tmp: Path) -> dict[str, object]:
         "encoders_s": spent["encoders"],
         "queue_own_s": queue_own,
         "order_s": orders,
+        "next_item_and_submit_ms": 1000 * statistics.median(cycles),
         "queue_own_over_encoders": queue_own / spent["encoders"],
         "order_over_encoders": orders["disagreement"] / spent["encoders"],
         "pass_over_encoders": pass_s / spent["encoders"],
@@ -132,6 +140,9 @@ def table(r: dict) -> str:
     ]
     lines = [f"| measure ({r['n']} items, {r['store']}) | seconds | / encoders | goal |", "|---|---|---|---|"]
     lines += [f"| {name} | {s:.3f} | {s / e:.4f} | {goal} |" for name, s, goal in rows]
+    lines.append(
+        f"| next_item + submit, one annotation (median of 200) | {r['next_item_and_submit_ms'] / 1000:.4f} | | |"
+    )
     return "\n".join(lines)
 
 
