@@ -21,7 +21,8 @@ from typing import NoReturn
 from ume_mma.annotate.rank import ORDERS
 from ume_mma.errors import UmeMmaError
 
-APP_DIR = Path(__file__).resolve().parents[2]
+_CHECKOUT = Path(__file__).resolve().parents[2]
+APP_DIR = _CHECKOUT if (_CHECKOUT / "app.py").is_file() else Path.cwd()  # the app folder (else: here)
 PROG = "python -m ume_mma.annotate"
 
 

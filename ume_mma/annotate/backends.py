@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
 
-from ume_mma.errors import StoreError
+from ume_mma.errors import MissingDependencyError, StoreError
 
 
 @dataclass
@@ -83,6 +83,10 @@ def postgresql_backend(target: str, media_dir: os.PathLike[str] | str | None, bu
     url = make_url(target).set(drivername="postgresql+psycopg")
     if media_dir is None:
         raise StoreError("a PostgreSQL store needs media_dir: the folder that holds its media files")
+    try:
+        import psycopg  # noqa: F401  (the driver SQLAlchemy loads)
+    except ImportError as exc:
+        raise MissingDependencyError("PostgreSQL stores need psycopg 3: pip install 'psycopg[binary]==3.3.9'") from exc
     connect_args = {"connect_timeout": max(1, int(busy_timeout))}
     engine = sa.create_engine(url, pool_pre_ping=True, connect_args=connect_args)
     return Backend(engine, Path(media_dir), url.render_as_string(hide_password=True))
