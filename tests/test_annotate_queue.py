@@ -317,6 +317,22 @@ def test_disagreement_first_then_smallest_margin(store_url, planned, predictor_c
     assert queue.store.counts()["annotations"] == 6
 
 
+def test_a_stopped_prediction_pass_keeps_its_batches_and_resumes(store_url, planned):
+    queue = _queue(store_url, planned)
+
+    def stop(done, total):
+        raise KeyboardInterrupt  # a UI cancelling the pass from its progress callback
+
+    with pytest.raises(KeyboardInterrupt):
+        predict_queue(queue.store, "default", PlannedPredictor(), batch_size=4, progress=stop, show_progress=False)
+    with queue.store.transaction() as conn:
+        predicted = conn.execute(sa.select(sa.func.count()).where(schema.queue_items.c.prediction.is_not(None)))
+        assert predicted.scalar_one() == 4
+    again = PlannedPredictor()
+    assert predict_queue(queue.store, "default", again, show_progress=False) == 2 and len(again.calls) == 2
+    assert queue.next_item("ann").inputs["text"] == "p3"
+
+
 def test_other_orders(store_url, planned):
     queue = _queue(store_url, planned)
     predict_queue(queue.store, "default", PlannedPredictor(), show_progress=False)

@@ -111,7 +111,9 @@ def predict_queue(
     """Predict every item of ``queue`` not predicted yet (all with ``redo``), store the predictions, add
     the predictor's labels to the queue's label set, and rank the queue by its order. ``progress(done,
     total)`` is called after each batch (for a UI); a tqdm bar is shown unless ``show_progress=False``.
-    Each batch is committed on its own, so an interrupted pass keeps what it did. Returns items predicted."""
+    Each batch is committed on its own, so an interrupted pass keeps what it did and the next call resumes
+    (a UI can stop the pass by raising from ``progress``). Call it again after importing more items (only
+    those are predicted; the whole queue is re-ranked). Returns the number of items predicted."""
     if predictor is None:
         raise InputError("predict_queue needs a predictor (ume_mma.predictor.Predictor)")
     with store.transaction() as conn:
