@@ -199,7 +199,7 @@ def test_import_without_labels(store_url, tmp_path):
     queue = _queue(store_url, data, labels=["x"], order="file")
     items = [queue.next_item(f"u{i}") for i in range(4)]
     assert [i.given_label for i in items] == [None, None, "c", None]
-    assert items[0].labels == ["c", "x"]  # the given labels plus the dataset's
+    assert items[0].labels == queue.labels() == ["c", "x"]  # the given labels plus the dataset's
     assert items[3].inputs == {"text": "only a text"}
     with pytest.raises(InputError, match="unknown label 'a'"):
         queue.submit(items[0].id, "a", "u0")

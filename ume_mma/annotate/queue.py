@@ -102,7 +102,11 @@ class AnnotationQueue:
             raise InputError(f"no queue named {name!r} in {store.display}")
         self.id: int = row["id"]
 
-    def labels(self, conn: sa.Connection) -> list[str]:
+    def labels(self, conn: sa.Connection | None = None) -> list[str]:
+        """The labels an annotation of this queue may use (the import's, the dataset's, the checkpoint's)."""
+        if conn is None:
+            with self.store.transaction() as own:
+                return self.labels(own)
         return list(conn.execute(sa.select(queues_t.c.labels).where(queues_t.c.id == self.id)).scalar_one())
 
     def _free(self, now: float) -> sa.ColumnElement[bool]:
