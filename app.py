@@ -12,10 +12,7 @@ from __future__ import annotations
 import argparse
 import functools
 import json
-import threading
-from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
 from io import BytesIO
 from pathlib import Path
 from types import SimpleNamespace
@@ -24,9 +21,11 @@ from typing import Any
 import gradio as gr
 
 from ui.views import CHART_CSS, TOGGLE_JS, probability_chart, sources_table, views_payload
+from ume_mma import pool as pool_lib
 from ume_mma.errors import DecodeError, UmeMmaError
 from ume_mma.fusion import get_fusion
-from ume_mma.predictor import Limits, Prediction, Predictor
+from ume_mma.pool import Loaded
+from ume_mma.predictor import Limits, Predictor
 from ume_mma.registry import MODALITIES
 from ume_mma.report import accuracy_columns, column_title, missing_rate_figure
 
@@ -43,51 +42,18 @@ CSS = """
 
 
 # ----------------------------------------------------------------------------- model state
-@dataclass
-class Loaded:
-    """One loaded checkpoint: its predictor (thread-safe), model card and stored evaluation."""
-
-    predictor: Predictor
-    card: str
-    metrics: dict[str, Any] | None
-
-
-class PredictorPool:
-    """A small bounded LRU of loaded checkpoints, shared by all sessions; each session keeps only the key."""
+class PredictorPool(pool_lib.PredictorPool):
+    """The library's pool of loaded checkpoints with the app's folder as root (``checkpoints/x`` works from
+    any working directory) and its errors as readable UI messages."""
 
     def __init__(self, limits: Limits, size: int = 3, root: Path = ROOT) -> None:
-        self.limits, self.size, self.root = limits, size, root
-        self._items: OrderedDict[str, Loaded] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def _path(self, ref: str) -> str:
-        """A ref relative to the app folder (``checkpoints/x``) works from any working directory."""
-        local = self.root / ref
-        return str(local) if not Path(ref).exists() and local.exists() else ref
+        super().__init__(size, root, limits=limits)
 
     def get(self, ref: str) -> Loaded:
-        ref = (ref or "").strip()
-        if not ref:
-            raise gr.Error("Give a checkpoint: a folder under checkpoints/, a local path or a Hub repo id.")
-        with self._lock:
-            if ref in self._items:
-                self._items.move_to_end(ref)
-                return self._items[ref]
-            try:
-                path = self._path(ref)
-                predictor = Predictor.from_pretrained(path, name=ref, limits=self.limits)
-                item = Loaded(predictor, model_card(predictor), predictor.metrics)
-            except UmeMmaError as exc:
-                raise gr.Error(f"Could not load {ref!r}: {exc}", print_exception=False) from exc
-            self._items[ref] = item
-            while len(self._items) > self.size:
-                self._items.popitem(last=False)
-            return item
-
-    def predict(
-        self, ref: str, inputs: dict[str, Any], modalities: list[str] | None, subsets: bool = False
-    ) -> Prediction:
-        return self.get(ref).predictor.predict(inputs, modalities, subsets=subsets)
+        try:
+            return super().get(ref)
+        except UmeMmaError as exc:
+            raise gr.Error(str(exc), print_exception=False) from exc
 
 
 def list_checkpoints(root: Path = ROOT) -> list[str]:
@@ -342,7 +308,7 @@ def build_demo(
                     rob_table = gr.Dataframe(table, label="Accuracy (%)", interactive=False)
                     rob_plot = gr.Image(curve, label="Missing-rate curve", type="pil", interactive=False)
             with gr.Tab("Model card"):
-                card = gr.Markdown(first.card)
+                card = gr.Markdown(model_card(first.predictor))
         with gr.Column(visible=False):  # inputs of the API-only endpoints: plain values, no session state
             api_ckpt = gr.Textbox(label="checkpoint", value="")
             api_in = [
@@ -424,7 +390,7 @@ def handlers(pool: PredictorPool, default: str, render: Callable[..., Any]) -> S
         predictor = pool.get(k).predictor
         m = predictor.modalities
         return [
-            pool.get(k).card,
+            model_card(predictor),
             gr.update(choices=m, value=m),
             *input_visibility(m),
             *(gr.update(visible=x in m) for x in MODALITIES),

@@ -5,7 +5,7 @@
 Measures: the first predict vs a toggled repeat (a modality switched off: cached encoder outputs);
 a cold predict vs the encoders' own time (preprocess + forward, measured directly); a 60 s vs a 10 s
 video; 16 concurrent gradio_client calls to /predict; the resident memory of the process after warm-up.
-Writes bench/results/app.json and prints a markdown table.
+Prints a markdown table; ``--save`` writes bench/results/app.json.
 """
 
 from __future__ import annotations
@@ -25,9 +25,11 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import gradio as gr  # noqa: E402
 from bench_predict import default_inputs, timed_encoders  # noqa: E402  (bench/ is on sys.path when run as a script)
 
 import app  # noqa: E402
+from ui.views import views_payload  # noqa: E402
 from ume_mma.predictor import Limits  # noqa: E402
 
 
@@ -57,9 +59,11 @@ def bench_predictor(pool, ref: str, repeats: int) -> dict[str, float]:
         predictor.frames.clear()
 
     clear()
-    first, pred = timed(pool.predict, ref, inputs, None)
+    first, pred = timed(pool.predict, ref, inputs, None, True)
     toggled = median_time(lambda: pool.predict(ref, inputs, keep), repeats)
-    views = median_time(lambda: app.result_views(pred, predictor.modalities, predictor.modalities), repeats)
+    render = app.make_render(gr.Label(num_top_classes=3), gr.JSON())
+    # The UI renders every toggle combination once per prediction (the browser then swaps between them).
+    views = median_time(lambda: views_payload(pred, predictor.modalities, render), repeats)
     spent = timed_encoders(predictor)  # the encoders' own time, measured inside the same calls
     cold, enc = [], []
     for _ in range(repeats):
@@ -148,6 +152,7 @@ def main() -> None:
         default=[0, 1],
         help="torch intra-op thread counts to measure (0 = torch's default)",
     )
+    ap.add_argument("--save", action="store_true", help="write the results file (--out); default: print only")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "app.json")
     args = ap.parse_args()
     import psutil
@@ -172,8 +177,9 @@ def main() -> None:
             "platform": platform.platform(),
         },
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    if args.save:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(results, indent=2) + "\n")
     print(
         f"checkpoint {args.checkpoint}: loaded in {load_s:.2f} s, RSS after warm-up "
         f"{results['rss_mb_after_warmup']:.0f} MB, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}\n"
@@ -182,7 +188,7 @@ def main() -> None:
     for key in next(iter(runs.values())):
         cells = [f"{r[key]:.4g}" if isinstance(r[key], float) else str(r[key]) for r in runs.values()]
         print(f"| {key} | " + " | ".join(cells) + " |")
-    print(f"\nwritten to {args.out}")
+    print(f"\nwritten to {args.out}" if args.save else "\n(not saved: --save writes bench/results/app.json)")
 
 
 if __name__ == "__main__":

@@ -336,3 +336,20 @@ def test_cli_help(capsys):
     out = capsys.readouterr().out
     for flag in ("--checkpoint", "--mcp", "--max-file-mb", "--max-video-seconds", "--share", "--port", "--host"):
         assert flag in out
+
+
+def test_mcp_tools_take_only_real_inputs(recwarn):
+    """``python app.py --mcp``: the tools are the public endpoints, with plain inputs and no warning about a
+    gr.State input (an MCP client cannot fill one)."""
+    import httpx
+
+    demo = app.build_demo(AV_DIGITS)
+    app.launch_app(demo, prevent_thread_lock=True, quiet=True, mcp_server=True)
+    try:
+        tools = {t["name"]: t for t in httpx.get(f"{demo.local_url}gradio_api/mcp/schema", timeout=30).json()}
+    finally:
+        demo.close()
+    assert set(tools) == {"predict", "load_model", "robustness"}
+    params = tools["predict"]["inputSchema"]["properties"]
+    assert set(params) == {"video", "audio", "image", "text", "modalities", "checkpoint"}
+    assert not [w for w in recwarn if "State" in str(w.message)]
