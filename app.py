@@ -10,8 +10,12 @@ launches it. Public endpoints: ``/predict`` (one JSON value), ``/load_model``, `
 from __future__ import annotations
 
 import argparse
+import atexit
 import functools
 import json
+import os
+import shutil
+import tempfile
 from collections.abc import Callable
 from io import BytesIO
 from pathlib import Path
@@ -20,6 +24,7 @@ from typing import Any
 
 import gradio as gr
 
+from ui.uploads import UploadSweeper
 from ui.views import CHART_CSS, TOGGLE_JS, probability_chart, sources_table, views_payload
 from ume_mma import pool as pool_lib
 from ume_mma.errors import DecodeError, UmeMmaError
@@ -281,7 +286,8 @@ def build_demo(
     first = pool.get(checkpoint)
     mods = first.predictor.modalities
     table, curve, caption = robustness_views(first)
-    with gr.Blocks(title="UME-MMA Studio", analytics_enabled=False) as demo:
+    # delete_cache: every 10 min, the files this app wrote (frames, plots) that are over an hour old.
+    with gr.Blocks(title="UME-MMA Studio", analytics_enabled=False, delete_cache=(600, 3600)) as demo:
         key = gr.State(checkpoint)  # this session's checkpoint: a key of the pool
         shown_video = gr.State(None)  # the video whose frames the gallery shows (not re-sent when unchanged)
         gr.Markdown(
@@ -422,8 +428,10 @@ def handlers(pool: PredictorPool, default: str, render: Callable[..., Any]) -> S
     )
 
 
-def launch_app(demo: gr.Blocks, max_file_mb: float = 50, **kwargs: Any) -> Any:
-    """Launch with the app's theme, upload cap and readable errors (``kwargs`` go to ``launch``)."""
+def launch_app(demo: gr.Blocks, max_file_mb: float = 50, max_cache_mb: float = 1024, **kwargs: Any) -> Any:
+    """Launch with the app's theme, upload cap, readable errors and a bounded upload folder: a sweeper keeps
+    Gradio's upload cache under ``max_cache_mb`` (``kwargs`` go to ``launch``)."""
+    demo.upload_sweeper = UploadSweeper(demo.GRADIO_CACHE, int(max_cache_mb * 2**20)).start()
     return demo.queue(default_concurrency_limit=4).launch(
         theme=gr.themes.Soft(),
         css=CSS,
@@ -432,6 +440,16 @@ def launch_app(demo: gr.Blocks, max_file_mb: float = 50, **kwargs: Any) -> Any:
         allowed_paths=[str(ASSETS)],
         **kwargs,
     )
+
+
+def own_upload_folder() -> str:
+    """Give this server process its own Gradio upload folder (unless GRADIO_TEMP_DIR is set), removed at
+    exit, so the upload sweeper only ever sees this app's files."""
+    if not os.environ.get("GRADIO_TEMP_DIR"):
+        folder = tempfile.mkdtemp(prefix="ume-mma-uploads-")
+        atexit.register(shutil.rmtree, folder, ignore_errors=True)
+        os.environ["GRADIO_TEMP_DIR"] = folder
+    return os.environ["GRADIO_TEMP_DIR"]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -443,14 +461,22 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--mcp", action="store_true", help="also serve the public endpoints as an MCP server")
     ap.add_argument("--max-file-mb", type=float, default=50, help="upload size cap (MB)")
     ap.add_argument("--max-video-seconds", type=float, default=60, help="video duration cap (s)")
+    ap.add_argument("--max-cache-mb", type=float, default=1024, help="cap on the upload folder's total size (MB)")
     args = ap.parse_args(argv)
+    own_upload_folder()
     try:
         demo = build_demo(args.checkpoint, args.max_file_mb, args.max_video_seconds)
     except gr.Error as exc:
         found = ", ".join(list_checkpoints()) or "none"
         raise SystemExit(f"app.py: {exc.message}\nCheckpoints under {ROOT / 'checkpoints'}: {found}") from None
     launch_app(
-        demo, args.max_file_mb, server_name=args.host, server_port=args.port, share=args.share, mcp_server=args.mcp
+        demo,
+        args.max_file_mb,
+        args.max_cache_mb,
+        server_name=args.host,
+        server_port=args.port,
+        share=args.share,
+        mcp_server=args.mcp,
     )
 
 
