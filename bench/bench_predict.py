@@ -17,12 +17,15 @@ import json
 import os
 import platform
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # this checkout's ume_mma, not an installed one
 
 import numpy as np  # noqa: E402
 import soundfile as sf  # noqa: E402
@@ -30,7 +33,6 @@ from PIL import Image  # noqa: E402
 
 from ume_mma.predictor import Predictor  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
 BATCH = 16  # what the app's /predict batches (gradio max_batch_size)
 
 
