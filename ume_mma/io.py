@@ -228,13 +228,14 @@ def _read_soundfile(p: Path, max_seconds: float | None, window: float | None) ->
     import soundfile as sf
 
     try:
-        info = sf.info(str(p))
-        _too_long(p, "audio", info.frames / info.samplerate, max_seconds)
-        start, frames = 0, -1
-        if window is not None and info.frames > (window + WINDOW_SLACK_S) * info.samplerate:
-            frames = int(round(window * info.samplerate))
-            start = (info.frames - frames) // 2
-        data, rate = sf.read(str(p), frames=frames, start=start, dtype="float32", always_2d=True)
+        with sf.SoundFile(str(p)) as f:  # one open: header, then the (windowed) samples
+            _too_long(p, "audio", f.frames / f.samplerate, max_seconds)
+            if window is not None and f.frames > (window + WINDOW_SLACK_S) * f.samplerate:
+                f.seek((f.frames - int(round(window * f.samplerate))) // 2)
+                data = f.read(int(round(window * f.samplerate)), dtype="float32", always_2d=True)
+            else:
+                data = f.read(dtype="float32", always_2d=True)
+            rate = f.samplerate
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError):
         return None
     return data.mean(axis=1, dtype=np.float32), int(rate)
