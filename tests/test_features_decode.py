@@ -98,3 +98,29 @@ def test_decoder_rejects_unknown_kinds(tmp_path):
         Decoder()("depth", tmp_path)
     assert Decoder()("text", "hello") == ["hello"]
     assert np.isclose(Decoder(audio_rate=8000)("audio", make_tone_file(tmp_path / "t.wav"))[0].duration, 1.0)
+
+
+class _VideoSample:
+    """A dataset sample with only a video (what ``Decoder.sample`` reads of a ``Sample``)."""
+
+    text = None
+
+    def __init__(self, video: Path) -> None:
+        self.video = video
+
+    def path(self, modality: str) -> Path:
+        assert modality == "video"
+        return self.video
+
+
+def test_training_video_clips_are_the_predictors_frames(tmp_path):
+    from tests.media import make_video
+
+    video = make_video(tmp_path / "v.mp4", seconds=2.0, with_audio=True)
+    predictor = Predictor.from_pretrained(FIXTURE)
+    training = Decoder.for_encoders({}).sample(_VideoSample(video), "video")  # a model without audio encoder
+    frames = predictor.decoder("frames", video)
+    assert len(training.frames) == len(frames) == predictor.num_frames
+    assert all(np.array_equal(np.asarray(a), np.asarray(b)) for a, b in zip(training.frames, frames))
+    assert training.audio is None  # no audio encoder: the soundtrack is not decoded
+    assert predictor.decoder("soundtrack", video)[0].sample_rate == 8000  # the tiny audio encoder's rate
