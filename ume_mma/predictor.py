@@ -233,8 +233,9 @@ class Predictor:
     ) -> list[Prediction | UmeMmaError]:
         """``predict`` for several requests at once, with one encoder call per modality for all the inputs
         not in the cache. One bad request fails alone: its slot holds the ``UmeMmaError`` it raised (returned,
-        not raised) and the others get their ``Prediction``. Results equal sequential ``predict`` calls (up to
-        float rounding of batched encoder arithmetic, e.g. padded text)."""
+        not raised) and the others get their ``Prediction``; other exceptions are bugs and propagate. Results
+        equal sequential ``predict`` calls (up to float rounding of batched encoder arithmetic, e.g. padded text).
+        For a server batching concurrent requests (gradio ``batch=True``)."""
         mods = None if modalities is None else list(modalities)
         with self._lock, torch.no_grad():
             digests: dict[Any, str] = {}  # each file is hashed once per call
@@ -316,7 +317,8 @@ class Predictor:
         return out
 
     def _encode_batch(self, modality: str, raws: list[list[Any]]) -> list[torch.Tensor]:
-        """One encoder call over B inputs of K_i raws each -> B tensors ``Tensor[D]`` on the predictor's device."""
+        """One encoder call over B inputs of K_i raws each -> B tensors ``Tensor[D]`` on the predictor's device.
+        The preprocessed batch goes to the device the encoder reports (the predictor's, once the model moved)."""
         enc = self.model.encoders[modality]
         flat = [r for rs in raws for r in rs]
         out = enc(to_device(enc.preprocess(flat), enc.device)).float().to(self.device)  # (sum K_i, D)
