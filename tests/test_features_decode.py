@@ -4,6 +4,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import soundfile as sf
 import torch
 
 from tests.media import make_tone_file
@@ -20,10 +21,12 @@ FIXTURE = Path(__file__).parent / "fixtures" / "tiny_checkpoint_v1"
 
 @pytest.fixture()
 def dataset(tmp_path):
-    """The tiny dataset, with the first sample's audio replaced by a 4 s, 16 kHz tone (resampled and windowed)."""
+    """The tiny dataset, with the first sample's audio replaced by a 4 s, 16 kHz tone (resampled and windowed;
+    an odd length puts the window off the 8 kHz grid, so decoding all of it would give other samples)."""
     root = make_tiny_dataset(tmp_path / "data", {"train": 2})
     samples = load_dataset(root).samples
-    make_tone_file(samples[0].path("audio"), 500.0, 4.0, 16000)
+    t = np.arange(4 * 16000 + 3) / 16000
+    sf.write(samples[0].path("audio"), (0.3 * np.sin(2 * np.pi * 500 * t)).astype(np.float32), 16000)
     return samples
 
 

@@ -40,7 +40,9 @@ SOUNDTRACK_RATE = 16000  # rate of soundtracks when no audio encoder asks for on
 
 @dataclass(frozen=True)
 class Limits:
-    """Input caps; ``None`` = no cap. Over a cap, decoding raises ``DecodeError`` naming the file."""
+    """Input caps; ``None`` = no cap. Over a cap, decoding raises ``DecodeError`` naming the file.
+    ``max_audio_seconds`` caps audio files (the whole file, even when only a window is decoded); a video's
+    soundtrack falls under ``max_video_seconds``."""
 
     max_file_bytes: int | None = 200 * 2**20
     max_video_seconds: float | None = 120.0
