@@ -196,6 +196,17 @@ def test_predict_many_bad_request_fails_alone(predictor, files, tmp_path):
         predictor.predict({"audio": str(bad)})
 
 
+def test_predict_many_with_modalities_per_request(predictor, files):
+    both = predictor.predict_many([files, files], iter(["image"]))  # an iterator serves every request
+    assert [p.modalities_used for p in both] == [["image"], ["image"]]
+    got = predictor.predict_many([files, files, files], modalities_each=[None, ["image"], ["text"]])
+    assert got[0].modalities_used == ["audio", "image"] and got[1].modalities_used == ["image"]
+    assert got[1].fused == predictor.predict(files, ["image"]).fused
+    assert isinstance(got[2], InputError) and "not used by this model" in str(got[2])
+    with pytest.raises(ValueError, match="2 entries for 3 requests"):
+        predictor.predict_many([files] * 3, modalities_each=[None, None])
+
+
 def test_an_encoder_error_lands_on_its_own_request(predictor, files, tmp_path, monkeypatch):
     other = make_tone_file(tmp_path / "y.wav", 900.0, 0.7, 8000)
     encoder = predictor.model.encoders["audio"]

@@ -230,16 +230,22 @@ class Predictor:
         modalities: Iterable[str] | None = None,
         top_k: int | None = None,
         subsets: bool = False,
+        *,
+        modalities_each: Sequence[Iterable[str] | None] | None = None,
     ) -> list[Prediction | UmeMmaError]:
         """``predict`` for several requests at once, with one encoder call per modality for all the inputs
         not in the cache. One bad request fails alone: its slot holds the ``UmeMmaError`` it raised (returned,
         not raised) and the others get their ``Prediction``; other exceptions are bugs and propagate. Results
         equal sequential ``predict`` calls (up to float rounding of batched encoder arithmetic, e.g. padded text).
-        For a server batching concurrent requests (gradio ``batch=True``)."""
-        mods = None if modalities is None else list(modalities)
+        For a server batching concurrent requests (gradio ``batch=True``), whose requests may each enable
+        other modalities: ``modalities_each`` gives one list (or None = all) per request, instead of ``modalities``."""
+        if modalities_each is None:  # one list for all (an iterator is consumed once)
+            modalities_each = [None if modalities is None else list(modalities)] * len(requests)
+        elif len(modalities_each) != len(requests):
+            raise ValueError(f"modalities_each has {len(modalities_each)} entries for {len(requests)} requests")
         with self._lock, torch.no_grad():
             digests: dict[Any, str] = {}  # each file is hashed once per call
-            jobs = [self._plan(inputs, mods, digests) for inputs in requests]
+            jobs = [self._plan(r, None if m is None else list(m), digests) for r, m in zip(requests, modalities_each)]
             clips: dict[Path, Any] = {}  # each video is decoded once per call
             for m in sorted({m for job in jobs for m in job.routes}):
                 self._fill(m, jobs, clips)
