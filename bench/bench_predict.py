@@ -85,6 +85,12 @@ def distinct_requests(modalities: list[str], folder: Path, n: int = BATCH) -> li
     return requests
 
 
+def _rel(path: str) -> str:
+    """``path`` relative to the repository when inside it (result files do not name a checkout)."""
+    p = Path(path)
+    return str(p.relative_to(ROOT)) if p.is_absolute() and p.is_relative_to(ROOT) else path
+
+
 def spread(values: list[float]) -> dict[str, float]:
     """Median, interquartile range and min-max of ``values``."""
     q1, med, q3 = statistics.quantiles(values, n=4, method="inclusive")
@@ -110,7 +116,7 @@ def bench_overhead(predictor: Predictor, repeats: int) -> dict[str, object]:
         predictor.predict(inputs, predictor.modalities[:1])
         toggled.append(time.perf_counter() - t)
     return {
-        "inputs": inputs,
+        "inputs": {m: _rel(v) for m, v in inputs.items()},
         "first_predict_ms": 1000 * statistics.median(first),
         "encoders_ms": 1000 * statistics.median(encoders),
         "toggled_repeat_ms": 1000 * statistics.median(toggled),
@@ -151,7 +157,7 @@ def main() -> None:
     args = ap.parse_args()
 
     result: dict[str, object] = {
-        "checkpoint": args.checkpoint,
+        "checkpoint": _rel(args.checkpoint),
         "repeats": args.repeats,
         "machine": platform.processor() or platform.machine(),
         "cpu_count": os.cpu_count(),
