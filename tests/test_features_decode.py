@@ -30,11 +30,22 @@ def dataset(tmp_path):
     return samples
 
 
+def set_window(monkeypatch, seconds: float | None) -> None:
+    """Make every encoder class report ``seconds`` as the audio window it looks at (None = all of it)."""
+    classes, todo = [], [Encoder]
+    while todo:
+        cls = todo.pop()
+        classes.append(cls)
+        todo.extend(cls.__subclasses__())
+    for cls in classes:
+        if "input_seconds" in vars(cls):
+            monkeypatch.setattr(cls, "input_seconds", property(lambda self: seconds))
+
+
 @pytest.fixture(params=[None, 0.5], ids=["whole", "window"])
 def input_seconds(request, monkeypatch):
     """Run with encoders that look at all of their audio, and with ones that look at a centred 0.5 s."""
-    if request.param is not None:
-        monkeypatch.setattr(Encoder, "input_seconds", property(lambda self: request.param))
+    set_window(monkeypatch, request.param)
     return request.param
 
 
@@ -68,8 +79,9 @@ def test_training_and_prediction_decode_a_sample_identically(dataset, input_seco
 
 
 def test_windowed_audio_predicts_like_the_whole_audio(dataset, monkeypatch):
+    set_window(monkeypatch, None)
     whole = Predictor.from_pretrained(FIXTURE).predict({"audio": str(dataset[0].path("audio"))})
-    monkeypatch.setattr(Encoder, "input_seconds", property(lambda self: 0.5))  # what the tiny encoder crops
+    set_window(monkeypatch, 0.5)  # what the tiny encoder crops
     windowed = Predictor.from_pretrained(FIXTURE)
     assert windowed.decoder.audio_window == 0.5 + WINDOW_MARGIN_S
     got = windowed.predict({"audio": str(dataset[0].path("audio"))})
