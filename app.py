@@ -27,6 +27,7 @@ import gradio as gr
 from ui.uploads import UploadSweeper
 from ui.views import CHART_CSS, TOGGLE_JS, probability_chart, sources_table, views_payload
 from ume_mma import pool as pool_lib
+from ume_mma.device import DEVICE_CHOICES
 from ume_mma.errors import DecodeError, UmeMmaError
 from ume_mma.fusion import get_fusion
 from ume_mma.pool import Loaded
@@ -38,6 +39,7 @@ ROOT = Path(__file__).resolve().parent
 DEFAULT_CHECKPOINT = "checkpoints/av-digits"
 ASSETS = ROOT / "assets"
 FRAME_HEIGHT = 128  # pixels: the gallery's frame thumbnails
+BATCH = 16  # concurrent /predict calls served together (batched through the encoders)
 CSS = """
 .card {min-width: 140px !important}
 #fused-card {border: 2px solid var(--color-accent) !important}
@@ -51,8 +53,8 @@ class PredictorPool(pool_lib.PredictorPool):
     """The library's pool of loaded checkpoints with the app's folder as root (``checkpoints/x`` works from
     any working directory) and its errors as readable UI messages."""
 
-    def __init__(self, limits: Limits, size: int = 3, root: Path = ROOT) -> None:
-        super().__init__(size, root, limits=limits)
+    def __init__(self, limits: Limits, size: int = 3, root: Path = ROOT, device: str = "auto") -> None:
+        super().__init__(size, root, limits=limits, device=device)
 
     def get(self, ref: str) -> Loaded:
         try:
@@ -279,10 +281,12 @@ def build_demo(
     max_file_mb: float = 50,
     max_video_seconds: float = 60,
     pool: PredictorPool | None = None,
+    device: str = "auto",
 ) -> gr.Blocks:
     """The UI and API over ``checkpoint`` (loaded now, so a bad default fails at start-up). ``pool``: the
-    shared cache of loaded checkpoints (default: a new one with these limits)."""
-    pool = pool or PredictorPool(Limits(max_file_bytes=int(max_file_mb * 2**20), max_video_seconds=max_video_seconds))
+    shared cache of loaded checkpoints (default: a new one with these limits, on ``device``)."""
+    limits = Limits(max_file_bytes=int(max_file_mb * 2**20), max_video_seconds=max_video_seconds)
+    pool = pool or PredictorPool(limits, device=device)
     first = pool.get(checkpoint)
     mods = first.predictor.modalities
     table, curve, caption = robustness_views(first)
@@ -343,7 +347,8 @@ def build_demo(
         ).success(None, [ui.toggles, ui.views], views_out, js=TOGGLE_JS, **private)
         ui.toggles.change(None, [ui.toggles, ui.views], views_out, js=TOGGLE_JS, queue=False, **private)
         ui.examples.click(fns.example, [ui.examples, key], inputs, **private)
-        api_run.click(fns.predict, api_in, api_out, api_name="predict")
+        # Up to 16 API calls in flight: the pool runs those that overlap as one batch through the encoders.
+        api_run.click(fns.predict, api_in, api_out, api_name="predict", concurrency_limit=BATCH)
         api_rob.click(fns.robustness, api_ckpt, [rob_table, rob_plot, rob_caption], api_name="robustness")
         view = [card, ui.toggles, *inputs, *ui.cards, ui.examples, ui.frames, ui.views]
         for trigger, source, load_api in ((load.click, ref, "load_model"), (choice.input, choice, None)):
@@ -461,11 +466,14 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--mcp", action="store_true", help="also serve the public endpoints as an MCP server")
     ap.add_argument("--max-file-mb", type=float, default=50, help="upload size cap (MB)")
     ap.add_argument("--max-video-seconds", type=float, default=60, help="video duration cap (s)")
+    ap.add_argument(
+        "--device", default="auto", choices=DEVICE_CHOICES, help="where models run: auto = the GPU when there is one"
+    )
     ap.add_argument("--max-cache-mb", type=float, default=1024, help="cap on the upload folder's total size (MB)")
     args = ap.parse_args(argv)
     own_upload_folder()
     try:
-        demo = build_demo(args.checkpoint, args.max_file_mb, args.max_video_seconds)
+        demo = build_demo(args.checkpoint, args.max_file_mb, args.max_video_seconds, device=args.device)
     except gr.Error as exc:
         found = ", ".join(list_checkpoints()) or "none"
         raise SystemExit(f"app.py: {exc.message}\nCheckpoints under {ROOT / 'checkpoints'}: {found}") from None

@@ -336,6 +336,18 @@ def test_cli_help(capsys):
     out = capsys.readouterr().out
     for flag in ("--checkpoint", "--mcp", "--max-file-mb", "--max-video-seconds", "--share", "--port", "--host"):
         assert flag in out
+    for flag in ("--device", "--max-cache-mb"):
+        assert flag in out
+
+
+def test_cli_device_without_a_gpu_is_a_readable_exit():
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    with pytest.raises(SystemExit) as exc:
+        app.main(["--device", "cuda"])
+    assert "no CUDA GPU is available" in str(exc.value) and "Traceback" not in str(exc.value)
 
 
 def test_mcp_tools_take_only_real_inputs(recwarn):

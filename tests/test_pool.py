@@ -84,3 +84,39 @@ def test_odd_references_get_a_short_readable_error(ref):
     message = str(err.value)
     assert len(message) < 400 and "Errno" not in message, message
     assert "x" * 200 not in message and "b" * 200 not in message
+
+
+def test_concurrent_requests_run_as_batches_with_their_own_results_and_errors(tmp_path):
+    """16 threads predict at once through the pool: fewer predict_many batches than requests, every result
+    equals a lone prediction, and a bad request fails alone."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    pool = PredictorPool(root=ROOT)
+    item = pool.get(AV)
+    assets = ROOT / "assets"
+    good = [
+        {"image": str(assets / "agree_7_image_7.png"), "audio": str(assets / "agree_7_speech_7_en_US_f_Allison.wav")},
+        {"image": str(assets / "disagree_2_5_image_2.png")},
+        {"video": str(assets / "video_3.mp4")},
+    ]
+    (tmp_path / "broken.png").write_bytes(b"not a picture")
+    requests = [good[i % 3] for i in range(15)] + [{"image": str(tmp_path / "broken.png")}]
+    expected = [item.predictor.predict(r) for r in good]
+    item.predictor.clear_cache()
+    barrier = threading.Barrier(len(requests))
+
+    def one(inputs):
+        barrier.wait()
+        try:
+            return pool.predict(AV, inputs)
+        except Exception as exc:  # noqa: BLE001 - the bad request's own error is the result under test
+            return exc
+
+    with ThreadPoolExecutor(len(requests)) as ex:
+        results = list(ex.map(one, requests))
+    for i, result in enumerate(results[:-1]):
+        assert result.fused.label == expected[i % 3].fused.label
+        assert result.sources == expected[i % 3].sources
+    assert "broken.png" in str(results[-1]) and "image" in str(results[-1])
+    stats = item.batcher.stats
+    assert stats["requests"] == 16 and stats["batches"] < 16 and stats["largest_batch"] > 1

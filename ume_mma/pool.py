@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ume_mma.batching import MicroBatcher
 from ume_mma.errors import CheckpointError, UmeMmaError
 from ume_mma.predictor import Prediction, Predictor
 
@@ -22,11 +23,16 @@ MAX_REF_CHARS = 512  # a checkpoint reference longer than this is refused before
 
 @dataclass
 class Loaded:
-    """One loaded checkpoint: its predictor (thread-safe), model card text and stored evaluation."""
+    """One loaded checkpoint: its predictor (thread-safe), model card text, stored evaluation, and the batcher
+    that runs concurrent requests for it as one batch through the encoders."""
 
     predictor: Predictor
     card: str
     metrics: dict[str, Any] | None
+    batcher: MicroBatcher = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.batcher = MicroBatcher(self.predictor)
 
 
 def short(ref: str, limit: int = 80) -> str:
@@ -113,4 +119,5 @@ class PredictorPool:
     def predict(
         self, ref: str, inputs: dict[str, Any], modalities: list[str] | None = None, subsets: bool = False
     ) -> Prediction:
-        return self.get(ref).predictor.predict(inputs, modalities, subsets=subsets)
+        """Predict with ``ref``; requests that overlap in time are batched (:class:`MicroBatcher`)."""
+        return self.get(ref).batcher.predict(inputs, modalities, subsets=subsets)
