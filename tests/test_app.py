@@ -236,6 +236,12 @@ def test_file_over_the_size_cap_is_refused(served, media):
     check(predict(served.client, image=media.image), served, {"image"} & set(served.predictor.modalities))
 
 
+def test_modalities_given_as_a_string(served, media):
+    needs(served, "image")
+    r = predict(served.client, image=media.image, modalities="image")
+    check(r, served, {"image"})
+
+
 def test_unknown_or_unused_modalities_are_refused(served, media):
     with pytest.raises(AppError, match="not in the list of choices"):
         predict(served.client, image=media.image, modalities=["smell"])
