@@ -344,18 +344,23 @@ def build_demo(
         # Inputs change -> the server predicts once and renders every toggle combination; the browser then
         # shows the enabled one. A toggle runs only in the browser (TOGGLE_JS): no server round trip.
         # One listener for every server trigger: a session's runs never overlap, and the last one wins.
-        gr.on(
-            [ui.run.click, ui.text.submit, *(x.change for x in (ui.video, ui.audio, ui.image))],
-            fns.predict_ui,
-            [*inputs, key, shown_video],
-            [ui.frames, shown_video, ui.views],
-            preprocess=False,
-            trigger_mode="always_last",
-            show_progress="minimal",
+        predict_ui = {
+            "fn": fns.predict_ui,
+            "inputs": [*inputs, key, shown_video],
+            "outputs": [ui.frames, shown_video, ui.views],
+            "preprocess": False,
+            "trigger_mode": "always_last",
+            "show_progress": "minimal",
             **private,
-        ).success(None, [ui.toggles, ui.views], views_out, js=TOGGLE_JS, **private)
-        ui.toggles.change(None, [ui.toggles, ui.views], views_out, js=TOGGLE_JS, queue=False, **private)
-        ui.examples.click(fns.example, [ui.examples, key], inputs, **private)
+        }
+        show_views = {"fn": None, "inputs": [ui.toggles, ui.views], "outputs": views_out, "js": TOGGLE_JS, **private}
+        triggers = [ui.run.click, ui.text.submit, *(x.change for x in (ui.video, ui.audio, ui.image))]
+        gr.on(triggers, **predict_ui).success(**show_views)
+        ui.toggles.change(**show_views, queue=False)
+        # An example sets several inputs at once (text does not trigger on change): predict once they are set.
+        ui.examples.click(fns.example, [ui.examples, key], inputs, **private).success(**predict_ui).success(
+            **show_views
+        )
         # Up to 16 API calls in flight: the pool runs those that overlap as one batch through the encoders.
         api_run.click(fns.predict, api_in, api_out, api_name="predict", concurrency_limit=BATCH)
         api_rob.click(fns.robustness, api_ckpt, [rob_table, rob_plot, rob_caption], api_name="robustness")
