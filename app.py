@@ -10,30 +10,43 @@ launches it. Public endpoints: ``/predict`` (one JSON value), ``/load_model``, `
 from __future__ import annotations
 
 import argparse
+import atexit
 import functools
-import json
-import threading
-from collections import OrderedDict
+import os
+import shutil
+import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass
-from io import BytesIO
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import gradio as gr
 
-from ui.views import CHART_CSS, TOGGLE_JS, probability_chart, sources_table, views_payload
+from ui.checkpoint import list_checkpoints, model_card, robustness_views, status_line
+from ui.predict import (  # noqa: F401 - re-exported: tests and benches use app.<name>
+    ASSETS,
+    FRAME_HEIGHT,
+    examples_update,
+    input_visibility,
+    load_examples,
+    make_inputs,
+    make_render,
+    modality_list,
+    predict_tab,
+    thumbnails,
+)
+from ui.uploads import UploadSweeper
+from ui.views import TOGGLE_JS, views_payload
+from ume_mma import pool as pool_lib
+from ume_mma.device import DEVICE_CHOICES
 from ume_mma.errors import DecodeError, UmeMmaError
-from ume_mma.fusion import get_fusion
-from ume_mma.predictor import Limits, Prediction, Predictor
+from ume_mma.pool import Loaded
+from ume_mma.predictor import Limits
 from ume_mma.registry import MODALITIES
-from ume_mma.report import accuracy_columns, column_title, missing_rate_figure
 
 ROOT = Path(__file__).resolve().parent
 DEFAULT_CHECKPOINT = "checkpoints/av-digits"
-ASSETS = ROOT / "assets"
-FRAME_HEIGHT = 128  # pixels: the gallery's frame thumbnails
+BATCH = 16  # concurrent /predict calls served together (batched through the encoders)
 CSS = """
 .card {min-width: 140px !important}
 #fused-card {border: 2px solid var(--color-accent) !important}
@@ -43,71 +56,18 @@ CSS = """
 
 
 # ----------------------------------------------------------------------------- model state
-@dataclass
-class Loaded:
-    """One loaded checkpoint: its predictor (thread-safe), model card and stored evaluation."""
+class PredictorPool(pool_lib.PredictorPool):
+    """The library's pool of loaded checkpoints with the app's folder as root (``checkpoints/x`` works from
+    any working directory) and its errors as readable UI messages."""
 
-    predictor: Predictor
-    card: str
-    metrics: dict[str, Any] | None
-
-
-class PredictorPool:
-    """A small bounded LRU of loaded checkpoints, shared by all sessions; each session keeps only the key."""
-
-    def __init__(self, limits: Limits, size: int = 3, root: Path = ROOT) -> None:
-        self.limits, self.size, self.root = limits, size, root
-        self._items: OrderedDict[str, Loaded] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def _path(self, ref: str) -> str:
-        """A ref relative to the app folder (``checkpoints/x``) works from any working directory."""
-        local = self.root / ref
-        return str(local) if not Path(ref).exists() and local.exists() else ref
+    def __init__(self, limits: Limits, size: int = 3, root: Path = ROOT, device: str = "auto") -> None:
+        super().__init__(size, root, limits=limits, device=device)
 
     def get(self, ref: str) -> Loaded:
-        ref = (ref or "").strip()
-        if not ref:
-            raise gr.Error("Give a checkpoint: a folder under checkpoints/, a local path or a Hub repo id.")
-        with self._lock:
-            if ref in self._items:
-                self._items.move_to_end(ref)
-                return self._items[ref]
-            try:
-                path = self._path(ref)
-                predictor = Predictor.from_pretrained(path, name=ref, limits=self.limits)
-                item = Loaded(predictor, model_card(predictor), predictor.metrics)
-            except UmeMmaError as exc:
-                raise gr.Error(f"Could not load {ref!r}: {exc}", print_exception=False) from exc
-            self._items[ref] = item
-            while len(self._items) > self.size:
-                self._items.popitem(last=False)
-            return item
-
-    def predict(
-        self, ref: str, inputs: dict[str, Any], modalities: list[str] | None, subsets: bool = False
-    ) -> Prediction:
-        return self.get(ref).predictor.predict(inputs, modalities, subsets=subsets)
-
-
-def list_checkpoints(root: Path = ROOT) -> list[str]:
-    """``checkpoints/<name>`` for every subfolder holding a config.json."""
-    folder = root / "checkpoints"
-    return sorted(f"checkpoints/{p.parent.name}" for p in folder.glob("*/config.json")) if folder.is_dir() else []
-
-
-def model_card(predictor: Predictor) -> str:
-    """The checkpoint's model card without its YAML front matter, else a summary of its config."""
-    text = predictor.card
-    if text:
-        if text.startswith("---"):
-            text = text.split("---", 2)[-1]
-        return text.strip()
-    cfg = predictor.model.config
-    return (
-        f"# {cfg.task}\n\n- **Fusion:** `{cfg.fusion}`\n- **Labels:** {', '.join(cfg.labels)}\n"
-        f"- **Encoders:** " + ", ".join(f"{m}: `{cfg.encoders[m]['name']}`" for m in cfg.modalities)
-    )
+        try:
+            return super().get(ref)
+        except UmeMmaError as exc:
+            raise gr.Error(str(exc), print_exception=False) from exc
 
 
 def readable(fn: Callable) -> Callable:
@@ -125,197 +85,23 @@ def readable(fn: Callable) -> Callable:
     return wrapper
 
 
-# ----------------------------------------------------------------------------- views
-def file_path(value: Any) -> str | None:
-    """A path from a component value: a str, or an unprocessed FileData dict (UI events skip preprocess)."""
-    if isinstance(value, dict):
-        if value.get("path") is None and value.get("url"):
-            raise gr.Error("This input could not be read as a file; upload it instead.")
-        return value.get("path")
-    return value or None
-
-
-def make_inputs(video: Any, audio: Any, image: Any, text: str | None) -> dict[str, Any]:
-    return {"video": file_path(video), "audio": file_path(audio), "image": file_path(image), "text": text or ""}
-
-
-def robustness_views(item: Loaded) -> tuple[Any, Any, str]:
-    """(table rows, missing-rate curve image, caption) of the checkpoint's stored evaluation."""
-    import pandas as pd
-    from PIL import Image
-
-    m = item.metrics
-    if not m or "accuracy" not in m:
-        return (
-            pd.DataFrame(columns=["condition", "accuracy (%)"]),
-            None,
-            ("No evaluation is stored with this checkpoint (`metrics.json`); run `python -m ume_mma.evaluate`."),
-        )
-    acc = m["accuracy"]
-    rows = [(condition_name(c), round(100 * acc[c], 1)) for c in accuracy_columns(acc)]
-    rows += [(f"{b} branch alone", round(100 * v, 1)) for b, v in sorted(m.get("branches", {}).items())]
-    png = BytesIO()  # rendered in memory: no temporary file
-    missing_rate_figure({item.predictor.name: acc}, title="accuracy vs missing rate").savefig(png, format="png")
-    curve = Image.open(png).convert("RGB")
-    caption = (
-        f"Test accuracy of `{item.predictor.name}` over {m.get('n', '?')} samples: with every modality, "
-        "without each one, and when each modality of each sample is missing with the given rate."
-    )
-    return pd.DataFrame(rows, columns=["condition", "accuracy (%)"]), curve, caption
-
-
-def condition_name(column: str) -> str:
-    """``full`` -> all modalities, ``missing_rate_0.25`` -> missing rate 25%, ``without_x`` -> without x."""
-    if column == "full":
-        return "all modalities"
-    title = column_title(column)
-    return f"missing rate {title[2:]}%" if column.startswith("missing_rate_") else title
-
-
-def status_line(item: Loaded) -> str:
-    p = item.predictor
-    fusion = p.model.config.fusion
-    kind = f"{fusion.upper()} ({get_fusion(fusion).description})"
-    return f"**Loaded** `{p.name}` · {kind} · modalities: {', '.join(p.modalities)} · {len(p.labels)} labels"
-
-
-def input_visibility(modalities: list[str]) -> list[Any]:
-    """Video, audio, image, text inputs: shown only when the checkpoint uses them; the video input says
-    which branches its frames and soundtrack feed."""
-    return [video_input(modalities), *(gr.update(visible=m in modalities) for m in ("audio", "image", "text"))]
-
-
-def video_input(modalities: list[str]) -> Any:
-    """The video input's update: visible when the model uses its frames or soundtrack, labelled with which
-    branch each feeds (``Video (frames → image, soundtrack → audio)``)."""
-    routes = (("image", "frames"), ("audio", "soundtrack"), ("video", "clip"))
-    fed = [f"{what} → {m}" for m, what in routes if m in modalities]
-    return gr.update(visible=bool(fed), label=f"Video ({', '.join(fed)})" if fed else "Video")
-
-
-def load_examples(task: str) -> tuple[list[list[Any]], list[str]]:
-    """The checkpoint task's examples in ``assets/examples.json`` (``{task: [rows]}``) as
-    [video, audio, image, text] rows (paths under assets/), and their labels. Unknown task: none."""
-    index = ASSETS / "examples.json"
-    rows = json.loads(index.read_text()).get(task, []) if index.is_file() else []
-    keys = ("video", "audio", "image", "text")
-    return (
-        [[str(ASSETS / r[k]) if r.get(k) and k != "text" else (r.get(k) or None) for k in keys] for r in rows],
-        [r["label"] for r in rows],
-    )
-
-
-def examples_update(task: str) -> Any:
-    samples, labels = load_examples(task)
-    return gr.update(samples=samples or [[None, None, None, None]], sample_labels=labels or None, visible=bool(samples))
-
-
-def props(update: dict[str, Any]) -> dict[str, Any]:
-    """A ``gr.update(...)`` as constructor keyword arguments (one place says what a component shows)."""
-    return {k: v for k, v in update.items() if k != "__type__"}
-
-
-def thumbnails(frames: list[Any], height: int = FRAME_HEIGHT) -> list[Any]:
-    """Copies of the sampled frames at gallery size: the browser gets small PNGs, not full frames."""
-    out = []
-    for frame in frames:
-        small = frame.copy()
-        small.thumbnail((4 * height, height))
-        out.append(small)
-    return out
-
-
-def make_render(fused: gr.Label, raw: gr.JSON) -> Callable[..., Any]:
-    """``render(kind, value, **props)`` for :func:`ui.views.view_values`: each view value in the form the
-    browser takes (the components' own postprocessing), so the toggle handler can set it without a server."""
-
-    def render(kind: str, value: Any, **props: Any) -> Any:
-        if kind in ("card", "fused"):  # every card is a gr.Label like the fused one (same top-3 cut)
-            if set(value) == {""}:  # no result: the card shows the reason as its label, with no bars
-                return {"__type__": "update", "value": {"label": value[""], "confidences": []}, **props}
-            return {"__type__": "update", "value": fused.postprocess(value).model_dump(), **props}
-        if kind == "raw":
-            return raw.postprocess(value).model_dump()
-        return value  # markdown and HTML strings are sent as they are
-
-    return render
-
-
 # ----------------------------------------------------------------------------- the app
-def predict_tab(mods: list[str], task: str) -> SimpleNamespace:
-    """Inputs, modality toggles and examples on the left; cards, sources, chart and frames on the right."""
-    ui = SimpleNamespace()
-    with gr.Row():
-        with gr.Column(scale=2):
-            ui.video = gr.Video(sources=["upload"], height=200, elem_id="video-input", **props(video_input(mods)))
-            with gr.Row():
-                ui.audio = gr.Audio(
-                    label="Audio",
-                    type="filepath",
-                    sources=["upload", "microphone"],
-                    elem_id="audio-input",
-                    visible="audio" in mods,
-                )
-                ui.image = gr.Image(
-                    label="Image",
-                    type="filepath",
-                    sources=["upload", "clipboard"],
-                    height=200,
-                    elem_id="image-input",
-                    visible="image" in mods,
-                )
-            ui.text = gr.Textbox(label="Text (Enter to predict)", visible="text" in mods, elem_id="text-input")
-            ui.toggles = gr.CheckboxGroup(
-                mods,
-                value=mods,
-                elem_id="toggles",
-                label="Modalities in use (switch one off: the result updates at once, in the browser)",
-            )
-            ui.run = gr.Button("Predict", variant="primary")
-            ui.examples = gr.Dataset(
-                components=[ui.video, ui.audio, ui.image, ui.text],
-                label="Examples for this checkpoint (held-out test data)",
-                type="index",
-                elem_id="examples",
-                **props(examples_update(task)),
-            )
-        with gr.Column(scale=3):
-            with gr.Row():
-                ui.fused = gr.Label(label="fused", num_top_classes=3, elem_classes="card", elem_id="fused-card")
-                ui.cards = [
-                    gr.Label(label=m, num_top_classes=3, visible=m in mods, elem_classes="card", elem_id=f"{m}-card")
-                    for m in MODALITIES
-                ]
-            ui.sources = gr.Markdown(sources_table(None, mods, mods), elem_id="sources")
-            ui.chart = gr.HTML(probability_chart(None), css_template=CHART_CSS, elem_id="chart", padding=False)
-            ui.frames = gr.Gallery(
-                label="Frames sampled from the video (fed to the image branch)",
-                columns=8,
-                height=130,
-                object_fit="contain",
-                visible=False,
-                elem_id="frames",
-            )
-            with gr.Accordion("Raw result (the /predict API returns this JSON)", open=False):
-                ui.raw = gr.JSON()
-    ui.render = make_render(ui.fused, ui.raw)
-    ui.views = gr.JSON(views_payload(None, mods, ui.render), visible=False)  # every toggle combination's view
-    return ui
-
-
 def build_demo(
     checkpoint: str = DEFAULT_CHECKPOINT,
     max_file_mb: float = 50,
     max_video_seconds: float = 60,
     pool: PredictorPool | None = None,
+    device: str = "auto",
 ) -> gr.Blocks:
     """The UI and API over ``checkpoint`` (loaded now, so a bad default fails at start-up). ``pool``: the
-    shared cache of loaded checkpoints (default: a new one with these limits)."""
-    pool = pool or PredictorPool(Limits(max_file_bytes=int(max_file_mb * 2**20), max_video_seconds=max_video_seconds))
+    shared cache of loaded checkpoints (default: a new one with these limits, on ``device``)."""
+    limits = Limits(max_file_bytes=int(max_file_mb * 2**20), max_video_seconds=max_video_seconds)
+    pool = pool or PredictorPool(limits, device=device)
     first = pool.get(checkpoint)
     mods = first.predictor.modalities
     table, curve, caption = robustness_views(first)
-    with gr.Blocks(title="UME-MMA Studio", analytics_enabled=False) as demo:
+    # delete_cache: every 10 min, the files this app wrote (frames, plots) that are over an hour old.
+    with gr.Blocks(title="UME-MMA Studio", analytics_enabled=False, delete_cache=(600, 3600)) as demo:
         key = gr.State(checkpoint)  # this session's checkpoint: a key of the pool
         shown_video = gr.State(None)  # the video whose frames the gallery shows (not re-sent when unchanged)
         gr.Markdown(
@@ -342,7 +128,7 @@ def build_demo(
                     rob_table = gr.Dataframe(table, label="Accuracy (%)", interactive=False)
                     rob_plot = gr.Image(curve, label="Missing-rate curve", type="pil", interactive=False)
             with gr.Tab("Model card"):
-                card = gr.Markdown(first.card)
+                card = gr.Markdown(model_card(first.predictor))
         with gr.Column(visible=False):  # inputs of the API-only endpoints: plain values, no session state
             api_ckpt = gr.Textbox(label="checkpoint", value="")
             api_in = [
@@ -359,19 +145,25 @@ def build_demo(
         # Inputs change -> the server predicts once and renders every toggle combination; the browser then
         # shows the enabled one. A toggle runs only in the browser (TOGGLE_JS): no server round trip.
         # One listener for every server trigger: a session's runs never overlap, and the last one wins.
-        gr.on(
-            [ui.run.click, ui.text.submit, *(x.change for x in (ui.video, ui.audio, ui.image))],
-            fns.predict_ui,
-            [*inputs, key, shown_video],
-            [ui.frames, shown_video, ui.views],
-            preprocess=False,
-            trigger_mode="always_last",
-            show_progress="minimal",
+        predict_ui = {
+            "fn": fns.predict_ui,
+            "inputs": [*inputs, key, shown_video],
+            "outputs": [ui.frames, shown_video, ui.views],
+            "preprocess": False,
+            "trigger_mode": "always_last",
+            "show_progress": "minimal",
             **private,
-        ).success(None, [ui.toggles, ui.views], views_out, js=TOGGLE_JS, **private)
-        ui.toggles.change(None, [ui.toggles, ui.views], views_out, js=TOGGLE_JS, queue=False, **private)
-        ui.examples.click(fns.example, [ui.examples, key], inputs, **private)
-        api_run.click(fns.predict, api_in, api_out, api_name="predict")
+        }
+        show_views = {"fn": None, "inputs": [ui.toggles, ui.views], "outputs": views_out, "js": TOGGLE_JS, **private}
+        triggers = [ui.run.click, ui.text.submit, *(x.change for x in (ui.video, ui.audio, ui.image))]
+        gr.on(triggers, **predict_ui).success(**show_views)
+        ui.toggles.change(**show_views, queue=False)
+        # An example sets several inputs at once (text does not trigger on change): predict once they are set.
+        ui.examples.click(fns.example, [ui.examples, key], inputs, **private).success(**predict_ui).success(
+            **show_views
+        )
+        # Up to 16 API calls in flight: the pool runs those that overlap as one batch through the encoders.
+        api_run.click(fns.predict, api_in, api_out, api_name="predict", concurrency_limit=BATCH)
         api_rob.click(fns.robustness, api_ckpt, [rob_table, rob_plot, rob_caption], api_name="robustness")
         view = [card, ui.toggles, *inputs, *ui.cards, ui.examples, ui.frames, ui.views]
         for trigger, source, load_api in ((load.click, ref, "load_model"), (choice.input, choice, None)):
@@ -413,7 +205,7 @@ def handlers(pool: PredictorPool, default: str, render: Callable[..., Any]) -> S
                 empty = the app's default.
         """
         ref = (checkpoint or "").strip() or default
-        return pool.predict(ref, make_inputs(video, audio, image, text), modalities or None).to_dict()
+        return pool.predict(ref, make_inputs(video, audio, image, text), modality_list(modalities)).to_dict()
 
     def load_model(checkpoint):
         """Load a checkpoint for this session: a folder under checkpoints/, a local path or a Hub repo id."""
@@ -424,7 +216,7 @@ def handlers(pool: PredictorPool, default: str, render: Callable[..., Any]) -> S
         predictor = pool.get(k).predictor
         m = predictor.modalities
         return [
-            pool.get(k).card,
+            model_card(predictor),
             gr.update(choices=m, value=m),
             *input_visibility(m),
             *(gr.update(visible=x in m) for x in MODALITIES),
@@ -456,8 +248,10 @@ def handlers(pool: PredictorPool, default: str, render: Callable[..., Any]) -> S
     )
 
 
-def launch_app(demo: gr.Blocks, max_file_mb: float = 50, **kwargs: Any) -> Any:
-    """Launch with the app's theme, upload cap and readable errors (``kwargs`` go to ``launch``)."""
+def launch_app(demo: gr.Blocks, max_file_mb: float = 50, max_cache_mb: float = 1024, **kwargs: Any) -> Any:
+    """Launch with the app's theme, upload cap, readable errors and a bounded upload folder: a sweeper keeps
+    Gradio's upload cache under ``max_cache_mb`` (``kwargs`` go to ``launch``)."""
+    demo.upload_sweeper = UploadSweeper(demo.GRADIO_CACHE, int(max_cache_mb * 2**20)).start()
     return demo.queue(default_concurrency_limit=4).launch(
         theme=gr.themes.Soft(),
         css=CSS,
@@ -466,6 +260,16 @@ def launch_app(demo: gr.Blocks, max_file_mb: float = 50, **kwargs: Any) -> Any:
         allowed_paths=[str(ASSETS)],
         **kwargs,
     )
+
+
+def own_upload_folder() -> str:
+    """Give this server process its own Gradio upload folder (unless GRADIO_TEMP_DIR is set), removed at
+    exit, so the upload sweeper only ever sees this app's files."""
+    if not os.environ.get("GRADIO_TEMP_DIR"):
+        folder = tempfile.mkdtemp(prefix="ume-mma-uploads-")
+        atexit.register(shutil.rmtree, folder, ignore_errors=True)
+        os.environ["GRADIO_TEMP_DIR"] = folder
+    return os.environ["GRADIO_TEMP_DIR"]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -477,14 +281,25 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--mcp", action="store_true", help="also serve the public endpoints as an MCP server")
     ap.add_argument("--max-file-mb", type=float, default=50, help="upload size cap (MB)")
     ap.add_argument("--max-video-seconds", type=float, default=60, help="video duration cap (s)")
+    ap.add_argument(
+        "--device", default="auto", choices=DEVICE_CHOICES, help="where models run: auto = the GPU when there is one"
+    )
+    ap.add_argument("--max-cache-mb", type=float, default=1024, help="cap on the upload folder's total size (MB)")
     args = ap.parse_args(argv)
+    own_upload_folder()
     try:
-        demo = build_demo(args.checkpoint, args.max_file_mb, args.max_video_seconds)
+        demo = build_demo(args.checkpoint, args.max_file_mb, args.max_video_seconds, device=args.device)
     except gr.Error as exc:
         found = ", ".join(list_checkpoints()) or "none"
         raise SystemExit(f"app.py: {exc.message}\nCheckpoints under {ROOT / 'checkpoints'}: {found}") from None
     launch_app(
-        demo, args.max_file_mb, server_name=args.host, server_port=args.port, share=args.share, mcp_server=args.mcp
+        demo,
+        args.max_file_mb,
+        args.max_cache_mb,
+        server_name=args.host,
+        server_port=args.port,
+        share=args.share,
+        mcp_server=args.mcp,
     )
 
 

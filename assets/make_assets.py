@@ -141,15 +141,10 @@ def make_emoji_assets(out: Path, data: Path, checkpoint: Path) -> list[dict]:
     other = next(s for s, _ in right if s.label != agree.label and s.label != right[1][0].label)
     image_of = right[1][0]
     flag = next(s for s in rows if s.label == "Flags")
-    chosen = [
-        ("emoji_agree", f"{agree.meta['name']}: image and text agree ({agree.label})", agree, agree.text),
-        (
-            "emoji_disagree",
-            f"image of {image_of.meta['name']} + text of {other.meta['name']}: they disagree",
-            image_of,
-            other.text,
-        ),
-        ("emoji_flag", f"{flag.meta['name']}: image alone (flags have no keywords)", flag, ""),
+    chosen = [  # labels stay under ~55 characters: the app's example list cuts longer ones
+        ("emoji_agree", f"image and text agree: {agree.meta['name']}", agree, agree.text),
+        ("emoji_disagree", f"they disagree: image {image_of.label}, text {other.label}", image_of, other.text),
+        ("emoji_flag", f"a flag, image alone: {flag.meta['name']}", flag, ""),
     ]
     out_rows = []
     for name, label, image_row, text in chosen:

@@ -4,8 +4,9 @@
 
 Measures: the first predict vs a toggled repeat (a modality switched off: cached encoder outputs);
 a cold predict vs the encoders' own time (preprocess + forward, measured directly); a 60 s vs a 10 s
-video; 16 concurrent gradio_client calls to /predict; the resident memory of the process after warm-up.
-Writes bench/results/app.json and prints a markdown table.
+video; the resident memory of the process after warm-up; and, against ``python app.py`` started in its
+own process, 16 concurrent gradio_client calls to /predict with the same files and with 16 distinct ones.
+Prints a markdown table; ``--save`` writes bench/results/app.json.
 """
 
 from __future__ import annotations
@@ -25,9 +26,11 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import gradio as gr  # noqa: E402
 from bench_predict import default_inputs, timed_encoders  # noqa: E402  (bench/ is on sys.path when run as a script)
 
 import app  # noqa: E402
+from ui.views import views_payload  # noqa: E402
 from ume_mma.predictor import Limits  # noqa: E402
 
 
@@ -57,9 +60,11 @@ def bench_predictor(pool, ref: str, repeats: int) -> dict[str, float]:
         predictor.frames.clear()
 
     clear()
-    first, pred = timed(pool.predict, ref, inputs, None)
+    first, pred = timed(pool.predict, ref, inputs, None, True)
     toggled = median_time(lambda: pool.predict(ref, inputs, keep), repeats)
-    views = median_time(lambda: app.result_views(pred, predictor.modalities, predictor.modalities), repeats)
+    render = app.make_render(gr.Label(num_top_classes=3), gr.JSON())
+    # The UI renders every toggle combination once per prediction (the browser then swaps between them).
+    views = median_time(lambda: views_payload(pred, predictor.modalities, render), repeats)
     spent = timed_encoders(predictor)  # the encoders' own time, measured inside the same calls
     cold, enc = [], []
     for _ in range(repeats):
@@ -98,29 +103,89 @@ def bench_video(pool, ref: str, repeats: int, tmp: Path) -> dict[str, float]:
     return out
 
 
-def bench_concurrent(url: str, modalities: list[str], calls: int = 16) -> dict[str, float]:
+def distinct_inputs(modalities: list[str], n: int, folder: Path) -> list[dict[str, str]]:
+    """``n`` requests whose files all differ in content (shifted image, scaled audio): every one is an
+    encoder cache miss, so the encoders work on each."""
+    import numpy as np
+    import soundfile as sf
+    from PIL import Image
+
+    base = default_inputs(modalities)
+    out = []
+    for i in range(n):
+        req = dict(base)
+        if "image" in base:
+            img = np.roll(np.asarray(Image.open(base["image"])), i % 5 - 2, axis=1)
+            req["image"] = str(folder / f"img{i}.png")
+            Image.fromarray(img).save(req["image"])
+        if "audio" in base:
+            wave, sr = sf.read(base["audio"], dtype="float32")
+            req["audio"] = str(folder / f"aud{i}.wav")
+            sf.write(req["audio"], wave * (0.6 + 0.02 * i), sr)
+        if "text" in base:
+            req["text"] = f"{base['text']} {i}"
+        out.append(req)
+    return out
+
+
+def bench_concurrent(url: str, requests: list[dict[str, str]]) -> dict[str, float]:
+    """``len(requests)`` gradio_client clients call /predict at the same moment, each with its request."""
     from gradio_client import Client, handle_file
 
-    inputs = default_inputs(modalities)
-    kwargs = {k: (handle_file(v) if k != "text" else v) for k, v in inputs.items()}
-    clients = [Client(url, verbose=False) for _ in range(calls)]
-    clients[0].predict(**kwargs, api_name="/predict")  # warm-up
+    def args(inputs: dict[str, str]) -> dict[str, object]:
+        return {k: (handle_file(v) if k != "text" else v) for k, v in inputs.items()}
 
-    def one(client) -> bool:
+    clients = [Client(url, verbose=False) for _ in requests]
+    clients[0].predict(**args(default_inputs(list(requests[0]))), api_name="/predict")  # warm-up
+
+    def one(pair) -> bool:
+        client, inputs = pair
         try:
-            return "fused" in client.predict(**kwargs, api_name="/predict")
+            return "fused" in client.predict(**args(inputs), api_name="/predict")
         except Exception as exc:  # noqa: BLE001 - a failure is counted, not raised
             print("call failed:", exc, file=sys.stderr)
             return False
 
-    with ThreadPoolExecutor(calls) as ex:
-        wall, ok = timed(lambda: list(ex.map(one, clients)))
-    return {
-        "concurrent_calls": calls,
-        "concurrent_failures": calls - sum(ok),
-        "concurrent_wall_s": wall,
-        "throughput_calls_per_s": calls / wall,
-    }
+    with ThreadPoolExecutor(len(requests)) as ex:
+        wall, ok = timed(lambda: list(ex.map(one, zip(clients, requests))))
+    return {"failures": len(requests) - sum(ok), "wall_s": wall, "calls_per_s": len(requests) / wall}
+
+
+def serve(checkpoint: str, port: int):
+    """``python app.py`` in its own process (clients in this one do not share its interpreter)."""
+    import subprocess
+
+    import httpx
+
+    cmd = [sys.executable, str(ROOT / "app.py"), "--checkpoint", checkpoint, "--port", str(port)]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for _ in range(240):
+        try:
+            httpx.get(f"http://127.0.0.1:{port}/", timeout=2)
+            return proc
+        except httpx.HTTPError:
+            time.sleep(0.5)
+    proc.kill()
+    raise SystemExit("the app did not start")
+
+
+def bench_server(checkpoint: str, modalities: list[str], calls: int = 16, port: int = 7875) -> dict[str, float]:
+    """16 concurrent calls with the same files (encoder cache hits after the first) and with distinct files
+    (every call runs the encoders: the server batches the calls that overlap)."""
+    proc = serve(checkpoint, port)
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            same = bench_concurrent(url, [default_inputs(modalities)] * calls)
+            distinct = bench_concurrent(url, distinct_inputs(modalities, calls, Path(tmp)))
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    return (
+        {"concurrent_calls": calls}
+        | {f"same_files_{k}": v for k, v in same.items()}
+        | {f"distinct_files_{k}": v for k, v in distinct.items()}
+    )
 
 
 def run_all(pool, ref: str, repeats: int) -> dict[str, object]:
@@ -128,12 +193,6 @@ def run_all(pool, ref: str, repeats: int) -> dict[str, object]:
     with tempfile.TemporaryDirectory() as tmp:
         if {"image", "audio"} & set(pool.get(ref).predictor.modalities):
             results |= bench_video(pool, ref, repeats, Path(tmp))
-    demo = app.build_demo(ref, pool=pool)
-    app.launch_app(demo, prevent_thread_lock=True, quiet=True)
-    try:
-        results |= bench_concurrent(demo.local_url, pool.get(ref).predictor.modalities)
-    finally:
-        demo.close()
     return results
 
 
@@ -148,6 +207,7 @@ def main() -> None:
         default=[0, 1],
         help="torch intra-op thread counts to measure (0 = torch's default)",
     )
+    ap.add_argument("--save", action="store_true", help="write the results file (--out); default: print only")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "app.json")
     args = ap.parse_args()
     import psutil
@@ -160,11 +220,14 @@ def main() -> None:
     for n in args.torch_threads:
         torch.set_num_threads(n or default_threads)
         runs[f"torch_threads={n or default_threads}"] = run_all(pool, args.checkpoint, args.repeats)
+    torch.set_num_threads(default_threads)
+    server = bench_server(args.checkpoint, pool.get(args.checkpoint).predictor.modalities)
     results = {
         "checkpoint": args.checkpoint,
         "load_s": load_s,
         "rss_mb_after_warmup": psutil.Process().memory_info().rss / 2**20,
         "runs": runs,
+        "server": server,
         "machine": {
             "cpus": os.cpu_count(),
             "load_avg_1min": os.getloadavg()[0],
@@ -172,8 +235,9 @@ def main() -> None:
             "platform": platform.platform(),
         },
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    if args.save:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(results, indent=2) + "\n")
     print(
         f"checkpoint {args.checkpoint}: loaded in {load_s:.2f} s, RSS after warm-up "
         f"{results['rss_mb_after_warmup']:.0f} MB, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}\n"
@@ -182,7 +246,10 @@ def main() -> None:
     for key in next(iter(runs.values())):
         cells = [f"{r[key]:.4g}" if isinstance(r[key], float) else str(r[key]) for r in runs.values()]
         print(f"| {key} | " + " | ".join(cells) + " |")
-    print(f"\nwritten to {args.out}")
+    print("\n| `python app.py` in its own process, 16 concurrent gradio_client calls | |\n|---|---|")
+    for key, value in server.items():
+        print(f"| {key} | {value:.4g} |")
+    print(f"\nwritten to {args.out}" if args.save else "\n(not saved: --save writes bench/results/app.json)")
 
 
 if __name__ == "__main__":

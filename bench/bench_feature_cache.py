@@ -5,7 +5,7 @@
 Times one training epoch of a late-fusion head over ``n`` training samples in two ways: (a) running
 the frozen encoders on every batch (what training would cost without the cache; the decoded,
 preprocessed inputs are already in memory, so decoding is not counted), and (b) reading the cached
-encoder outputs, which is what ``ume_mma.train`` does. Writes bench/results/feature_cache.json.
+encoder outputs, which is what ``ume_mma.train`` does. ``--save`` writes bench/results/feature_cache.json.
 """
 
 from __future__ import annotations
@@ -53,6 +53,7 @@ def main() -> None:
     ap.add_argument("--data", default=str(ROOT / "data" / "av-digits-hard"))
     ap.add_argument("--n", type=int, default=512)
     ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--save", action="store_true", help="write the results file (--out); default: print only")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "feature_cache.json"))
     args = ap.parse_args()
     samples = [s for s in load_dataset(args.data).samples if s.split == "train"][: args.n]
@@ -90,8 +91,9 @@ def main() -> None:
         "one_time_feature_pass_s": fill_s,
         "threads": torch.get_num_threads(),
     }
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    if args.save:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
     print(
         f"| head-only epoch, {len(y)} samples | seconds |\n|---|---|\n| running the frozen encoders | {slow:.2f} |\n"
         f"| cached features | {fast:.4f} |\n| speed-up | {slow / fast:.0f}x (goal >= 20x) |"

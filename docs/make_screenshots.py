@@ -44,6 +44,14 @@ def main() -> None:
             page.get_by_role("tab", name="Robustness").click()
             page.wait_for_timeout(2000)
             page.screenshot(path=str(ROOT / "docs" / "app-robustness.png"), full_page=True)
+            page.get_by_role("tab", name="Predict").click()
+            page.locator("#checkpoint input").click()
+            page.get_by_role("option", name="checkpoints/emoji-vl").click()  # image + text, its own examples
+            sync_api.expect(page.locator("#examples")).to_contain_text("text alone", timeout=30000)
+            page.get_by_text("they disagree").click()
+            sync_api.expect(page.locator("#text-card")).to_contain_text("%", timeout=30000)
+            page.wait_for_timeout(1500)
+            page.screenshot(path=str(ROOT / "docs" / "app-emoji-vl.png"), full_page=True)
             browser.close()
     finally:
         demo.close()

@@ -236,6 +236,12 @@ def test_file_over_the_size_cap_is_refused(served, media):
     check(predict(served.client, image=media.image), served, {"image"} & set(served.predictor.modalities))
 
 
+def test_modalities_given_as_a_string(served, media):
+    needs(served, "image")
+    r = predict(served.client, image=media.image, modalities="image")
+    check(r, served, {"image"})
+
+
 def test_unknown_or_unused_modalities_are_refused(served, media):
     with pytest.raises(AppError, match="not in the list of choices"):
         predict(served.client, image=media.image, modalities=["smell"])
@@ -336,3 +342,32 @@ def test_cli_help(capsys):
     out = capsys.readouterr().out
     for flag in ("--checkpoint", "--mcp", "--max-file-mb", "--max-video-seconds", "--share", "--port", "--host"):
         assert flag in out
+    for flag in ("--device", "--max-cache-mb"):
+        assert flag in out
+
+
+def test_cli_device_without_a_gpu_is_a_readable_exit():
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    with pytest.raises(SystemExit) as exc:
+        app.main(["--device", "cuda"])
+    assert "no CUDA GPU is available" in str(exc.value) and "Traceback" not in str(exc.value)
+
+
+def test_mcp_tools_take_only_real_inputs(recwarn):
+    """``python app.py --mcp``: the tools are the public endpoints, with plain inputs and no warning about a
+    gr.State input (an MCP client cannot fill one)."""
+    import httpx
+
+    demo = app.build_demo(AV_DIGITS)
+    app.launch_app(demo, prevent_thread_lock=True, quiet=True, mcp_server=True)
+    try:
+        tools = {t["name"]: t for t in httpx.get(f"{demo.local_url}gradio_api/mcp/schema", timeout=30).json()}
+    finally:
+        demo.close()
+    assert set(tools) == {"predict", "load_model", "robustness"}
+    params = tools["predict"]["inputSchema"]["properties"]
+    assert set(params) == {"video", "audio", "image", "text", "modalities", "checkpoint"}
+    assert not [w for w in recwarn if "State" in str(w.message)]

@@ -23,7 +23,7 @@ from tests.media import (
     truncate_copy,
 )
 from ume_mma.errors import DecodeError
-from ume_mma.io import MAX_IMAGE_PIXELS, Audio, VideoClip, load_audio, load_image, load_video, probe_kind
+from ume_mma.io import MAX_IMAGE_PIXELS, Audio, VideoClip, load_audio, load_image, load_video, probe_kind, resample
 
 MEGAMIND = Path("/usr/share/doc/opencv-doc/examples/data/Megamind.avi")
 MEGAMIND_BUGGY = Path("/usr/share/doc/opencv-doc/examples/data/Megamind_bugy.avi")
@@ -423,3 +423,46 @@ def test_load_video_audio_window_decodes_only_the_centre(tmp_path, ext):
     lag = min(range(-800, 801, 4), key=lambda k: float(np.abs(full[c0 + k : c0 + k + n] - win)[2000:-2000].mean()))
     assert abs(lag) <= 400
     assert load_video(video, num_frames=2, audio_window=0).audio is None  # 0: no soundtrack decoded
+
+
+# ----------------------------------------------------------------------------- resampling
+@pytest.mark.parametrize(
+    ("rate", "target"), [(8000, 16000), (16000, 8000), (44100, 16000), (22050, 8000), (48000, 16000)]
+)
+def test_resample_matches_torchaudio(rate: int, target: int) -> None:
+    import torch
+    import torchaudio.functional as AF
+
+    x = np.random.default_rng(0).uniform(-1, 1, int(rate * 1.3)).astype(np.float32)
+    expected = AF.resample(torch.from_numpy(x), rate, target).numpy()
+    got = resample(x, rate, target)
+    assert got.dtype == np.float32 and got.shape == expected.shape
+    assert np.abs(got - expected).max() < 1e-5
+
+
+def test_resample_of_an_arbitrary_ratio_keeps_the_tone() -> None:
+    from ume_mma.data import audio as data_audio
+
+    x = np.sin(2 * np.pi * 100 * np.arange(8000) / 8000).astype(np.float32)  # 100 Hz at 8 kHz, 1 s
+    faster = resample(x, 8123, 6007)  # a speed change (lengths, not rates): FFT path
+    assert faster.shape == (round(8000 * 6007 / 8123),) and faster.dtype == np.float32
+    assert abs(dominant_frequency(faster, 8000) - 100 * 8123 / 6007) < 3
+    assert np.array_equal(data_audio.resample(x, 8000, 16000), resample(x, 8000, 16000))  # one resampler
+    assert resample(x, 8000, None) is not None and np.array_equal(resample(x, 8000, 8000), x)
+
+
+def test_load_audio_window_is_centred(tmp_path: Path) -> None:
+    x = np.linspace(-1, 1, 5 * 8000, dtype=np.float32)  # a ramp: the value tells the position
+    for ext in ("wav", "m4a"):  # soundfile path, PyAV path
+        path = tmp_path / f"ramp.{ext}"
+        if ext == "wav":
+            sf.write(path, x, 8000)
+        else:
+            make_tone_file(path, 440.0, 5.0, 8000)
+        whole, part = load_audio(path), load_audio(path, window=2.0)
+        assert abs(whole.duration - 5.0) < 0.15 and abs(part.duration - 2.0) < 0.03  # aac pads up to 0.13 s
+        if ext == "wav":
+            assert np.array_equal(part.samples, whole.samples[12000:28000])
+        assert abs(load_audio(path, window=4.5).duration - whole.duration) < 1e-6  # within the slack: all of it
+        with pytest.raises(DecodeError, match="the limit is 3s"):  # the cap is on the file, not the window
+            load_audio(path, max_seconds=3, window=2.0)

@@ -3,10 +3,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
 from PIL import Image
 
 from tests.media import make_tone_file, make_video
-from ume_mma.errors import DecodeError, InputError
+from ume_mma.errors import DecodeError, InputError, UmeMmaError
 from ume_mma.predictor import Limits, Predictor
 
 FIXTURE = Path(__file__).parent / "fixtures" / "tiny_checkpoint_v1"
@@ -125,3 +126,98 @@ def test_missing_local_checkpoint_is_not_sent_to_the_hub(tmp_path, monkeypatch):
     (tmp_path / "checkpoints").mkdir()
     with pytest.raises(CheckpointError, match="does not exist"):
         Predictor.from_pretrained("checkpoints/nope")
+
+
+def test_audio_cap_is_passed_to_the_decoder(files, tmp_path):
+    long = make_tone_file(tmp_path / "three.wav", 440.0, 3.0, 8000)
+    capped = Predictor.from_pretrained(FIXTURE, limits=Limits(max_audio_seconds=1))
+    with pytest.raises(DecodeError, match=r"three.wav: audio is 3.0s long, the limit is 1s"):
+        capped.predict({"audio": str(long)})
+    assert capped.predict({"audio": files["audio"]}).modalities_used == ["audio"]  # 1 s: within the cap
+    roomy = Predictor.from_pretrained(FIXTURE, limits=Limits(max_audio_seconds=5))
+    assert roomy.predict({"audio": str(long)}).modalities_used == ["audio"]
+
+
+def test_subsets_fuse_every_combination(predictor, files):
+    p = predictor.predict(files, subsets=True)
+    assert sorted(p.subsets) == ["audio", "audio+image", "image"]
+    assert p.subsets["audio+image"].confidences == p.fused.confidences
+    only_image = predictor.predict(files, ["image"])
+    assert p.subsets["image"].confidences == only_image.fused.confidences
+    assert predictor.predict(files).subsets == {}
+
+
+def test_cpu_device_matches_the_default(files):
+    default = Predictor.from_pretrained(FIXTURE).predict(files, subsets=True)
+    cpu = Predictor.from_pretrained(FIXTURE, device="cpu")
+    assert cpu.device == torch.device("cpu")
+    got = cpu.predict(files, subsets=True)
+    assert got.to_dict() == default.to_dict() and got.subsets == default.subsets
+    assert all(type(v) is float for v in got.fused.confidences.values())
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is present")
+def test_cuda_without_a_gpu_is_a_readable_error():
+    with pytest.raises(UmeMmaError, match="no CUDA GPU is available"):
+        Predictor.from_pretrained(FIXTURE, device="cuda")
+    with pytest.raises(UmeMmaError, match="unknown device 'tpu'"):
+        Predictor.from_pretrained(FIXTURE, device="tpu")
+
+
+def test_predict_many_equals_sequential_predicts(files, tmp_path):
+    video = make_video(tmp_path / "v.mp4", seconds=2.0, with_audio=True)
+    other = make_tone_file(tmp_path / "y.wav", 900.0, 0.7, 8000)
+    requests = [files, {"audio": str(other)}, {"video": str(video)}, {"image": files["image"], "audio": str(other)}]
+    sequential = Predictor.from_pretrained(FIXTURE)
+    expected = [sequential.predict(r, subsets=True) for r in requests]
+    batched = Predictor.from_pretrained(FIXTURE)
+    batched.predict({"image": files["image"]})  # one cache hit in the batch
+    got = batched.predict_many(requests, subsets=True)
+    assert [g.to_dict() for g in got] == [e.to_dict() for e in expected]
+    assert [g.subsets for g in got] == [e.subsets for e in expected]
+    assert len(got[2].frames) == 8
+    # misses of a modality are encoded in one call: image (x.png cached; video frames) and audio (3 files)
+    assert batched.stats["encoder_batches"] == 1 + 2
+    assert batched.stats["encoder_calls"] == 1 + 1 + 3
+    assert batched.stats["cache_hits"] == 2  # x.png in requests 0 and 3
+
+
+def test_predict_many_bad_request_fails_alone(predictor, files, tmp_path):
+    bad = tmp_path / "bad.wav"
+    bad.write_bytes(b"not audio at all" * 10)
+    requests = [files, {"audio": str(bad)}, {"depth": "x"}, {"text": ""}, {"image": files["image"]}]
+    got = predictor.predict_many(requests)
+    assert got[0].to_dict() == predictor.predict(files).to_dict()
+    assert isinstance(got[1], DecodeError) and "bad.wav" in str(got[1])
+    assert isinstance(got[2], InputError) and "unknown inputs" in str(got[2])
+    assert isinstance(got[3], InputError) and "no input for any enabled modality" in str(got[3])
+    assert got[4].branches["image"] == got[0].branches["image"]
+    with pytest.raises(DecodeError, match="bad.wav"):  # predict raises what predict_many returns
+        predictor.predict({"audio": str(bad)})
+
+
+def test_predict_many_with_modalities_per_request(predictor, files):
+    both = predictor.predict_many([files, files], iter(["image"]))  # an iterator serves every request
+    assert [p.modalities_used for p in both] == [["image"], ["image"]]
+    got = predictor.predict_many([files, files, files], modalities_each=[None, ["image"], ["text"]])
+    assert got[0].modalities_used == ["audio", "image"] and got[1].modalities_used == ["image"]
+    assert got[1].fused == predictor.predict(files, ["image"]).fused
+    assert isinstance(got[2], InputError) and "not used by this model" in str(got[2])
+    with pytest.raises(ValueError, match="2 entries for 3 requests"):
+        predictor.predict_many([files] * 3, modalities_each=[None, None])
+
+
+def test_an_encoder_error_lands_on_its_own_request(predictor, files, tmp_path, monkeypatch):
+    other = make_tone_file(tmp_path / "y.wav", 900.0, 0.7, 8000)
+    encoder = predictor.model.encoders["audio"]
+    original = encoder.preprocess
+
+    def picky(raws):  # fails on the 900 Hz clip (0.7 s), whatever else is in the batch
+        if any(abs(a.duration - 0.7) < 1e-3 for a in raws):
+            raise DecodeError("y.wav", "the encoder refuses it")
+        return original(raws)
+
+    monkeypatch.setattr(encoder, "preprocess", picky)
+    got = predictor.predict_many([{"audio": files["audio"]}, {"audio": str(other)}])
+    assert got[0].modalities_used == ["audio"]
+    assert isinstance(got[1], DecodeError) and "refuses" in str(got[1])

@@ -16,11 +16,12 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from ume_mma import io
+from ume_mma.decode import Decoder, Limits
 from ume_mma.encoders.base import Batch, Encoder, to_device
 from ume_mma.registry import EncoderSpec
 
 CHUNK = 256
+DECODE_VERSION = 2  # bump when decoding changes what a cached file would hold
 
 
 @dataclass
@@ -39,20 +40,16 @@ class ModalityInputs:
         return self.data[index]
 
 
-def load_raw(sample: Any, modality: str, spec: EncoderSpec, num_frames: int = 8) -> Any:
-    """Decode one sample's input for ``modality`` into what the encoder's preprocess takes."""
-    if modality == "text":
-        return sample.text
-    path = sample.path(modality)
-    if modality == "image":
-        return io.load_image(path)
-    if modality == "audio":
-        return io.load_audio(path, spec.sample_rate)
-    return io.load_video(path, num_frames=num_frames)
+def load_raw(sample: Any, modality: str, decoder: Decoder) -> Any:
+    """Decode one sample's input for ``modality`` into what the encoder's preprocess takes, through the
+    library's one decode path (the predictor's): same limits, same audio window."""
+    return decoder.sample(sample, modality)
 
 
-def _cache_key(samples: list[Any], modality: str, spec: EncoderSpec, kind: str) -> str:
-    h = hashlib.sha256(json.dumps([kind, modality, spec.to_dict()], sort_keys=True).encode())
+def _cache_key(samples: list[Any], modality: str, spec: EncoderSpec, kind: str, decoder: Decoder) -> str:
+    """Content key of one cache file: the samples' inputs (path, size, mtime), the spec and how they decode."""
+    how = [kind, modality, spec.to_dict(), DECODE_VERSION, repr(decoder)]
+    h = hashlib.sha256(json.dumps(how, sort_keys=True).encode())
     for s in samples:
         value = getattr(s, modality, None)
         h.update(repr(value).encode())
@@ -63,10 +60,12 @@ def _cache_key(samples: list[Any], modality: str, spec: EncoderSpec, kind: str) 
 
 
 def _preprocess_all(
-    samples: list[Any], modality: str, encoder: Encoder, desc: str, frozen: bool
+    samples: list[Any], modality: str, encoder: Encoder, desc: str, frozen: bool, decoder: Decoder | None = None
 ) -> tuple[Batch, torch.Tensor]:
-    """Decode + preprocess every distinct input once (and encode it, if ``frozen``); rows of samples
-    that share an input share its result. Returns (``Tensor[N, ...]`` or dict, ``BoolTensor[N]``)."""
+    """Decode (``decoder``, default: the encoder's own with default limits) + preprocess every distinct input
+    once (and encode it, if ``frozen``); rows of samples that share an input share its result.
+    Returns (``Tensor[N, ...]`` or dict, ``BoolTensor[N]``)."""
+    decoder = decoder or Decoder.for_encoders({modality: encoder})
     present = torch.tensor([getattr(s, modality, None) is not None for s in samples], dtype=torch.bool)
     idx = present.nonzero().flatten().tolist()
 
@@ -79,12 +78,12 @@ def _preprocess_all(
         first.setdefault(source(i), i)
     unique = list(first.values())
     if modality == "text" or not unique:  # tokenizers pad per call: one call keeps one length
-        raws = [load_raw(samples[i], modality, encoder.spec) for i in unique] or [""]
+        raws = [load_raw(samples[i], modality, decoder) for i in unique] or [""]
         batch = encoder.preprocess(raws)
     else:
         parts = []
         for start in tqdm(range(0, len(unique), CHUNK), desc=desc, leave=False):
-            raws = [load_raw(samples[i], modality, encoder.spec) for i in unique[start : start + CHUNK]]
+            raws = [load_raw(samples[i], modality, decoder) for i in unique[start : start + CHUNK]]
             parts.append(encoder.preprocess(raws))
         batch = (
             torch.cat(parts)
@@ -130,26 +129,32 @@ def encode_all(encoder: Encoder, inputs: ModalityInputs, batch_size: int = 256, 
 
 
 def prepare(
-    samples: list[Any], modality: str, encoder: Encoder, cache_dir: Path | None, label: str = ""
+    samples: list[Any],
+    modality: str,
+    encoder: Encoder,
+    cache_dir: Path | None,
+    label: str = "",
+    limits: Limits | None = None,
 ) -> ModalityInputs:
     """Inputs for ``modality`` over ``samples``: cached features if the encoder is frozen, else cached
-    preprocessed inputs. ``cache_dir`` None disables the disk cache."""
+    preprocessed inputs. ``cache_dir`` None disables the disk cache. Inputs are decoded as the predictor
+    decodes them, under ``limits`` (default: :class:`~ume_mma.decode.Limits`): a sample over a cap raises
+    ``DecodeError`` naming its file."""
+    decoder = Decoder.for_encoders({modality: encoder}, limits)
     from safetensors.torch import load_file, save_file
 
     frozen = encoder.spec.frozen
     kind = "features" if frozen else "inputs"
     path = None
     if cache_dir is not None:
-        path = (
-            Path(cache_dir)
-            / f"{modality}-{encoder.spec.name}-{kind}-{_cache_key(samples, modality, encoder.spec, kind)}.safetensors"
-        )
+        key = _cache_key(samples, modality, encoder.spec, kind, decoder)
+        path = Path(cache_dir) / f"{modality}-{encoder.spec.name}-{kind}-{key}.safetensors"
         if path.is_file():
             data = load_file(path)
             present = data.pop("__present__").bool()
             batch: Batch = data["__tensor__"] if "__tensor__" in data else data
             return ModalityInputs(batch, present, frozen)
-    batch, present = _preprocess_all(samples, modality, encoder, f"decode {modality} {label}", frozen)
+    batch, present = _preprocess_all(samples, modality, encoder, f"decode {modality} {label}", frozen, decoder)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         tensors = dict(batch) if isinstance(batch, dict) else {"__tensor__": batch}

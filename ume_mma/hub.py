@@ -40,7 +40,12 @@ def _looks_like_repo_id(text: str) -> bool:
 def download(repo: str, allow_patterns: list[str] | None = None) -> Path:
     """``snapshot_download`` of a Hub repo (``org/name[@revision]``) into the HF cache."""
     from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError
+    from huggingface_hub.errors import (
+        HfHubHTTPError,
+        HFValidationError,
+        LocalEntryNotFoundError,
+        RepositoryNotFoundError,
+    )
 
     repo_id, _, revision = repo.partition("@")
     try:
@@ -50,6 +55,12 @@ def download(repo: str, allow_patterns: list[str] | None = None) -> Path:
             f"Hub repo {repo_id!r} is not in the local cache and the Hub cannot be reached "
             f"(offline or HF_HUB_OFFLINE=1): {exc}"
         ) from exc
+    except HFValidationError:
+        shown = repo_id if len(repo_id) <= 80 else f"{repo_id[:40]}…({len(repo_id)} characters)"
+        raise CheckpointError(
+            f"{shown!r} is not a valid Hub repo id (org/name: letters, digits, '-', '_' and '.', "
+            "at most 96 characters each)"
+        ) from None
     except (RepositoryNotFoundError, HfHubHTTPError) as exc:
         raise CheckpointError(f"Hub repo {repo_id!r} could not be downloaded: {exc}") from exc
 

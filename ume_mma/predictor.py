@@ -1,7 +1,9 @@
 """Predictor: files -> per-branch and fused predictions, shared by the app, the CLI and scripts.
 
-Encoder outputs are cached by content hash (bounded LRU), so asking again with fewer modalities
-re-runs no encoder: only heads and fusion, which cost microseconds.
+Inputs are decoded by :mod:`ume_mma.decode` (the path training uses, with the same limits). Encoder outputs
+are cached by content hash (bounded LRU), so asking again with fewer modalities re-runs no encoder: only
+heads and fusion, which cost microseconds. ``predict_many`` serves several requests with one encoder call
+per modality (what a server batching concurrent requests wants).
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ import hashlib
 import itertools
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,9 +20,13 @@ from typing import Any
 import torch
 from PIL import Image
 
-from ume_mma import io
-from ume_mma.errors import InputError
+from ume_mma.decode import Decoder, Limits, check_file
+from ume_mma.device import resolve_device
+from ume_mma.encoders.base import to_device
+from ume_mma.errors import InputError, UmeMmaError
 from ume_mma.models import MultiModalModel
+
+__all__ = ["BranchResult", "Limits", "Prediction", "Predictor", "file_hash"]
 
 INPUT_KEYS = ("video", "audio", "image", "text")
 
@@ -60,32 +66,34 @@ class Prediction:
         }
 
 
-@dataclass(frozen=True)
-class Limits:
-    """Input caps; ``None`` = no cap."""
+class _LRU:
+    """A small bounded map that forgets its least recently used entry when full."""
 
-    max_file_bytes: int | None = 200 * 2**20
-    max_video_seconds: float | None = 120.0
-    max_audio_seconds: float | None = 120.0
-    max_image_pixels: int = io.MAX_IMAGE_PIXELS
-
-
-class _LRU(OrderedDict):
     def __init__(self, size: int) -> None:
-        super().__init__()
         self.size = size
+        self._items: OrderedDict[Any, Any] = OrderedDict()
 
-    def get_item(self, key: Any) -> Any:
-        if key in self:
-            self.move_to_end(key)
-            return self[key]
-        return None
+    def get(self, key: Any, default: Any = None) -> Any:
+        if key not in self._items:
+            return default
+        self._items.move_to_end(key)
+        return self._items[key]
 
     def put(self, key: Any, value: Any) -> None:
-        self[key] = value
-        self.move_to_end(key)
-        while len(self) > self.size:
-            self.popitem(last=False)
+        self._items[key] = value
+        self._items.move_to_end(key)
+        while len(self._items) > self.size:
+            self._items.popitem(last=False)
+
+    def clear(self) -> None:
+        self._items.clear()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+_MISS = object()  # a cache miss (a cached None means "the input has nothing for this modality")
+Route = tuple[str, Any, str]  # (source kind, path or text, description)
 
 
 def file_hash(path: str | Path) -> str:
@@ -96,9 +104,19 @@ def file_hash(path: str | Path) -> str:
     return h.hexdigest()
 
 
+@dataclass
+class _Job:
+    """One request of a predict call: its routes, the cache key of each, its features so far, or its error."""
+
+    routes: dict[str, Route] = field(default_factory=dict)
+    keys: dict[str, tuple] = field(default_factory=dict)
+    feats: dict[str, torch.Tensor | None] = field(default_factory=dict)  # modality -> Tensor[D] on the device
+    error: UmeMmaError | None = None
+
+
 class Predictor:
     """Loads a checkpoint once; ``predict`` maps inputs (``video``/``audio``/``image`` paths, ``text``)
-    to fused and per-branch predictions. Not tied to any UI."""
+    to fused and per-branch predictions. Not tied to any UI. ``device``: ``auto`` | ``cpu`` | ``cuda[:N]``."""
 
     def __init__(
         self,
@@ -107,19 +125,24 @@ class Predictor:
         cache_size: int = 256,
         num_frames: int = 8,
         limits: Limits | None = None,
+        device: str | torch.device = "auto",
     ) -> None:
-        self.model = model.eval()
+        self.device = resolve_device(device)
+        self.model = model.eval().to(self.device)
         self.name = name or model.config.task
-        self.num_frames = num_frames
         self.limits = limits or Limits()
-        self.cache = _LRU(cache_size)  # (modality, encoder, source kind, hash) -> Tensor[D]
-        self.frames = _LRU(max(8, cache_size // 8))  # video hash -> sampled frames
-        self.stats = {"encoder_calls": 0, "cache_hits": 0}
+        self.decoder = Decoder.for_encoders(dict(model.encoders), self.limits, num_frames)
+        # (modality, encoder name, source kind, content hash, frames per video) -> Tensor[D] on the device, or
+        # None when the input has nothing for the modality (a silent video's soundtrack)
+        self.cache = _LRU(cache_size)
+        self.frames = _LRU(max(8, cache_size // 8))  # video content hash -> its sampled frames
+        self.stats = {"encoder_calls": 0, "encoder_batches": 0, "cache_hits": 0}
         self.folder: Path | None = None  # the checkpoint folder, when loaded from one
         self._lock = threading.RLock()  # predict() is safe to call from several threads
 
     @classmethod
     def from_pretrained(cls, ref: str | Path, **kwargs: Any) -> Predictor:
+        """A predictor of the checkpoint ``ref`` (folder or Hub id); ``kwargs`` as for ``__init__`` (``device``...)."""
         from ume_mma import hub
         from ume_mma.checkpoint import from_pretrained
 
@@ -128,6 +151,10 @@ class Predictor:
         predictor = cls(from_pretrained(folder), **kwargs)
         predictor.folder = folder
         return predictor
+
+    @property
+    def num_frames(self) -> int:
+        return self.decoder.num_frames
 
     @property
     def metrics(self) -> dict[str, Any] | None:
@@ -156,18 +183,7 @@ class Predictor:
     def labels(self) -> list[str]:
         return self.model.labels
 
-    def _check_file(self, path: str | Path) -> Path:
-        p = Path(path)
-        if not p.is_file():
-            raise io.DecodeError(p, "file does not exist")
-        cap = self.limits.max_file_bytes
-        if cap is not None and p.stat().st_size > cap:
-            raise io.DecodeError(p, f"file is {p.stat().st_size / 2**20:.1f} MB, the limit is {cap / 2**20:.0f} MB")
-        return p
-
-    def resolve(
-        self, inputs: Mapping[str, Any], enabled: Iterable[str] | None = None
-    ) -> dict[str, tuple[str, Any, str]]:
+    def resolve(self, inputs: Mapping[str, Any], enabled: Iterable[str] | None = None) -> dict[str, Route]:
         """Which input feeds each enabled branch: modality -> (kind, path or text, description)."""
         unknown = sorted(set(inputs) - set(INPUT_KEYS))
         if unknown:
@@ -177,81 +193,21 @@ class Predictor:
         if bad:
             raise InputError(f"modalities {bad} are not used by this model; it uses {self.modalities}")
         video = inputs.get("video") or None
-        routes: dict[str, tuple[str, Any, str]] = {}
+        routes: dict[str, Route] = {}
         for m in enabled:
             own = inputs.get(m)
             if m == "text":
                 if isinstance(own, str) and own.strip():
                     routes[m] = ("text", own, "text")
             elif own:
-                routes[m] = (m, self._check_file(own), f"{m} file {Path(own).name}")
+                routes[m] = (m, check_file(own, self.limits), f"{m} file {Path(own).name}")
             elif video and m == "image":
-                routes[m] = (
-                    "frames",
-                    self._check_file(video),
-                    f"{self.num_frames} frames sampled from video {Path(video).name}",
-                )
+                desc = f"{self.num_frames} frames sampled from video {Path(video).name}"
+                routes[m] = ("frames", check_file(video, self.limits), desc)
             elif video and m == "audio":
-                routes[m] = ("soundtrack", self._check_file(video), f"soundtrack of video {Path(video).name}")
+                routes[m] = ("soundtrack", check_file(video, self.limits), f"soundtrack of video {Path(video).name}")
         return routes
 
-    def _decode(self, kind: str, value: Any, modality: str, clips: dict[Path, io.VideoClip]) -> Any:
-        spec = self.model.config.spec(modality)
-        if kind == "text":
-            return [value]
-        if kind == "image":
-            return [io.load_image(value, self.limits.max_image_pixels)]
-        if kind == "audio":
-            return [io.load_audio(value, spec.sample_rate, self.limits.max_audio_seconds)]
-        if value not in clips:
-            clips[value] = io.load_video(
-                value,
-                self.num_frames,
-                self._audio_rate(),
-                self.limits.max_video_seconds,
-                audio_window=self._audio_window(),
-            )
-        clip = clips[value]
-        if kind == "frames":
-            return clip.frames
-        if kind == "soundtrack":
-            if clip.audio is None:
-                return None
-            return [clip.audio]
-        return [clip]  # a "video" modality encoder takes the whole clip
-
-    def _audio_rate(self) -> int:
-        spec = self.model.config.spec("audio") if "audio" in self.modalities else None
-        return (spec.sample_rate if spec else None) or 16000
-
-    def _audio_window(self) -> float | None:
-        """Seconds of soundtrack the audio encoder looks at (a centred window), plus margin; None = all."""
-        if "audio" not in self.modalities:
-            return 0.0
-        seconds = self.model.config.spec("audio").options.get("seconds")
-        return float(seconds) + 1.0 if seconds else None
-
-    def features(
-        self, modality: str, kind: str, value: Any, clips: dict[Path, io.VideoClip], digest: str
-    ) -> torch.Tensor | None:
-        """Encoder output ``Tensor[D]`` for one input, from the cache when its content (``digest``) was
-        seen before; ``None`` when the input has nothing for this modality (a silent video)."""
-        key = (modality, self.model.config.encoders[modality]["name"], kind, digest, self.num_frames)
-        hit = self.cache.get_item(key)
-        if hit is not None:
-            self.stats["cache_hits"] += 1
-            return hit
-        raws = self._decode(kind, value, modality, clips)
-        if raws is None:
-            return None
-        if kind in ("frames", "soundtrack", "video") and value in clips:
-            self.frames.put(digest, clips[value].frames)
-        feats = self.model.encoders[modality].encode(raws).mean(dim=0)  # (K, D) -> (D,): temporal pooling
-        self.stats["encoder_calls"] += 1
-        self.cache.put(key, feats)
-        return feats
-
-    @torch.no_grad()
     def predict(
         self,
         inputs: Mapping[str, Any],
@@ -261,42 +217,149 @@ class Predictor:
     ) -> Prediction:
         """Predict from ``inputs`` (keys ``video``, ``audio``, ``image``: paths or None; ``text``: str,
         empty = absent) using only ``modalities`` (default: all of the model's). ``subsets``: also fuse
-        every non-empty subset of the modalities used (``Prediction.subsets``; one batched fusion call)."""
-        with self._lock:
-            return self._predict(inputs, modalities, top_k, subsets)
+        every non-empty subset of the modalities used (``Prediction.subsets``; one batched fusion call).
+        Raises ``UmeMmaError`` subclasses (``InputError``, ``DecodeError``) for bad inputs."""
+        out = self.predict_many([inputs], modalities, top_k, subsets)[0]
+        if isinstance(out, UmeMmaError):
+            raise out
+        return out
 
-    def _predict(
-        self, inputs: Mapping[str, Any], modalities: Iterable[str] | None, top_k: int | None, subsets: bool = False
-    ) -> Prediction:
-        routes = self.resolve(inputs, modalities)
-        clips: dict[Path, io.VideoClip] = {}
-        digests: dict[Any, str] = {}  # each file is hashed once per call
+    def predict_many(
+        self,
+        requests: Sequence[Mapping[str, Any]],
+        modalities: Iterable[str] | None = None,
+        top_k: int | None = None,
+        subsets: bool = False,
+        *,
+        modalities_each: Sequence[Iterable[str] | None] | None = None,
+    ) -> list[Prediction | UmeMmaError]:
+        """``predict`` for several requests at once, with one encoder call per modality for all the inputs
+        not in the cache. One bad request fails alone: its slot holds the ``UmeMmaError`` it raised (returned,
+        not raised) and the others get their ``Prediction``; other exceptions are bugs and propagate. Results
+        equal sequential ``predict`` calls (up to float rounding of batched encoder arithmetic, e.g. padded text).
+        For a server batching concurrent requests (gradio ``batch=True``), whose requests may each enable
+        other modalities: ``modalities_each`` gives one list (or None = all) per request, instead of ``modalities``."""
+        if modalities_each is None:  # one list for all (an iterator is consumed once)
+            modalities_each = [None if modalities is None else list(modalities)] * len(requests)
+        elif len(modalities_each) != len(requests):
+            raise ValueError(f"modalities_each has {len(modalities_each)} entries for {len(requests)} requests")
+        with self._lock, torch.no_grad():
+            digests: dict[Any, str] = {}  # each file is hashed once per call
+            jobs = [self._plan(r, None if m is None else list(m), digests) for r, m in zip(requests, modalities_each)]
+            clips: dict[Path, Any] = {}  # each video is decoded once per call
+            for m in sorted({m for job in jobs for m in job.routes}):
+                self._fill(m, jobs, clips)
+            return [job.error or self._finish(job, top_k, subsets) for job in jobs]
+
+    def _plan(self, inputs: Mapping[str, Any], modalities: list[str] | None, digests: dict[Any, str]) -> _Job:
+        """Routes and cache keys of one request, or a job holding the error that made it invalid."""
+        try:
+            routes = self.resolve(inputs, modalities)
+            if not routes:
+                raise self._no_input()
+            keys = {}
+            for m, (kind, value, _) in routes.items():
+                if value not in digests:
+                    digests[value] = hashlib.sha256(value.encode()).hexdigest() if kind == "text" else file_hash(value)
+                name = self.model.config.encoders[m]["name"]
+                keys[m] = (m, name, kind, digests[value], self.num_frames)
+        except UmeMmaError as e:
+            return _Job(error=e)
+        return _Job(routes=routes, keys=keys)
+
+    def _fill(self, modality: str, jobs: list[_Job], clips: dict[Path, Any]) -> None:
+        """Set ``job.feats[modality]`` for every valid job: from the cache, else decode each distinct input
+        and encode them all in one batch. A decode or encoder error is recorded on the jobs of that input."""
+        pending: dict[tuple, list[_Job]] = {}
+        for job in jobs:
+            if job.error is None and modality in job.routes:
+                hit = self.cache.get(job.keys[modality], _MISS)
+                if hit is _MISS:
+                    pending.setdefault(job.keys[modality], []).append(job)
+                else:
+                    self.stats["cache_hits"] += 1
+                    job.feats[modality] = hit
+        decoded: dict[tuple, list[Any]] = {}
+        for key, waiting in pending.items():
+            kind, value, _ = waiting[0].routes[modality]
+            try:
+                raws = self.decoder(kind, value, clips)
+            except UmeMmaError as e:
+                for job in waiting:
+                    job.error = e
+                continue
+            if kind in ("frames", "soundtrack", "video"):
+                self.frames.put(key[3], clips[value].frames)
+            if raws is None:
+                self._store(key, None, waiting)
+            else:
+                decoded[key] = raws
+        for key, feats in self._encode(modality, decoded).items():
+            if isinstance(feats, UmeMmaError):
+                for job in pending[key]:
+                    job.error = feats
+            else:
+                self._store(key, feats, pending[key])
+
+    def _store(self, key: tuple, feats: torch.Tensor | None, jobs: list[_Job]) -> None:
+        self.cache.put(key, feats)
+        for job in jobs:
+            job.feats[key[0]] = feats
+
+    def _encode(self, modality: str, decoded: dict[tuple, list[Any]]) -> dict[tuple, torch.Tensor | UmeMmaError]:
+        """Encoder outputs ``Tensor[D]`` of several inputs (key -> K raws; their K outputs are averaged: temporal
+        pooling) in one encoder call; if that call fails, input by input, so an error lands on its own input."""
+        if len(decoded) > 1:
+            try:
+                return dict(zip(decoded, self._encode_batch(modality, list(decoded.values()))))
+            except Exception:  # noqa: BLE001 - retried input by input below, where the error is attributed
+                pass
+        out: dict[tuple, torch.Tensor | UmeMmaError] = {}
+        for key, raws in decoded.items():
+            try:
+                out[key] = self._encode_batch(modality, [raws])[0]
+            except UmeMmaError as e:
+                out[key] = e
+        return out
+
+    def _encode_batch(self, modality: str, raws: list[list[Any]]) -> list[torch.Tensor]:
+        """One encoder call over B inputs of K_i raws each -> B tensors ``Tensor[D]`` on the predictor's device.
+        The preprocessed batch goes to the device the encoder reports (the predictor's, once the model moved)."""
+        enc = self.model.encoders[modality]
+        flat = [r for rs in raws for r in rs]
+        out = enc(to_device(enc.preprocess(flat), enc.device)).float().to(self.device)  # (sum K_i, D)
+        self.stats["encoder_calls"] += len(raws)
+        self.stats["encoder_batches"] += 1
+        return [chunk.mean(dim=0) for chunk in out.split([len(rs) for rs in raws])]  # (K_i, D) -> (D,)
+
+    def _no_input(self) -> InputError:
+        return InputError(
+            f"no input for any enabled modality; this model uses {self.modalities} "
+            "(give an image/audio/text, or a video for image frames and its soundtrack)"
+        )
+
+    def _finish(self, job: _Job, top_k: int | None, subsets: bool) -> Prediction | UmeMmaError:
+        """Heads and fusion over one job's features -> its Prediction."""
         feats, sources, frames = {}, {}, []
-        for m, (kind, value, desc) in sorted(routes.items()):
-            if value not in digests:
-                digests[value] = hashlib.sha256(value.encode()).hexdigest() if kind == "text" else file_hash(value)
-            f = self.features(m, kind, value, clips, digests[value])
+        for m, (kind, value, desc) in sorted(job.routes.items()):
+            f = job.feats[m]
             if f is None:
                 sources[m] = f"no input: video {Path(value).name} has no soundtrack"
                 continue
-            feats[m], sources[m] = f.unsqueeze(0), desc
+            feats[m], sources[m] = f.unsqueeze(0), desc  # (1, D)
             if kind in ("frames", "video"):
-                frames = self.frames.get_item(digests[value]) or []
+                frames = self.frames.get(job.keys[m][3]) or []
         if not feats:
-            raise InputError(
-                f"no input for any enabled modality; this model uses {self.modalities} "
-                "(give an image/audio/text, or a video for image frames and its soundtrack)"
-            )
-        present = {m: torch.ones(1, dtype=torch.bool) for m in feats}
+            return self._no_input()
+        present = {m: torch.ones(1, dtype=torch.bool, device=self.device) for m in feats}
         out = self.model.forward_features(feats, present)
         labels = self.labels
-        branches = {m: _result(out.branches[m][0].softmax(-1), labels, top_k) for m in sorted(feats)}
         return Prediction(
             checkpoint=self.name,
             fusion=self.model.config.fusion,
             modalities_used=sorted(feats),
             fused=_result(out.fused_probs()[0], labels, top_k),
-            branches=branches,
+            branches={m: _result(out.branches[m][0].softmax(-1), labels, top_k) for m in sorted(feats)},
             sources=sources,
             frames=frames,
             subsets=self._subsets(feats, top_k) if subsets else {},
@@ -308,11 +371,13 @@ class Predictor:
         mods = sorted(feats)
         combos = [c for r in range(1, len(mods) + 1) for c in itertools.combinations(mods, r)]  # S subsets
         batch = {m: feats[m].expand(len(combos), -1) for m in mods}  # (S, D) each
-        present = {m: torch.tensor([m in c for c in combos]) for m in mods}  # (S,) each
+        present = {m: torch.tensor([m in c for c in combos], device=self.device) for m in mods}  # (S,) each
         probs = self.model.forward_features(batch, present).fused_probs()  # (S, C)
         return {"+".join(c): _result(probs[i], self.labels, top_k) for i, c in enumerate(combos)}
 
 
 def _result(probs: torch.Tensor, labels: list[str], top_k: int | None) -> BranchResult:
-    order = probs.argsort(descending=True).tolist()[: top_k or len(labels)]
-    return BranchResult(label=labels[order[0]], confidences={labels[i]: round(float(probs[i]), 6) for i in order})
+    """``probs`` (``Tensor[C]``, any device) -> labels ranked by probability, as plain Python floats."""
+    values = probs.float().cpu().tolist()
+    order = sorted(range(len(values)), key=lambda i: -values[i])[: top_k or len(labels)]
+    return BranchResult(label=labels[order[0]], confidences={labels[i]: round(values[i], 6) for i in order})

@@ -9,6 +9,7 @@ import numpy as np
 import soundfile as sf
 
 from ume_mma.errors import DecodeError
+from ume_mma.io import resample as _resample
 
 SR = 8000
 CLIP_S = 1.0
@@ -31,14 +32,9 @@ def read_audio(src: str | Path | bytes) -> tuple[np.ndarray, int]:
 
 
 def resample(x: np.ndarray, sr_in: int, sr_out: int = SR) -> np.ndarray:
-    """Band-limited (FFT) resampling; fine for clips of a few seconds."""
-    if sr_in == sr_out or len(x) == 0:
-        return x.astype(np.float32)
-    n_out = max(1, round(len(x) * sr_out / sr_in))
-    spec = np.fft.rfft(x)
-    keep = min(len(spec), n_out // 2 + 1)
-    out = np.fft.irfft(spec[:keep], n_out) * (n_out / len(x))
-    return out.astype(np.float32)
+    """``x`` at ``sr_in`` -> float32 at ``sr_out`` (default: the dataset rate), through the library's one
+    resampler :func:`ume_mma.io.resample` (also used for speed changes: ``sr_in``/``sr_out`` are lengths)."""
+    return _resample(x, sr_in, sr_out)
 
 
 def frame_rms(x: np.ndarray, frame: int = 160) -> np.ndarray:

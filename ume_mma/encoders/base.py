@@ -6,7 +6,6 @@ import dataclasses
 import itertools
 from typing import Any, Self
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -108,11 +107,9 @@ def batch_size(batch: Batch) -> int:
 def audio_to_tensor(audio: Any, sample_rate: int, seconds: float) -> torch.Tensor:
     """Resample one :class:`ume_mma.io.Audio` to ``sample_rate`` and centre-crop/pad to ``seconds``.
     Returns ``Tensor[N]`` with ``N = sample_rate * seconds``."""
-    import torchaudio.functional as AF
+    from ume_mma.io import resample  # the library's one resampler
 
-    wave = torch.from_numpy(np.asarray(audio.samples, dtype=np.float32))
-    if audio.sample_rate != sample_rate:
-        wave = AF.resample(wave, audio.sample_rate, sample_rate)
+    wave = torch.from_numpy(resample(audio.samples, audio.sample_rate, sample_rate))
     n = int(round(sample_rate * seconds))
     if wave.numel() >= n:
         start = (wave.numel() - n) // 2

@@ -1,0 +1,123 @@
+"""A pool of loaded checkpoints shared by every user of a server (the app, a script serving several models).
+
+Loading a checkpoint can take seconds; it happens outside the pool's lock, so predictions on checkpoints
+already loaded never wait for it, and two requests for the same checkpoint load it once. References that
+name the same checkpoint (``checkpoints/x``, ``./checkpoints/x``, an absolute path, ``hf-hub:org/name``)
+share one entry.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ume_mma.batching import MicroBatcher
+from ume_mma.errors import CheckpointError, UmeMmaError
+from ume_mma.predictor import Prediction, Predictor
+
+MAX_REF_CHARS = 512  # a checkpoint reference longer than this is refused before touching the file system
+
+
+@dataclass
+class Loaded:
+    """One loaded checkpoint: its predictor (thread-safe), model card text, stored evaluation, and the batcher
+    that runs concurrent requests for it as one batch through the encoders."""
+
+    predictor: Predictor
+    card: str
+    metrics: dict[str, Any] | None
+    batcher: MicroBatcher = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.batcher = MicroBatcher(self.predictor)
+
+
+def short(ref: str, limit: int = 80) -> str:
+    """A reference cut for messages: ``'aaaa…aaaa' (10240 characters)`` when it is long."""
+    return repr(ref) if len(ref) <= limit else f"{ref[: limit // 2]!r}…{ref[-limit // 4 :]!r} ({len(ref)} characters)"
+
+
+class PredictorPool:
+    """A bounded LRU of loaded checkpoints (``size`` entries), shared by all sessions. ``root``: the folder
+    that relative references such as ``checkpoints/x`` are tried against when they do not exist as given
+    (the app's folder). ``predictor_kwargs`` go to :meth:`Predictor.from_pretrained` (limits, device, ...)."""
+
+    def __init__(self, size: int = 3, root: Path | None = None, **predictor_kwargs: Any) -> None:
+        self.size, self.root, self.predictor_kwargs = size, root, predictor_kwargs
+        self._items: OrderedDict[str, Loaded] = OrderedDict()
+        self._loading: dict[str, threading.Event] = {}  # key -> set when its load finished (or failed)
+        self._errors: dict[str, UmeMmaError] = {}  # key -> why its last load failed (for waiting callers)
+        self._lock = threading.Lock()  # held only to read or change the dicts above, never while loading
+
+    def key(self, ref: str) -> str:
+        """The canonical key of a reference: an existing local folder -> its resolved absolute path;
+        a Hub id -> ``org/name`` (without ``hf-hub:``). Raises CheckpointError for an empty or huge one."""
+        ref = (ref or "").strip()
+        if not ref:
+            raise CheckpointError("give a checkpoint: a folder under checkpoints/, a local path or a Hub repo id")
+        if len(ref) > MAX_REF_CHARS or "\0" in ref:
+            raise CheckpointError(
+                f"a checkpoint reference is a path or a Hub repo id of at most {MAX_REF_CHARS} characters; "
+                f"got {short(ref)}"
+            )
+        try:
+            for candidate in (Path(ref).expanduser(), (self.root / ref) if self.root else None):
+                if candidate is not None and candidate.is_dir():
+                    return str(candidate.resolve())
+        except OSError as exc:  # e.g. a path component over the file system's name limit
+            raise CheckpointError(f"{short(ref)} is not a usable path: {exc.strerror}") from None
+        return ref.removeprefix("hf-hub:")
+
+    def get(self, ref: str) -> Loaded:
+        """The loaded checkpoint for ``ref``, loading it first if needed (outside the pool's lock)."""
+        key = self.key(ref)
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+                return self._items[key]
+            event = self._loading.get(key)
+            owner = event is None
+            if owner:
+                event = self._loading[key] = threading.Event()
+                self._errors.pop(key, None)
+        if not owner:
+            event.wait()
+            with self._lock:
+                if key in self._items:
+                    return self._items[key]
+                raise self._errors.get(key) or CheckpointError(f"could not load {short(ref.strip())}")
+        return self._load(ref.strip(), key, event)
+
+    def _load(self, ref: str, key: str, event: threading.Event) -> Loaded:
+        item = error = None
+        try:
+            predictor = Predictor.from_pretrained(key, name=ref, **self.predictor_kwargs)
+            item = Loaded(predictor, predictor.card, predictor.metrics)
+        except UmeMmaError as exc:
+            error = CheckpointError(f"Could not load {short(ref)}: {exc}")
+            raise error from exc
+        finally:
+            with self._lock:
+                if item is not None:
+                    self._items[key] = item
+                    while len(self._items) > self.size:
+                        self._items.popitem(last=False)
+                elif error is not None:
+                    self._errors[key] = error
+                del self._loading[key]
+            event.set()
+        return item
+
+    def loaded(self) -> list[str]:
+        """Keys of the checkpoints loaded now, least recently used first."""
+        with self._lock:
+            return list(self._items)
+
+    def predict(
+        self, ref: str, inputs: dict[str, Any], modalities: list[str] | None = None, subsets: bool = False
+    ) -> Prediction:
+        """Predict with ``ref``; requests that overlap in time are batched (:class:`MicroBatcher`)."""
+        return self.get(ref).batcher.predict(inputs, modalities, subsets=subsets)
