@@ -18,8 +18,8 @@ from PIL import Image
 from tests.pg import private_server
 from tests.tiny import make_tiny_dataset
 from ume_mma.annotate import AnnotationQueue, import_dataset, open_store, schema
+from ume_mma.decode import Limits
 from ume_mma.errors import DecodeError, InputError, StoreError
-from ume_mma.predictor import Limits
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -302,3 +302,12 @@ def test_an_acknowledged_annotation_survives_a_killed_postgresql_server(tmp_path
         store.close()
     finally:
         next(servers, None)  # stop and remove it
+
+
+def test_videos_are_checked_through_the_shared_decoder(store_url, files):
+    store = _open(store_url)
+    sample = store.sample(store.add_sample({"video": ROOT / "assets" / "silent_video_4.mp4"}))
+    assert sample["video"].endswith(".mp4") and Path(sample["inputs"]["video"]).is_file()
+    with pytest.raises(DecodeError, match="no video stream"):
+        store.add_sample({"video": files["audio"]})
+    assert store.counts()["samples"] == 1 and store.media.refs() == [sample["video"]]

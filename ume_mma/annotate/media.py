@@ -1,5 +1,5 @@
-"""Content-addressed media: every input file is checked (exists, size cap, decodes with the same decoders
-and limits as prediction) and stored once, under its SHA-256, in a media folder.
+"""Content-addressed media: every input file is checked (exists, size cap, decodes through the one decode path
+with the same limits as training and prediction) and stored once, under its SHA-256, in a media folder.
 
 A file is written durably: copied to a temporary file in the media folder, fsynced, renamed to its final
 name (atomic), and the folder fsynced, so a stored reference never points at a partial file.
@@ -14,10 +14,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ume_mma import io
 from ume_mma.data.format import FILE_MODALITIES
+from ume_mma.decode import SAMPLE_KIND, Decoder, Limits
 from ume_mma.errors import DecodeError, InputError, StoreError
-from ume_mma.predictor import Limits
 from ume_mma.registry import MODALITIES
 
 CHUNK = 1 << 20
@@ -53,17 +52,11 @@ def check_inputs(inputs: Mapping[str, Any], limits: Limits | None = None) -> dic
 
 
 def _check_file(path: Path, modality: str, limits: Limits) -> Path:
+    """Exists, within the size cap, and decodes through the one decode path (``ume_mma.decode.Decoder``) with
+    the same limits as training and prediction (one video frame suffices to know that a video decodes)."""
     if not path.is_file():
         raise DecodeError(path, "file does not exist" if not path.exists() else "is not a regular file")
-    size = path.stat().st_size
-    if limits.max_file_bytes is not None and size > limits.max_file_bytes:
-        raise DecodeError(path, f"file is {size / 2**20:.1f} MB, the limit is {limits.max_file_bytes / 2**20:.0f} MB")
-    if modality == "image":
-        io.load_image(path, limits.max_image_pixels)
-    elif modality == "audio":
-        io.load_audio(path, None, limits.max_audio_seconds)
-    else:
-        io.load_video(path, 1, None, limits.max_video_seconds, audio_window=0.0)
+    Decoder(limits=limits, num_frames=1, soundtrack=False)(SAMPLE_KIND[modality], path)  # raises DecodeError
     return path
 
 

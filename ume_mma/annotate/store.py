@@ -25,8 +25,8 @@ from ume_mma.annotate import schema
 from ume_mma.annotate.backends import backend_for
 from ume_mma.annotate.media import MediaStore, check_inputs
 from ume_mma.data.format import FILE_MODALITIES
+from ume_mma.decode import Limits
 from ume_mma.errors import StoreError
-from ume_mma.predictor import Limits
 
 Clock = Callable[[], float]
 
