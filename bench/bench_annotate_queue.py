@@ -8,7 +8,8 @@ noise, so no two items share content and the predictor's cache cannot skip any e
 pairs disagree (image 2 + spoken 5). Measured, on one fresh store (SQLite in a temp folder by default):
 - import: reading metadata.jsonl, checking and decoding every file, content-addressed copies, DB rows;
 - prediction pass (``predict_queue``): predictions of every item stored, then ranked disagreement-first;
-  inside it, the encoders' own time (``Encoder.encode``, wrapped) and the predictor's (``predict``, wrapped):
+  inside it, the encoders' own time (their ``preprocess`` of decoded inputs + ``forward``, wrapped, as in
+  bench_predict.py) and the predictor's (``predict_many`` or ``predict``, wrapped):
   what remains is the queue's own cost (reading samples, writing predictions, ranking);
 - ordering alone: ``order_queue`` for each order (median of 5);
 - one annotation: ``next_item`` + ``submit`` (median of 200; SQLite commits are fsynced).
@@ -80,11 +81,12 @@ def run(args: argparse.Namespace, tmp: Path) -> dict[str, object]:
     predictor = Predictor.from_pretrained(args.checkpoint, cache_size=4 * args.n)
     spent = {"encoders": 0.0, "predict": 0.0}
     for enc in predictor.model.encoders.values():
-        timed(enc, "encode", spent, "encoders")
+        timed(enc, "preprocess", spent, "encoders")
+        timed(enc, "forward", spent, "encoders")
     predictor.predict({"image": str(data / "img/0.png"), "audio": str(data / "wav/0.wav")})  # warm-up
     predictor.clear_cache()
     spent.update(encoders=0.0, predict=0.0)
-    timed(predictor, "predict", spent, "predict")
+    timed(predictor, "predict_many" if hasattr(predictor, "predict_many") else "predict", spent, "predict")
     t = time.perf_counter()
     import_dataset(store, data, queue="bench")
     import_s = time.perf_counter() - t
@@ -130,7 +132,7 @@ def table(r: dict) -> str:
     """The results as a markdown table (seconds and the ratio to the encoders' own time)."""
     e = r["encoders_s"]
     rows = [
-        ("encoders' own time (Encoder.encode)", e, ""),
+        ("encoders' own time (preprocess + forward)", e, ""),
         ("predictor calls (decode + encoders + heads)", r["predict_calls_s"], ""),
         ("queue's own cost in the pass (store + ranking)", r["queue_own_s"], "<= 0.10"),
         ("prediction pass, total", r["prediction_pass_s"], ""),
