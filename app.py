@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import atexit
-import functools
 import os
 import shutil
 import tempfile
@@ -22,7 +21,10 @@ from typing import Any
 
 import gradio as gr
 
+from ui import annotate as annotate_ui
+from ui.annotate import SHORTCUTS_JS, Access
 from ui.checkpoint import list_checkpoints, model_card, robustness_views, status_line
+from ui.errors import readable
 from ui.predict import (  # noqa: F401 - re-exported: tests and benches use app.<name>
     ASSETS,
     FRAME_HEIGHT,
@@ -38,8 +40,9 @@ from ui.predict import (  # noqa: F401 - re-exported: tests and benches use app.
 from ui.uploads import UploadSweeper
 from ui.views import TOGGLE_JS, views_payload
 from ume_mma import pool as pool_lib
+from ume_mma.annotate.store import Store
 from ume_mma.device import DEVICE_CHOICES
-from ume_mma.errors import DecodeError, UmeMmaError
+from ume_mma.errors import UmeMmaError
 from ume_mma.pool import Loaded
 from ume_mma.predictor import Limits
 from ume_mma.registry import MODALITIES
@@ -70,21 +73,6 @@ class PredictorPool(pool_lib.PredictorPool):
             raise gr.Error(str(exc), print_exception=False) from exc
 
 
-def readable(fn: Callable) -> Callable:
-    """Library errors become gr.Error with the problem in words (the upload's temp folder left out)."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except DecodeError as exc:
-            raise gr.Error(f"{Path(exc.path).name}: {exc.problem}", print_exception=False) from exc
-        except UmeMmaError as exc:
-            raise gr.Error(str(exc), print_exception=False) from exc
-
-    return wrapper
-
-
 # ----------------------------------------------------------------------------- the app
 def build_demo(
     checkpoint: str = DEFAULT_CHECKPOINT,
@@ -92,9 +80,13 @@ def build_demo(
     max_video_seconds: float = 60,
     pool: PredictorPool | None = None,
     device: str = "auto",
+    store: Store | None = None,
+    access: Access | None = None,
 ) -> gr.Blocks:
     """The UI and API over ``checkpoint`` (loaded now, so a bad default fails at start-up). ``pool``: the
-    shared cache of loaded checkpoints (default: a new one with these limits, on ``device``)."""
+    shared cache of loaded checkpoints (default: a new one with these limits, on ``device``). With a ``store``
+    and an ``access`` rule, the Annotate tab and the annotation API are served too."""
+    annotating = store is not None and access is not None
     limits = Limits(max_file_bytes=int(max_file_mb * 2**20), max_video_seconds=max_video_seconds)
     pool = pool or PredictorPool(limits, device=device)
     first = pool.get(checkpoint)
@@ -118,10 +110,15 @@ def build_demo(
             )
             ref = gr.Textbox(label="…or a Hub repo id / local path", placeholder="org/name", scale=2)
             load = gr.Button("Load", scale=0, min_width=120)
+            if annotating and access.mode == "oauth":
+                gr.LoginButton(scale=0, min_width=180)  # annotating needs a Hugging Face sign-in
         status = gr.Markdown(status_line(first))
         with gr.Tabs():
             with gr.Tab("Predict"):
-                ui = predict_tab(mods, first.predictor.model.config.task)
+                ui = predict_tab(mods, first.predictor.model.config.task, first.predictor.labels, annotating)
+            if annotating:
+                with gr.Tab("Annotate"):
+                    ann = annotate_ui.annotate_tab(store)
             with gr.Tab("Robustness"):
                 rob_caption = gr.Markdown(caption)
                 with gr.Row():
@@ -148,7 +145,7 @@ def build_demo(
         predict_ui = {
             "fn": fns.predict_ui,
             "inputs": [*inputs, key, shown_video],
-            "outputs": [ui.frames, shown_video, ui.views],
+            "outputs": [ui.frames, shown_video, ui.views, ui.annotate_label],
             "preprocess": False,
             "trigger_mode": "always_last",
             "show_progress": "minimal",
@@ -165,7 +162,7 @@ def build_demo(
         # Up to 16 API calls in flight: the pool runs those that overlap as one batch through the encoders.
         api_run.click(fns.predict, api_in, api_out, api_name="predict", concurrency_limit=BATCH)
         api_rob.click(fns.robustness, api_ckpt, [rob_table, rob_plot, rob_caption], api_name="robustness")
-        view = [card, ui.toggles, *inputs, *ui.cards, ui.examples, ui.frames, ui.views]
+        view = [card, ui.toggles, *inputs, *ui.cards, ui.examples, ui.frames, ui.views, ui.annotate_label]
         for trigger, source, load_api in ((load.click, ref, "load_model"), (choice.input, choice, None)):
             (
                 trigger(fns.load_model, source, [key, status], api_name=load_api, api_visibility=load_api and "public")
@@ -173,6 +170,8 @@ def build_demo(
                 .success(fns.robustness_ui, key, [rob_table, rob_plot, rob_caption], **private)
                 .success(None, [ui.toggles, ui.views], views_out, js=TOGGLE_JS, **private)
             )
+        if annotating:
+            annotate_ui.wire(ann, annotate_ui.handlers(store, access, pool, checkpoint), key, ui)
     return demo
 
 
@@ -189,7 +188,8 @@ def handlers(pool: PredictorPool, default: str, render: Callable[..., Any]) -> S
             frames = gr.skip()  # the same video: its frames are on screen already
         else:
             frames = gr.update(value=thumbnails(pred.frames) if video else None, visible=bool(video))
-        return frames, video, views_payload(pred, predictor.modalities, render)
+        label = gr.update(choices=predictor.labels, value=pred.fused.label if pred else None)
+        return frames, video, views_payload(pred, predictor.modalities, render), label
 
     @readable
     def predict(video=None, audio=None, image=None, text=None, modalities=None, checkpoint=None):
@@ -223,6 +223,7 @@ def handlers(pool: PredictorPool, default: str, render: Callable[..., Any]) -> S
             examples_update(predictor.model.config.task),
             gr.update(value=None, visible=False),
             views_payload(None, m, render),
+            gr.update(choices=predictor.labels, value=None),
         ]
 
     def example(index, k):
@@ -258,6 +259,7 @@ def launch_app(demo: gr.Blocks, max_file_mb: float = 50, max_cache_mb: float = 1
         show_error=True,
         max_file_size=int(max_file_mb * 2**20),
         allowed_paths=[str(ASSETS)],
+        js=SHORTCUTS_JS,
         **kwargs,
     )
 
@@ -272,7 +274,37 @@ def own_upload_folder() -> str:
     return os.environ["GRADIO_TEMP_DIR"]
 
 
+def read_auth(path: str | None) -> list[tuple[str, str]] | None:
+    """``user:password`` lines from ``--auth FILE`` or, without it, the ``UME_MMA_AUTH`` variable (the same
+    lines); None when neither is given. Blank lines and ``#`` comments are skipped."""
+    text = Path(path).read_text(encoding="utf-8") if path else os.environ.get("UME_MMA_AUTH")
+    if text is None:
+        return None
+    pairs = [
+        tuple(line.strip().split(":", 1)) for line in text.splitlines() if line.strip() and not line.startswith("#")
+    ]
+    bad = [p[0] for p in pairs if len(p) != 2 or not all(p)]
+    if bad or not pairs:
+        raise SystemExit(f"app.py: auth needs user:password lines; bad: {bad or 'no line at all'}")
+    return [(u, pw) for u, pw in pairs]
+
+
+def access_rule(auth: list | None, host: str | None) -> tuple[Access | None, str]:
+    """Who may annotate, and a line saying so at start: logged-in users (``--auth``), Hugging Face users on a
+    Space with ``hf_oauth: true``, the local user on 127.0.0.1; else nobody (predict only)."""
+    if auth:
+        return Access("login"), "annotation: on, for the users of --auth"
+    if os.environ.get("SPACE_ID") and os.environ.get("OAUTH_CLIENT_ID"):
+        return Access("oauth"), "annotation: on, after Sign in with Hugging Face"
+    if host in (None, "127.0.0.1", "localhost"):
+        return Access("local"), "annotation: on, for this machine only (bound to 127.0.0.1)"
+    return None, f"annotation: OFF: the app is bound to {host} without --auth; serving predict only"
+
+
 def main(argv: list[str] | None = None) -> None:
+    from ume_mma.annotate import open_store
+    from ume_mma.annotate.__main__ import default_db, default_media
+
     ap = argparse.ArgumentParser(description="UME-MMA Studio (Gradio app)")
     ap.add_argument("--checkpoint", default=DEFAULT_CHECKPOINT, help="checkpoint folder or Hub repo id")
     ap.add_argument("--host", default=None, help="server name, e.g. 0.0.0.0")
@@ -285,10 +317,27 @@ def main(argv: list[str] | None = None) -> None:
         "--device", default="auto", choices=DEVICE_CHOICES, help="where models run: auto = the GPU when there is one"
     )
     ap.add_argument("--max-cache-mb", type=float, default=1024, help="cap on the upload folder's total size (MB)")
+    ap.add_argument("--db", default=None, help="annotation database: SQLite path or postgresql:// URL")
+    ap.add_argument("--media-dir", default=None, help="media folder of a PostgreSQL annotation store")
+    ap.add_argument("--auth", default=None, help="file of user:password lines (or UME_MMA_AUTH): login required")
     args = ap.parse_args(argv)
     own_upload_folder()
+    auth = read_auth(args.auth)
+    access, line = access_rule(auth, None if args.share else args.host)
+    if args.share and not auth:
+        access, line = None, "annotation: OFF: a --share link is public and there is no --auth; serving predict only"
+    store = None
+    if access is not None:
+        db = args.db or str(default_db())
+        try:
+            store = open_store(db, args.media_dir or default_media(db))
+        except UmeMmaError as exc:
+            access, line = None, f"annotation: OFF: {exc}"
+    print(f"app.py: {line}", flush=True)
     try:
-        demo = build_demo(args.checkpoint, args.max_file_mb, args.max_video_seconds, device=args.device)
+        demo = build_demo(
+            args.checkpoint, args.max_file_mb, args.max_video_seconds, device=args.device, store=store, access=access
+        )
     except gr.Error as exc:
         found = ", ".join(list_checkpoints()) or "none"
         raise SystemExit(f"app.py: {exc.message}\nCheckpoints under {ROOT / 'checkpoints'}: {found}") from None
@@ -300,6 +349,7 @@ def main(argv: list[str] | None = None) -> None:
         server_port=args.port,
         share=args.share,
         mcp_server=args.mcp,
+        auth=auth,
     )
 
 

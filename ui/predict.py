@@ -105,7 +105,7 @@ def make_render(fused: gr.Label, raw: gr.JSON) -> Callable[..., Any]:
     return render
 
 
-def predict_tab(mods: list[str], task: str) -> SimpleNamespace:
+def predict_tab(mods: list[str], task: str, labels: list[str] | None = None, annotate: bool = False) -> SimpleNamespace:
     """Inputs, modality toggles and examples on the left; cards, sources, chart and frames on the right."""
     ui = SimpleNamespace()
     with gr.Row():
@@ -161,6 +161,12 @@ def predict_tab(mods: list[str], task: str) -> SimpleNamespace:
             )
             with gr.Accordion("Raw result (the /predict API returns this JSON)", open=False):
                 ui.raw = gr.JSON()
+            with gr.Row(visible=annotate, elem_id="annotate-this"):  # label this sample into the annotation store
+                ui.annotate_label = gr.Dropdown(labels or [], label="Its true label", scale=2, elem_id="annotate-label")
+                ui.annotate_note = gr.Textbox(label="Note", scale=2)
+                ui.annotate_btn = gr.Button("Annotate this", scale=1, elem_id="annotate-this-btn")
+            ui.annotate_status = gr.Markdown(visible=annotate)
+    ui.inputs = [ui.video, ui.audio, ui.image, ui.text]
     ui.render = make_render(ui.fused, ui.raw)
     ui.views = gr.JSON(views_payload(None, mods, ui.render), visible=False)  # every toggle combination's view
     return ui

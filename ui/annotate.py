@@ -1,0 +1,323 @@
+"""The Annotate tab and the annotation API (``/annotate``, ``/next_item``, ``/submit_item``, ``/undo_last``,
+``/annotation_stats``), thin over :mod:`ume_mma.annotate`.
+
+Who may annotate (:class:`Access`): with ``--auth`` the whole app is behind Gradio's login and the annotator
+is the logged-in user; on a Hugging Face Space with ``hf_oauth: true`` predicting stays public and annotating
+needs "Sign in with Hugging Face"; with neither, annotation is served only to a server bound to 127.0.0.1 (the
+annotator is the local user). Every write returns only after its transaction committed.
+"""
+
+from __future__ import annotations
+
+import getpass
+import time
+from dataclasses import dataclass
+from types import SimpleNamespace
+from typing import Any
+
+import gradio as gr
+
+from ui.errors import readable
+from ume_mma.annotate import FLAGS, ORDERS, AnnotationQueue, import_dataset, predict_queue, queue_names
+from ume_mma.annotate import schema as db
+from ume_mma.annotate.direct import APP_QUEUE, annotate_sample
+from ume_mma.annotate.store import Store
+from ume_mma.registry import MODALITIES
+
+SHORTCUTS_JS = """() => {
+  // Annotate tab: keys 1-9 and 0 pick the n-th label, Enter submits, S skips, U undoes (not while typing).
+  document.addEventListener("keydown", (e) => {
+    const tab = document.querySelector("#annotate-view");
+    if (!tab || tab.offsetParent === null || e.ctrlKey || e.metaKey || e.altKey) return;
+    if (["INPUT", "TEXTAREA"].includes(document.activeElement?.tagName)
+        && document.activeElement.type !== "radio") return;
+    const click = (id) => document.querySelector(id)?.click();
+    if (/^[0-9]$/.test(e.key)) {
+      const radios = [...document.querySelectorAll("#ann-label input[type=radio]")];
+      const n = e.key === "0" ? 9 : Number(e.key) - 1;
+      if (radios[n]) { radios[n].click(); e.preventDefault(); }
+    } else if (e.key === "Enter") { click("#ann-submit"); e.preventDefault(); }
+    else if (e.key.toLowerCase() === "s") { click("#ann-skip"); e.preventDefault(); }
+    else if (e.key.toLowerCase() === "u") { click("#ann-undo"); e.preventDefault(); }
+  });
+}"""
+
+
+@dataclass(frozen=True)
+class Access:
+    """How annotators are identified: ``login`` (Gradio auth), ``oauth`` (Sign in with Hugging Face) or
+    ``local`` (a server bound to 127.0.0.1: the local user)."""
+
+    mode: str
+    local_user: str = ""
+
+    def annotator(self, request: gr.Request | None, profile: Any) -> str:
+        if self.mode == "login":
+            name = getattr(request, "username", None)
+            if not name:
+                raise gr.Error("Log in to annotate.", print_exception=False)
+            return str(name)
+        if self.mode == "oauth":
+            if profile is None:
+                raise gr.Error("Sign in with Hugging Face to annotate.", print_exception=False)
+            return str(profile.username)
+        return self.local_user or getpass.getuser() or "local"
+
+
+def stats_line(queue: AnnotationQueue | None) -> str:
+    if queue is None:
+        return "*No queue yet: import a dataset folder below, or annotate from the Predict tab.*"
+    s = queue.stats()
+    return (
+        f"**{s.labelled} of {s.total} labelled** in `{queue.name}`; {s.disagreements_left} disagreements left; "
+        f"{s.leased} leased now"
+    )
+
+
+def recent(store: Store, limit: int = 10) -> list[list[Any]]:
+    """The latest annotations (newest first) as table rows."""
+    import sqlalchemy as sa
+
+    a = db.annotations
+    query = sa.select(a.c.created_at, a.c.annotator, a.c.label, a.c.sample_id, a.c.flags, a.c.note, a.c.undone_at)
+    with store.transaction() as conn:
+        rows = conn.execute(query.order_by(a.c.created_at.desc()).limit(limit)).all()
+    return [
+        [time.strftime("%H:%M:%S", time.localtime(r.created_at)), r.annotator, r.label, r.sample_id,
+         ", ".join(f"{m}: {'/'.join(f)}" for m, f in (r.flags or {}).items()), r.note,
+         "undone" if r.undone_at else ""]
+        for r in rows
+    ]  # fmt: skip
+
+
+RECENT_HEADERS = ["time", "annotator", "label", "sample", "flags", "note", ""]
+
+
+def annotate_tab(store: Store) -> SimpleNamespace:
+    """The Annotate tab's components (events are wired by :func:`wire`)."""
+    ui = SimpleNamespace()
+    names = queue_names(store)
+    with gr.Column(elem_id="annotate-view"):
+        with gr.Row():
+            ui.queue = gr.Dropdown(
+                names, value=names[0] if names else None, label="Queue", scale=2, elem_id="ann-queue"
+            )
+            ui.next = gr.Button("Next item", variant="primary", scale=1, elem_id="ann-next")
+        ui.progress = gr.Markdown(elem_id="ann-progress")
+        with gr.Row():
+            with gr.Column(scale=2):
+                ui.image = gr.Image(label="image", interactive=False, visible=False, height=200)
+                ui.audio = gr.Audio(label="audio", interactive=False, visible=False)
+                ui.video = gr.Video(label="video", interactive=False, visible=False, height=200)
+                ui.text = gr.Textbox(label="text", interactive=False, visible=False)
+                ui.item_info = gr.Markdown(elem_id="ann-item")
+            with gr.Column(scale=3):
+                with gr.Row():
+                    ui.fused = gr.Label(label="fused", num_top_classes=3, elem_id="ann-fused")
+                    ui.cards = [gr.Label(label=m, num_top_classes=3, visible=False) for m in MODALITIES]
+                ui.label = gr.Radio(
+                    [], label="Label (keys 1-9, 0; pre-filled with the fused answer)", elem_id="ann-label"
+                )
+                ui.flags = [
+                    gr.CheckboxGroup(list(FLAGS), label=f"{m} flags", visible=False, elem_id=f"ann-flags-{m}")
+                    for m in MODALITIES
+                ]
+                ui.note = gr.Textbox(label="Note", lines=1, elem_id="ann-note")
+                with gr.Row():
+                    ui.submit = gr.Button("Submit (Enter)", variant="primary", elem_id="ann-submit")
+                    ui.skip = gr.Button("Skip (S)", elem_id="ann-skip")
+                    ui.undo = gr.Button("Undo last (U)", elem_id="ann-undo")
+        ui.recent = gr.Dataframe(headers=RECENT_HEADERS, label="Recent annotations", interactive=False)
+        with gr.Accordion("Import a dataset folder as a queue", open=not names):
+            with gr.Row():
+                ui.folder = gr.Textbox(label="Folder with metadata.jsonl (labels optional)", scale=3)
+                ui.new_queue = gr.Textbox(label="Queue name", value="default", scale=1)
+                ui.order = gr.Dropdown(sorted(ORDERS), value="disagreement", label="Order", scale=1)
+            ui.do_import = gr.Button("Import and predict with the loaded checkpoint", elem_id="ann-import")
+            ui.import_status = gr.Markdown()
+    ui.item_id = gr.State(None)
+    return ui
+
+
+def item_views(item: Any) -> list[Any]:
+    """Values of: item id, inputs (image, audio, video, text), item info, fused card, one card per modality,
+    label radio, one flag box per modality, note."""
+    if item is None:
+        empty = [gr.update(value=None, visible=False)] * 4
+        cards = [gr.update(value=None, visible=False) for _ in MODALITIES]
+        flags = [gr.update(value=[], visible=False) for _ in MODALITIES]
+        return [None, *empty, "*Nothing left to annotate in this queue.*", None, *cards, gr.update(), *flags, ""]
+    inputs, pred = item.inputs, item.prediction or {}
+    shown = [gr.update(value=inputs.get(m), visible=m in inputs) for m in ("image", "audio", "video", "text")]
+    branches = pred.get("branches", {})
+    cards = [
+        gr.update(value=branches[m]["confidences"] if m in branches else None, visible=m in branches)
+        for m in MODALITIES
+    ]
+    fused = pred.get("fused", {})
+    why = "branches disagree" if item.disagree else ("branches agree" if item.disagree is False else "not predicted")
+    info = f"Item {item.id} · sample {item.sample_id} · {why}" + (
+        f" · dataset label: **{item.given_label}**" if item.given_label else ""
+    )
+    label = gr.update(choices=item.labels, value=fused.get("label") or item.given_label)
+    flags = [gr.update(value=[], visible=m in inputs) for m in MODALITIES]
+    return [item.id, *shown, info, fused.get("confidences"), *cards, label, *flags, ""]
+
+
+def flags_of(values: list[Any]) -> dict[str, list[str]]:
+    return {m: list(v) for m, v in zip(MODALITIES, values, strict=True) if v}
+
+
+def _queue(store: Store, name: str | None) -> AnnotationQueue:
+    return AnnotationQueue(store, (name or "").strip() or "default")
+
+
+def handlers(store: Store, access: Access, pool: Any, default: str) -> SimpleNamespace:
+    """The Annotate tab's events and the public annotation API (every write committed before it returns)."""
+
+    def refresh(name: str | None) -> tuple[str, list[list[Any]]]:
+        queue = _queue(store, name) if name in queue_names(store) else None
+        return stats_line(queue), recent(store)
+
+    @readable
+    def next_ui(name: str | None, request: gr.Request, profile: gr.OAuthProfile | None) -> list[Any]:
+        who = access.annotator(request, profile)
+        if not name:
+            raise gr.Error("Choose a queue (or import a folder first).", print_exception=False)
+        return [*item_views(_queue(store, name).next_item(who)), *refresh(name)]
+
+    @readable
+    def submit_ui(item_id, name, label, note, *rest):  # rest: one flag box per modality, request, profile
+        *flag_values, request, profile = rest
+        if item_id is None:
+            raise gr.Error("No item: press Next item first.", print_exception=False)
+        if not label:
+            raise gr.Error("Choose a label first.", print_exception=False)
+        _queue(store, name).submit(item_id, label, access.annotator(request, profile), flags_of(flag_values), note)
+        return next_ui(name, request, profile)
+
+    @readable
+    def skip_ui(item_id, name, request: gr.Request, profile: gr.OAuthProfile | None):
+        if item_id is not None:
+            _queue(store, name).skip(item_id, access.annotator(request, profile))
+        return next_ui(name, request, profile)
+
+    @readable
+    def undo_ui(name, request: gr.Request, profile: gr.OAuthProfile | None):
+        item = _queue(store, name).undo_last(access.annotator(request, profile))
+        if item is None:
+            raise gr.Error("Nothing of yours to undo in this queue.", print_exception=False)
+        return [*item_views(item), *refresh(name)]
+
+    @readable
+    def import_ui(folder, name, order, k, request: gr.Request, profile: gr.OAuthProfile | None, progress=gr.Progress()):
+        access.annotator(request, profile)  # importing writes too
+        if not (folder or "").strip():
+            raise gr.Error(
+                "Give the path of a dataset folder on the server (with metadata.jsonl).", print_exception=False
+            )
+        name = (name or "").strip() or "default"
+        result = import_dataset(store, folder.strip(), name, order=order)
+        predictor = pool.get(k).predictor
+        progress((0, max(1, result.added)), desc="predicting the queue", unit="items")
+        predict_queue(store, name, predictor, progress=lambda d, t: progress((d, t), unit="items"), show_progress=False)
+        note = f"Imported {result.added} items into `{name}` ({result.duplicates} already there) and ordered them."
+        return note, gr.update(choices=queue_names(store), value=name), *refresh(name)
+
+    @readable
+    def annotate(video=None, audio=None, image=None, text=None, label=None, flags=None, note="", checkpoint=None,
+                 request: gr.Request = None, profile: gr.OAuthProfile | None = None):  # fmt: skip
+        """Annotate a sample: the same inputs as /predict plus its label (one of the checkpoint's labels),
+        flags (modality -> list of "noisy", "irrelevant", "corrupt") and a note. Returns {"id", "sample_id",
+        "label", "annotator"} once the annotation is committed."""
+        from ui.predict import make_inputs
+
+        who = access.annotator(request, profile)
+        inputs = make_inputs(video, audio, image, text)
+        item = pool.get((checkpoint or "").strip() or default)
+        prediction = item.predictor.predict(inputs).to_dict()
+        done = annotate_sample(store, inputs, label or "", who, item.predictor.labels, flags or {}, note or "",
+                               prediction, queue=APP_QUEUE)  # fmt: skip
+        return done.to_dict()
+
+    @readable
+    def annotate_ui_from_predict(v, a, i, t, label, note, k, request: gr.Request, profile: gr.OAuthProfile | None):
+        from ui.predict import make_inputs
+
+        if not label:
+            raise gr.Error("Choose the label of this sample first.", print_exception=False)
+        who = access.annotator(request, profile)
+        inputs = make_inputs(v, a, i, t)
+        item = pool.get(k)
+        prediction = item.predictor.predict(inputs).to_dict()
+        done = annotate_sample(store, inputs, label, who, item.predictor.labels, {}, note or "", prediction)
+        status = f"Saved: sample {done.sample_id} labelled **{done.label}** by {done.annotator} (queue `{APP_QUEUE}`)."
+        return status, *refresh(APP_QUEUE)
+
+    @readable
+    def next_item(queue="default", request: gr.Request = None, profile: gr.OAuthProfile | None = None):
+        """Lease the next item of a queue (disagreements first, by default) to the caller for 10 minutes:
+        its id, inputs (paths on the server), labels and the checkpoint's predictions; null when none left."""
+        item = _queue(store, queue).next_item(access.annotator(request, profile))
+        return item.to_dict() if item else None
+
+    @readable
+    def submit_item(item_id=None, label=None, flags=None, note="", queue="default", request: gr.Request = None,
+                    profile: gr.OAuthProfile | None = None):  # fmt: skip
+        """Label a leased item; returns {"id", "item_id", "label", "annotator"} once committed."""
+        who = access.annotator(request, profile)
+        ann = _queue(store, queue).submit(int(item_id), label or "", who, flags or {}, note or "")
+        return {"id": ann, "item_id": int(item_id), "label": label, "annotator": who}
+
+    @readable
+    def undo_last(queue="default", request: gr.Request = None, profile: gr.OAuthProfile | None = None):
+        """Take back the caller's latest annotation in a queue; its item is leased back and returned."""
+        item = _queue(store, queue).undo_last(access.annotator(request, profile))
+        return item.to_dict() if item else None
+
+    @readable
+    def annotation_stats(queue="default"):
+        """A queue's progress: total, labelled, pending, leased, disagreements left, annotations per annotator."""
+        return _queue(store, queue).stats().to_dict()
+
+    return SimpleNamespace(**{k: v for k, v in locals().items() if callable(v)})
+
+
+def wire(ui: SimpleNamespace, fns: SimpleNamespace, key: Any, predict_ui: SimpleNamespace) -> None:
+    """Events of the Annotate tab (private) and the public annotation API (hidden inputs)."""
+    private = {"api_visibility": "private"}
+    item_out = [ui.item_id, ui.image, ui.audio, ui.video, ui.text, ui.item_info, ui.fused, *ui.cards, ui.label,
+                *ui.flags, ui.note, ui.progress, ui.recent]  # fmt: skip
+    ui.next.click(fns.next_ui, ui.queue, item_out, **private)
+    ui.submit.click(fns.submit_ui, [ui.item_id, ui.queue, ui.label, ui.note, *ui.flags], item_out, **private)
+    ui.skip.click(fns.skip_ui, [ui.item_id, ui.queue], item_out, **private)
+    ui.undo.click(fns.undo_ui, ui.queue, item_out, **private)
+    ui.queue.change(fns.refresh, ui.queue, [ui.progress, ui.recent], **private)
+    ui.do_import.click(
+        fns.import_ui, [ui.folder, ui.new_queue, ui.order, key], [ui.import_status, ui.queue, ui.progress, ui.recent],
+        **private,
+    )  # fmt: skip
+    with gr.Column(visible=False):  # inputs of the API-only endpoints
+        files = [gr.File(label=k, type="filepath") for k in ("video", "audio", "image")]
+        text, label, note = (
+            gr.Textbox(label="text", value=""),
+            gr.Textbox(label="label"),
+            gr.Textbox(label="note", value=""),
+        )
+        flags, queue = gr.JSON(label="flags", value={}), gr.Textbox(label="queue", value="default")
+        item_id, checkpoint, out = (
+            gr.Number(label="item_id", precision=0),
+            gr.Textbox(label="checkpoint", value=""),
+            gr.JSON(),
+        )
+        buttons = [gr.Button() for _ in range(5)]
+    buttons[0].click(fns.annotate, [*files, text, label, flags, note, checkpoint], out, api_name="annotate")
+    buttons[1].click(fns.next_item, queue, out, api_name="next_item")
+    buttons[2].click(fns.submit_item, [item_id, label, flags, note, queue], out, api_name="submit_item")
+    buttons[3].click(fns.undo_last, queue, out, api_name="undo_last")
+    buttons[4].click(fns.annotation_stats, queue, out, api_name="annotation_stats")
+    # The Predict tab's "Annotate this": the inputs on screen, the chosen label and note.
+    predict_ui.annotate_btn.click(
+        fns.annotate_ui_from_predict, [*predict_ui.inputs, predict_ui.annotate_label, predict_ui.annotate_note, key],
+        [predict_ui.annotate_status, ui.progress, ui.recent], **private,
+    )  # fmt: skip
