@@ -42,7 +42,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog=PROG, description="Annotation queue: import, export, stats.")
+    parser = _Parser(prog=PROG, description="Annotation queue: import, predict, export, stats.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     db = argparse.ArgumentParser(add_help=False)
     db.add_argument(
