@@ -91,7 +91,7 @@ def run(args: argparse.Namespace, tmp: Path) -> dict[str, object]:
     import_dataset(store, data, queue="bench")
     import_s = time.perf_counter() - t
     t = time.perf_counter()
-    predict_queue(store, "bench", predictor, batch_size=64, show_progress=False)
+    predict_queue(store, predictor, "bench", batch_size=64, show_progress=False)
     pass_s = time.perf_counter() - t
     orders = {}
     for order in ORDERS:

@@ -38,7 +38,7 @@ def annotated(store_url, tmp_path):
     url, media = store_url
     store = open_store(url, media)
     import_dataset(store, _grouped_dataset(tmp_path / "data"))
-    predict_queue(store, "default", Predictor.from_pretrained(TINY_CKPT), show_progress=False)
+    predict_queue(store, Predictor.from_pretrained(TINY_CKPT), show_progress=False)
     queue = AnnotationQueue(store)
     k = 0
     while (item := queue.next_item(("alice", "bob")[k % 2])) is not None:

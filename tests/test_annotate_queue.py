@@ -300,7 +300,7 @@ def test_disagreement_first_then_smallest_margin(store_url, planned, predictor_c
     queue = _queue(store_url, planned)
     progress = []
     predictor = predictor_cls()
-    n = predict_queue(queue.store, "default", predictor, batch_size=4, progress=lambda *a: progress.append(a))
+    n = predict_queue(queue.store, predictor, batch_size=4, progress=lambda *a: progress.append(a))
     assert n == 6 and progress == [(4, 6), (6, 6)]
     if predictor_cls is not PlannedPredictor:
         assert predictor.calls[0] == 4  # batched
@@ -324,18 +324,18 @@ def test_a_stopped_prediction_pass_keeps_its_batches_and_resumes(store_url, plan
         raise KeyboardInterrupt  # a UI cancelling the pass from its progress callback
 
     with pytest.raises(KeyboardInterrupt):
-        predict_queue(queue.store, "default", PlannedPredictor(), batch_size=4, progress=stop, show_progress=False)
+        predict_queue(queue.store, PlannedPredictor(), batch_size=4, progress=stop, show_progress=False)
     with queue.store.transaction() as conn:
         predicted = conn.execute(sa.select(sa.func.count()).where(schema.queue_items.c.prediction.is_not(None)))
         assert predicted.scalar_one() == 4
     again = PlannedPredictor()
-    assert predict_queue(queue.store, "default", again, show_progress=False) == 2 and len(again.calls) == 2
+    assert predict_queue(queue.store, again, show_progress=False) == 2 and len(again.calls) == 2
     assert queue.next_item("ann").inputs["text"] == "p3"
 
 
 def test_other_orders(store_url, planned):
     queue = _queue(store_url, planned)
-    predict_queue(queue.store, "default", PlannedPredictor(), show_progress=False)
+    predict_queue(queue.store, PlannedPredictor(), show_progress=False)
     order_queue(queue.store, "default", "confidence")
     with queue.store.transaction() as conn:
         rows = conn.execute(sa.select(schema.queue_items.c.rank, schema.samples.c.text).join(schema.samples))
@@ -369,7 +369,7 @@ def test_disagreement_first_with_the_shipped_checkpoint(tmp_path):
     (data / "metadata.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     queue = _queue((str(tmp_path / "a.db"), None), data)
     predictor = Predictor.from_pretrained(ROOT / "checkpoints" / "av-digits")
-    predict_queue(queue.store, "default", predictor, show_progress=False)
+    predict_queue(queue.store, predictor, show_progress=False)
     first = queue.next_item("alice")
     branches = {m: b["label"] for m, b in first.prediction["branches"].items()}
     assert first.position == 2 and first.disagree and branches == {"image": "2", "audio": "5"}

@@ -3,7 +3,7 @@ disagreement-first ordering from a checkpoint's predictions, and export to the d
 
     store = open_store("data/annotations.db")                 # or "postgresql://...", media_dir=...
     import_dataset(store, "my_data/", labels=None)             # metadata.jsonl, labels optional
-    predict_queue(store, "default", Predictor.from_pretrained("checkpoints/av-digits"))
+    predict_queue(store, Predictor.from_pretrained("checkpoints/av-digits"))  # background
     q = AnnotationQueue(store)
     item = q.next_item("alice")                                # leased for 10 minutes
     q.submit(item.id, "7", "alice", flags={"audio": ["noisy"]}, note="")

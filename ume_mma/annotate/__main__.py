@@ -42,7 +42,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog=PROG, description="Annotation queue: import, export, stats.")
+    parser = _Parser(prog=PROG, description="Annotation queue: import, predict, export, stats.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     db = argparse.ArgumentParser(add_help=False)
     db.add_argument(
@@ -98,7 +98,7 @@ def _import(args: argparse.Namespace) -> int:
     for problem in result.skipped:
         print(f"skipped {problem}", file=sys.stderr)
     if predictor is not None:
-        predict_queue(store, args.queue, predictor)
+        predict_queue(store, predictor, args.queue)
     else:
         order_queue(store, args.queue)
     print(f"imported {result.added} items into queue {args.queue!r} of {store.display} (order: {args.order})")
@@ -113,7 +113,7 @@ def _predict(args: argparse.Namespace) -> int:
     store = _open(args)
     if args.order:
         order_queue(store, args.queue, args.order)  # checks the queue and records the order first
-    n = predict_queue(store, args.queue, predictor, redo=args.redo)
+    n = predict_queue(store, predictor, args.queue, redo=args.redo)
     print(f"predicted {n} items of queue {args.queue!r} with {args.checkpoint}")
     return 0
 

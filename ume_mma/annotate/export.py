@@ -144,7 +144,7 @@ def dataset_card(
     n = sum(sum(per.values()) for per in result.counts.values())
     lines = ["---", "tags:", "- ume-mma", "- multimodal", "- annotations", f"pretty_name: {result.path.name}"]
     lines += ["---", "", f"# {result.path.name}", ""]
-    lines += [f"{n} annotated samples exported by `python -m ume_mma.annotate export` from `{store.display}`."]
+    lines += [f"{n} annotated samples exported by `python -m ume_mma.annotate export` from a {store.dialect} store."]
     lines += [f"Splits by a seeded hash of the group (seed {seed}, fractions {tuple(fractions)}): a group stays in"]
     lines += ["one split. Format: `metadata.jsonl` as read by `ume_mma.data.load_dataset`; each line's `id` is the"]
     lines += ["annotation id and its `meta` holds annotator, time, flags, note and the model's predictions.", ""]

@@ -97,7 +97,7 @@ def import_dataset(
     A bad line (format error, missing or undecodable file, no input) raises and nothing is stored, unless
     ``skip_bad``: then it is left out and listed in ``ImportResult.skipped``. A sample whose content (files
     and text) is already in the queue from an earlier import is not added again (``duplicates``), so
-    importing a folder twice adds only what is new. Then run ``rank.predict_queue(store, queue, predictor)``
+    importing a folder twice adds only what is new. Then run ``rank.predict_queue(store, predictor, queue)``
     (in the background) to predict and order it.
     """
     if order not in ORDERS:

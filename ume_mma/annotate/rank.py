@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from tqdm.auto import tqdm
@@ -18,6 +18,9 @@ from tqdm.auto import tqdm
 from ume_mma.annotate import schema
 from ume_mma.annotate.store import Store, sample_dict
 from ume_mma.errors import InputError, UmeMmaError
+
+if TYPE_CHECKING:
+    from ume_mma.predictor import Predictor  # or anything with labels, name, predict (and predict_many)
 
 items_t, queues_t = schema.queue_items, schema.queues
 Progress = Callable[[int, int], None]
@@ -101,8 +104,9 @@ def _predict_batch(predictor: Any, batch: list[dict[str, Any]]) -> list[dict[str
 
 def predict_queue(
     store: Store,
+    predictor: Predictor,
     queue: str = "default",
-    predictor: Any = None,
+    *,
     batch_size: int = 32,
     progress: Progress | None = None,
     redo: bool = False,
@@ -114,8 +118,6 @@ def predict_queue(
     Each batch is committed on its own, so an interrupted pass keeps what it did and the next call resumes
     (a UI can stop the pass by raising from ``progress``). Call it again after importing more items (only
     those are predicted; the whole queue is re-ranked). Returns the number of items predicted."""
-    if predictor is None:
-        raise InputError("predict_queue needs a predictor (ume_mma.predictor.Predictor)")
     with store.transaction() as conn:
         q = _queue(conn, queue)
         where = [items_t.c.queue_id == q["id"]] + ([] if redo else [items_t.c.prediction.is_(None)])
