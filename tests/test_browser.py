@@ -102,3 +102,36 @@ def test_a_checkpoint_brings_its_examples_and_a_video_example_shows_its_frames(p
     sync_api.expect(frames).to_have_count(8)
     sync_api.expect(page.locator("#sources")).to_contain_text("soundtrack of video video_3.mp4")
     page.screenshot(path=str(ARTIFACTS / "browser_video.png"), full_page=True)
+
+
+def test_annotating_a_queue_item_moves_the_progress_count(tmp_path):
+    """The Annotate tab in a real browser: next item (the disagreeing one first), label with a key, submit,
+    and the progress line counts it. Saves tests/artifacts/annotate.png (the README's screenshot)."""
+    from tests.test_app_annotate import launch
+    from ui.annotate import Access
+
+    demo, store = launch(tmp_path, Access("local"))
+    try:
+        with sync_api.sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+            page = browser.new_page(viewport={"width": 1400, "height": 1100})
+            page.set_default_timeout(30_000)
+            page.goto(demo.local_url)
+            page.get_by_role("tab", name="Annotate").click()
+            page.locator("#ann-next").click()
+            expect = sync_api.expect
+            expect(page.locator("#ann-item")).to_contain_text("branches disagree")
+            expect(page.locator("#ann-progress")).to_contain_text("0 of 3 labelled")
+            expect(page.locator("#ann-label input[value='2']")).to_be_checked()  # pre-filled: the fused answer
+            page.locator("#ann-note textarea").fill("the speech says five")
+            page.locator("#ann-note textarea").blur()
+            page.keyboard.press("3")  # shortcut: the 3rd label ("2")
+            page.keyboard.press("Enter")  # shortcut: submit
+            expect(page.locator("#ann-progress")).to_contain_text("1 of 3 labelled")
+            expect(page.locator("#ann-item")).to_contain_text("branches agree")  # the next item is on screen
+            ARTIFACTS.mkdir(exist_ok=True)
+            page.screenshot(path=str(ARTIFACTS / "annotate.png"), full_page=True)
+            browser.close()
+    finally:
+        demo.close()
+    assert store.counts()["annotations"] == 1

@@ -187,8 +187,19 @@ def handlers(store: Store, access: Access, pool: Any, default: str) -> SimpleNam
         return [*item_views(_queue(store, name).next_item(who)), *refresh(name)]
 
     @readable
-    def submit_ui(item_id, name, label, note, *rest):  # rest: one flag box per modality, request, profile
-        *flag_values, request, profile = rest
+    def submit_ui(
+        item_id,
+        name,
+        label,
+        note,
+        f_audio,
+        f_image,
+        f_text,
+        f_video,
+        request: gr.Request,
+        profile: gr.OAuthProfile | None,
+    ):  # fmt: skip  (one flag box per modality, in MODALITIES order)
+        flag_values = [f_audio, f_image, f_text, f_video]
         if item_id is None:
             raise gr.Error("No item: press Next item first.", print_exception=False)
         if not label:
@@ -220,7 +231,7 @@ def handlers(store: Store, access: Access, pool: Any, default: str) -> SimpleNam
         result = import_dataset(store, folder.strip(), name, order=order)
         predictor = pool.get(k).predictor
         progress((0, max(1, result.added)), desc="predicting the queue", unit="items")
-        predict_queue(store, name, predictor, progress=lambda d, t: progress((d, t), unit="items"), show_progress=False)
+        predict_queue(store, predictor, name, progress=lambda d, t: progress((d, t), unit="items"), show_progress=False)
         note = f"Imported {result.added} items into `{name}` ({result.duplicates} already there) and ordered them."
         return note, gr.update(choices=queue_names(store), value=name), *refresh(name)
 
