@@ -128,8 +128,8 @@ def test_load_image_refuses_decompression_bomb(tmp_path: Path) -> None:
         ("missing.png", "file does not exist"),
         ("half.png", r"image cannot be decoded, truncated or corrupt \(OSError: image file is truncated"),
         ("text.png", "not an image"),
-        ("tone.wav", r"not an image.*\(it is audio\)"),
-        ("av.mp4", r"not an image.*\(it is video\)"),
+        ("tone.wav", r"^not an image: it is audio \(give it as the audio input\)$"),
+        ("av.mp4", r"^not an image: it is video \(give it as the video input\)$"),
     ],
 )
 def test_load_image_errors(media: Path, name: str, pattern: str) -> None:
@@ -177,7 +177,7 @@ def test_load_audio_mp3_with_cover_art(media: Path) -> None:
     audio = load_audio(media / "cover.mp3")
     assert abs(dominant_frequency(audio.samples, audio.sample_rate) - 440) < 3
     assert probe_kind(media / "cover.mp3") == "audio"
-    expect_error(load_video, media / "cover.mp3", r"has no video stream \(audio only\)")
+    expect_error(load_video, media / "cover.mp3", r"has no video stream \(audio only: give it as the audio input\)")
 
 
 def test_load_audio_max_seconds(media: Path) -> None:
@@ -321,10 +321,10 @@ def test_load_video_rejects_zero_frames(media: Path) -> None:
         ("1k.mp4", "not a recognised audio or video file"),
         ("half.webm", "no video frame could be decoded"),
         ("text.mp4", "not a recognised audio or video file"),
-        ("red.png", r"is an image \(png_pipe\), not a video"),
-        ("blue.jpg", r"is an image \(jpeg_pipe\), not a video"),
-        ("tone.wav", r"has no video stream \(audio only\)"),
-        ("tone.m4a", r"has no video stream \(audio only\)"),
+        ("red.png", r"is an image \(png\), not a video"),
+        ("blue.jpg", r"is an image \(jpeg\), not a video"),
+        ("tone.wav", r"has no video stream \(audio only: give it as the audio input\)"),
+        ("tone.m4a", r"has no video stream \(audio only: give it as the audio input\)"),
     ],
 )
 def test_load_video_errors(media: Path, name: str, pattern: str) -> None:
