@@ -256,7 +256,8 @@ def _check_samples(p: Path, what: str, samples: np.ndarray, rate: int) -> None:
     if samples.size < MIN_AUDIO_SECONDS * rate:
         raise DecodeError(
             p,
-            f"{what} is only {samples.size} samples ({samples.size / rate:.3f}s) long: too short to hear "
+            f"{what} is only {samples.size} sample{'s' if samples.size != 1 else ''} ({samples.size / rate:.4f}s) "
+            "long: too short to hear "
             f"anything (at least {MIN_AUDIO_SECONDS:g}s is needed)",
         )
 
