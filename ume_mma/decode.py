@@ -15,7 +15,7 @@ kind           source              decoded to (a list of raws for one input)
 ``text``       the text            ``[str]``
 ``image``      image file          ``[PIL.Image]``
 ``audio``      audio file          ``[io.Audio]`` (any file with a soundtrack)
-``frames``     video file          K ``PIL.Image`` frames (features are averaged over K)
+``frames``     video file          K ``PIL.Image`` frames, at most ``frame_side`` px
 ``soundtrack`` video file          ``[io.Audio]``, or None when the video is silent
 ``video``      video file          ``[io.VideoClip]`` (for a ``video`` modality encoder)
 =============  ==================  ====================================================

@@ -1,6 +1,10 @@
 """Decoding of user files: images (PIL), audio (soundfile, then PyAV) and video (PyAV, seek-based).
 
-Every failure raises `DecodeError(path, problem)`; no raw PIL/av/soundfile exception escapes.
+Every failure raises `DecodeError(path, problem)`; no raw PIL/av/soundfile exception escapes. The problem says
+what is wrong with the input in words (what the file is instead, which cap it passes), never a library's
+internals. Degenerate inputs are refused, not guessed at: audio with NaN or infinite samples, audio shorter
+than `MIN_AUDIO_SECONDS`, a WAV header announcing far more data than the file holds, images and video frames
+with a side under `MIN_IMAGE_SIDE` or over the pixel cap, containers whose stream index is damaged.
 """
 
 from __future__ import annotations

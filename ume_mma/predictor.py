@@ -4,6 +4,12 @@ Inputs are decoded by :mod:`ume_mma.decode` (the path training uses, with the sa
 are cached by content hash (bounded LRU), so asking again with fewer modalities re-runs no encoder: only
 heads and fusion, which cost microseconds. ``predict_many`` serves several requests with one encoder call
 per modality (what a server batching concurrent requests wants).
+
+Memory is bounded in bytes whatever users send: video frames are scaled down while decoding to what the image
+encoder needs, and both caches (encoder outputs, sampled frames) forget their oldest entries past a byte budget.
+Scores are never NaN: a branch whose features are not finite is left out (``sources`` says why), and scores
+that are not finite are an ``InputError``. ``sources`` also says why an input that was given is not used (a
+text given to a checkpoint without a text branch).
 """
 
 from __future__ import annotations
@@ -44,7 +50,9 @@ class BranchResult:
 
 @dataclass
 class Prediction:
-    """What one predict call returns. ``sources``: modality -> which input fed that branch."""
+    """What one predict call returns. ``sources``: modality -> which input fed that branch, or why an input that
+    was given feeds none (``"text": "not used: this checkpoint has no text branch"``; keys only for inputs given
+    or branches fed)."""
 
     checkpoint: str
     fusion: str
@@ -263,12 +271,13 @@ class Predictor:
     def predict(
         self,
         inputs: Mapping[str, Any],
-        modalities: Iterable[str] | None = None,
+        modalities: str | Iterable[str] | None = None,
         top_k: int | None = None,
         subsets: bool = False,
     ) -> Prediction:
         """Predict from ``inputs`` (keys ``video``, ``audio``, ``image``: paths or None; ``text``: str,
-        empty = absent) using only ``modalities`` (default: all of the model's). ``subsets``: also fuse
+        empty = absent) using only ``modalities`` (default: all of the model's; a string is one name or
+        comma-separated names, see :func:`modality_list`). ``subsets``: also fuse
         every non-empty subset of the modalities used (``Prediction.subsets``; one batched fusion call).
         Raises ``UmeMmaError`` subclasses (``InputError``, ``DecodeError``) for bad inputs."""
         out = self.predict_many([inputs], modalities, top_k, subsets)[0]
@@ -279,11 +288,11 @@ class Predictor:
     def predict_many(
         self,
         requests: Sequence[Mapping[str, Any]],
-        modalities: Iterable[str] | None = None,
+        modalities: str | Iterable[str] | None = None,
         top_k: int | None = None,
         subsets: bool = False,
         *,
-        modalities_each: Sequence[Iterable[str] | None] | None = None,
+        modalities_each: Sequence[str | Iterable[str] | None] | None = None,
     ) -> list[Prediction | UmeMmaError]:
         """``predict`` for several requests at once, with one encoder call per modality for all the inputs
         not in the cache. One bad request fails alone: its slot holds the ``UmeMmaError`` it raised (returned,
