@@ -296,3 +296,27 @@ def damage_moov(src: str | Path, dst: str | Path) -> Path:
     data[at + 8 : at + 200] = b"\xff" * len(data[at + 8 : at + 200])
     Path(dst).write_bytes(bytes(data))
     return Path(dst)
+
+
+def make_nan_soundtrack_video(path: str | Path, seconds: float = 1.0) -> Path:
+    """A .mov (h264 + float PCM) whose soundtrack holds NaN samples: valid to FFmpeg, poison to an encoder."""
+    import av
+
+    fps, rate = 10, 16000
+    with av.open(str(path), "w") as out:
+        video = out.add_stream("h264", rate=fps)
+        video.width, video.height, video.pix_fmt = 64, 48, "yuv420p"
+        audio = out.add_stream("pcm_f32le", rate=rate)
+        audio.layout = "mono"
+        for i in range(int(seconds * fps)):
+            frame = av.VideoFrame.from_ndarray(np.full((48, 64, 3), second_level(i // fps), np.uint8))
+            frame.pts, frame.time_base = i, Fraction(1, fps)
+            out.mux(video.encode(frame))
+        out.mux(video.encode(None))
+        samples = tone(440, seconds, rate, 1)[:, 0]
+        samples[::3] = np.nan
+        chunk = av.AudioFrame.from_ndarray(samples[None, :], format="flt", layout="mono")
+        chunk.sample_rate, chunk.pts, chunk.time_base = rate, 0, Fraction(1, rate)
+        out.mux(audio.encode(chunk))
+        out.mux(audio.encode(None))
+    return Path(path)

@@ -115,7 +115,7 @@ def load_image(path: str | os.PathLike, max_pixels: int = MAX_IMAGE_PIXELS) -> I
     except DecodeError:
         raise
     except Exception as e:  # PIL plugins raise OSError, SyntaxError, ValueError, struct.error, ...
-        raise DecodeError(p, f"image cannot be decoded, truncated or corrupt ({type(e).__name__}: {e})") from None
+        raise DecodeError(p, f"image cannot be decoded: the file is truncated or corrupt ({e})") from None
 
 
 def _to_rgb(im: Image.Image) -> Image.Image:

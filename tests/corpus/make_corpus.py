@@ -22,6 +22,7 @@ from tests.media import (
     damage_moov,
     make_lying_wav,
     make_moving_video,
+    make_nan_soundtrack_video,
     make_png_bomb,
     make_sparse_video,
     make_tone_file,
@@ -127,6 +128,7 @@ CASES: list[Case] = [
     Case("two_hours.mp4", "video", lambda p: make_sparse_video(p, 7200), "error", ("7200.0s long", "limit is 60s")),
     Case("twenty_minutes.mp4", "video", lambda p: make_sparse_video(p, 1200), "error", ("1200.0s long",)),
     Case("huge_8192.mp4", "video", lambda p: make_moving_video(p, 0.2, (8192, 8192)), "error", ("67108864 pixels",)),
+    Case("nan_soundtrack.mov", "video", make_nan_soundtrack_video, "error", ("soundtrack contains NaN or infinite",)),
     Case("damaged_moov.mp4", "video", _damaged_moov, "error", ("no audio or video stream", "moov")),
 ]
 
