@@ -290,3 +290,19 @@ def test_video_frames_are_cached_at_the_encoder_s_size(predictor, tmp_path):
     p = predictor.predict({"video": str(video)})
     assert [f.size for f in p.frames] == [(256, 144)] * 8
     assert predictor.frames.nbytes == 64 + 8 * 256 * 144 * 3  # a list of 8 RGB frames
+
+
+def test_a_video_beside_an_image_on_an_image_text_checkpoint_feeds_nothing(tmp_path):
+    """On a checkpoint whose only video route is the image branch, an image file given replaces the frames."""
+    import json
+
+    emoji = Path(__file__).resolve().parent.parent / "checkpoints" / "emoji-vl"
+    if not (emoji / "config.json").is_file():
+        pytest.skip("no emoji-vl checkpoint")
+    if "audio" in json.loads((emoji / "config.json").read_text())["encoders"]:
+        pytest.skip("emoji-vl has an audio branch")
+    predictor = Predictor.from_pretrained(emoji)
+    Image.new("RGB", (32, 32), "red").save(tmp_path / "red.png")
+    video = make_video(tmp_path / "v.mp4", seconds=1.0)
+    p = predictor.predict({"image": str(tmp_path / "red.png"), "video": str(video)})
+    assert p.sources["video"] == "not used: the image file given replaces its frames"

@@ -413,10 +413,11 @@ class Predictor:
             and wanted is None
             and not any(kind in ("frames", "soundtrack", "video") for kind, _, _ in routes.values())
         ):
-            fed = [m for m in ("image", "audio", "video") if m in self.modalities]
+            fed = [m for m in ("image", "audio") if m in self.modalities]
+            what = " and ".join({"image": "frames", "audio": "soundtrack"}[m] for m in fed)
             notes["video"] = (
-                f"not used: the {' and '.join(fed)} file{'s' if len(fed) > 1 else ''} given replace its "
-                + " and ".join({"image": "frames", "audio": "soundtrack"}.get(m, m) for m in fed)
+                f"not used: the {' and '.join(fed)} file{'s' if len(fed) > 1 else ''} given "
+                f"replace{'' if len(fed) > 1 else 's'} its {what}"
                 if fed
                 else "not used: this checkpoint has no image, audio or video branch"
             )
