@@ -200,3 +200,123 @@ def _encode_audio(out, stream, data: np.ndarray, sample_rate: int, chunk: int = 
         frame.sample_rate, frame.pts, frame.time_base = sample_rate, start, Fraction(1, sample_rate)
         out.mux(stream.encode(frame))
     out.mux(stream.encode(None))
+
+
+# ----------------------------------------------------------------------------- odd files (tests/corpus)
+def make_wav(path: str | Path, data: np.ndarray, sample_rate: int = 16000, subtype: str = "PCM_16") -> Path:
+    """Write float32 samples [N] or [N, C] as a WAV of the given soundfile ``subtype`` (PCM_U8, PCM_24, FLOAT...)."""
+    import soundfile as sf
+
+    sf.write(str(path), data, sample_rate, subtype=subtype, format="WAV")
+    return Path(path)
+
+
+def make_lying_wav(path: str | Path, held_bytes: int = 1024, claimed_bytes: int = 2**31) -> Path:
+    """A 16-bit WAV holding ``held_bytes`` of samples whose header announces ``claimed_bytes`` (a forged size)."""
+    samples = (0.1 * np.sin(np.arange(held_bytes // 2) / 3)).astype(np.float32)
+    make_wav(path, samples)
+    data = bytearray(Path(path).read_bytes())
+    at = data.find(b"data")
+    data[at + 4 : at + 8] = struct.pack("<I", claimed_bytes)
+    data[4:8] = struct.pack("<I", min(claimed_bytes + at, 2**32 - 1))
+    Path(path).write_bytes(bytes(data))
+    return Path(path)
+
+
+def make_moving_video(
+    path: str | Path, seconds: float = 3.0, size: tuple[int, int] = (3840, 2160), fps: int = 5, seed: int = 0
+) -> Path:
+    """A small h264 mp4 of flat colours with a square moving across it; ``seed`` picks the colours and the path,
+    so clips with different seeds differ in content (distinct cache keys). Large sizes encode fast (ultrafast)."""
+    import av
+
+    rng = np.random.default_rng(seed)
+    back, square = rng.integers(0, 256, 3, dtype=np.uint8), rng.integers(0, 256, 3, dtype=np.uint8)
+    width, height = size
+    side = max(8, height // 4)
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("h264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.codec_context.options = {"preset": "ultrafast"}
+        n = max(1, int(round(seconds * fps)))
+        for i in range(n):
+            rgb = np.empty((height, width, 3), np.uint8)
+            rgb[:] = back
+            x = int((width - side) * i / max(1, n - 1))
+            rgb[(height - side) // 2 : (height + side) // 2, x : x + side] = square
+            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+            frame.pts, frame.time_base = i, Fraction(1, fps)
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+    return Path(path)
+
+
+def make_sparse_video(path: str | Path, seconds: float, frame_every: float = 60.0, size: int = 32) -> Path:
+    """A long video made cheaply: one frame every ``frame_every`` seconds (a 2-hour clip is 120 frames, 10 KB)."""
+    import av
+
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("h264", rate=Fraction(1, int(frame_every)))
+        stream.width = stream.height = size
+        stream.pix_fmt = "yuv420p"
+        for i in range(max(1, int(seconds // frame_every))):
+            frame = av.VideoFrame.from_ndarray(np.full((size, size, 3), (37 * i) % 256, np.uint8), format="rgb24")
+            frame.pts, frame.time_base = i, Fraction(int(frame_every), 1)
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+    return Path(path)
+
+
+def make_two_soundtrack_video(path: str | Path, seconds: float = 2.0, tones: tuple[float, float] = (440, 880)) -> Path:
+    """An mp4 (h264) with two aac audio streams: ``tones[0]`` Hz in the first, ``tones[1]`` Hz in the second."""
+    import av
+
+    fps, (width, height), rate = 10, (64, 48), 44100
+    with av.open(str(path), "w") as out:
+        video = out.add_stream("h264", rate=fps)
+        video.width, video.height, video.pix_fmt = width, height, "yuv420p"
+        audios = [_add_audio_stream(out, "aac", rate, 1) for _ in tones]
+        for i in range(int(seconds * fps)):
+            frame = av.VideoFrame.from_ndarray(np.full((height, width, 3), second_level(i // fps), np.uint8))
+            frame.pts, frame.time_base = i, Fraction(1, fps)
+            out.mux(video.encode(frame))
+        out.mux(video.encode(None))
+        for stream, hz in zip(audios, tones):
+            _encode_audio(out, stream, tone(hz, seconds, rate, 1), rate)
+    return Path(path)
+
+
+def damage_moov(src: str | Path, dst: str | Path) -> Path:
+    """Copy an mp4 with the inside of its ``moov`` atom (the index of its streams) overwritten: FFmpeg still
+    recognises the container but reads no stream."""
+    data = bytearray(Path(src).read_bytes())
+    at = data.find(b"moov")
+    if at < 0:
+        raise ValueError(f"{src} has no moov atom")
+    data[at + 8 : at + 200] = b"\xff" * len(data[at + 8 : at + 200])
+    Path(dst).write_bytes(bytes(data))
+    return Path(dst)
+
+
+def make_nan_soundtrack_video(path: str | Path, seconds: float = 1.0) -> Path:
+    """A .mov (h264 + float PCM) whose soundtrack holds NaN samples: valid to FFmpeg, poison to an encoder."""
+    import av
+
+    fps, rate = 10, 16000
+    with av.open(str(path), "w") as out:
+        video = out.add_stream("h264", rate=fps)
+        video.width, video.height, video.pix_fmt = 64, 48, "yuv420p"
+        audio = out.add_stream("pcm_f32le", rate=rate)
+        audio.layout = "mono"
+        for i in range(int(seconds * fps)):
+            frame = av.VideoFrame.from_ndarray(np.full((48, 64, 3), second_level(i // fps), np.uint8))
+            frame.pts, frame.time_base = i, Fraction(1, fps)
+            out.mux(video.encode(frame))
+        out.mux(video.encode(None))
+        samples = tone(440, seconds, rate, 1)[:, 0]
+        samples[::3] = np.nan
+        chunk = av.AudioFrame.from_ndarray(samples[None, :], format="flt", layout="mono")
+        chunk.sample_rate, chunk.pts, chunk.time_base = rate, 0, Fraction(1, rate)
+        out.mux(audio.encode(chunk))
+        out.mux(audio.encode(None))
+    return Path(path)

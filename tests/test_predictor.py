@@ -1,3 +1,4 @@
+import math
 from pathlib import Path
 
 import numpy as np
@@ -221,3 +222,87 @@ def test_an_encoder_error_lands_on_its_own_request(predictor, files, tmp_path, m
     got = predictor.predict_many([{"audio": files["audio"]}, {"audio": str(other)}])
     assert got[0].modalities_used == ["audio"]
     assert isinstance(got[1], DecodeError) and "refuses" in str(got[1])
+
+
+# ----------------------------------------------------------------------------- hostile inputs
+@pytest.mark.parametrize("given", ["image", " image ", "image,", ["image"], ("image",)])
+def test_modalities_given_as_a_string_is_one_name(predictor, files, given):
+    p = predictor.predict(files, given)
+    assert p.modalities_used == ["image"]
+    both = predictor.predict_many([files], "audio, image")[0]
+    assert both.modalities_used == ["audio", "image"]
+    assert predictor.predict(files, "").modalities_used == ["audio", "image"]  # blank = all
+
+
+def test_modalities_that_are_not_names_are_refused(predictor, files):
+    with pytest.raises(InputError, match="not used by this model") as info:
+        predictor.predict(files, "imag")
+    assert "'imag'" in str(info.value) and "'i'" not in str(info.value)
+    with pytest.raises(InputError, match="names such as 'image'"):
+        predictor.predict(files, [3])
+
+
+def test_text_given_to_a_checkpoint_without_text_is_said_in_sources(predictor, files, tmp_path):
+    p = predictor.predict(files | {"text": "seven"})
+    assert p.modalities_used == ["audio", "image"]
+    assert p.sources["text"] == "not used: this checkpoint has no text branch"
+    assert "text" not in predictor.predict(files | {"text": "  "}).sources  # keys only for inputs given
+    video = make_video(tmp_path / "v.mp4", seconds=1.0)
+    p = predictor.predict(files | {"video": str(video)})
+    assert p.sources["video"] == "not used: the image and audio files given replace its frames and soundtrack"
+    assert "video" not in predictor.predict(files | {"video": str(video)}, ["image"]).sources  # switched off
+
+
+def test_text_alone_on_a_checkpoint_without_text_says_what_it_takes(predictor):
+    with pytest.raises(InputError) as info:
+        predictor.predict({"text": "seven"})
+    assert str(info.value) == (
+        "this checkpoint has no text branch; it takes an audio file, an image or a video "
+        "(for its frames and soundtrack)"
+    )
+
+
+def test_non_finite_features_never_give_a_null_confidence(predictor, files, monkeypatch):
+    encoder = predictor.model.encoders["audio"]
+    monkeypatch.setattr(encoder, "forward", lambda x: torch.full((x.shape[0], 16), float("nan")))
+    p = predictor.predict(files)
+    assert p.modalities_used == ["image"] and "NaN or infinite" in p.sources["audio"]
+    assert all(math.isfinite(v) for v in p.fused.confidences.values())
+    with pytest.raises(InputError, match="no input for any enabled modality .*audio: not used: the audio encoder"):
+        predictor.predict({"audio": files["audio"]})
+
+
+def test_caches_are_bounded_in_bytes(files, tmp_path):
+    small = Predictor.from_pretrained(FIXTURE, cache_size=None, cache_mb=16 * 4 * 3 / 2**20, frames_mb=0.2)
+    for i in range(5):
+        sf.write(tmp_path / f"t{i}.wav", np.sin(np.arange(4000) * (i + 1) / 10).astype(np.float32), 8000)
+        small.predict({"audio": str(tmp_path / f"t{i}.wav")})
+    assert len(small.cache) == 3 and small.cache.nbytes == 3 * 16 * 4  # three Tensor[16] of float32
+    for i in range(3):  # 8 frames of 256x144 RGB (~0.88 MB) per 4K clip: over the frames budget, not kept
+        video = make_video(tmp_path / f"v{i}.mp4", seconds=1.0, size=(1280, 720), with_audio=False)
+        small.predict({"video": str(video)})
+    assert small.frames.nbytes <= 0.2 * 2**20
+    assert small.decoder.frame_side == 256
+
+
+def test_video_frames_are_cached_at_the_encoder_s_size(predictor, tmp_path):
+    video = make_video(tmp_path / "hd.mp4", seconds=1.0, size=(1280, 720), with_audio=False)
+    p = predictor.predict({"video": str(video)})
+    assert [f.size for f in p.frames] == [(256, 144)] * 8
+    assert predictor.frames.nbytes == 64 + 8 * 256 * 144 * 3  # a list of 8 RGB frames
+
+
+def test_a_video_beside_an_image_on_an_image_text_checkpoint_feeds_nothing(tmp_path):
+    """On a checkpoint whose only video route is the image branch, an image file given replaces the frames."""
+    import json
+
+    emoji = Path(__file__).resolve().parent.parent / "checkpoints" / "emoji-vl"
+    if not (emoji / "config.json").is_file():
+        pytest.skip("no emoji-vl checkpoint")
+    if "audio" in json.loads((emoji / "config.json").read_text())["encoders"]:
+        pytest.skip("emoji-vl has an audio branch")
+    predictor = Predictor.from_pretrained(emoji)
+    Image.new("RGB", (32, 32), "red").save(tmp_path / "red.png")
+    video = make_video(tmp_path / "v.mp4", seconds=1.0)
+    p = predictor.predict({"image": str(tmp_path / "red.png"), "video": str(video)})
+    assert p.sources["video"] == "not used: the image file given replaces its frames"

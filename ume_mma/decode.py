@@ -15,7 +15,7 @@ kind           source              decoded to (a list of raws for one input)
 ``text``       the text            ``[str]``
 ``image``      image file          ``[PIL.Image]``
 ``audio``      audio file          ``[io.Audio]`` (any file with a soundtrack)
-``frames``     video file          K ``PIL.Image`` frames (features are averaged over K)
+``frames``     video file          K ``PIL.Image`` frames, at most ``frame_side`` px
 ``soundtrack`` video file          ``[io.Audio]``, or None when the video is silent
 ``video``      video file          ``[io.VideoClip]`` (for a ``video`` modality encoder)
 =============  ==================  ====================================================
@@ -34,6 +34,7 @@ from ume_mma.errors import DecodeError
 KINDS = ("text", "image", "audio", "frames", "soundtrack", "video")
 # The kind of a dataset sample's own input for each modality (training decodes no video into frames).
 SAMPLE_KIND = {"text": "text", "image": "image", "audio": "audio", "video": "video"}
+FRAME_SIDE = 256  # frames are kept at most this large (or twice the image encoder's input) on the long side
 WINDOW_MARGIN_S = 1.0  # seconds decoded beyond the encoder's window, so resampling edges fall outside it
 SOUNDTRACK_RATE = 16000  # rate of soundtracks when no audio encoder asks for one
 
@@ -42,7 +43,7 @@ SOUNDTRACK_RATE = 16000  # rate of soundtracks when no audio encoder asks for on
 class Limits:
     """Input caps; ``None`` = no cap. Over a cap, decoding raises ``DecodeError`` naming the file.
     ``max_audio_seconds`` caps audio files (the whole file, even when only a window is decoded); a video's
-    soundtrack falls under ``max_video_seconds``."""
+    soundtrack falls under ``max_video_seconds``. ``max_image_pixels`` caps images and video frames alike."""
 
     max_file_bytes: int | None = 200 * 2**20
     max_video_seconds: float | None = 120.0
@@ -61,6 +62,14 @@ def check_file(path: str | Path, limits: Limits) -> Path:
     return p
 
 
+def frame_side(encoders: Mapping[str, Any]) -> int:
+    """Longest side (pixels) worth keeping of a video frame for ``encoders``: twice the input size of the
+    image (or frame-based video) encoder, at least :data:`FRAME_SIDE` (enough for a gallery thumbnail). Frames
+    are scaled down to it while decoding, so large videos cost little memory and the caches hold small frames."""
+    sizes = [getattr(getattr(encoders.get(m), "spec", None), "image_size", None) for m in ("image", "video")]
+    return max([FRAME_SIDE] + [2 * s for s in sizes if s])
+
+
 def audio_window(encoder: Any) -> float | None:
     """Seconds of audio worth decoding for ``encoder`` (an :class:`~ume_mma.encoders.base.Encoder`): its
     ``input_seconds`` plus the margin, centred; None = all of it (also for encoders that do not say)."""
@@ -72,10 +81,12 @@ def audio_window(encoder: Any) -> float | None:
 class Decoder:
     """Decodes sources for one model. ``audio_rate``: rate of decoded audio (None = the file's own; soundtracks
     fall back to 16 kHz); ``audio_window``: seconds of audio decoded, centred (None = all); ``soundtrack``:
-    whether video clips carry their soundtrack (only an audio encoder uses it)."""
+    whether video clips carry their soundtrack (only an audio encoder uses it); ``frame_side``: the longest
+    side of decoded video frames (larger frames are scaled down while decoding; None keeps full size)."""
 
     limits: Limits = field(default_factory=Limits)
     num_frames: int = 8
+    frame_side: int | None = FRAME_SIDE
     audio_rate: int | None = None
     audio_window: float | None = None
     soundtrack: bool = True
@@ -91,6 +102,7 @@ class Decoder:
             audio_rate=audio.spec.sample_rate if audio is not None else None,
             audio_window=audio_window(audio) if audio is not None else None,
             soundtrack=audio is not None,
+            frame_side=frame_side(encoders),
         )
 
     def __call__(self, kind: str, source: Any, clips: dict[Path, io.VideoClip] | None = None) -> list[Any] | None:
@@ -122,6 +134,8 @@ class Decoder:
             self.audio_rate or SOUNDTRACK_RATE,
             self.limits.max_video_seconds,
             audio_window=self.audio_window if self.soundtrack else 0,
+            max_pixels=self.limits.max_image_pixels,
+            max_side=self.frame_side,
         )
         if clips is not None:
             clips[path] = clip

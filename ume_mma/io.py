@@ -1,6 +1,10 @@
 """Decoding of user files: images (PIL), audio (soundfile, then PyAV) and video (PyAV, seek-based).
 
-Every failure raises `DecodeError(path, problem)`; no raw PIL/av/soundfile exception escapes.
+Every failure raises `DecodeError(path, problem)`; no raw PIL/av/soundfile exception escapes. The problem says
+what is wrong with the input in words (what the file is instead, which cap it passes), never a library's
+internals. Degenerate inputs are refused, not guessed at: audio with NaN or infinite samples, audio shorter
+than `MIN_AUDIO_SECONDS`, a WAV header announcing far more data than the file holds, images and video frames
+with a side under `MIN_IMAGE_SIDE` or over the pixel cap, containers whose stream index is damaged.
 """
 
 from __future__ import annotations
@@ -27,6 +31,8 @@ __all__ = [
     "Audio",
     "VideoClip",
     "MAX_IMAGE_PIXELS",
+    "MIN_AUDIO_SECONDS",
+    "MIN_IMAGE_SIDE",
     "WINDOW_SLACK_S",
     "load_image",
     "load_audio",
@@ -38,6 +44,10 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 MAX_IMAGE_PIXELS: int = 40_000_000
+# Degenerate inputs are refused: an image (or video frame) smaller than this on a side shows nothing an encoder
+# can use (a 1x1 picture); audio shorter than this holds no sound an encoder can use (a 1-sample WAV).
+MIN_IMAGE_SIDE: int = 8
+MIN_AUDIO_SECONDS: float = 0.1
 # An audio window is decoded only when the audio is longer than the window plus this slack (seconds).
 WINDOW_SLACK_S: float = 1.0
 # Resampling between rates whose reduced ratio p/q has p or q above this uses the FFT, not a polyphase kernel.
@@ -92,8 +102,7 @@ def load_image(path: str | os.PathLike, max_pixels: int = MAX_IMAGE_PIXELS) -> I
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(p) as im:
-                if im.width * im.height > max_pixels:
-                    raise DecodeError(p, f"image has {im.width * im.height} pixels, more than the limit {max_pixels}")
+                _check_size(p, "image", im.width, im.height, max_pixels)
                 return _to_rgb(ImageOps.exif_transpose(im))
     except Image.DecompressionBombError as e:
         found = re.search(r"\((\d+) pixels\)", str(e))
@@ -102,11 +111,11 @@ def load_image(path: str | os.PathLike, max_pixels: int = MAX_IMAGE_PIXELS) -> I
             p, f"image has {found.group(1) if found else 'too many'} pixels, more than the limit {limit}"
         ) from None
     except UnidentifiedImageError:
-        raise DecodeError(p, f"not an image, or an image format PIL cannot read{_guess_kind(p)}") from None
+        raise DecodeError(p, _not_an_image(p)) from None
     except DecodeError:
         raise
     except Exception as e:  # PIL plugins raise OSError, SyntaxError, ValueError, struct.error, ...
-        raise DecodeError(p, f"image cannot be decoded, truncated or corrupt ({type(e).__name__}: {e})") from None
+        raise DecodeError(p, f"image cannot be decoded: the file is truncated or corrupt ({e})") from None
 
 
 def _to_rgb(im: Image.Image) -> Image.Image:
@@ -122,12 +131,40 @@ def _to_rgb(im: Image.Image) -> Image.Image:
     return im.convert("RGB")
 
 
-def _guess_kind(p: Path) -> str:
-    """' (it is audio)' / ' (it is video)' when PyAV recognises the file, else ''."""
+def _check_size(p: Path, what: str, width: int, height: int, max_pixels: int | None) -> None:
+    """DecodeError when a ``what`` ("image", "video frames") of width x height is over ``max_pixels`` or has a
+    side under :data:`MIN_IMAGE_SIDE` (too small to show anything)."""
+    if max_pixels is not None and width * height > max_pixels:
+        raise DecodeError(
+            p,
+            f"{what} {'have' if what.endswith('s') else 'has'} {width * height} pixels, more than the limit "
+            f"{max_pixels}" + (f" ({width}x{height})" if what != "image" else ""),
+        )
+    if min(width, height) < MIN_IMAGE_SIDE:
+        raise DecodeError(
+            p,
+            f"{what} {'are' if what.endswith('s') else 'is'} only {width}x{height} pixels: too small to show "
+            f"anything (at least {MIN_IMAGE_SIDE}x{MIN_IMAGE_SIDE} is needed)",
+        )
+
+
+def _not_an_image(p: Path) -> str:
+    """Why PIL could not open ``p``, in words: what the file is instead (audio, video, a vector drawing), when
+    FFmpeg recognises it."""
     try:
-        return f" (it is {probe_kind(p)})"
+        with _open_av(p) as container:
+            name = container.format.name
+            if _is_image_container(container):
+                kind = name.removesuffix("_pipe").upper()
+                if kind == "SVG":
+                    return "an SVG drawing (vector graphics) is not supported: give a PNG, JPEG or WebP picture"
+                return f"a {kind} picture cannot be read here: give a PNG, JPEG or WebP picture"
+            kind = "video" if _video_stream(container) is not None else "audio" if container.streams.audio else ""
     except DecodeError:
-        return ""
+        kind = ""
+    if kind:
+        return f"not an image: it is {kind} (give it as the {kind} input)"
+    return "not an image, or an image format that cannot be read (give a PNG, JPEG or WebP picture)"
 
 
 # ----------------------------------------------------------------------------- PyAV helpers
@@ -145,6 +182,14 @@ def _open_av(p: Path) -> Any:
         why = "playlists are refused" if name in _PLAYLIST_FORMATS else f"FFmpeg only guessed {name!r} from its name"
         raise DecodeError(p, f"not a recognised audio or video file ({why})")
     return container
+
+
+def _check_streams(p: Path, container: Any) -> None:
+    """DecodeError when FFmpeg recognised the container but could read no stream from it: its index is
+    missing or damaged (for MP4/MOV, the ``moov`` atom), which is not the same as a file without video."""
+    if len(container.streams) == 0:
+        where = " (the MP4/MOV index, its 'moov' atom, is damaged)" if container.format.name.startswith("mov") else ""
+        raise DecodeError(p, f"no audio or video stream could be read: the file is corrupt or incomplete{where}")
 
 
 def _is_image_container(container: Any) -> bool:
@@ -191,17 +236,62 @@ def load_audio(
     to the whole file, whatever the window). ``window`` (seconds): decode only that much, centred in the
     audio (when the audio is longer than window + WINDOW_SLACK_S); None decodes all of it."""
     p = _check_file(path)
+    _check_wav_header(p)
     decoded = _read_soundfile(p, max_seconds, window)
     if decoded is None:
         with _open_av(p) as container:
+            _check_streams(p, container)
             if not container.streams.audio:
                 what = "an image" if _is_image_container(container) else "video only" if container.streams.video else ""
                 raise DecodeError(p, "has no audio stream" + (f" ({what})" if what else ""))
             decoded = _decode_av_stream(p, container, container.streams.audio[0], max_seconds, window)
     samples, rate = decoded
-    if samples.size == 0:
-        raise DecodeError(p, "audio decodes to 0 samples")
+    _check_samples(p, "audio", samples, rate)
     return Audio(resample(samples, rate, sample_rate), sample_rate or rate)
+
+
+def _check_samples(p: Path, what: str, samples: np.ndarray, rate: int) -> None:
+    """Refuse degenerate decoded audio with a DecodeError saying what is wrong: no samples, NaN or infinite
+    samples (a float WAV can hold them; encoders would turn them into NaN scores), or too short to hear."""
+    if samples.size == 0:
+        raise DecodeError(p, f"{what} decodes to 0 samples")
+    if not np.isfinite(samples).all():
+        raise DecodeError(p, f"{what} contains NaN or infinite samples (a corrupt file): it cannot be used")
+    if samples.size < MIN_AUDIO_SECONDS * rate:
+        raise DecodeError(
+            p,
+            f"{what} is only {samples.size} sample{'s' if samples.size != 1 else ''} ({samples.size / rate:.4f}s) "
+            "long: too short to hear "
+            f"anything (at least {MIN_AUDIO_SECONDS:g}s is needed)",
+        )
+
+
+def _check_wav_header(p: Path) -> None:
+    """Refuse a RIFF/WAVE file whose ``data`` chunk announces more than twice the bytes the file holds (and at
+    least 1 MB more): a forged or badly truncated header. The sizes 0 and 0xFFFFFFFF mean "unknown" (files
+    written to a pipe) and pass."""
+    with open(p, "rb") as f:
+        head = f.read(1 << 16)
+    if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+        return
+    pos, total = 12, p.stat().st_size
+    while pos + 8 <= len(head):
+        kind, size = head[pos : pos + 4], int.from_bytes(head[pos + 4 : pos + 8], "little")
+        if kind == b"data":
+            held = total - pos - 8
+            if size not in (0, 0xFFFFFFFF) and size > 2 * held and size - held > 2**20:
+                raise DecodeError(
+                    p,
+                    f"the WAV header announces {_human(size)} of audio but the file holds {_human(held)}: "
+                    "a truncated or forged file",
+                )
+            return
+        pos += 8 + size + (size & 1)
+
+
+def _human(n: int) -> str:
+    """A byte count in words: 512 bytes, 1.5 KB, 2048.0 MB."""
+    return f"{n} bytes" if n < 1024 else f"{n / 1024:.1f} KB" if n < 2**20 else f"{n / 2**20:.1f} MB"
 
 
 def _decode_av_stream(
@@ -305,20 +395,21 @@ def load_video(
     audio_sample_rate: int | None = 16000,
     max_seconds: float | None = None,
     audio_window: float | None = None,
+    max_pixels: int | None = None,
+    max_side: int | None = None,
 ) -> VideoClip:
     """K=num_frames RGB frames at the centres of K equal slices of the video, found by seeking
     (never decoding the whole file), plus the mono soundtrack at audio_sample_rate (None if absent).
     ``audio_window`` (seconds): decode only that much of the soundtrack, centred in it (by seeking),
-    for encoders that look at a centred window anyway; None decodes all of it, 0 none of it."""
+    for encoders that look at a centred window anyway; None decodes all of it, 0 none of it.
+    ``max_pixels``: frames over this many pixels are refused (DecodeError), as images are; ``max_side``:
+    frames are scaled down while converting (FFmpeg's area filter) so their longer side is at most this
+    (a 4K clip then costs ~100 KB per frame, not 25 MB); None keeps the full size."""
     if num_frames < 1:
         raise ValueError(f"num_frames must be >= 1, got {num_frames}")
     p = _check_file(path)
     with _open_av(p) as container:
-        if _is_image_container(container):
-            raise DecodeError(p, f"is an image ({container.format.name}), not a video")
-        stream = _video_stream(container)
-        if stream is None:
-            raise DecodeError(p, "has no video stream" + (" (audio only)" if container.streams.audio else ""))
+        stream = _checked_video_stream(p, container, max_pixels)
         start = float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
         duration = _video_duration(container, stream, start)
         _too_long(p, "video", duration, max_seconds)
@@ -327,11 +418,40 @@ def load_video(
         for i in range(num_frames):
             target = start + (i + 0.5) * duration / num_frames
             frame = _frame_at(p, container, stream, target, fps)
-            frames.append(frame.to_image())
+            _check_size(p, "video frames", frame.width, frame.height, max_pixels)  # the header may lie
+            frames.append(frame.to_image(**_fit(frame.width, frame.height, max_side)))
             times.append((frame.time if frame.time is not None else target) - start)
         has_audio = bool(container.streams.audio)
     audio = _soundtrack(p, audio_sample_rate, audio_window) if has_audio and audio_window != 0 else None
     return VideoClip(frames, times, audio, duration, fps)
+
+
+def _checked_video_stream(p: Path, container: Any, max_pixels: int | None) -> Any:
+    """The video stream of an open container, or DecodeError saying why there is none usable (an image, an
+    audio-only file, a damaged index, frames over the pixel cap or too small)."""
+    if _is_image_container(container):
+        raise DecodeError(p, f"is an image ({container.format.name.removesuffix('_pipe')}), not a video")
+    _check_streams(p, container)
+    stream = _video_stream(container)
+    if stream is None:
+        only = " (audio only: give it as the audio input)" if container.streams.audio else ""
+        raise DecodeError(p, "has no video stream" + only)
+    width, height = stream.codec_context.width, stream.codec_context.height
+    if width and height:
+        _check_size(p, "video frames", width, height, max_pixels)
+    return stream
+
+
+def _fit(width: int, height: int, max_side: int | None) -> dict[str, Any]:
+    """``to_image`` arguments that scale width x height down to at most ``max_side`` on the longer side."""
+    if max_side is None or max(width, height) <= max_side:
+        return {}
+    scale = max_side / max(width, height)
+    return {
+        "width": max(1, round(width * scale)),
+        "height": max(1, round(height * scale)),
+        "interpolation": "AREA",
+    }
 
 
 def _video_duration(container: Any, stream: Any, start: float) -> float:
@@ -379,9 +499,10 @@ def _soundtrack(p: Path, sample_rate: int | None, window: float | None = None) -
         except DecodeError as e:
             samples, rate = np.zeros(0, np.float32), 0
             log.warning("%s", e)
-    if samples.size == 0:
-        log.warning("%s: the audio stream decodes to 0 samples; returning audio=None", p)
+    if samples.size < MIN_AUDIO_SECONDS * max(rate, 1):
+        log.warning("%s: the audio stream decodes to %d samples (too short); returning audio=None", p, samples.size)
         return None
+    _check_samples(p, "the soundtrack", samples, rate)  # NaN or infinite samples are refused
     return Audio(resample(samples, rate, sample_rate), sample_rate or rate)
 
 
@@ -439,6 +560,7 @@ def probe_kind(path: str | os.PathLike) -> str:
     except Exception:  # any PIL failure just means "not an image PIL reads"
         pass
     with _open_av(p) as container:
+        _check_streams(p, container)
         if _is_image_container(container):
             return "image"
         if _video_stream(container) is not None:

@@ -4,6 +4,12 @@ Inputs are decoded by :mod:`ume_mma.decode` (the path training uses, with the sa
 are cached by content hash (bounded LRU), so asking again with fewer modalities re-runs no encoder: only
 heads and fusion, which cost microseconds. ``predict_many`` serves several requests with one encoder call
 per modality (what a server batching concurrent requests wants).
+
+Memory is bounded in bytes whatever users send: video frames are scaled down while decoding to what the image
+encoder needs, and both caches (encoder outputs, sampled frames) forget their oldest entries past a byte budget.
+Scores are never NaN: a branch whose features are not finite is left out (``sources`` says why), and scores
+that are not finite are an ``InputError``. ``sources`` also says why an input that was given is not used (a
+text given to a checkpoint without a text branch).
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from PIL import Image
 
@@ -26,9 +33,10 @@ from ume_mma.encoders.base import to_device
 from ume_mma.errors import InputError, UmeMmaError
 from ume_mma.models import MultiModalModel
 
-__all__ = ["BranchResult", "Limits", "Prediction", "Predictor", "file_hash"]
+__all__ = ["BranchResult", "Limits", "Prediction", "Predictor", "file_hash", "modality_list", "nbytes"]
 
 INPUT_KEYS = ("video", "audio", "image", "text")
+CACHE_MB = 64  # default byte bound of the encoder-output cache and of the sampled-frames cache (each)
 
 
 @dataclass
@@ -42,7 +50,9 @@ class BranchResult:
 
 @dataclass
 class Prediction:
-    """What one predict call returns. ``sources``: modality -> which input fed that branch."""
+    """What one predict call returns. ``sources``: modality -> which input fed that branch, or why an input that
+    was given feeds none (``"text": "not used: this checkpoint has no text branch"``; keys only for inputs given
+    or branches fed)."""
 
     checkpoint: str
     fusion: str
@@ -66,27 +76,53 @@ class Prediction:
         }
 
 
-class _LRU:
-    """A small bounded map that forgets its least recently used entry when full."""
+def nbytes(value: Any) -> int:
+    """Approximate memory held by a cached value: tensors and arrays by their buffers, PIL images by
+    width x height x bands, containers by their items; anything else (None, str) counts 64 bytes."""
+    if isinstance(value, torch.Tensor):
+        return value.element_size() * value.nelement()
+    if isinstance(value, Image.Image):
+        return value.width * value.height * len(value.getbands())
+    if isinstance(value, np.ndarray):
+        return int(value.nbytes)
+    if isinstance(value, (list, tuple)):
+        return 64 + sum(nbytes(v) for v in value)
+    return 64
 
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self._items: OrderedDict[Any, Any] = OrderedDict()
+
+class _LRU:
+    """A bounded map that forgets its least recently used entries when it holds more than ``max_bytes`` (as
+    measured by :func:`nbytes`) or, when given, more than ``max_items`` entries. A value larger than
+    ``max_bytes`` on its own is not kept."""
+
+    def __init__(self, max_bytes: int, max_items: int | None = None) -> None:
+        self.max_bytes, self.max_items = max_bytes, max_items
+        self.nbytes = 0
+        self._items: OrderedDict[Any, tuple[Any, int]] = OrderedDict()
 
     def get(self, key: Any, default: Any = None) -> Any:
         if key not in self._items:
             return default
         self._items.move_to_end(key)
-        return self._items[key]
+        return self._items[key][0]
 
     def put(self, key: Any, value: Any) -> None:
-        self._items[key] = value
-        self._items.move_to_end(key)
-        while len(self._items) > self.size:
-            self._items.popitem(last=False)
+        self.pop(key)
+        size = nbytes(value)
+        if size > self.max_bytes:
+            return
+        self._items[key] = (value, size)
+        self.nbytes += size
+        while self.nbytes > self.max_bytes or (self.max_items is not None and len(self._items) > self.max_items):
+            self.nbytes -= self._items.popitem(last=False)[1][1]
+
+    def pop(self, key: Any) -> None:
+        if key in self._items:
+            self.nbytes -= self._items.pop(key)[1]
 
     def clear(self) -> None:
         self._items.clear()
+        self.nbytes = 0
 
     def __len__(self) -> int:
         return len(self._items)
@@ -94,6 +130,21 @@ class _LRU:
 
 _MISS = object()  # a cache miss (a cached None means "the input has nothing for this modality")
 Route = tuple[str, Any, str]  # (source kind, path or text, description)
+
+
+def modality_list(modalities: str | Iterable[str] | None) -> list[str] | None:
+    """Enabled modalities as a list, None meaning all. A string is one name or comma-separated names
+    (``"image"``, ``"audio, image"``), never split into letters; a blank string means all (None). Entries
+    that are not strings raise InputError."""
+    if modalities is None:
+        return None
+    if isinstance(modalities, str):
+        return [m.strip() for m in modalities.split(",") if m.strip()] or None
+    names = list(modalities)
+    odd = [m for m in names if not isinstance(m, str)]
+    if odd:
+        raise InputError(f"modalities are names such as 'image' or 'audio'; got {odd[0]!r}")
+    return names
 
 
 def file_hash(path: str | Path) -> str:
@@ -111,21 +162,28 @@ class _Job:
     routes: dict[str, Route] = field(default_factory=dict)
     keys: dict[str, tuple] = field(default_factory=dict)
     feats: dict[str, torch.Tensor | None] = field(default_factory=dict)  # modality -> Tensor[D] on the device
+    notes: dict[str, str] = field(default_factory=dict)  # input given but unusable -> why (for ``sources``)
     error: UmeMmaError | None = None
 
 
 class Predictor:
     """Loads a checkpoint once; ``predict`` maps inputs (``video``/``audio``/``image`` paths, ``text``)
-    to fused and per-branch predictions. Not tied to any UI. ``device``: ``auto`` | ``cpu`` | ``cuda[:N]``."""
+    to fused and per-branch predictions. Not tied to any UI. ``device``: ``auto`` | ``cpu`` | ``cuda[:N]``.
+
+    Memory is bounded in bytes: encoder outputs are cached up to ``cache_mb`` (and at most ``cache_size``
+    entries), sampled video frames up to ``frames_mb``; frames are scaled down while decoding to what the
+    image encoder needs (:func:`ume_mma.decode.frame_side`) before they are cached."""
 
     def __init__(
         self,
         model: MultiModalModel,
         name: str = "",
-        cache_size: int = 256,
+        cache_size: int | None = 256,
         num_frames: int = 8,
         limits: Limits | None = None,
         device: str | torch.device = "auto",
+        cache_mb: float = CACHE_MB,
+        frames_mb: float = CACHE_MB,
     ) -> None:
         self.device = resolve_device(device)
         self.model = model.eval().to(self.device)
@@ -134,8 +192,8 @@ class Predictor:
         self.decoder = Decoder.for_encoders(dict(model.encoders), self.limits, num_frames)
         # (modality, encoder name, source kind, content hash, frames per video) -> Tensor[D] on the device, or
         # None when the input has nothing for the modality (a silent video's soundtrack)
-        self.cache = _LRU(cache_size)
-        self.frames = _LRU(max(8, cache_size // 8))  # video content hash -> its sampled frames
+        self.cache = _LRU(int(cache_mb * 2**20), cache_size)
+        self.frames = _LRU(int(frames_mb * 2**20))  # video content hash -> its sampled (scaled-down) frames
         self.stats = {"encoder_calls": 0, "encoder_batches": 0, "cache_hits": 0}
         self.folder: Path | None = None  # the checkpoint folder, when loaded from one
         self._lock = threading.RLock()  # predict() is safe to call from several threads
@@ -183,12 +241,14 @@ class Predictor:
     def labels(self) -> list[str]:
         return self.model.labels
 
-    def resolve(self, inputs: Mapping[str, Any], enabled: Iterable[str] | None = None) -> dict[str, Route]:
-        """Which input feeds each enabled branch: modality -> (kind, path or text, description)."""
+    def resolve(self, inputs: Mapping[str, Any], enabled: str | Iterable[str] | None = None) -> dict[str, Route]:
+        """Which input feeds each enabled branch: modality -> (kind, path or text, description). ``enabled``: as
+        for :func:`modality_list` (None = all; ``"image"`` is one name)."""
         unknown = sorted(set(inputs) - set(INPUT_KEYS))
         if unknown:
             raise InputError(f"unknown inputs {unknown}; give any of {list(INPUT_KEYS)}")
-        enabled = list(self.modalities if enabled is None else enabled)
+        enabled = modality_list(enabled)
+        enabled = list(self.modalities) if enabled is None else enabled
         bad = sorted(set(enabled) - set(self.modalities))
         if bad:
             raise InputError(f"modalities {bad} are not used by this model; it uses {self.modalities}")
@@ -211,12 +271,13 @@ class Predictor:
     def predict(
         self,
         inputs: Mapping[str, Any],
-        modalities: Iterable[str] | None = None,
+        modalities: str | Iterable[str] | None = None,
         top_k: int | None = None,
         subsets: bool = False,
     ) -> Prediction:
         """Predict from ``inputs`` (keys ``video``, ``audio``, ``image``: paths or None; ``text``: str,
-        empty = absent) using only ``modalities`` (default: all of the model's). ``subsets``: also fuse
+        empty = absent) using only ``modalities`` (default: all of the model's; a string is one name or
+        comma-separated names, see :func:`modality_list`). ``subsets``: also fuse
         every non-empty subset of the modalities used (``Prediction.subsets``; one batched fusion call).
         Raises ``UmeMmaError`` subclasses (``InputError``, ``DecodeError``) for bad inputs."""
         out = self.predict_many([inputs], modalities, top_k, subsets)[0]
@@ -227,11 +288,11 @@ class Predictor:
     def predict_many(
         self,
         requests: Sequence[Mapping[str, Any]],
-        modalities: Iterable[str] | None = None,
+        modalities: str | Iterable[str] | None = None,
         top_k: int | None = None,
         subsets: bool = False,
         *,
-        modalities_each: Sequence[Iterable[str] | None] | None = None,
+        modalities_each: Sequence[str | Iterable[str] | None] | None = None,
     ) -> list[Prediction | UmeMmaError]:
         """``predict`` for several requests at once, with one encoder call per modality for all the inputs
         not in the cache. One bad request fails alone: its slot holds the ``UmeMmaError`` it raised (returned,
@@ -240,23 +301,25 @@ class Predictor:
         For a server batching concurrent requests (gradio ``batch=True``), whose requests may each enable
         other modalities: ``modalities_each`` gives one list (or None = all) per request, instead of ``modalities``."""
         if modalities_each is None:  # one list for all (an iterator is consumed once)
-            modalities_each = [None if modalities is None else list(modalities)] * len(requests)
+            shared = modalities if modalities is None or isinstance(modalities, str) else list(modalities)
+            modalities_each = [shared] * len(requests)
         elif len(modalities_each) != len(requests):
             raise ValueError(f"modalities_each has {len(modalities_each)} entries for {len(requests)} requests")
         with self._lock, torch.no_grad():
             digests: dict[Any, str] = {}  # each file is hashed once per call
-            jobs = [self._plan(r, None if m is None else list(m), digests) for r, m in zip(requests, modalities_each)]
+            jobs = [self._plan(r, m, digests) for r, m in zip(requests, modalities_each)]
             clips: dict[Path, Any] = {}  # each video is decoded once per call
             for m in sorted({m for job in jobs for m in job.routes}):
                 self._fill(m, jobs, clips)
             return [job.error or self._finish(job, top_k, subsets) for job in jobs]
 
-    def _plan(self, inputs: Mapping[str, Any], modalities: list[str] | None, digests: dict[Any, str]) -> _Job:
+    def _plan(self, inputs: Mapping[str, Any], modalities: str | Iterable[str] | None, digests: dict) -> _Job:
         """Routes and cache keys of one request, or a job holding the error that made it invalid."""
         try:
             routes = self.resolve(inputs, modalities)
+            notes = self.unused(inputs, routes, modalities)
             if not routes:
-                raise self._no_input()
+                raise self._no_input(notes)
             keys = {}
             for m, (kind, value, _) in routes.items():
                 if value not in digests:
@@ -265,7 +328,7 @@ class Predictor:
                 keys[m] = (m, name, kind, digests[value], self.num_frames)
         except UmeMmaError as e:
             return _Job(error=e)
-        return _Job(routes=routes, keys=keys)
+        return _Job(routes=routes, keys=keys, notes=notes)
 
     def _fill(self, modality: str, jobs: list[_Job], clips: dict[Path, Any]) -> None:
         """Set ``job.feats[modality]`` for every valid job: from the cache, else decode each distinct input
@@ -332,38 +395,84 @@ class Predictor:
         self.stats["encoder_batches"] += 1
         return [chunk.mean(dim=0) for chunk in out.split([len(rs) for rs in raws])]  # (K_i, D) -> (D,)
 
-    def _no_input(self) -> InputError:
-        return InputError(
-            f"no input for any enabled modality; this model uses {self.modalities} "
-            "(give an image/audio/text, or a video for image frames and its soundtrack)"
-        )
+    def unused(
+        self, inputs: Mapping[str, Any], routes: Mapping[str, Route], enabled: str | Iterable[str] | None = None
+    ) -> dict[str, str]:
+        """Why inputs that were given feed no branch, for ``sources`` (keys only for inputs given): a modality
+        this checkpoint has no branch for (``"text": "not used: this checkpoint has no text branch"``), or a
+        video whose frames and soundtrack are both replaced by files given. Inputs of modalities switched off
+        in ``enabled`` get no note (the caller chose that)."""
+        notes = {}
+        for m in ("audio", "image", "text"):
+            own = inputs.get(m)
+            if (own.strip() if isinstance(own, str) else own) and m not in self.modalities:
+                notes[m] = f"not used: this checkpoint has no {m} branch"
+        video, wanted = inputs.get("video"), modality_list(enabled)
+        if (
+            video
+            and wanted is None
+            and not any(kind in ("frames", "soundtrack", "video") for kind, _, _ in routes.values())
+        ):
+            fed = [m for m in ("image", "audio") if m in self.modalities]
+            what = " and ".join({"image": "frames", "audio": "soundtrack"}[m] for m in fed)
+            notes["video"] = (
+                f"not used: the {' and '.join(fed)} file{'s' if len(fed) > 1 else ''} given "
+                f"replace{'' if len(fed) > 1 else 's'} its {what}"
+                if fed
+                else "not used: this checkpoint has no image, audio or video branch"
+            )
+        return notes
+
+    def takes(self) -> str:
+        """What this checkpoint takes, in words: ``an audio file, an image or a video (for its frames and
+        soundtrack)``."""
+        words = {"audio": "an audio file", "image": "an image", "text": "a text", "video": "a video"}
+        parts = [words[m] for m in self.modalities]
+        via = [what for m, what in (("image", "frames"), ("audio", "soundtrack")) if m in self.modalities]
+        if via and "video" not in self.modalities:
+            parts.append(f"a video (for its {' and '.join(via)})")
+        return parts[0] if len(parts) == 1 else f"{', '.join(parts[:-1])} or {parts[-1]}"
+
+    def _no_input(self, notes: Mapping[str, str] | None = None) -> InputError:
+        """The error of a request with nothing this checkpoint can use, saying what was wrong and what it takes."""
+        cannot = sorted(m for m, note in (notes or {}).items() if "this checkpoint has no" in note)
+        head = f"this checkpoint has no {' or '.join(cannot)} branch" if cannot else "no input for any enabled modality"
+        why = "; ".join(f"{m}: {n}" for m, n in (notes or {}).items() if m not in cannot)
+        return InputError(f"{head}{f' ({why})' if why else ''}; it takes {self.takes()}")
 
     def _finish(self, job: _Job, top_k: int | None, subsets: bool) -> Prediction | UmeMmaError:
-        """Heads and fusion over one job's features -> its Prediction."""
-        feats, sources, frames = {}, {}, []
+        """Heads and fusion over one job's features -> its Prediction. A branch whose features are not finite
+        is left out (``sources`` says why); scores that are not finite are an InputError, never a null
+        confidence."""
+        feats, sources, frames = {}, dict(job.notes), []
         for m, (kind, value, desc) in sorted(job.routes.items()):
             f = job.feats[m]
             if f is None:
                 sources[m] = f"no input: video {Path(value).name} has no soundtrack"
-                continue
-            feats[m], sources[m] = f.unsqueeze(0), desc  # (1, D)
-            if kind in ("frames", "video"):
-                frames = self.frames.get(job.keys[m][3]) or []
+            elif not bool(torch.isfinite(f).all()):
+                sources[m] = f"not used: the {m} encoder gave NaN or infinite values for the {desc}"
+            else:
+                feats[m], sources[m] = f.unsqueeze(0), desc  # (1, D)
+                if kind in ("frames", "video"):
+                    frames = self.frames.get(job.keys[m][3]) or []
         if not feats:
-            return self._no_input()
+            return self._no_input(sources)
         present = {m: torch.ones(1, dtype=torch.bool, device=self.device) for m in feats}
         out = self.model.forward_features(feats, present)
         labels = self.labels
-        return Prediction(
-            checkpoint=self.name,
-            fusion=self.model.config.fusion,
-            modalities_used=sorted(feats),
-            fused=_result(out.fused_probs()[0], labels, top_k),
-            branches={m: _result(out.branches[m][0].softmax(-1), labels, top_k) for m in sorted(feats)},
-            sources=sources,
-            frames=frames,
-            subsets=self._subsets(feats, top_k) if subsets else {},
-        )
+        try:
+            return Prediction(
+                checkpoint=self.name,
+                fusion=self.model.config.fusion,
+                modalities_used=sorted(feats),
+                fused=_result(out.fused_probs()[0], labels, top_k),
+                branches={m: _result(out.branches[m][0].softmax(-1), labels, top_k) for m in sorted(feats)},
+                sources=sources,
+                frames=frames,
+                subsets=self._subsets(feats, top_k) if subsets else {},
+            )
+        except InputError as e:
+            return e
 
     def _subsets(self, feats: dict[str, torch.Tensor], top_k: int | None) -> dict[str, BranchResult]:
         """Fused result of every non-empty subset of ``feats`` (modality -> ``Tensor[1, D]``), as one batch
@@ -377,7 +486,10 @@ class Predictor:
 
 
 def _result(probs: torch.Tensor, labels: list[str], top_k: int | None) -> BranchResult:
-    """``probs`` (``Tensor[C]``, any device) -> labels ranked by probability, as plain Python floats."""
+    """``probs`` (``Tensor[C]``, any device) -> labels ranked by probability, as plain Python floats. Scores
+    that are not finite raise InputError (a NaN would reach a client as a null confidence)."""
+    if not bool(torch.isfinite(probs).all()):
+        raise InputError("the model gave NaN or infinite scores for these inputs; check them for corrupt data")
     values = probs.float().cpu().tolist()
     order = sorted(range(len(values)), key=lambda i: -values[i])[: top_k or len(labels)]
     return BranchResult(label=labels[order[0]], confidences={labels[i]: round(values[i], 6) for i in order})
