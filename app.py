@@ -33,7 +33,6 @@ from ui.predict import (  # noqa: F401 - re-exported: tests and benches use app.
     load_examples,
     make_inputs,
     make_render,
-    modality_list,
     predict_tab,
     thumbnails,
 )
@@ -44,7 +43,7 @@ from ume_mma.annotate.store import Store
 from ume_mma.device import DEVICE_CHOICES
 from ume_mma.errors import UmeMmaError
 from ume_mma.pool import Loaded
-from ume_mma.predictor import Limits
+from ume_mma.predictor import Limits, modality_list
 from ume_mma.registry import MODALITIES
 
 ROOT = Path(__file__).resolve().parent
@@ -205,7 +204,7 @@ def handlers(pool: PredictorPool, default: str, render: Callable[..., Any]) -> S
                 empty = the app's default.
         """
         ref = (checkpoint or "").strip() or default
-        return pool.predict(ref, make_inputs(video, audio, image, text), modality_list(modalities)).to_dict()
+        return pool.predict(ref, make_inputs(video, audio, image, text), modality_list(modalities) or None).to_dict()
 
     def load_model(checkpoint):
         """Load a checkpoint for this session: a folder under checkpoints/, a local path or a Hub repo id."""

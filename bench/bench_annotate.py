@@ -146,7 +146,7 @@ def main() -> None:
     for k in range(args.kills):
         proc = start(db, args.port)
         stop = threading.Event()
-        killer = threading.Timer(rng.uniform(1.0, 3.0), lambda p=proc: (p.kill(), stop.set()))
+        killer = threading.Timer(rng.uniform(1.0, 3.0), lambda p=proc, s=stop: (p.kill(), s.set()))
         killer.start()
         acked = burst(url, pool[k * 400 : (k + 1) * 400], args.clients, stop)
         proc.wait(timeout=30)
@@ -165,8 +165,11 @@ def main() -> None:
            "final": final, "stats_after_restart": stats}  # fmt: skip
     print("| measure | result |\n|---|---|")
     print(f"| /annotate with {args.clients} concurrent clients, SQLite | {rate:.1f} calls/s |")
-    print(f"| SIGKILL mid-burst, {args.kills} times | {final['acknowledged']} acknowledged, {final['found']} found, "
-          f"{final['lost']} lost, {final['duplicated']} duplicated, {final['media_mismatch']} media mismatches |")  # fmt: skip
+    f = final
+    print(
+        f"| SIGKILL mid-burst, {args.kills} times | {f['acknowledged']} acknowledged, {f['found']} found, "
+        f"{f['lost']} lost, {f['duplicated']} duplicated, {f['media_mismatch']} media mismatches |"
+    )
     if args.save:
         (ROOT / "bench" / "results" / "annotate.json").write_text(json.dumps(out, indent=2) + "\n")
 

@@ -272,7 +272,7 @@ def test_ui_prediction_renders_every_toggle_combination(served, media):
     render = app.make_render(gr.Label(num_top_classes=3), gr.JSON())
     fns = app.handlers(served.pool, served.ref, render)
     args = [None, inputs.get("audio"), inputs["image"], inputs.get("text", "")]
-    frames, shown, views = fns.predict_ui(*args, served.ref, None)
+    frames, shown, views, _ = fns.predict_ui(*args, served.ref, None)
     assert shown is None and not frames["visible"]  # no video: no frames
     assert len(views["subsets"]) == 2 ** len(served.predictor.modalities)
     other = sorted(inputs)[0]  # audio, or image when the pair is image + text
@@ -285,10 +285,10 @@ def test_ui_sends_a_video_s_frames_once(served, media):
     needs(served, "image")
     render = app.make_render(gr.Label(num_top_classes=3), gr.JSON())
     fns = app.handlers(served.pool, served.ref, render)
-    frames, shown, views = fns.predict_ui(str(media.video), None, None, "", served.ref, None)
+    frames, shown, views, _ = fns.predict_ui(str(media.video), None, None, "", served.ref, None)
     assert shown == str(media.video) and frames["visible"] and len(frames["value"]) == 8
     assert max(f.size[1] for f in frames["value"]) <= app.FRAME_HEIGHT  # thumbnails, not full frames
-    again, _, _ = fns.predict_ui(str(media.video), None, None, "", served.ref, shown)
+    again, *_ = fns.predict_ui(str(media.video), None, None, "", served.ref, shown)
     assert again == gr.skip()  # the same video: its frames are not sent again
 
 

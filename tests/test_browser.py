@@ -104,7 +104,7 @@ def test_a_checkpoint_brings_its_examples_and_a_video_example_shows_its_frames(p
     page.screenshot(path=str(ARTIFACTS / "browser_video.png"), full_page=True)
 
 
-def test_annotating_a_queue_item_moves_the_progress_count(tmp_path):
+def test_annotating_a_queue_item_moves_the_progress_count(page, tmp_path):
     """The Annotate tab in a real browser: next item (the disagreeing one first), label with a key, submit,
     and the progress line counts it. Saves tests/artifacts/annotate.png (the README's screenshot)."""
     from tests.test_app_annotate import launch
@@ -112,9 +112,8 @@ def test_annotating_a_queue_item_moves_the_progress_count(tmp_path):
 
     demo, store = launch(tmp_path, Access("local"))
     try:
-        with sync_api.sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
-            page = browser.new_page(viewport={"width": 1400, "height": 1100})
+        if True:  # the module's browser, a new tab
+            page = page.context.browser.new_page(viewport={"width": 1400, "height": 1100})
             page.set_default_timeout(30_000)
             page.goto(demo.local_url)
             page.get_by_role("tab", name="Annotate").click()
@@ -131,7 +130,7 @@ def test_annotating_a_queue_item_moves_the_progress_count(tmp_path):
             expect(page.locator("#ann-item")).to_contain_text("branches agree")  # the next item is on screen
             ARTIFACTS.mkdir(exist_ok=True)
             page.screenshot(path=str(ARTIFACTS / "annotate.png"), full_page=True)
-            browser.close()
+            page.close()
     finally:
         demo.close()
     assert store.counts()["annotations"] == 1

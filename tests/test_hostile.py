@@ -125,11 +125,6 @@ def test_a_4k_clip_is_cached_as_small_frames(served, corpus):
     assert predictor.frames.nbytes < 2**20  # not 8 x 25 MB
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="app side (lead): app.handlers.predict and ume_mma.batching.MicroBatcher.predict still call list() on a "
-    "string; pass it through ume_mma.predictor.modality_list first (the library itself is tested in test_predictor)",
-)
 def test_modalities_given_as_one_string_is_one_modality(served):
     """``modalities="image"`` is one name, not the letters i, m, a, g, e (Gradio passes the string through)."""
     result = predict(served.client, image=IMAGE, audio=AUDIO, modalities="image")

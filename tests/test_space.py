@@ -14,5 +14,6 @@ def test_readme_front_matter_matches_space_yaml():
     space = yaml.safe_load((ROOT / "Space.yaml").read_text(encoding="utf-8"))
     assert front == space
     assert space["sdk"] == "gradio" and space["app_file"] == "app.py" and (ROOT / space["app_file"]).is_file()
-    pinned = [line for line in (ROOT / "requirements.txt").read_text().splitlines() if line.startswith("gradio[mcp]==")]
-    assert pinned == [f"gradio[mcp]=={space['sdk_version']}"]
+    pinned = [line for line in (ROOT / "requirements.txt").read_text().splitlines() if line.startswith("gradio[")]
+    assert pinned == [f"gradio[mcp,oauth]=={space['sdk_version']}"]
+    assert space["hf_oauth"] is True  # annotating on the Space needs "Sign in with Hugging Face"

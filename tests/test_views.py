@@ -98,3 +98,12 @@ def test_chart_escapes_labels_and_keeps_long_names_readable():
     assert "<b>Smileys" not in html and "&lt;b&gt;Smileys &amp; Emotion" in html
     assert 'style="height:75.0%' in html and 'style="height:40.0%' in html
     assert restrict(pred, []) is None and restrict(pred, ["text"]) is pred
+
+
+def test_an_input_the_checkpoint_cannot_use_is_named_in_every_view(predictor, render):
+    full = predictor.predict({**INPUTS, "text": "five"}, subsets=True)
+    assert full.sources["text"].startswith("not used")
+    for key, values in views_payload(full, predictor.modalities, render)["subsets"].items():
+        assert "| text | *not used" in values[-3], key
+        if key:
+            assert values[-1]["sources"]["text"] == full.sources["text"]

@@ -30,15 +30,6 @@ def file_path(value: Any) -> str | None:
     return value or None
 
 
-def modality_list(value: Any) -> list[str] | None:
-    """The ``modalities`` API input as a list: a string is one name or comma-separated names (never split
-    into letters); empty = None (all of the checkpoint's)."""
-    if isinstance(value, str):
-        value = [m.strip() for m in value.split(",")]
-    names = [m for m in value or [] if m]
-    return names or None
-
-
 def make_inputs(video: Any, audio: Any, image: Any, text: str | None) -> dict[str, Any]:
     return {"video": file_path(video), "audio": file_path(audio), "image": file_path(image), "text": text or ""}
 

@@ -94,18 +94,22 @@ def sources_table(
             fed = pred.sources.get(m, "*no input*") if pred is not None else "*no input*"
             answer = "–"
         rows.append(f"| {m} | {fed} | {answer} |")
+    for m, note in sorted(pred.sources.items()) if pred is not None else []:
+        if m not in modalities:  # an input this checkpoint cannot use: say so
+            rows.append(f"| {m} | *{note}* | – |")
     if pred is not None and fused:
         rows.append(f"| **fused** ({pred.fusion}) | {', '.join(pred.modalities_used)} | **{pred.fused.label}** |")
     return "\n".join(rows)
 
 
-def restrict(pred: Prediction, enabled: Sequence[str]) -> Prediction | None:
+def restrict(pred: Prediction, enabled: Sequence[str], modalities: Sequence[str] | None = None) -> Prediction | None:
     """What ``/predict`` would return with only ``enabled`` modalities, from ``pred.subsets`` (fusion of every
     subset, computed with ``pred``); None when no enabled modality has an input."""
     used = [m for m in pred.modalities_used if m in enabled]
     if not used:
         return None
-    sources = {m: s for m, s in pred.sources.items() if m in enabled}
+    model = set(modalities) if modalities is not None else set(pred.sources)
+    sources = {m: s for m, s in pred.sources.items() if m in enabled or m not in model}  # keep "not used" notes
     if used == pred.modalities_used and sources == pred.sources:
         return pred
     return replace(
@@ -138,7 +142,7 @@ def view_values(pred: Prediction | None, modalities: list[str], enabled: Sequenc
     None: the browser's update path drops a null value). ``render(kind, value, **props)`` turns each into what the
     browser takes (the app passes the components' own postprocessing)."""
     enabled = [m for m in modalities if m in enabled]
-    shown = restrict(pred, enabled) if pred is not None else None
+    shown = restrict(pred, enabled, modalities) if pred is not None else None
     cards = []
     for m in MODALITIES:
         branch = shown.branches.get(m) if shown is not None else None

@@ -14,7 +14,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
-from ume_mma.predictor import Prediction, Predictor
+from ume_mma.predictor import Prediction, Predictor, modality_list
 
 
 @dataclass
@@ -40,7 +40,7 @@ class MicroBatcher:
         self, inputs: Mapping[str, Any], modalities: Iterable[str] | None = None, subsets: bool = False
     ) -> Prediction:
         """Queue one request; the calling thread either leads (runs batches) or waits for its result."""
-        request = _Request(inputs, None if modalities is None else list(modalities), subsets)
+        request = _Request(inputs, modality_list(modalities), subsets)
         with self._lock:
             self._pending.append(request)
             lead = not self._leading
