@@ -151,7 +151,11 @@ def build_demo(
             **private,
         }
         show_views = {"fn": None, "inputs": [ui.toggles, ui.views], "outputs": views_out, "js": TOGGLE_JS, **private}
-        triggers = [ui.run.click, ui.text.submit, *(x.change for x in (ui.video, ui.audio, ui.image))]
+        # User actions only (upload, clear, record): an example sets several inputs programmatically and then
+        # predicts once, so a half-set example never races the full one.
+        files = (ui.video, ui.audio, ui.image)
+        triggers = [ui.run.click, ui.text.submit, *(x.upload for x in files), *(x.clear for x in files)]
+        triggers.append(ui.audio.stop_recording)
         gr.on(triggers, **predict_ui).success(**show_views)
         ui.toggles.change(**show_views, queue=False)
         # An example sets several inputs at once (text does not trigger on change): predict once they are set.

@@ -62,8 +62,9 @@ def start(db: Path, port: int) -> subprocess.Popen:
     raise SystemExit("the app did not start")
 
 
-def burst(url: str, files: list[Path], clients: int, stop: threading.Event) -> list[dict]:
-    """Clients annotate distinct files until ``stop`` or the server dies; returns the acknowledged calls."""
+def burst(url: str, files: list[Path], clients: int, stop: threading.Event, on_start=None) -> list[dict]:
+    """Clients annotate distinct files until ``stop`` or the server dies; returns the acknowledged calls.
+    ``on_start`` runs once every client is connected (the kill timer starts then: mid-burst, not mid-connect)."""
     from gradio_client import Client, handle_file
 
     acked: list[dict] = []
@@ -85,6 +86,8 @@ def burst(url: str, files: list[Path], clients: int, stop: threading.Event) -> l
                 acked.append({"id": r["id"], "label": label, "sha256": hashlib.sha256(path.read_bytes()).hexdigest()})
 
     workers = [threading.Thread(target=worker, args=(Client(url, verbose=False),)) for _ in range(clients)]
+    if on_start is not None:
+        on_start()
     for w in workers:
         w.start()
     for w in workers:
@@ -129,6 +132,7 @@ def main() -> None:
     ap.add_argument("--port", type=int, default=7877)
     ap.add_argument("--save", action="store_true")
     args = ap.parse_args()
+    threading.excepthook = lambda args: None  # gradio_client's stream threads die with the killed server
     tmp = Path(tempfile.mkdtemp(prefix="bench-annotate-"))
     files = images(tmp / "images", 4000)
     db, url = tmp / "ann.db", f"http://127.0.0.1:{args.port}/"
@@ -147,8 +151,7 @@ def main() -> None:
         proc = start(db, args.port)
         stop = threading.Event()
         killer = threading.Timer(rng.uniform(1.0, 3.0), lambda p=proc, s=stop: (p.kill(), s.set()))
-        killer.start()
-        acked = burst(url, pool[k * 400 : (k + 1) * 400], args.clients, stop)
+        acked = burst(url, pool[k * 400 : (k + 1) * 400], args.clients, stop, on_start=killer.start)
         proc.wait(timeout=30)
         all_acked += acked
         result = check(db, all_acked)  # the database after a SIGKILL, opened again

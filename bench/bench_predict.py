@@ -71,7 +71,8 @@ def timed_encoders(predictor: Predictor) -> dict[str, float]:
 def distinct_requests(modalities: list[str], folder: Path, n: int = BATCH) -> list[dict[str, str]]:
     """``n`` requests with distinct content (so no cache hit): the image + speech examples of assets/, each
     copied with a slightly changed gain and one changed pixel."""
-    pairs = [e for e in json.loads((ROOT / "assets" / "examples.json").read_text()) if e["image"] and e["audio"]]
+    rows = json.loads((ROOT / "assets" / "examples.json").read_text())["av-digits"]
+    pairs = [e for e in rows if e["image"] and e["audio"]]
     requests = []
     for i in range(n):
         ex = pairs[i % len(pairs)]

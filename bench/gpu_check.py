@@ -34,7 +34,7 @@ from ume_mma.predictor import Prediction, Predictor  # noqa: E402
 def example_requests() -> list[dict[str, str]]:
     """The app's examples (assets/examples.json) as predictor inputs."""
     requests = []
-    for ex in json.loads((ROOT / "assets" / "examples.json").read_text()):
+    for ex in json.loads((ROOT / "assets" / "examples.json").read_text())["av-digits"]:
         r = {k: str(ROOT / "assets" / ex[k]) for k in ("video", "audio", "image") if ex.get(k)}
         if ex.get("text"):
             r["text"] = ex["text"]

@@ -57,5 +57,33 @@ def main() -> None:
         demo.close()
 
 
+def annotate_screenshot() -> None:
+    """docs/app-annotate.png: the Annotate tab on a queue of three unlabelled assets (as the browser test)."""
+    import tempfile
+
+    from playwright import sync_api
+
+    from tests.test_app_annotate import launch
+    from ui.annotate import Access
+
+    demo, _ = launch(Path(tempfile.mkdtemp()), Access("local", "alice"))
+    try:
+        with sync_api.sync_playwright() as p:
+            browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS)
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(demo.local_url)
+            page.get_by_role("tab", name="Annotate").click()
+            page.locator("#ann-next").click()
+            sync_api.expect(page.locator("#ann-item")).to_contain_text("branches disagree", timeout=30000)
+            page.locator("#ann-flags-audio").get_by_label("irrelevant").check()
+            page.locator("#ann-note textarea").fill("the speech says five, the digit is a 2")
+            page.wait_for_timeout(1000)
+            page.screenshot(path=str(ROOT / "docs" / "app-annotate.png"), full_page=True)
+            browser.close()
+    finally:
+        demo.close()
+
+
 if __name__ == "__main__":
     main()
+    annotate_screenshot()

@@ -69,7 +69,8 @@ def stats_line(queue: AnnotationQueue | None) -> str:
         return "*No queue yet: import a dataset folder below, or annotate from the Predict tab.*"
     s = queue.stats()
     return (
-        f"**{s.labelled} of {s.total} labelled** in `{queue.name}`; {s.disagreements_left} disagreements left; "
+        f"**{s.labelled} of {s.total} labelled** in `{queue.name}`; {s.disagreements_left} "
+        f"disagreement{'' if s.disagreements_left == 1 else 's'} left; "
         f"{s.leased} leased now"
     )
 
