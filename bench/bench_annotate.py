@@ -20,7 +20,6 @@ import json
 import os
 import random
 import signal
-import subprocess
 import sys
 import tempfile
 import threading
@@ -30,6 +29,8 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from serve import serve_app  # noqa: E402  (bench/ is on sys.path when run as a script)
 
 
 def images(folder: Path, n: int) -> list[Path]:
@@ -45,21 +46,6 @@ def images(folder: Path, n: int) -> list[Path]:
         Image.fromarray(rng.integers(0, 256, (28, 28), dtype=np.uint8)).save(path)
         out.append(path)
     return out
-
-
-def start(db: Path, port: int) -> subprocess.Popen:
-    import httpx
-
-    cmd = [sys.executable, str(ROOT / "app.py"), "--port", str(port), "--db", str(db)]
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    for _ in range(240):
-        try:
-            httpx.get(f"http://127.0.0.1:{port}/", timeout=2)
-            return proc
-        except httpx.HTTPError:
-            time.sleep(0.25)
-    proc.kill()
-    raise SystemExit("the app did not start")
 
 
 def burst(url: str, files: list[Path], clients: int, stop: threading.Event, on_start=None) -> list[dict]:
@@ -136,7 +122,7 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="bench-annotate-"))
     files = images(tmp / "images", 4000)
     db, url = tmp / "ann.db", f"http://127.0.0.1:{args.port}/"
-    proc = start(db, args.port)
+    proc = serve_app(args.port, "--db", str(db))
     stop = threading.Event()
     timer = threading.Timer(args.seconds, stop.set)
     t0 = time.perf_counter()
@@ -148,7 +134,7 @@ def main() -> None:
     rounds, all_acked, rng = [], list(acked), random.Random(0)
     pool = files[2000:]
     for k in range(args.kills):
-        proc = start(db, args.port)
+        proc = serve_app(args.port, "--db", str(db))
         stop = threading.Event()
         killer = threading.Timer(rng.uniform(1.0, 3.0), lambda p=proc, s=stop: (p.kill(), s.set()))
         acked = burst(url, pool[k * 400 : (k + 1) * 400], args.clients, stop, on_start=killer.start)
@@ -157,7 +143,7 @@ def main() -> None:
         result = check(db, all_acked)  # the database after a SIGKILL, opened again
         rounds.append({"kill": k + 1, "acknowledged_this_burst": len(acked), **result})
         print(f"kill {k + 1}: {rounds[-1]}", flush=True)
-    restart = start(db, args.port)  # the app starts on the database the kills left
+    restart = serve_app(args.port, "--db", str(db))  # the app starts on the database the kills left
     from gradio_client import Client
 
     stats = Client(url, verbose=False).predict("app", api_name="/annotation_stats")

@@ -28,6 +28,7 @@ sys.path.insert(0, str(ROOT))
 
 import gradio as gr  # noqa: E402
 from bench_predict import default_inputs, timed_encoders  # noqa: E402  (bench/ is on sys.path when run as a script)
+from serve import serve_app  # noqa: E402  (bench/ is on sys.path when run as a script)
 
 import app  # noqa: E402
 from ui.views import views_payload  # noqa: E402
@@ -151,28 +152,10 @@ def bench_concurrent(url: str, requests: list[dict[str, str]]) -> dict[str, floa
     return {"failures": len(requests) - sum(ok), "wall_s": wall, "calls_per_s": len(requests) / wall}
 
 
-def serve(checkpoint: str, port: int):
-    """``python app.py`` in its own process (clients in this one do not share its interpreter)."""
-    import subprocess
-
-    import httpx
-
-    cmd = [sys.executable, str(ROOT / "app.py"), "--checkpoint", checkpoint, "--port", str(port)]
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    for _ in range(240):
-        try:
-            httpx.get(f"http://127.0.0.1:{port}/", timeout=2)
-            return proc
-        except httpx.HTTPError:
-            time.sleep(0.5)
-    proc.kill()
-    raise SystemExit("the app did not start")
-
-
 def bench_server(checkpoint: str, modalities: list[str], calls: int = 16, port: int = 7875) -> dict[str, float]:
     """16 concurrent calls with the same files (encoder cache hits after the first) and with distinct files
     (every call runs the encoders: the server batches the calls that overlap)."""
-    proc = serve(checkpoint, port)
+    proc = serve_app(port, "--checkpoint", checkpoint)
     url = f"http://127.0.0.1:{port}/"
     try:
         with tempfile.TemporaryDirectory() as tmp:

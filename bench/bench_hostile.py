@@ -25,7 +25,6 @@ import os
 import platform
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -36,29 +35,13 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from serve import serve_app  # noqa: E402  (bench/ is on sys.path when run as a script)
+
 from tests.media import make_moving_video  # noqa: E402
 
 ASSETS = ROOT / "assets"
 IMAGE, AUDIO = ASSETS / "agree_7_image_7.png", ASSETS / "agree_7_speech_7_en_US_f_Allison.wav"
 GOALS = {"rss_above_warm_mb": 500, "stall_ratio": 2.0}
-
-
-def serve(checkpoint: str, port: int, uploads: Path, max_cache_mb: float) -> subprocess.Popen:
-    """``python app.py`` in its own process, with its upload folder at ``uploads``."""
-    import httpx
-
-    env = os.environ | {"GRADIO_TEMP_DIR": str(uploads), "HF_HUB_OFFLINE": "1"}
-    cmd = [sys.executable, str(ROOT / "app.py"), "--checkpoint", checkpoint, "--port", str(port)]
-    cmd += ["--max-cache-mb", str(max_cache_mb)]
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    for _ in range(240):
-        try:
-            httpx.get(f"http://127.0.0.1:{port}/", timeout=2)
-            return proc
-        except httpx.HTTPError:
-            time.sleep(0.5)
-    proc.kill()
-    raise SystemExit("the app did not start")
 
 
 def rss_mb(pid: int) -> float:
@@ -324,7 +307,14 @@ def main() -> None:
         clips = make_clips(args.clips_dir or tmp / "clips", args.clips if "memory" in parts else 0)
         generate_s = time.perf_counter() - t
         uploads = tmp / "uploads"
-        proc = serve(args.checkpoint, args.port, uploads, args.max_cache_mb)
+        proc = serve_app(
+            args.port,
+            "--checkpoint",
+            args.checkpoint,
+            "--max-cache-mb",
+            str(args.max_cache_mb),
+            env={"GRADIO_TEMP_DIR": str(uploads)},
+        )
         url = f"http://127.0.0.1:{args.port}/"
         try:
             memory = bench_memory(url, proc.pid, clips) if "memory" in parts else None

@@ -21,7 +21,6 @@ import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -30,6 +29,8 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from serve import serve_app  # noqa: E402  (bench/ is on sys.path when run as a script)
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"]
@@ -64,22 +65,6 @@ RESULT_JS = """async () => await new Promise((resolve) => {
   check();
 })"""
 WATCH = ["#image-card", "#sources", "#chart"]
-
-
-def start_app(checkpoint: str, port: int) -> subprocess.Popen:
-    cmd = [sys.executable, str(ROOT / "app.py"), "--checkpoint", checkpoint, "--port", str(port)]
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    import httpx
-
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/", timeout=2).status_code == 200:
-                return proc
-        except httpx.HTTPError:
-            time.sleep(0.5)
-    proc.kill()
-    raise SystemExit(f"app did not start: {proc.stdout.read() if proc.stdout else ''}")
 
 
 def encoder_time(checkpoint: str, video: Path, repeats: int = 3) -> float:
@@ -135,7 +120,7 @@ def main() -> None:
     from tests.media import make_video
 
     video = make_video(Path(tempfile.mkdtemp()) / "ten_seconds.mp4", seconds=10.0, size=(320, 240), fps=25)
-    proc = start_app(args.checkpoint, args.port)
+    proc = serve_app(args.port, "--checkpoint", args.checkpoint)
     url = f"http://127.0.0.1:{args.port}/"
     try:
         with sync_playwright() as p:
