@@ -126,26 +126,28 @@ def bench_overhead(predictor: Predictor, repeats: int) -> dict[str, object]:
     }
 
 
+def throughput(predictor: Predictor, requests: list[dict[str, str]], repeats: int) -> dict[str, float]:
+    """Predictions/s for ``requests``, one by one and in one ``predict_many`` call (cache cleared each time)."""
+    seq, many = [], []
+    for _ in range(repeats):
+        predictor.clear_cache()
+        t = time.perf_counter()
+        for r in requests:
+            predictor.predict(r)
+        seq.append(time.perf_counter() - t)
+        predictor.clear_cache()
+        t = time.perf_counter()
+        predictor.predict_many(requests)
+        many.append(time.perf_counter() - t)
+    n = len(requests)
+    return {"sequential_per_s": n / statistics.median(seq), "predict_many_per_s": n / statistics.median(many)}
+
+
 def bench_batching(predictor: Predictor, repeats: int) -> dict[str, float]:
     """``BATCH`` distinct requests, cache cleared: sequential ``predict`` vs one ``predict_many``."""
     with tempfile.TemporaryDirectory() as tmp:
         requests = distinct_requests(predictor.modalities, Path(tmp))
-        seq, many = [], []
-        for _ in range(repeats):
-            predictor.clear_cache()
-            t = time.perf_counter()
-            for r in requests:
-                predictor.predict(r)
-            seq.append(time.perf_counter() - t)
-            predictor.clear_cache()
-            t = time.perf_counter()
-            predictor.predict_many(requests)
-            many.append(time.perf_counter() - t)
-    return {
-        "batch": len(requests),
-        "sequential_per_s": len(requests) / statistics.median(seq),
-        "predict_many_per_s": len(requests) / statistics.median(many),
-    }
+        return {"batch": len(requests), **throughput(predictor, requests, repeats)}
 
 
 def main() -> None:

@@ -15,10 +15,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -26,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
-from bench_predict import distinct_requests  # noqa: E402  (bench/ is on sys.path when run as a script)
+from bench_predict import distinct_requests, throughput  # noqa: E402  (bench/ is on sys.path as a script)
 
 from ume_mma.predictor import Prediction, Predictor  # noqa: E402
 
@@ -49,23 +47,6 @@ def probabilities(p: Prediction) -> dict[str, float]:
         for m, r in group.items():
             out |= {f"{name}:{m}/{k}": v for k, v in r.confidences.items()}
     return out
-
-
-def throughput(predictor: Predictor, requests: list[dict[str, str]], repeats: int) -> dict[str, float]:
-    """Predictions/s for ``requests``, one by one and in one ``predict_many`` call (cache cleared each time)."""
-    seq, many = [], []
-    for _ in range(repeats):
-        predictor.clear_cache()
-        t = time.perf_counter()
-        for r in requests:
-            predictor.predict(r)
-        seq.append(time.perf_counter() - t)
-        predictor.clear_cache()
-        t = time.perf_counter()
-        predictor.predict_many(requests)
-        many.append(time.perf_counter() - t)
-    n = len(requests)
-    return {"sequential_per_s": n / statistics.median(seq), "predict_many_per_s": n / statistics.median(many)}
 
 
 def run_device(checkpoint: str, device: str, repeats: int, folder: Path) -> tuple[list[dict[str, float]], dict]:

@@ -7,7 +7,6 @@ An import is all or nothing: one transaction, and media files written for it are
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -19,8 +18,8 @@ import sqlalchemy as sa
 from ume_mma.annotate import schema
 from ume_mma.annotate.rank import ORDERS
 from ume_mma.annotate.store import Store
-from ume_mma.data.format import FILE_MODALITIES, METADATA, Sample, parse_sample
-from ume_mma.errors import DatasetFormatError, InputError, UmeMmaError
+from ume_mma.data.format import FILE_MODALITIES, METADATA, Sample, json_lines, parse_sample
+from ume_mma.errors import InputError, UmeMmaError
 
 _UNLABELLED = "\x00unlabelled"  # stands in for a missing label while the rest of the line is validated
 
@@ -37,29 +36,16 @@ def read_unlabelled(folder: str | os.PathLike[str]) -> list[tuple[int, Sample]]:
     """(line number, Sample) of every line of ``folder/metadata.jsonl``; ``Sample.label`` is None where the
     line has no label. Files are not checked here (``Store.add_sample`` checks and decodes them)."""
     root = Path(folder).expanduser().resolve()
-    meta_path = root / METADATA
-    if not meta_path.is_file():
-        raise DatasetFormatError(f"{folder}: no {METADATA} in this folder")
     out = []
-    with meta_path.open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            where = f"{METADATA} line {lineno}"
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DatasetFormatError(f"{where}: not valid JSON ({exc.msg} at column {exc.colno})") from None
-            unlabelled = isinstance(obj, dict) and obj.get("label") is None
-            if unlabelled:
-                obj = {**obj, "label": _UNLABELLED}
-            sample = parse_sample(obj, where)
-            sample.root = root
-            if unlabelled:
-                sample.label = None  # type: ignore[assignment]
-            out.append((lineno, sample))
-    if not out:
-        raise DatasetFormatError(f"{meta_path}: no samples")
+    for lineno, where, obj in json_lines(root):
+        unlabelled = isinstance(obj, dict) and obj.get("label") is None
+        if unlabelled:
+            obj = {**obj, "label": _UNLABELLED}
+        sample = parse_sample(obj, where)
+        sample.root = root
+        if unlabelled:
+            sample.label = None  # type: ignore[assignment]
+        out.append((lineno, sample))
     return out
 
 

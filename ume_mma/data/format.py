@@ -177,29 +177,35 @@ def _check_ids(samples: Iterable[tuple[int, Sample]]) -> None:
         seen[s.id] = lineno
 
 
-def load_dataset(folder: str | os.PathLike[str], split: str | None = None, check_files: bool = True) -> Dataset:
-    """Read and validate ``folder/metadata.jsonl``; keep only ``split`` if given."""
-    root = Path(folder).expanduser().resolve()
-    if not root.is_dir():
-        raise DatasetFormatError(f"{folder}: not a directory")
-    meta_path = root / METADATA
+def json_lines(folder: str | os.PathLike[str]) -> list[tuple[int, str, Any]]:
+    """(line number, "metadata.jsonl line N", parsed JSON) for every non-blank line of ``folder``'s
+    metadata.jsonl; a missing file, a line that is not JSON or a file without lines raise DatasetFormatError."""
+    meta_path = Path(folder) / METADATA
     if not meta_path.is_file():
         raise DatasetFormatError(f"{folder}: no {METADATA} in this folder")
-    if split is not None and split not in SPLITS:
-        raise DatasetFormatError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
-    numbered: list[tuple[int, Sample]] = []
+    out = []
     with meta_path.open(encoding="utf-8") as fh:
         for lineno, line in enumerate(fh, start=1):
             if not line.strip():
                 continue
             where = f"{METADATA} line {lineno}"
             try:
-                obj = json.loads(line)
+                out.append((lineno, where, json.loads(line)))
             except json.JSONDecodeError as exc:
                 raise DatasetFormatError(f"{where}: not valid JSON ({exc.msg} at column {exc.colno})") from None
-            numbered.append((lineno, parse_sample(obj, where, root if check_files else None)))
-    if not numbered:
+    if not out:
         raise DatasetFormatError(f"{meta_path}: no samples")
+    return out
+
+
+def load_dataset(folder: str | os.PathLike[str], split: str | None = None, check_files: bool = True) -> Dataset:
+    """Read and validate ``folder/metadata.jsonl``; keep only ``split`` if given."""
+    root = Path(folder).expanduser().resolve()
+    if not root.is_dir():
+        raise DatasetFormatError(f"{folder}: not a directory")
+    if split is not None and split not in SPLITS:
+        raise DatasetFormatError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
+    numbered = [(n, parse_sample(obj, where, root if check_files else None)) for n, where, obj in json_lines(root)]
     _check_ids(numbered)
     samples = [s for _, s in numbered]
     for s in samples:
