@@ -107,3 +107,11 @@ def test_an_input_the_checkpoint_cannot_use_is_named_in_every_view(predictor, re
         assert "| text | *not used" in values[-3], key
         if key:
             assert values[-1]["sources"]["text"] == full.sources["text"]
+
+
+def test_the_video_input_says_which_branch_it_feeds():
+    from ui.predict import video_input
+
+    assert video_input(["image", "text"])["label"] == "Video (frames → image)"
+    assert video_input(["audio", "image"])["label"] == "Video (frames → image, soundtrack → audio)"
+    assert video_input(["text"])["visible"] is False
