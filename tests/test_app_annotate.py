@@ -123,6 +123,7 @@ def test_annotate_then_export(served, tmp_path):
         ({"image": AGREE["image"], "label": "7", "flags": {"audio": ["noisy"]}}, "no audio"),
         ({"image": AGREE["image"], "label": "7", "flags": {"image": ["blurry"]}}, "unknown flag"),
         ({"image": AGREE["audio"], "label": "7"}, "not an image"),
+        ({"image": AGREE["image"], "label": "7", "flags": "noisy"}, "flags is a mapping"),
     ],
 )
 def test_bad_annotations_store_nothing(served, kwargs, words):

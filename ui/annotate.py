@@ -165,6 +165,26 @@ def item_views(item: Any) -> list[Any]:
     return [item.id, *shown, info, fused.get("confidences"), *cards, label, *flags, ""]
 
 
+def flag_dict(value: Any) -> dict[str, Any]:
+    """The API's ``flags`` input: a mapping modality -> list of flag names (empty: none)."""
+    from ume_mma.errors import InputError
+
+    if value in (None, "", []):
+        return {}
+    if not isinstance(value, dict):
+        raise InputError('flags is a mapping from a modality to a list of flags, e.g. {"audio": ["noisy"]}')
+    return value
+
+
+def item_number(value: Any) -> int:
+    from ume_mma.errors import InputError
+
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise InputError(f"item_id must be the id of a queue item (a number), got {value!r}") from None
+
+
 def flags_of(values: list[Any]) -> dict[str, list[str]]:
     return {m: list(v) for m, v in zip(MODALITIES, values, strict=True) if v}
 
@@ -248,7 +268,7 @@ def handlers(store: Store, access: Access, pool: Any, default: str) -> SimpleNam
         inputs = make_inputs(video, audio, image, text)
         item = pool.get((checkpoint or "").strip() or default)
         prediction = item.predictor.predict(inputs).to_dict()
-        done = annotate_sample(store, inputs, label or "", who, item.predictor.labels, flags or {}, note or "",
+        done = annotate_sample(store, inputs, label or "", who, item.predictor.labels, flag_dict(flags), note or "",
                                prediction, queue=APP_QUEUE)  # fmt: skip
         return done.to_dict()
 
@@ -278,8 +298,9 @@ def handlers(store: Store, access: Access, pool: Any, default: str) -> SimpleNam
                     profile: gr.OAuthProfile | None = None):  # fmt: skip
         """Label a leased item; returns {"id", "item_id", "label", "annotator"} once committed."""
         who = access.annotator(request, profile)
-        ann = _queue(store, queue).submit(int(item_id), label or "", who, flags or {}, note or "")
-        return {"id": ann, "item_id": int(item_id), "label": label, "annotator": who}
+        number = item_number(item_id)
+        ann = _queue(store, queue).submit(number, label or "", who, flag_dict(flags), note or "")
+        return {"id": ann, "item_id": number, "label": label, "annotator": who}
 
     @readable
     def undo_last(queue="default", request: gr.Request = None, profile: gr.OAuthProfile | None = None):
