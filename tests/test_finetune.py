@@ -177,3 +177,40 @@ def test_replay_needs_a_base_and_a_share(base):
         load_config(None, ["replay=0.3", "base_data=x"], task="t", data="d", out="o", encoders={})
     with pytest.raises(ConfigError, match="differ from the base checkpoint"):
         load_config(None, ["encoders.audio=scratch.hashed-text"], **keys, encoders=dict(ENCODERS))
+
+
+def _tensors(folder: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    return load_file(folder / "model.safetensors")
+
+
+def test_a_stop_mid_epoch_then_resume_gives_the_uninterrupted_model(base, tmp_path):
+    """A stop request in MMA's 2nd epoch, 2nd step (in-process, so exactly there): the state is saved mid-epoch,
+    and the resumed run (finished phases loaded, 1 epoch of shuffling replayed, 2 batches skipped, the modality
+    dropout generator restored) ends equal to the uninterrupted one."""
+    from ume_mma.progress import Stopped
+    from ume_mma.train import Job
+
+    keys = dict(init_from=str(base.checkpoint), data=str(base.new), epochs=3, mma_epochs=2, batch_size=4)
+    expected = run(_config(base.tmp, tmp_path / "a", **keys))
+    calls, step = [], Job._step
+
+    def stopping(self, *args):
+        calls.append(1)
+        if len(calls) == 2 * 9 + 5:  # 3 steps per epoch; 3 epochs per uni-modal phase; then MMA epoch 2, step 2
+            self.stop.requested = True
+        return step(self, *args)
+
+    cfg = _config(base.tmp, tmp_path / "b", **keys)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(Job, "_step", stopping)
+        with pytest.raises(Stopped, match="stopped in mma epoch 2, step 2: state saved"):
+            run(cfg)
+    state = json.loads((tmp_path / "b" / "state" / "mma" / "progress.json").read_text())
+    assert state == {"epoch": 0, "step": 2} and not (tmp_path / "b" / "checkpoint").exists()
+    resumed = run(cfg, resume=True)
+    assert resumed["test"] == expected["test"] and resumed["chosen"] == expected["chosen"]
+    for name in ("unimodal-audio", "unimodal-image", "mma"):
+        a, b = _tensors(tmp_path / "a" / "models" / name), _tensors(tmp_path / "b" / "models" / name)
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), name
