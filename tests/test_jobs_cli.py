@@ -70,7 +70,7 @@ def test_start_status_cancel_list(inputs, tmp_path, capsys):
     assert main(["cancel", "2", "--db", str(db)]) == 0
     assert capsys.readouterr().out.strip() == "job 2: cancelled"
     assert main(["cancel", "2", "--db", str(db)]) == 2
-    _one_line_error(capsys, "job 2 has already cancelled: there is nothing to cancel")
+    _one_line_error(capsys, "job 2 was already cancelled: there is nothing to cancel")
     assert main(["status", "99", "--db", str(db)]) == 2
     _one_line_error(capsys, "no job 99")
 

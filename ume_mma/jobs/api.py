@@ -200,7 +200,8 @@ def cancel_job(store: Store | JobStore, job_id: int) -> dict[str, Any]:
     jobs = job_store(store)
     job = jobs.get(job_id)
     if job["state"] in FINISHED:
-        raise JobError(f"job {job_id} has already {job['state']}: there is nothing to cancel")
+        done = "was already cancelled" if job["state"] == "cancelled" else f"has already {job['state']}"
+        raise JobError(f"job {job_id} {done}: there is nothing to cancel")
     if job["state"] in ("queued", "interrupted") and jobs.move(job_id, [job["state"]], "cancelled"):
         return jobs.get(job_id)
     run = get_runner(job["runner"], jobs)
@@ -216,7 +217,8 @@ def resume_job(store: Store | JobStore, job_id: int) -> dict[str, Any]:
     job = jobs.get(job_id)
     run = get_runner(job["runner"], jobs)
     if job["state"] in ACTIVE or job["state"] == "succeeded":
-        raise JobError(f"job {job_id} is {job['state']}: only an interrupted, cancelled or failed job can resume")
+        now = "has succeeded" if job["state"] == "succeeded" else f"is {job['state']}"
+        raise JobError(f"job {job_id} {now}: only an interrupted, cancelled or failed job can resume")
     if not run.resumable:
         raise JobError(f"job {job_id} ran on {job['runner']!r}, which keeps no state: start it again instead")
     reset = dict(resume=True, pid=None, process=None, finished_at=None, cancel_requested_at=None, exit_code=None)
