@@ -175,7 +175,9 @@ def job_status(store: Store | JobStore, job_id: int, tail: int = 20) -> dict[str
     run = get_runner(job["runner"], jobs)
     if job["state"] == "running":
         run.refresh(job)
-        job = jobs.get(job_id)
+    elif job["state"] == "queued":  # its device may have been freed by a job whose process is gone
+        recover_jobs(jobs)
+    job = jobs.get(job_id)
     summary = summarize_progress(run.progress_lines(job), tail)
     recent = summary.pop("recent")
     metrics = job["metrics"] or {}
