@@ -46,6 +46,9 @@ class TrainConfig:
     cache_dir: str | None = "~/.cache/ume_mma/features"
     eval_repeats: int = 3
     save_all: bool = True  # also save every trained model, not only the chosen one
+    init_from: str | None = None  # fine-tune: a UME-MMA checkpoint (folder or Hub id) to start from
+    replay: float = 0.0  # fine-tune: share of base_data's train split mixed into training (keeps old skills)
+    base_data: str | None = None  # fine-tune: the base checkpoint's dataset folder (for replay)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -135,7 +138,39 @@ def load_config(path: str | Path | None, overrides: list[str] = (), **defaults: 
     required = [
         f.name for f in dataclasses.fields(TrainConfig) if f.default is f.default_factory is dataclasses.MISSING
     ]
+    if data.get("init_from"):
+        data = _finetune_defaults(data)
     missing = [k for k in required if k not in data]
     if missing:
         raise ConfigError(f"missing required config keys {missing}")
-    return TrainConfig(**data)
+    cfg = TrainConfig(**data)
+    _check_finetune(cfg)
+    return cfg
+
+
+def _finetune_defaults(data: dict[str, Any]) -> dict[str, Any]:
+    """A fine-tuning config takes ``task``, ``encoders`` and ``fill`` from the base checkpoint unless it sets
+    them; ``encoders`` it sets must be the base's (a fine-tune cannot swap an encoder). A base checkpoint
+    whose config does not load is a :class:`ConfigError`."""
+    from ume_mma.checkpoint import load_config as load_model_config
+    from ume_mma.fusion import get_fusion
+
+    try:
+        base, _ = load_model_config(data["init_from"])
+    except UmeMmaError as exc:
+        raise ConfigError(f"init_from={data['init_from']!r}: the base checkpoint does not load: {exc}") from None
+    names = {m: base.spec(m).name for m in base.modalities}
+    if "encoders" in data and data["encoders"] != names:
+        raise ConfigError(f"encoders {data['encoders']} differ from the base checkpoint's {names}")
+    fill = base.fill if get_fusion(base.fusion).uses_fill else "zero"  # a UME base has no fill of its own
+    return {"task": base.task, "encoders": names, "fill": fill} | data
+
+
+def _check_finetune(cfg: TrainConfig) -> None:
+    """Replay needs a base dataset and a base checkpoint, and a share in [0, 1]."""
+    if not 0.0 <= cfg.replay <= 1.0:
+        raise ConfigError(f"replay must be a share between 0 and 1, got {cfg.replay}")
+    if (cfg.replay > 0 or cfg.base_data) and not cfg.init_from:
+        raise ConfigError("replay and base_data only apply to a fine-tune: set init_from=CHECKPOINT")
+    if cfg.replay > 0 and not cfg.base_data:
+        raise ConfigError(f"replay={cfg.replay} needs base_data=DIR (the base checkpoint's dataset folder)")

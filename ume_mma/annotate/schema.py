@@ -6,6 +6,8 @@ Versions:
   2. ``annotations.undone_at``: an undone annotation is kept (audit trail: who labelled what, and what
      was taken back) and marked instead of deleted; indexes for handing out the next item
      (queue, state, rank, position) and for an annotator's last annotation.
+  3. ``jobs``: fine-tuning jobs (``ume_mma.jobs``): state, runner, device, config, process or remote id,
+     times, final metrics, output folder, error; an index for the next queued job of a device.
 
 ``create_schema`` builds the current version in an empty database; ``ensure_schema`` migrates an older
 one in place, in one transaction, and refuses a database written by a newer version of this code.
@@ -20,16 +22,48 @@ import sqlalchemy as sa
 
 from ume_mma.errors import StoreError
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 FLAGS = ("noisy", "irrelevant", "corrupt")  # per-modality flags an annotator may set
 STATES = ("pending", "done")  # a queue item is handed out while pending; done once annotated
+JOB_STATES = ("queued", "running", "succeeded", "failed", "cancelled", "interrupted")
 
 
 def build_tables(metadata: sa.MetaData, version: int = SCHEMA_VERSION) -> dict[str, sa.Table]:
     """The tables of schema ``version`` in ``metadata`` (older versions are kept to test migrations)."""
     tables = _sample_tables(metadata)
     tables.update(_work_tables(metadata, version))
+    if version >= 3:
+        tables["jobs"] = _jobs_table(metadata)
     return tables
+
+
+def _jobs_table(metadata: sa.MetaData) -> sa.Table:
+    """Fine-tuning jobs (version 3). ``state`` is one of JOB_STATES; ``process`` identifies a local job's
+    process group (``"<pid>:<start time>"``, so a reused pid is not mistaken for it)."""
+    jobs = sa.Table(
+        "jobs",
+        metadata,
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("state", sa.String(12), nullable=False),
+        sa.Column("runner", sa.String(20), nullable=False),  # a registered runner: local, hf
+        sa.Column("device", sa.String(40), nullable=False),  # one running job per device; the rest queue
+        sa.Column("config", sa.JSON, nullable=False),  # the complete TrainConfig
+        sa.Column("options", sa.JSON, nullable=False),  # runner options (e.g. the Hugging Face flavor, repos)
+        sa.Column("resume", sa.Boolean, nullable=False),  # the next run continues from the saved state
+        sa.Column("pid", sa.Integer),
+        sa.Column("process", sa.String(60)),
+        sa.Column("remote_id", sa.String(200)),  # a Hugging Face job id
+        sa.Column("out_dir", sa.Text, nullable=False),
+        sa.Column("created_at", sa.Float, nullable=False),
+        sa.Column("started_at", sa.Float),
+        sa.Column("finished_at", sa.Float),
+        sa.Column("cancel_requested_at", sa.Float),
+        sa.Column("exit_code", sa.Integer),
+        sa.Column("metrics", sa.JSON),  # the final metrics (chosen model, test accuracy, before/after)
+        sa.Column("error", sa.Text),
+    )
+    sa.Index("ix_jobs_device_state", jobs.c.device, jobs.c.state, jobs.c.id)
+    return jobs
 
 
 def _sample_tables(metadata: sa.MetaData) -> dict[str, sa.Table]:
@@ -122,6 +156,7 @@ queues = TABLES["queues"]
 queue_items = TABLES["queue_items"]
 annotations = TABLES["annotations"]
 schema_version = TABLES["schema_version"]
+jobs = TABLES["jobs"]
 
 
 def _migrate_1_to_2(conn: sa.Connection) -> None:
@@ -131,7 +166,11 @@ def _migrate_1_to_2(conn: sa.Connection) -> None:
         index.create(conn)
 
 
-MIGRATIONS: dict[int, Callable[[sa.Connection], None]] = {2: _migrate_1_to_2}  # target version -> step
+def _migrate_2_to_3(conn: sa.Connection) -> None:
+    build_tables(sa.MetaData(), 3)["jobs"].create(conn)  # with its index
+
+
+MIGRATIONS: dict[int, Callable[[sa.Connection], None]] = {2: _migrate_1_to_2, 3: _migrate_2_to_3}
 
 
 def current_version(conn: sa.Connection) -> int | None:

@@ -1,0 +1,137 @@
+"""Fine-tuning from an existing UME-MMA checkpoint (``init_from``), with optional replay of the base data.
+
+The base checkpoint gives every part a fine-tune starts from: the encoders and branch heads (the uni-modal
+models start from them), the fusion's own parameters, the UME weights and the learned missing-modality
+tokens (the MMA model gets them). Labels are the base's, in the base's order: a dataset with a label the
+base does not know is refused (:class:`LabelMismatchError`). ``replay`` mixes a seeded share of the base
+dataset's train split into training, so that the model keeps what it knew.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ume_mma.checkpoint import from_pretrained
+from ume_mma.errors import UmeMmaError
+from ume_mma.models import MultiModalModel
+from ume_mma.report import accuracy_table
+from ume_mma.trainconfig import ConfigError, TrainConfig
+
+
+class LabelMismatchError(ConfigError):
+    """The data has a label the base checkpoint does not know (a usage error: exit status 2)."""
+
+
+class BaseLoadError(ConfigError):
+    """The base checkpoint of a fine-tune does not load (a usage error: exit status 2)."""
+
+
+@dataclass
+class FineTune:
+    """What a fine-tune run knows about its parent and its data (recorded in metrics and the model card)."""
+
+    init_from: str
+    base: MultiModalModel
+    data: str
+    base_data: str | None = None
+    replay: float = 0.0
+    replay_ids: list[str] = field(default_factory=list)
+    before: dict[str, Any] | None = None  # the base checkpoint on this run's test split
+
+    def record(self, after: dict[str, Any]) -> dict[str, Any]:
+        """The ``finetune`` entry of metrics.json and of the checkpoint's metrics.json."""
+        return {
+            "init_from": self.init_from,
+            "data": self.data,
+            "base_data": self.base_data,
+            "replay": self.replay,
+            "replay_rows": len(self.replay_ids),
+            "before": self.before,
+            "after": after,
+        }
+
+
+def load_base(ref: str) -> MultiModalModel:
+    """The base checkpoint (weights of frozen pre-trained encoders are not needed: their features are cached)."""
+    try:
+        return from_pretrained(ref, load_encoder_weights=False)
+    except UmeMmaError as exc:
+        raise BaseLoadError(f"init_from={ref!r}: the base checkpoint does not load: {exc}") from None
+
+
+def check_labels(labels: Iterable[str], base: MultiModalModel, where: str) -> None:
+    """Every label of ``where`` must be one of the base checkpoint's labels."""
+    unknown = sorted(set(labels) - set(base.labels))
+    if unknown:
+        raise LabelMismatchError(
+            f"{where} has labels {unknown} that the base checkpoint does not know (it knows {base.labels}); "
+            "a fine-tune keeps the base checkpoint's labels"
+        )
+
+
+def start(cfg: TrainConfig, data_labels: list[str]) -> FineTune:
+    """Load and check the base of a fine-tune: it loads, and it knows every label of the data."""
+    assert cfg.init_from
+    base = load_base(cfg.init_from)
+    check_labels(data_labels, base, cfg.data)
+    return FineTune(cfg.init_from, base, cfg.data, cfg.base_data, cfg.replay)
+
+
+def replay_samples(cfg: TrainConfig, ft: FineTune) -> list[Any]:
+    """A seeded ``cfg.replay`` share of the base dataset's train split (file order kept), or nothing."""
+    if not cfg.replay or not cfg.base_data:
+        return []
+    from ume_mma.data.format import load_dataset
+
+    rows = load_dataset(cfg.base_data).split(cfg.train_split).samples
+    check_labels({s.label for s in rows}, ft.base, f"base_data {cfg.base_data}")
+    k = round(cfg.replay * len(rows))
+    picked = sorted(random.Random(cfg.seed).sample(range(len(rows)), k))
+    samples = [rows[i] for i in picked]
+    ft.replay_ids = [s.id or f"{cfg.base_data}#{i}" for s, i in zip(samples, picked)]
+    return samples
+
+
+def init_unimodal(model: MultiModalModel, base: MultiModalModel) -> MultiModalModel:
+    """A uni-modal model starts from the base checkpoint's encoder and branch head of its modality."""
+    (m,) = model.modalities
+    model.encoders[m].load_state_dict(base.encoders[m].state_dict())
+    model.heads[m].load_state_dict(base.heads[m].state_dict())
+    return model
+
+
+def init_fused(model: MultiModalModel, base: MultiModalModel) -> MultiModalModel:
+    """A fused model takes the base's fusion parameters (same mode) and missing-modality tokens (same fill)."""
+    if model.config.fusion == base.config.fusion:
+        model.fusion.load_state_dict(base.fusion.state_dict())
+    if model.config.fill == base.config.fill:
+        for m, token in base.missing_tokens.items():
+            if m in model.missing_tokens:
+                model.missing_tokens[m].data.copy_(token.data)
+    return model
+
+
+def ume_weights(base: MultiModalModel) -> dict[str, float] | None:
+    """The base's UME weights (when it is a UME model), for the fine-tuned UME model."""
+    return base.config.ume_weights if base.config.fusion == "ume" else None
+
+
+def notes(record: dict[str, Any]) -> str:
+    """The model card's fine-tune section: parent, data, replay, and the test accuracy before and after."""
+    lines = [
+        f"## Fine-tuned from `{record['init_from']}`",
+        "",
+        f"- **Data:** `{record['data']}`",
+    ]
+    if record["replay_rows"]:
+        lines.append(
+            f"- **Replay:** {record['replay_rows']} rows ({record['replay']:.0%} of the train split) "
+            f"of `{record['base_data']}`"
+        )
+    rows = [(["before (parent)"], "before", [record["before"]["accuracy"]])] if record.get("before") else []
+    rows.append((["after"], "after", [record["after"]["accuracy"]]))
+    lines += ["", "Test split of the new data:", "", accuracy_table(["model"], rows)]
+    return "\n".join(lines)
