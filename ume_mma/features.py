@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -158,5 +159,7 @@ def prepare(
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         tensors = dict(batch) if isinstance(batch, dict) else {"__tensor__": batch}
-        save_file({**{k: v.contiguous() for k, v in tensors.items()}, "__present__": present.to(torch.uint8)}, path)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # a kill mid-write leaves no corrupt cache
+        save_file({**{k: v.contiguous() for k, v in tensors.items()}, "__present__": present.to(torch.uint8)}, tmp)
+        os.replace(tmp, path)
     return ModalityInputs(batch, present, frozen)
