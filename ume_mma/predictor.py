@@ -17,134 +17,27 @@ from __future__ import annotations
 import hashlib
 import itertools
 import threading
-from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
-from PIL import Image
 
+from ume_mma.cache import ByteLRU, nbytes
 from ume_mma.decode import Decoder, Limits, check_file
 from ume_mma.device import resolve_device
 from ume_mma.encoders.base import to_device
 from ume_mma.errors import InputError, UmeMmaError
 from ume_mma.models import MultiModalModel
+from ume_mma.prediction import BranchResult, Prediction, modality_list, result_of
 
 __all__ = ["BranchResult", "Limits", "Prediction", "Predictor", "file_hash", "modality_list", "nbytes"]
 
 INPUT_KEYS = ("video", "audio", "image", "text")
 CACHE_MB = 64  # default byte bound of the encoder-output cache and of the sampled-frames cache (each)
-
-
-@dataclass
-class BranchResult:
-    label: str
-    confidences: dict[str, float]  # label -> probability, sorted by probability
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"label": self.label, "confidences": self.confidences}
-
-
-@dataclass
-class Prediction:
-    """What one predict call returns. ``sources``: modality -> which input fed that branch, or why an input that
-    was given feeds none (``"text": "not used: this checkpoint has no text branch"``; keys only for inputs given
-    or branches fed)."""
-
-    checkpoint: str
-    fusion: str
-    modalities_used: list[str]
-    fused: BranchResult
-    branches: dict[str, BranchResult]
-    sources: dict[str, str]
-    frames: list[Image.Image] = field(default_factory=list)  # frames sampled from a video, if any
-    # Fused result for every non-empty subset of ``modalities_used`` ("audio+image" -> result), when asked
-    # for: a UI can then switch modalities off without another call (branches do not depend on the subset).
-    subsets: dict[str, BranchResult] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "checkpoint": self.checkpoint,
-            "fusion": self.fusion,
-            "modalities_used": self.modalities_used,
-            "fused": self.fused.to_dict(),
-            "branches": {m: b.to_dict() for m, b in self.branches.items()},
-            "sources": self.sources,
-        }
-
-
-def nbytes(value: Any) -> int:
-    """Approximate memory held by a cached value: tensors and arrays by their buffers, PIL images by
-    width x height x bands, containers by their items; anything else (None, str) counts 64 bytes."""
-    if isinstance(value, torch.Tensor):
-        return value.element_size() * value.nelement()
-    if isinstance(value, Image.Image):
-        return value.width * value.height * len(value.getbands())
-    if isinstance(value, np.ndarray):
-        return int(value.nbytes)
-    if isinstance(value, (list, tuple)):
-        return 64 + sum(nbytes(v) for v in value)
-    return 64
-
-
-class _LRU:
-    """A bounded map that forgets its least recently used entries when it holds more than ``max_bytes`` (as
-    measured by :func:`nbytes`) or, when given, more than ``max_items`` entries. A value larger than
-    ``max_bytes`` on its own is not kept."""
-
-    def __init__(self, max_bytes: int, max_items: int | None = None) -> None:
-        self.max_bytes, self.max_items = max_bytes, max_items
-        self.nbytes = 0
-        self._items: OrderedDict[Any, tuple[Any, int]] = OrderedDict()
-
-    def get(self, key: Any, default: Any = None) -> Any:
-        if key not in self._items:
-            return default
-        self._items.move_to_end(key)
-        return self._items[key][0]
-
-    def put(self, key: Any, value: Any) -> None:
-        self.pop(key)
-        size = nbytes(value)
-        if size > self.max_bytes:
-            return
-        self._items[key] = (value, size)
-        self.nbytes += size
-        while self.nbytes > self.max_bytes or (self.max_items is not None and len(self._items) > self.max_items):
-            self.nbytes -= self._items.popitem(last=False)[1][1]
-
-    def pop(self, key: Any) -> None:
-        if key in self._items:
-            self.nbytes -= self._items.pop(key)[1]
-
-    def clear(self) -> None:
-        self._items.clear()
-        self.nbytes = 0
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-
 _MISS = object()  # a cache miss (a cached None means "the input has nothing for this modality")
 Route = tuple[str, Any, str]  # (source kind, path or text, description)
-
-
-def modality_list(modalities: str | Iterable[str] | None) -> list[str] | None:
-    """Enabled modalities as a list, None meaning all. A string is one name or comma-separated names
-    (``"image"``, ``"audio, image"``), never split into letters; a blank string means all (None). Entries
-    that are not strings raise InputError."""
-    if modalities is None:
-        return None
-    if isinstance(modalities, str):
-        return [m.strip() for m in modalities.split(",") if m.strip()] or None
-    names = list(modalities)
-    odd = [m for m in names if not isinstance(m, str)]
-    if odd:
-        raise InputError(f"modalities are names such as 'image' or 'audio'; got {odd[0]!r}")
-    return names
 
 
 def file_hash(path: str | Path) -> str:
@@ -192,8 +85,8 @@ class Predictor:
         self.decoder = Decoder.for_encoders(dict(model.encoders), self.limits, num_frames)
         # (modality, encoder name, source kind, content hash, frames per video) -> Tensor[D] on the device, or
         # None when the input has nothing for the modality (a silent video's soundtrack)
-        self.cache = _LRU(int(cache_mb * 2**20), cache_size)
-        self.frames = _LRU(int(frames_mb * 2**20))  # video content hash -> its sampled (scaled-down) frames
+        self.cache = ByteLRU(int(cache_mb * 2**20), cache_size)
+        self.frames = ByteLRU(int(frames_mb * 2**20))  # video content hash -> its sampled (scaled-down) frames
         self.stats = {"encoder_calls": 0, "encoder_batches": 0, "cache_hits": 0}
         self.folder: Path | None = None  # the checkpoint folder, when loaded from one
         self._lock = threading.RLock()  # predict() is safe to call from several threads
@@ -465,8 +358,8 @@ class Predictor:
                 checkpoint=self.name,
                 fusion=self.model.config.fusion,
                 modalities_used=sorted(feats),
-                fused=_result(out.fused_probs()[0], labels, top_k),
-                branches={m: _result(out.branches[m][0].softmax(-1), labels, top_k) for m in sorted(feats)},
+                fused=result_of(out.fused_probs()[0], labels, top_k),
+                branches={m: result_of(out.branches[m][0].softmax(-1), labels, top_k) for m in sorted(feats)},
                 sources=sources,
                 frames=frames,
                 subsets=self._subsets(feats, top_k) if subsets else {},
@@ -482,14 +375,4 @@ class Predictor:
         batch = {m: feats[m].expand(len(combos), -1) for m in mods}  # (S, D) each
         present = {m: torch.tensor([m in c for c in combos], device=self.device) for m in mods}  # (S,) each
         probs = self.model.forward_features(batch, present).fused_probs()  # (S, C)
-        return {"+".join(c): _result(probs[i], self.labels, top_k) for i, c in enumerate(combos)}
-
-
-def _result(probs: torch.Tensor, labels: list[str], top_k: int | None) -> BranchResult:
-    """``probs`` (``Tensor[C]``, any device) -> labels ranked by probability, as plain Python floats. Scores
-    that are not finite raise InputError (a NaN would reach a client as a null confidence)."""
-    if not bool(torch.isfinite(probs).all()):
-        raise InputError("the model gave NaN or infinite scores for these inputs; check them for corrupt data")
-    values = probs.float().cpu().tolist()
-    order = sorted(range(len(values)), key=lambda i: -values[i])[: top_k or len(labels)]
-    return BranchResult(label=labels[order[0]], confidences={labels[i]: round(values[i], 6) for i in order})
+        return {"+".join(c): result_of(probs[i], self.labels, top_k) for i, c in enumerate(combos)}

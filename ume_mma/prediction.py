@@ -1,0 +1,76 @@
+"""What a prediction is: the fused and per-branch results, as the app, the API and scripts receive them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from PIL import Image
+
+from ume_mma.errors import InputError
+
+__all__ = ["BranchResult", "Prediction", "modality_list", "result_of"]
+
+
+@dataclass
+class BranchResult:
+    label: str
+    confidences: dict[str, float]  # label -> probability, sorted by probability
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"label": self.label, "confidences": self.confidences}
+
+
+@dataclass
+class Prediction:
+    """What one predict call returns. ``sources``: modality -> which input fed that branch, or why an input that
+    was given feeds none (``"text": "not used: this checkpoint has no text branch"``; keys only for inputs given
+    or branches fed)."""
+
+    checkpoint: str
+    fusion: str
+    modalities_used: list[str]
+    fused: BranchResult
+    branches: dict[str, BranchResult]
+    sources: dict[str, str]
+    frames: list[Image.Image] = field(default_factory=list)  # frames sampled from a video, if any
+    # Fused result for every non-empty subset of ``modalities_used`` ("audio+image" -> result), when asked
+    # for: a UI can then switch modalities off without another call (branches do not depend on the subset).
+    subsets: dict[str, BranchResult] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "checkpoint": self.checkpoint,
+            "fusion": self.fusion,
+            "modalities_used": self.modalities_used,
+            "fused": self.fused.to_dict(),
+            "branches": {m: b.to_dict() for m, b in self.branches.items()},
+            "sources": self.sources,
+        }
+
+
+def modality_list(modalities: str | Iterable[str] | None) -> list[str] | None:
+    """Enabled modalities as a list, None meaning all. A string is one name or comma-separated names
+    (``"image"``, ``"audio, image"``), never split into letters; a blank string means all (None). Entries
+    that are not strings raise InputError."""
+    if modalities is None:
+        return None
+    if isinstance(modalities, str):
+        return [m.strip() for m in modalities.split(",") if m.strip()] or None
+    names = list(modalities)
+    odd = [m for m in names if not isinstance(m, str)]
+    if odd:
+        raise InputError(f"modalities are names such as 'image' or 'audio'; got {odd[0]!r}")
+    return names
+
+
+def result_of(probs: torch.Tensor, labels: list[str], top_k: int | None) -> BranchResult:
+    """``probs`` (``Tensor[C]``, any device) -> labels ranked by probability, as plain Python floats. Scores
+    that are not finite raise InputError (a NaN would reach a client as a null confidence)."""
+    if not bool(torch.isfinite(probs).all()):
+        raise InputError("the model gave NaN or infinite scores for these inputs; check them for corrupt data")
+    values = probs.float().cpu().tolist()
+    order = sorted(range(len(values)), key=lambda i: -values[i])[: top_k or len(labels)]
+    return BranchResult(label=labels[order[0]], confidences={labels[i]: round(values[i], 6) for i in order})
