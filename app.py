@@ -292,11 +292,14 @@ def read_auth(path: str | None) -> list[tuple[str, str]] | None:
     return [(u, pw) for u, pw in pairs]
 
 
-def access_rule(auth: list | None, host: str | None) -> tuple[Access | None, str]:
+def access_rule(auth: list | None, host: str | None, share: bool = False) -> tuple[Access | None, str]:
     """Who may annotate, and a line saying so at start: logged-in users (``--auth``), Hugging Face users on a
-    Space with ``hf_oauth: true``, the local user on 127.0.0.1; else nobody (predict only)."""
+    Space with ``hf_oauth: true``, the local user on 127.0.0.1; else (another address, or a public ``--share``
+    link) nobody: predict only."""
     if auth:
         return Access("login"), "annotation: on, for the users of --auth"
+    if share:
+        return None, "annotation: OFF: a --share link is public and there is no --auth; serving predict only"
     if os.environ.get("SPACE_ID") and os.environ.get("OAUTH_CLIENT_ID"):
         return Access("oauth"), "annotation: on, after Sign in with Hugging Face"
     if host in (None, "127.0.0.1", "localhost"):
@@ -326,9 +329,7 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     own_upload_folder()
     auth = read_auth(args.auth)
-    access, line = access_rule(auth, None if args.share else args.host)
-    if args.share and not auth:
-        access, line = None, "annotation: OFF: a --share link is public and there is no --auth; serving predict only"
+    access, line = access_rule(auth, args.host, args.share)
     store = None
     if access is not None:
         db = args.db or str(default_db())

@@ -164,6 +164,8 @@ def test_annotation_is_served_only_to_localhost_without_auth():
     access, line = app.access_rule(None, "0.0.0.0")
     assert access is None and "predict only" in line
     assert app.access_rule([("a", "b")], "0.0.0.0")[0] == Access("login")
+    assert app.access_rule(None, None, share=True)[0] is None
+    assert app.access_rule([("a", "b")], None, share=True)[0] == Access("login")
 
 
 def test_without_access_there_is_no_annotation_endpoint():
