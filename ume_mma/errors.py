@@ -3,6 +3,13 @@
 from __future__ import annotations
 
 
+def shorten(text: str, limit: int = 80) -> str:
+    """``text`` quoted for a message, cut when long: ``'aaaa…'…'…zzzz' (10240 characters)``."""
+    if len(text) <= limit:
+        return repr(text)
+    return f"{text[: limit // 2]!r}…{text[-limit // 4 :]!r} ({len(text)} characters)"
+
+
 class UmeMmaError(Exception):
     """Base class of every error the library raises on purpose."""
 

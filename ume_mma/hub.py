@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from ume_mma.errors import CheckpointError, InputError, MissingDependencyError, UmeMmaError
+from ume_mma.errors import CheckpointError, InputError, MissingDependencyError, UmeMmaError, shorten
 
 HF_PREFIX = "hf-hub:"
 PACKAGE_PREFIX = "package:"
@@ -60,9 +60,8 @@ def download(repo: str, allow_patterns: list[str] | None = None) -> Path:
             f"(offline or HF_HUB_OFFLINE=1): {exc}"
         ) from exc
     except HFValidationError:
-        shown = repo_id if len(repo_id) <= 80 else f"{repo_id[:40]}…({len(repo_id)} characters)"
         raise CheckpointError(
-            f"{shown!r} is not a valid Hub repo id (org/name: letters, digits, '-', '_' and '.', "
+            f"{shorten(repo_id)} is not a valid Hub repo id (org/name: letters, digits, '-', '_' and '.', "
             "at most 96 characters each)"
         ) from None
     except (RepositoryNotFoundError, HfHubHTTPError) as exc:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ume_mma.batching import MicroBatcher
-from ume_mma.errors import CheckpointError, UmeMmaError
+from ume_mma.errors import CheckpointError, UmeMmaError, shorten
 from ume_mma.predictor import Prediction, Predictor
 
 MAX_REF_CHARS = 512  # a checkpoint reference longer than this is refused before touching the file system
@@ -33,11 +33,6 @@ class Loaded:
 
     def __post_init__(self) -> None:
         self.batcher = MicroBatcher(self.predictor)
-
-
-def short(ref: str, limit: int = 80) -> str:
-    """A reference cut for messages: ``'aaaa…aaaa' (10240 characters)`` when it is long."""
-    return repr(ref) if len(ref) <= limit else f"{ref[: limit // 2]!r}…{ref[-limit // 4 :]!r} ({len(ref)} characters)"
 
 
 class PredictorPool:
@@ -61,14 +56,14 @@ class PredictorPool:
         if len(ref) > MAX_REF_CHARS or "\0" in ref:
             raise CheckpointError(
                 f"a checkpoint reference is a path or a Hub repo id of at most {MAX_REF_CHARS} characters; "
-                f"got {short(ref)}"
+                f"got {shorten(ref)}"
             )
         try:
             for candidate in (Path(ref).expanduser(), (self.root / ref) if self.root else None):
                 if candidate is not None and candidate.is_dir():
                     return str(candidate.resolve())
         except OSError as exc:  # e.g. a path component over the file system's name limit
-            raise CheckpointError(f"{short(ref)} is not a usable path: {exc.strerror}") from None
+            raise CheckpointError(f"{shorten(ref)} is not a usable path: {exc.strerror}") from None
         return ref.removeprefix("hf-hub:")
 
     def get(self, ref: str) -> Loaded:
@@ -88,7 +83,7 @@ class PredictorPool:
             with self._lock:
                 if key in self._items:
                     return self._items[key]
-                raise self._errors.get(key) or CheckpointError(f"could not load {short(ref.strip())}")
+                raise self._errors.get(key) or CheckpointError(f"could not load {shorten(ref.strip())}")
         return self._load(ref.strip(), key, event)
 
     def _load(self, ref: str, key: str, event: threading.Event) -> Loaded:
@@ -97,7 +92,7 @@ class PredictorPool:
             predictor = Predictor.from_pretrained(key, name=ref, **self.predictor_kwargs)
             item = Loaded(predictor, predictor.card, predictor.metrics)
         except UmeMmaError as exc:
-            error = CheckpointError(f"Could not load {short(ref)}: {exc}")
+            error = CheckpointError(f"Could not load {shorten(ref)}: {exc}")
             raise error from exc
         finally:
             with self._lock:
