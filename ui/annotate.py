@@ -18,10 +18,12 @@ from typing import Any
 import gradio as gr
 
 from ui.errors import readable
+from ui.predict import make_inputs
 from ume_mma.annotate import FLAGS, ORDERS, AnnotationQueue, import_dataset, predict_queue, queue_names
 from ume_mma.annotate import schema as db
 from ume_mma.annotate.direct import APP_QUEUE, annotate_sample
 from ume_mma.annotate.store import Store
+from ume_mma.errors import InputError
 from ume_mma.registry import MODALITIES
 
 SHORTCUTS_JS = """() => {
@@ -167,8 +169,6 @@ def item_views(item: Any) -> list[Any]:
 
 def flag_dict(value: Any) -> dict[str, Any]:
     """The API's ``flags`` input: a mapping modality -> list of flag names (empty: none)."""
-    from ume_mma.errors import InputError
-
     if value in (None, "", []):
         return {}
     if not isinstance(value, dict):
@@ -177,8 +177,6 @@ def flag_dict(value: Any) -> dict[str, Any]:
 
 
 def item_number(value: Any) -> int:
-    from ume_mma.errors import InputError
-
     try:
         return int(value)
     except (TypeError, ValueError):
@@ -195,6 +193,13 @@ def _queue(store: Store, name: str | None) -> AnnotationQueue:
 
 def handlers(store: Store, access: Access, pool: Any, default: str) -> SimpleNamespace:
     """The Annotate tab's events and the public annotation API (every write committed before it returns)."""
+
+    def store_annotation(files: tuple, label: str, who: str, flags: Any, note: str, ref: str) -> Any:
+        """Predict the inputs with checkpoint ``ref`` (the annotator saw that) and store them with the label."""
+        inputs = make_inputs(*files)
+        predictor = pool.get(ref).predictor
+        prediction = predictor.predict(inputs).to_dict()
+        return annotate_sample(store, inputs, label, who, predictor.labels, flag_dict(flags), note or "", prediction)
 
     def refresh(name: str | None) -> tuple[str, list[list[Any]]]:
         queue = _queue(store, name) if name in queue_names(store) else None
@@ -262,27 +267,15 @@ def handlers(store: Store, access: Access, pool: Any, default: str) -> SimpleNam
         """Annotate a sample: the same inputs as /predict plus its label (one of the checkpoint's labels),
         flags (modality -> list of "noisy", "irrelevant", "corrupt") and a note. Returns {"id", "sample_id",
         "label", "annotator"} once the annotation is committed."""
-        from ui.predict import make_inputs
-
         who = access.annotator(request, profile)
-        inputs = make_inputs(video, audio, image, text)
-        item = pool.get((checkpoint or "").strip() or default)
-        prediction = item.predictor.predict(inputs).to_dict()
-        done = annotate_sample(store, inputs, label or "", who, item.predictor.labels, flag_dict(flags), note or "",
-                               prediction, queue=APP_QUEUE)  # fmt: skip
-        return done.to_dict()
+        ref = (checkpoint or "").strip() or default
+        return store_annotation((video, audio, image, text), label or "", who, flags, note, ref).to_dict()
 
     @readable
     def annotate_ui_from_predict(v, a, i, t, label, note, k, request: gr.Request, profile: gr.OAuthProfile | None):
-        from ui.predict import make_inputs
-
         if not label:
             raise gr.Error("Choose the label of this sample first.", print_exception=False)
-        who = access.annotator(request, profile)
-        inputs = make_inputs(v, a, i, t)
-        item = pool.get(k)
-        prediction = item.predictor.predict(inputs).to_dict()
-        done = annotate_sample(store, inputs, label, who, item.predictor.labels, {}, note or "", prediction)
+        done = store_annotation((v, a, i, t), label, access.annotator(request, profile), {}, note, k)
         status = f"Saved: sample {done.sample_id} labelled **{done.label}** by {done.annotator} (queue `{APP_QUEUE}`)."
         return status, *refresh(APP_QUEUE)
 
