@@ -32,8 +32,7 @@ sys.path.insert(0, str(ROOT))
 
 from serve import serve_app  # noqa: E402  (bench/ is on sys.path when run as a script)
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"]
+from tests.chromium import ARGS, CHROMIUM  # noqa: E402
 
 # Click a toggle and resolve with the ms until every watched element's content changed (-1: timeout).
 TOGGLE_JS = """async ([label, watch]) => {
@@ -124,7 +123,7 @@ def main() -> None:
     url = f"http://127.0.0.1:{args.port}/"
     try:
         with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+            browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             page.goto(url)
             page.locator("#toggles").wait_for()

@@ -12,14 +12,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import app  # noqa: E402
+from tests.chromium import ARGS, CHROMIUM  # noqa: E402
 
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 FUSED = "#fused-card [data-testid='label-output-value']"
 
 
@@ -30,7 +24,7 @@ def main() -> None:
     app.launch_app(demo, prevent_thread_lock=True, quiet=True)
     try:
         with sync_api.sync_playwright() as p:
-            browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS)
+            browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             page.goto(demo.local_url)
             page.get_by_text("they disagree").click()  # image 2 + spoken "cinco"
@@ -69,7 +63,7 @@ def annotate_screenshot() -> None:
     demo, _ = launch(Path(tempfile.mkdtemp()), Access("local", "alice"))
     try:
         with sync_api.sync_playwright() as p:
-            browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS)
+            browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             page.goto(demo.local_url)
             page.get_by_role("tab", name="Annotate").click()
