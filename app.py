@@ -183,9 +183,10 @@ def handlers(pool: PredictorPool, default: str, render: Callable[..., Any]) -> S
 
     @readable
     def predict_ui(v, a, i, t, k, shown):
-        predictor = pool.get(k).predictor
+        item = pool.get(k)  # resolved once per event
+        predictor = item.predictor
         inputs = make_inputs(v, a, i, t)
-        pred = pool.predict(k, inputs, None, subsets=True) if any(inputs.values()) else None
+        pred = item.batcher.predict(inputs, None, subsets=True) if any(inputs.values()) else None
         video = inputs["video"] if pred is not None and pred.frames else None
         if video == shown and video is not None:
             frames = gr.skip()  # the same video: its frames are on screen already
