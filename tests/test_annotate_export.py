@@ -12,7 +12,7 @@ import pytest
 from tests.tiny import make_tiny_dataset
 from ume_mma.annotate import AnnotationQueue, export, import_dataset, open_store, predict_queue, push_dataset
 from ume_mma.annotate.__main__ import APP_DIR, default_db, main
-from ume_mma.annotate.export import split_of
+from ume_mma.annotate.export import annotation_counts, split_of
 from ume_mma.data.format import load_dataset
 from ume_mma.errors import InputError
 from ume_mma.predictor import Predictor
@@ -56,7 +56,10 @@ def test_export_reads_back_and_trains(annotated, tmp_path):
     from ume_mma.train import run
     from ume_mma.trainconfig import load_config
 
+    preview = annotation_counts(annotated, seed=0, fractions=(0.6, 0.2, 0.2))
     result = export(annotated, tmp_path / "export", seed=0, fractions=(0.6, 0.2, 0.2))
+    assert preview == result.counts  # the Train tab's counts are what the export writes
+    assert annotation_counts(annotated, queue="no-such-queue") == {}
     data = load_dataset(tmp_path / "export")
     assert len(data) == 60 and data.labels == ["a", "b", "c"] and set(data.splits) == {"train", "val", "test"}
     assert sum(result.counts[label][s] for label in result.counts for s in result.counts[label]) == 60

@@ -118,8 +118,18 @@ def test_replay_mixes_a_share_of_the_base_train_split(base, tmp_path):
     record = metrics["finetune"]
     assert record["replay_rows"] == 12 and record["base_data"] == str(base.data)  # half of the 24 base train rows
     assert metrics["train_rows"] == 12 + 12 and sum(seen) == 24  # one epoch over new + replayed rows
+    # with base_data, the parent and the result are also scored on the base data's test split (9 rows)
+    assert record["base_before"]["n"] == 9 and record["base_after"]["n"] == 9
+    assert record["base_before"]["accuracy"] == parent_test(base)["accuracy"], "the parent on its own test"
+    assert "Test split of the base data" in (tmp_path / "ft" / "checkpoint" / "README.md").read_text()
     without = run(_config(base.tmp, tmp_path / "plain", **keys))
     assert without["train_rows"] == 12 and without["finetune"]["replay_rows"] == 0
+    assert without["finetune"]["base_before"] is None  # no base_data: no base test split
+
+
+def parent_test(base: Base) -> dict:
+    """The base run's own test evaluation of the parent model (``models/mma``)."""
+    return json.loads((base.checkpoint.parents[1] / "metrics.json").read_text())["test"]["mma"]
 
 
 def _relabel(src: Path, dst: Path, old: str, new: str) -> Path:

@@ -40,6 +40,8 @@ class FineTune:
     replay: float = 0.0
     replay_ids: list[str] = field(default_factory=list)
     before: dict[str, Any] | None = None  # the base checkpoint on this run's test split
+    base_before: dict[str, Any] | None = None  # the base checkpoint on base_data's test split (with base_data)
+    base_after: dict[str, Any] | None = None  # the chosen model on base_data's test split
 
     def record(self, after: dict[str, Any]) -> dict[str, Any]:
         """The ``finetune`` entry of metrics.json and of the checkpoint's metrics.json."""
@@ -51,6 +53,8 @@ class FineTune:
             "replay_rows": len(self.replay_ids),
             "before": self.before,
             "after": after,
+            "base_before": self.base_before,
+            "base_after": self.base_after,
         }
 
 
@@ -134,4 +138,8 @@ def notes(record: dict[str, Any]) -> str:
     rows = [(["before (parent)"], "before", [record["before"]["accuracy"]])] if record.get("before") else []
     rows.append((["after"], "after", [record["after"]["accuracy"]]))
     lines += ["", "Test split of the new data:", "", accuracy_table(["model"], rows)]
+    if record.get("base_before") and record.get("base_after"):
+        base_rows = [(["before (parent)"], "before", [record["base_before"]["accuracy"]]),
+                     (["after"], "after", [record["base_after"]["accuracy"]])]  # fmt: skip
+        lines += ["", f"Test split of the base data `{record['base_data']}`:", "", accuracy_table(["model"], base_rows)]
     return "\n".join(lines)

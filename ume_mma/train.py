@@ -10,7 +10,8 @@ model), ``metrics.json``, ``train_config.json``; each folder is written to a tem
 Fine-tuning (``init_from=CHECKPOINT``, see :mod:`ume_mma.finetune`): the uni-modal models start from the
 checkpoint's encoders and branch heads, MMA also takes its fusion parameters and missing tokens; no naive
 baseline is trained; ``replay``/``base_data`` mix base rows into training; metrics and the model card record
-the parent, the data and the base checkpoint's test accuracy before training. ``--progress FILE`` writes JSON
+the parent, the data and the base checkpoint's test accuracy before training (with ``base_data``, before and
+after on the base data's test split too: what the fine-tune kept of the old skills). ``--progress FILE`` writes JSON
 lines (:mod:`ume_mma.progress`); SIGTERM saves the state at the next step boundary and exits with 143.
 """
 
@@ -37,6 +38,7 @@ from ume_mma.report import accuracy_table
 from ume_mma.trainconfig import ConfigError, TrainConfig, load_config
 from ume_mma.trainloop import PhaseTrainer, Split
 
+BASE_TEST = "base:test"  # a fine-tune's extra evaluation split: the base data's test split
 CHOICE_RULE = "UME-MMA keeps MMA where it beats UME on full-modality validation, else UME"
 
 
@@ -91,6 +93,8 @@ class Job(PhaseTrainer):
         self.targets: dict[str, torch.Tensor] = {}
         self.groups: dict[str, list[str | None]] = {}
         self._prepare_splits(data, replay)
+        if self.finetune and cfg.base_data:
+            self._prepare_base_test()
 
     def _split_samples(self, data: Any, split: str) -> list[Any]:
         """The rows of ``split`` (test rows filtered by ``cfg.test_meta``), at most ``cfg.limit``."""
@@ -114,6 +118,22 @@ class Job(PhaseTrainer):
                 self.inputs[split] = {m: prepare(samples, m, protos[m], cache, split) for m in self.specs}
             self.targets[split] = targets_of(samples, self.labels)
             self.groups[split] = [s.group for s in samples]
+
+    def _prepare_base_test(self) -> None:
+        """The base dataset's test split (at most ``cfg.limit`` rows) as split :data:`BASE_TEST`: a fine-tune
+        is evaluated there before and after, to show what it kept of the old skills."""
+        from ume_mma.data.format import load_dataset
+
+        cfg = self.cfg
+        cache = Path(cfg.cache_dir).expanduser() if cfg.cache_dir else None
+        samples = load_dataset(cfg.base_data).split(cfg.test_split).samples[: cfg.limit]
+        if not samples:
+            return
+        protos = {m: create_encoder(s, pretrained=bool(s.frozen and s.pretrained)) for m, s in self.specs.items()}
+        with self.accelerator.main_process_first():
+            self.inputs[BASE_TEST] = {m: prepare(samples, m, protos[m], cache, BASE_TEST) for m in self.specs}
+        self.targets[BASE_TEST] = targets_of(samples, self.labels)
+        self.groups[BASE_TEST] = [s.group for s in samples]
 
     def model_config(self, modalities: list[str], fusion: str) -> ModelConfig:
         return ModelConfig(
@@ -208,6 +228,9 @@ def _run(cfg: TrainConfig, resume: bool, device: str, progress: str | Path | Non
     if job.finetune:
         job.finetune.before = job.evaluate(job.finetune.base, cfg.test_split)
         job.progress.write("eval", name="before", accuracy=job.finetune.before["accuracy"])
+        if BASE_TEST in job.inputs:
+            job.finetune.base_before = job.evaluate(job.finetune.base, BASE_TEST)
+            job.progress.write("eval", name="base_before", accuracy=job.finetune.base_before["accuracy"])
     models = train_models(job)
     val = {name: job.evaluate(m, cfg.val_split) for name, m in models.items()}
     test = {name: job.evaluate(m, cfg.test_split) for name, m in models.items()}
@@ -227,6 +250,9 @@ def _run(cfg: TrainConfig, resume: bool, device: str, progress: str | Path | Non
         "resumed": resume,
     }
     if job.finetune:
+        if BASE_TEST in job.inputs:
+            job.finetune.base_after = job.evaluate(models[chosen], BASE_TEST)
+            job.progress.write("eval", name="base_after", accuracy=job.finetune.base_after["accuracy"])
         metrics["finetune"] = job.finetune.record(test[chosen])
     if job.accelerator.is_main_process:
         _save_outputs(out, metrics, models[chosen])

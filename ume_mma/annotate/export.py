@@ -121,6 +121,18 @@ def export(
     return result
 
 
+def annotation_counts(
+    store: Store, queue: str | None = None, seed: int = 0, fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
+) -> dict[str, dict[str, int]]:
+    """What :func:`export` would write, counted without writing: label -> split -> number of annotations
+    (current ones, of ``queue`` or of every queue), with the same seeded split per group."""
+    counts: dict[str, dict[str, int]] = {}
+    for row in _rows(store, queue):
+        per = counts.setdefault(row["label"], dict.fromkeys(SPLITS, 0))
+        per[split_of(row["group"] or row["content_key"], seed, fractions)] += 1
+    return dict(sorted(counts.items()))
+
+
 def _copy(store: Store, ref: str, target: Path) -> None:
     source = store.media.path(ref)
     if not source.is_file():

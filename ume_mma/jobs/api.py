@@ -169,7 +169,8 @@ def recover_jobs(store: Store | JobStore) -> None:
 
 def job_status(store: Store | JobStore, job_id: int, tail: int = 20) -> dict[str, Any]:
     """State, progress (phase, epoch/epochs, step/steps, loss, validation accuracy), the last ``tail``
-    progress lines, final metrics and the before/after evaluation of a job."""
+    progress lines, final metrics and the before/after evaluation of a job: ``before``/``after`` on the test
+    split of its data, ``base_before``/``base_after`` on the test split of its ``base_data`` (when given)."""
     jobs = job_store(store)
     job = jobs.get(job_id)
     run = get_runner(job["runner"], jobs)
@@ -192,6 +193,8 @@ def job_status(store: Store | JobStore, job_id: int, tail: int = 20) -> dict[str
         "metrics": job["metrics"],
         "before": (record.get("before") or {}).get("accuracy") or summary["evals"].get("before"),
         "after": (record.get("after") or {}).get("accuracy") or summary["evals"].get("after"),
+        "base_before": (record.get("base_before") or {}).get("accuracy") or summary["evals"].get("base_before"),
+        "base_after": (record.get("base_after") or {}).get("accuracy") or summary["evals"].get("base_after"),
         "checkpoint": str(checkpoint) if (checkpoint / "config.json").is_file() else metrics.get("checkpoint"),
     }
 
