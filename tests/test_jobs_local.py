@@ -69,6 +69,10 @@ def test_a_tiny_job_runs_end_to_end_in_its_own_process(done):
     assert JobStore(store).get(done.job_id)["pid"] not in (None, os.getpid())  # never the caller's process
     progress = status["progress"]
     assert progress["phases"] == ["unimodal-audio", "unimodal-image", "mma"]
+    bars = status["bars"]  # the Train tab's progress bars: every planned phase ran to its last step
+    assert [b["phase"] for b in bars] == progress["phases"]
+    assert all(b["state"] == "done" and b["done"] == b["total"] > 0 for b in bars)
+    assert {p["series"] for p in status["curve"]} == {"loss", "val accuracy"}
     assert {line["event"] for line in status["recent"]} >= {"step", "epoch", "eval", "done"}
     assert progress["epoch"] == progress["epochs"] == 2 and 0 <= progress["val_accuracy"] <= 1
     assert status["metrics"]["chosen"] in ("ume", "mma")

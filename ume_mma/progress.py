@@ -3,7 +3,7 @@
 The training process appends one JSON object per line to a progress file (``--progress FILE``); anything
 (the jobs CLI, the app) reads it back with :func:`read_progress` while training runs. Events:
 
-- ``start``: ``{"event": "start", "phases": [...], "resume": bool}``
+- ``start``: ``{"event": "start", "phases": [the phases this run trains, in order], "resume": bool}``
 - ``phase``: a phase begins: ``phase``, ``epochs``, ``steps`` (per epoch), ``start_epoch``
 - ``step``: ``phase``, ``epoch`` (1-based), ``step`` (1-based, within the epoch), ``steps``, ``loss``
 - ``epoch``: an epoch ends: ``phase``, ``epoch``, ``epochs``, ``loss`` (mean), ``val_accuracy`` (full modality)
@@ -63,16 +63,7 @@ def summarize_progress(lines: Iterable[str], tail: int = 20) -> dict[str, Any]:
     half-written last line) are skipped."""
     summary: dict[str, Any] = {"phase": None, "phases": [], "evals": {}, "recent": [], "lines": 0}
     recent: deque[dict[str, Any]] = deque(maxlen=tail)
-    for text in lines:
-        text = text.strip()
-        if not text.startswith("{"):
-            continue
-        try:
-            line = json.loads(text)
-        except json.JSONDecodeError:
-            continue
-        if not isinstance(line, dict) or "event" not in line:
-            continue
+    for line in _events(lines):
         summary["lines"] += 1
         recent.append(line)
         _fold(summary, line)
@@ -97,6 +88,82 @@ def _fold(summary: dict[str, Any], line: dict[str, Any]) -> None:
         summary["last_event"] = event
         if event == "done":
             summary.update(chosen=line.get("chosen"), test_accuracy=line.get("test_accuracy"))
+
+
+def phase_progress(lines: Iterable[str]) -> list[dict[str, Any]]:
+    """Per training phase, in order: ``phase``, ``done`` and ``total`` steps and ``state`` (``waiting``,
+    ``running``, ``done``), from progress lines (the phases announced by ``start``, then those seen). A phase
+    is done when its last step is logged, when a later phase begins, or when the run is done."""
+    phases: dict[str, dict[str, Any]] = {}
+    finished = False
+    for line in _events(lines):
+        event, name = line.get("event"), line.get("phase")
+        if event == "start":
+            for planned in line.get("phases") or []:
+                phases.setdefault(planned, {"phase": planned, "done": 0, "total": None, "state": "waiting"})
+        elif event == "phase" and name:
+            for other in phases.values():  # a new phase begins: the earlier ones have ended (or were loaded)
+                if other["phase"] == name:
+                    break
+                if other["state"] != "done":
+                    other.update(state="done", done=other["total"] or other["done"])
+            steps, epochs = int(line.get("steps") or 0), int(line.get("epochs") or 0)
+            start = int(line.get("start_epoch") or 0) * steps
+            phases[name] = {"phase": name, "done": start, "total": steps * epochs, "state": "running"}
+        elif event in ("step", "epoch") and name in phases:
+            row = phases[name]
+            steps = int(line.get("steps") or (row["total"] or 0) // max(1, int(line.get("epochs") or 1)))
+            epoch = int(line.get("epoch") or 1)
+            row["done"] = (epoch - 1) * steps + int(line["step"]) if event == "step" else epoch * steps
+            if row["total"] and row["done"] >= row["total"]:
+                row["state"] = "done"
+        elif event == "done":
+            finished = True
+    for row in phases.values():
+        if finished or (row["total"] == 0 and row["state"] == "running"):
+            row.update(state="done", done=row["total"] or row["done"])
+    return list(phases.values())
+
+
+def progress_curve(lines: Iterable[str], max_points: int = 400) -> list[dict[str, Any]]:
+    """Points of the live training plot: ``{"x": step over the whole run, "phase", "series": "loss" |
+    "val accuracy", "value"}``; the loss of at most ``max_points`` evenly spaced steps, every epoch's accuracy."""
+    losses: list[dict[str, Any]] = []
+    accs: list[dict[str, Any]] = []
+    offset, seen = 0, {}
+    for line in _events(lines):
+        event, name = line.get("event"), line.get("phase")
+        if event == "phase" and name:
+            if name not in seen:
+                seen[name] = offset
+                offset += int(line.get("steps") or 0) * int(line.get("epochs") or 0)
+        elif event in ("step", "epoch") and name in seen:
+            steps = int(line.get("steps") or 0)
+            if event == "step" and isinstance(line.get("loss"), int | float):
+                x = seen[name] + (int(line["epoch"]) - 1) * steps + int(line["step"])
+                losses.append({"x": x, "phase": name, "series": "loss", "value": float(line["loss"])})
+            elif event == "epoch" and isinstance(line.get("val_accuracy"), int | float):
+                last = [p["x"] for p in losses if p["phase"] == name]
+                x = last[-1] if last else seen[name]
+                accs.append({"x": x, "phase": name, "series": "val accuracy", "value": float(line["val_accuracy"])})
+    if len(losses) > max_points:
+        stride = len(losses) / max_points
+        losses = [losses[int(i * stride)] for i in range(max_points - 1)] + [losses[-1]]
+    return losses + accs
+
+
+def _events(lines: Iterable[str]) -> Iterable[dict[str, Any]]:
+    """The progress events among ``lines`` (other output and a half-written last line are skipped)."""
+    for text in lines:
+        text = text.strip()
+        if not text.startswith("{"):
+            continue
+        try:
+            line = json.loads(text)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(line, dict) and "event" in line:
+            yield line
 
 
 class StopRequest:

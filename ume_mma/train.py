@@ -179,6 +179,14 @@ class Job(PhaseTrainer):
         )
 
 
+def planned_phases(job: Job) -> list[str]:
+    """The training phases of :func:`train_models`, in order (for progress bars before they begin)."""
+    mods = sorted(job.specs)
+    if len(mods) < 2:
+        return [f"unimodal-{m}" for m in mods]
+    return [f"unimodal-{m}" for m in mods] + ([] if job.finetune else ["naive"]) + ["mma"]
+
+
 def train_models(job: Job) -> dict[str, MultiModalModel]:
     """Every model of the method: ``<m>-only`` per modality and, with two or more, ``ume``, ``naive``, ``mma``.
     A fine-tune starts the uni-modal models from the base checkpoint and trains no naive baseline."""
@@ -222,9 +230,8 @@ def _run(cfg: TrainConfig, resume: bool, device: str, progress: str | Path | Non
     if job.accelerator.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
         (out / "train_config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
-    job.progress.write(
-        "start", resume=resume, finetune=bool(job.finetune), train_rows=len(job.targets[cfg.train_split])
-    )
+    rows = len(job.targets[cfg.train_split])
+    job.progress.write("start", resume=resume, finetune=bool(job.finetune), train_rows=rows, phases=planned_phases(job))
     if job.finetune:
         job.finetune.before = job.evaluate(job.finetune.base, cfg.test_split)
         job.progress.write("eval", name="before", accuracy=job.finetune.before["accuracy"])

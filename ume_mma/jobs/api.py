@@ -19,7 +19,7 @@ from ume_mma.annotate.store import Store
 from ume_mma.errors import DatasetFormatError, InputError
 from ume_mma.jobs.runners import get_runner
 from ume_mma.jobs.store import ACTIVE, FINISHED, JobError, JobStore
-from ume_mma.progress import summarize_progress
+from ume_mma.progress import phase_progress, progress_curve, summarize_progress
 from ume_mma.trainconfig import TrainConfig, load_config
 
 PATH_KEYS = ("data", "base_data", "cache_dir")
@@ -169,8 +169,10 @@ def recover_jobs(store: Store | JobStore) -> None:
 
 def job_status(store: Store | JobStore, job_id: int, tail: int = 20) -> dict[str, Any]:
     """State, progress (phase, epoch/epochs, step/steps, loss, validation accuracy), the last ``tail``
-    progress lines, final metrics and the before/after evaluation of a job: ``before``/``after`` on the test
-    split of its data, ``base_before``/``base_after`` on the test split of its ``base_data`` (when given)."""
+    progress lines, per-phase progress (``bars``: :func:`~ume_mma.progress.phase_progress`), the points of a
+    loss/accuracy plot (``curve``: :func:`~ume_mma.progress.progress_curve`), final metrics and the before/after
+    evaluation of a job: ``before``/``after`` on the test split of its data, ``base_before``/``base_after`` on
+    the test split of its ``base_data`` (when given)."""
     jobs = job_store(store)
     job = jobs.get(job_id)
     run = get_runner(job["runner"], jobs)
@@ -179,7 +181,8 @@ def job_status(store: Store | JobStore, job_id: int, tail: int = 20) -> dict[str
     elif job["state"] == "queued":  # its device may have been freed by a job whose process is gone
         recover_jobs(jobs)
     job = jobs.get(job_id)
-    summary = summarize_progress(run.progress_lines(job), tail)
+    lines = run.progress_lines(job)
+    summary = summarize_progress(lines, tail)
     recent = summary.pop("recent")
     metrics = job["metrics"] or {}
     record = metrics.get("finetune") or {}
@@ -190,6 +193,8 @@ def job_status(store: Store | JobStore, job_id: int, tail: int = 20) -> dict[str
         "queue_position": jobs.queue_position(job),
         "progress": summary,
         "recent": recent,
+        "bars": phase_progress(lines),
+        "curve": progress_curve(lines),
         "metrics": job["metrics"],
         "before": (record.get("before") or {}).get("accuracy") or summary["evals"].get("before"),
         "after": (record.get("after") or {}).get("accuracy") or summary["evals"].get("after"),
