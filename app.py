@@ -4,7 +4,8 @@
                   [--max-file-mb N] [--max-video-seconds S]
 
 ``build_demo(...)`` returns the Blocks (no model logic here, no mutable globals); ``launch_app``
-launches it. Public endpoints: ``/predict`` (one JSON value), ``/load_model``, ``/robustness``.
+launches it. Public endpoints: ``/predict`` (one JSON value), ``/load_model``, ``/robustness``; with
+annotation on, the annotation API and the jobs API (``/start_job``, ``/job_status``, ``/cancel_job``).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Any
 import gradio as gr
 
 from ui import annotate as annotate_ui
+from ui import train as train_ui
 from ui.annotate import SHORTCUTS_JS, Access
 from ui.checkpoint import list_checkpoints, model_card, robustness_views, status_line
 from ui.errors import readable
@@ -84,8 +86,13 @@ def build_demo(
 ) -> gr.Blocks:
     """The UI and API over ``checkpoint`` (loaded now, so a bad default fails at start-up). ``pool``: the
     shared cache of loaded checkpoints (default: a new one with these limits, on ``device``). With a ``store``
-    and an ``access`` rule, the Annotate tab and the annotation API are served too."""
+    and an ``access`` rule, the Annotate and Train tabs and their APIs are served too (and jobs left running
+    by an earlier app are brought up to date)."""
     annotating = store is not None and access is not None
+    if annotating:
+        from ume_mma.jobs import recover_jobs
+
+        recover_jobs(store)  # a job whose process is gone becomes "interrupted"; queued jobs start
     limits = Limits(max_file_bytes=int(max_file_mb * 2**20), max_video_seconds=max_video_seconds)
     pool = pool or PredictorPool(limits, device=device)
     first = pool.get(checkpoint)
@@ -112,12 +119,14 @@ def build_demo(
             if annotating and access.mode == "oauth":
                 gr.LoginButton(scale=0, min_width=180)  # annotating needs a Hugging Face sign-in
         status = gr.Markdown(status_line(first))
-        with gr.Tabs():
-            with gr.Tab("Predict"):
+        with gr.Tabs() as tabs:
+            with gr.Tab("Predict", id="predict"):
                 ui = predict_tab(mods, first.predictor.model.config.task, first.predictor.labels, annotating)
             if annotating:
                 with gr.Tab("Annotate"):
                     ann = annotate_ui.annotate_tab(store)
+                with gr.Tab("Train") as train_tab:
+                    trn = train_ui.train_tab(store, list(dict.fromkeys([checkpoint, *list_checkpoints()])), checkpoint)
             with gr.Tab("Robustness"):
                 rob_caption = gr.Markdown(caption)
                 with gr.Row():
@@ -166,15 +175,21 @@ def build_demo(
         api_run.click(fns.predict, api_in, api_out, api_name="predict", concurrency_limit=BATCH)
         api_rob.click(fns.robustness, api_ckpt, [rob_table, rob_plot, rob_caption], api_name="robustness")
         view = [card, ui.toggles, *inputs, *ui.cards, ui.examples, ui.frames, ui.views, ui.annotate_label]
-        for trigger, source, load_api in ((load.click, ref, "load_model"), (choice.input, choice, None)):
-            (
+        loads = [(load.click, ref, "load_model"), (choice.input, choice, None)]
+        if annotating:  # "Use this model" of the Train tab: the job's checkpoint becomes the session's
+            loads.append((trn.use.click, trn.checkpoint, None))
+        for trigger, source, load_api in loads:
+            loaded = (
                 trigger(fns.load_model, source, [key, status], api_name=load_api, api_visibility=load_api and "public")
                 .success(fns.show_model, key, view, **private)
                 .success(fns.robustness_ui, key, [rob_table, rob_plot, rob_caption], **private)
                 .success(None, [ui.toggles, ui.views], views_out, js=TOGGLE_JS, **private)
             )
+            if annotating and source is trn.checkpoint:
+                loaded.success(fns.show_choice, [key, choice], [choice, tabs], **private)
         if annotating:
             annotate_ui.wire(ann, annotate_ui.handlers(store, access, pool, checkpoint), key, ui)
+            train_ui.wire(trn, train_ui.handlers(store, access), train_tab)
     return demo
 
 
@@ -230,6 +245,11 @@ def handlers(pool: PredictorPool, default: str, render: Callable[..., Any]) -> S
             gr.update(choices=predictor.labels, value=None),
         ]
 
+    def show_choice(k, current):
+        """After "Use this model": the checkpoint list shows the session's new checkpoint; back to Predict."""
+        known = list(dict.fromkeys([*list_checkpoints(), current, k]))
+        return gr.update(choices=known, value=k), gr.Tabs(selected="predict")
+
     def example(index, k):
         samples, _ = load_examples(pool.get(k).predictor.model.config.task)
         return samples[index] if index is not None and 0 <= index < len(samples) else [gr.skip()] * 4
@@ -247,6 +267,7 @@ def handlers(pool: PredictorPool, default: str, render: Callable[..., Any]) -> S
         predict=predict,
         load_model=load_model,
         show_model=show_model,
+        show_choice=show_choice,
         example=example,
         robustness=robustness,
         robustness_ui=robustness_ui,

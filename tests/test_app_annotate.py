@@ -135,8 +135,8 @@ def test_bad_annotations_store_nothing(served, kwargs, words):
     assert store.counts() == before
 
 
-def test_oauth_mode_needs_a_hugging_face_sign_in(tmp_path, monkeypatch):
-    """As on a Space with ``hf_oauth: true`` (the variables the Hub sets; no request reaches the Hub)."""
+def as_space(monkeypatch) -> None:
+    """The variables the Hub sets on a Space with ``hf_oauth: true`` (no request reaches the Hub)."""
     space = {"SPACE_ID": "org/studio", "OAUTH_CLIENT_ID": "id", "OAUTH_CLIENT_SECRET": "secret",
              "OAUTH_SCOPES": "openid profile", "OPENID_PROVIDER_URL": "https://huggingface.co"}  # fmt: skip
     import gradio.oauth
@@ -146,6 +146,11 @@ def test_oauth_mode_needs_a_hugging_face_sign_in(tmp_path, monkeypatch):
         if hasattr(gradio.oauth, name):  # read by gradio at import
             monkeypatch.setattr(gradio.oauth, name, value)
     monkeypatch.setenv("SYSTEM", "spaces")
+
+
+def test_oauth_mode_needs_a_hugging_face_sign_in(tmp_path, monkeypatch):
+    """As on a Space with ``hf_oauth: true``."""
+    as_space(monkeypatch)
     assert app.access_rule(None, "0.0.0.0")[0] == Access("oauth")
     demo, store = launch(tmp_path, Access("oauth"))
     try:

@@ -1,0 +1,318 @@
+"""The Train tab and the jobs API (``/start_job``, ``/job_status``, ``/cancel_job``), thin over
+:mod:`ume_mma.jobs`.
+
+A job fine-tunes a base checkpoint on the store's annotations in its own process (never in the app's);
+the tab follows it with a timer (a progress bar per phase, a live loss and accuracy plot, the log tail),
+shows the before/after table when it ends, and "Use this model" loads the result as the session's
+checkpoint. Behind the same access rule as annotation (:class:`ui.annotate.Access`).
+"""
+
+from __future__ import annotations
+
+import html
+import time
+from types import SimpleNamespace
+from typing import Any
+
+import gradio as gr
+import pandas as pd
+
+from ui.annotate import Access
+from ui.errors import readable
+from ume_mma.annotate import queue_names
+from ume_mma.annotate.export import annotation_counts
+from ume_mma.annotate.store import Store
+from ume_mma.data.format import SPLITS
+from ume_mma.jobs import cancel_job, job_status, list_jobs, start_job
+from ume_mma.jobs.hf import DEFAULT_FLAVOR
+from ume_mma.jobs.store import FINISHED
+from ume_mma.report import accuracy_columns, column_title
+
+ALL = "(every queue)"
+RUNNERS = {"this machine": "local", "Hugging Face Jobs": "hf"}
+POLL_S = 1.0  # the timer's period while a job is queued or running
+TABLE_HEADERS = ["evaluated on", "model", "full", "without audio", "without image", "MR50", "audio branch",
+                 "image branch"]  # fmt: skip
+SERIES = {"loss": "#d62728", "val accuracy": "#1f77b4"}
+# an empty plot with the columns' types (numbers, two named series): the first value fixes the chart's encoding
+PLOT_EMPTY = pd.DataFrame({"x": [0.0, 0.0], "value": [float("nan")] * 2, "series": list(SERIES)})
+
+
+def flavors() -> list[str]:
+    """Hugging Face Jobs hardware flavors (from ``huggingface_hub``), the default first."""
+    try:
+        from huggingface_hub import JobHardware
+
+        names = [str(f.value) for f in JobHardware]
+    except ImportError:  # an older huggingface_hub
+        names = []
+    return [DEFAULT_FLAVOR, *(n for n in names if n != DEFAULT_FLAVOR)]
+
+
+def train_tab(store: Store, checkpoints: list[str], default: str) -> SimpleNamespace:
+    """The Train tab's components (events are wired by :func:`wire`)."""
+    ui = SimpleNamespace()
+    queues = queue_names(store)
+    with gr.Column(elem_id="train-view"):
+        gr.Markdown(
+            "Fine-tune a checkpoint on your annotations. The job runs in its own process; this page follows it. "
+            "When it ends, compare before and after, then **Use this model** to predict with it."
+        )
+        with gr.Row():
+            ui.base = gr.Dropdown(
+                checkpoints, value=default, allow_custom_value=True, label="Base checkpoint", scale=2,
+                elem_id="train-base",
+            )  # fmt: skip
+            ui.queue = gr.Dropdown([ALL, *queues], value=ALL, label="Annotations", scale=1, elem_id="train-queue")
+        ui.counts = gr.Dataframe(label="Annotations per label and split (what the job trains on)", interactive=False)
+        with gr.Row():
+            ui.base_data = gr.Textbox(
+                label="Base data folder (optional: replay keeps old skills, and the base test set is scored)",
+                scale=3, elem_id="train-base-data",
+            )  # fmt: skip
+            ui.replay = gr.Slider(0, 0.9, value=0.3, step=0.05, label="Replay share of the base train split", scale=1)
+        with gr.Row():
+            ui.runner = gr.Radio(list(RUNNERS), value="this machine", label="Run on", scale=1)
+            ui.flavor = gr.Dropdown(flavors(), value=DEFAULT_FLAVOR, label="Jobs flavor", visible=False, scale=1)
+            ui.epochs = gr.Number(8, label="Epochs (uni-modal)", precision=0, minimum=0, scale=1)
+            ui.mma_epochs = gr.Number(4, label="Epochs (MMA)", precision=0, minimum=0, scale=1)
+        ui.start = gr.Button("Start fine-tuning", variant="primary", elem_id="train-start")
+        with gr.Row():
+            ui.job = gr.Dropdown(job_choices(store), label="Job", scale=3, elem_id="train-job")
+            ui.cancel = gr.Button("Cancel job", scale=1, elem_id="train-cancel")
+        ui.state = gr.Markdown(elem_id="train-state")
+        ui.bars = gr.HTML(elem_id="train-bars")
+        with gr.Row():
+            ui.plot = gr.LinePlot(
+                PLOT_EMPTY, x="x", y="value", color="series", color_map=SERIES, label="Loss and validation accuracy",
+                x_title="step", y_title="loss · accuracy", height=260, elem_id="train-plot",
+            )  # fmt: skip
+            ui.log = gr.Textbox(label="Log tail", lines=10, max_lines=10, interactive=False, elem_id="train-log")
+        ui.table = gr.Dataframe(
+            headers=TABLE_HEADERS, label="Before / after (accuracy %)", interactive=False, elem_id="train-table"
+        )
+        ui.use = gr.Button("Use this model", variant="primary", visible=False, elem_id="train-use")
+        ui.checkpoint = gr.Textbox(visible=False)  # the shown job's checkpoint ("Use this model" loads it)
+    ui.timer = gr.Timer(POLL_S, active=False)
+    return ui
+
+
+def job_choices(store: Store) -> list[tuple[str, int]]:
+    """The Job dropdown: ``#id · created · base`` for every job, newest first (the state line says its state)."""
+    when = lambda t: time.strftime("%Y-%m-%d %H:%M", time.localtime(t))  # noqa: E731
+    return [(f"#{j['id']} · {when(j['created_at'])} · from {j['init_from'] or '-'}", j["id"]) for j in list_jobs(store)]
+
+
+def counts_frame(counts: dict[str, dict[str, int]]) -> pd.DataFrame:
+    """label x split counts with a total row and column."""
+    rows = [[label, *(per[s] for s in SPLITS), sum(per.values())] for label, per in counts.items()]
+    if rows:
+        rows.append(["total", *(sum(r[i] for r in rows) for i in range(1, len(SPLITS) + 2))])
+    return pd.DataFrame(rows, columns=["label", *SPLITS, "total"])
+
+
+def bars_html(bars: list[dict[str, Any]]) -> str:
+    """One labelled progress bar per training phase."""
+    if not bars:
+        return "<div class='train-bars'><em>preparing: exporting the annotations and caching features…</em></div>"
+    rows = []
+    for b in bars:
+        total, done = b["total"] or 0, b["done"] or 0
+        share = 100.0 if b["state"] == "done" else (100.0 * done / total if total else 0.0)
+        count = f"{done}/{total} steps" if total else b["state"]
+        rows.append(
+            f"<div class='train-bar' data-phase='{html.escape(b['phase'])}' data-state='{b['state']}' "
+            f"style='display:flex;gap:8px;align-items:center;margin:2px 0'>"
+            f"<span style='width:140px'>{html.escape(b['phase'])}</span>"
+            f"<progress max='100' value='{share:.1f}' style='flex:1'></progress>"
+            f"<span style='width:160px'>{share:.0f}% · {count}</span></div>"
+        )
+    return "<div class='train-bars'>" + "".join(rows) + "</div>"
+
+
+def plot_frame(curve: list[dict[str, Any]]) -> pd.DataFrame:
+    if not curve:
+        return PLOT_EMPTY
+    frame = pd.DataFrame(curve, columns=["x", "value", "series"])
+    return frame.astype({"x": float, "value": float, "series": str})
+
+
+def _row(where: str, model: str, result: dict[str, Any] | None) -> list[Any] | None:
+    """One row of the before/after table from an evaluation (``accuracy`` and ``branches``) or accuracies."""
+    if not result:
+        return None
+    acc = result.get("accuracy", result)
+    branches = result.get("branches", {})
+    cells = {column_title(k): round(100 * v, 1) for k, v in acc.items() if k in accuracy_columns(acc)}
+    cells |= {f"{m} branch": round(100 * v, 1) for m, v in branches.items()}
+    return [where, model, *(cells.get(h) for h in TABLE_HEADERS[2:])]
+
+
+def before_after(status: dict[str, Any]) -> list[list[Any]]:
+    """Rows: the job's held-out annotations (its data's test split) and the base test set, before and after."""
+    record = (status.get("metrics") or {}).get("finetune") or {}
+    evals = status["progress"].get("evals", {})
+    rows = [
+        _row("held-out annotations", "before (base)", record.get("before") or evals.get("before")),
+        _row("held-out annotations", "after", record.get("after") or evals.get("after")),
+        _row("base test set", "before (base)", record.get("base_before") or evals.get("base_before")),
+        _row("base test set", "after", record.get("base_after") or evals.get("base_after")),
+    ]
+    return [r for r in rows if r is not None]
+
+
+def state_line(status: dict[str, Any]) -> str:
+    s, p = status["state"], status["progress"]
+    parts = [f"**Job {status['id']}: {s}** on {status['device']}"]
+    if s == "queued" and status.get("queue_position"):
+        parts.append(f"position {status['queue_position']} in the queue of {status['device']}")
+    if p.get("phase"):
+        parts.append(f"phase `{p['phase']}` epoch {p.get('epoch')}/{p.get('epochs')}")
+    if p.get("loss") is not None:
+        parts.append(f"loss {p['loss']:.3f}")
+    if p.get("val_accuracy") is not None:
+        parts.append(f"val accuracy {100 * p['val_accuracy']:.1f}%")
+    if status.get("started_at"):
+        end = status.get("finished_at") or time.time()
+        parts.append(f"{end - status['started_at']:.0f} s")
+    if s == "succeeded" and status.get("checkpoint"):
+        chosen = (status.get("metrics") or {}).get("chosen")
+        parts.append(f"chose `{chosen}`; checkpoint `{status['checkpoint']}`")
+    if status.get("error"):
+        parts.append(f"error: {status['error']}")
+    return " · ".join(parts)
+
+
+def log_tail(status: dict[str, Any]) -> str:
+    """The job's latest progress lines, readable."""
+    out = []
+    for line in status.get("recent", []):
+        when = time.strftime("%H:%M:%S", time.localtime(line.get("time", 0)))
+        rest = {k: v for k, v in line.items() if k not in ("time", "event")}
+        text = " ".join(f"{k}={round(v, 4) if isinstance(v, float) else v}" for k, v in sorted(rest.items()))
+        out.append(f"{when} {line['event']:<7} {text}"[:300])
+    return "\n".join(out)
+
+
+def job_number(value: Any) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise gr.Error(f"job_id must be a job number, got {value!r}", print_exception=False) from None
+
+
+def handlers(store: Store, access: Access) -> SimpleNamespace:
+    """The Train tab's events and the public jobs API (each start, cancel and status needs the access rule)."""
+
+    def start(base, annotations, base_data, replay, runner, flavor, epochs, mma_epochs) -> int:
+        if not (base or "").strip():
+            raise gr.Error("Choose a base checkpoint.", print_exception=False)
+        overrides: dict[str, Any] = {"init_from": base.strip()}
+        if (base_data or "").strip():
+            overrides |= {"base_data": base_data.strip(), "replay": float(replay or 0.0)}
+        for key, value in (("epochs", epochs), ("mma_epochs", mma_epochs)):
+            if value is not None:
+                overrides[key] = int(value)
+        kind = RUNNERS.get(runner, runner) or "local"
+        options = {"flavor": flavor or DEFAULT_FLAVOR} if kind == "hf" else {}
+        queue = True if annotations in (None, "", ALL) else annotations
+        return start_job(store, overrides, kind, options=options, annotations=queue)
+
+    @readable
+    def counts_ui(queue):
+        counts = annotation_counts(store, None if queue in (None, ALL) else queue)
+        return counts_frame(counts)
+
+    @readable
+    def start_ui(base, queue, base_data, replay, runner, flavor, epochs, mma_epochs, request: gr.Request,
+                 profile: gr.OAuthProfile | None):  # fmt: skip
+        access.annotator(request, profile)
+        job_id = start(base, queue, base_data, replay, runner, flavor, epochs, mma_epochs)
+        return gr.update(choices=job_choices(store), value=job_id), gr.Timer(active=True)
+
+    @readable
+    def show_ui(job_id, request: gr.Request, profile: gr.OAuthProfile | None):
+        if job_id is None:
+            return ["", "", PLOT_EMPTY, "", [], gr.update(visible=False), "", gr.Timer(active=False)]
+        access.annotator(request, profile)
+        status = job_status(store, job_number(job_id), tail=12)
+        finished = status["state"] in FINISHED or status["state"] == "interrupted"
+        ckpt = status.get("checkpoint") or "" if status["state"] == "succeeded" else ""
+        return [
+            state_line(status),
+            bars_html(status["bars"]) if status["state"] != "queued" else "",
+            plot_frame(status["curve"]),
+            log_tail(status),
+            before_after(status),
+            gr.update(visible=bool(ckpt)),
+            ckpt,
+            gr.Timer(active=not finished),
+        ]
+
+    @readable
+    def cancel_ui(job_id, request: gr.Request, profile: gr.OAuthProfile | None):
+        access.annotator(request, profile)
+        if job_id is None:
+            raise gr.Error("Choose a job first.", print_exception=False)
+        cancel_job(store, job_number(job_id))
+        return gr.update(choices=job_choices(store), value=job_number(job_id)), gr.Timer(active=True)
+
+    @readable
+    def start_job_api(base="", annotations="", base_data="", replay=0.3, runner="local", flavor="", epochs=None,
+                      mma_epochs=None, request: gr.Request = None, profile: gr.OAuthProfile | None = None):  # fmt: skip
+        """Start a fine-tuning job on the annotations: ``base`` checkpoint (folder or Hub id), ``annotations``
+        (a queue name; empty = every queue), optional ``base_data`` folder with ``replay`` share, ``runner``
+        ("local" or "hf" with a Jobs ``flavor``), ``epochs``/``mma_epochs`` (empty = the defaults). Returns
+        the job's status (see /job_status); it runs in its own process: poll /job_status."""
+        access.annotator(request, profile)
+        job_id = start(base, annotations, base_data, replay, runner, flavor, epochs, mma_epochs)
+        return job_status(store, job_id, tail=0)
+
+    @readable
+    def job_status_api(job_id=None, request: gr.Request = None, profile: gr.OAuthProfile | None = None):
+        """A job's state (queued, running, succeeded, failed, cancelled, interrupted), progress per phase,
+        the loss/accuracy curve, the last progress lines, and before/after accuracies (held-out annotations:
+        ``before``/``after``; base test set: ``base_before``/``base_after``) and its ``checkpoint`` when done."""
+        access.annotator(request, profile)
+        return job_status(store, job_number(job_id))
+
+    @readable
+    def cancel_job_api(job_id=None, request: gr.Request = None, profile: gr.OAuthProfile | None = None):
+        """Cancel a queued or running job (a running one saves its state and can be resumed from the CLI)."""
+        access.annotator(request, profile)
+        return job_status(store, cancel_job(store, job_number(job_id))["id"], tail=0)
+
+    def runner_ui(runner):
+        return gr.update(visible=RUNNERS.get(runner) == "hf")
+
+    def refresh_ui(queue):
+        names = queue_names(store)
+        value = queue if queue in names else ALL
+        return gr.update(choices=[ALL, *names], value=value), gr.update(choices=job_choices(store))
+
+    return SimpleNamespace(**{k: v for k, v in locals().items() if callable(v)})
+
+
+def wire(ui: SimpleNamespace, fns: SimpleNamespace, tab: gr.Tab) -> None:
+    """Events of the Train tab (private) and the public jobs API (hidden inputs)."""
+    private = {"api_visibility": "private"}
+    shown = [ui.state, ui.bars, ui.plot, ui.log, ui.table, ui.use, ui.checkpoint, ui.timer]
+    settings = [ui.base, ui.queue, ui.base_data, ui.replay, ui.runner, ui.flavor, ui.epochs, ui.mma_epochs]
+    opened = tab.select(fns.refresh_ui, ui.queue, [ui.queue, ui.job], **private)
+    opened.then(fns.counts_ui, ui.queue, ui.counts, **private)
+    ui.queue.change(fns.counts_ui, ui.queue, ui.counts, **private)
+    ui.runner.change(fns.runner_ui, ui.runner, ui.flavor, **private)
+    ui.start.click(fns.start_ui, settings, [ui.job, ui.timer], **private)
+    ui.cancel.click(fns.cancel_ui, ui.job, [ui.job, ui.timer], **private)
+    ui.job.change(fns.show_ui, ui.job, shown, **private)
+    ui.timer.tick(fns.show_ui, ui.job, shown, show_progress="hidden", **private)
+    with gr.Column(visible=False):  # inputs of the API-only endpoints
+        api = [gr.Textbox(label=name) for name in ("base", "annotations", "base_data")]
+        api += [gr.Number(label="replay", value=0.3), gr.Textbox(label="runner", value="local")]
+        api += [gr.Textbox(label="flavor")]
+        api += [gr.Number(label=name, precision=0) for name in ("epochs", "mma_epochs")]
+        job_id, out = gr.Number(label="job_id", precision=0), gr.JSON()
+        buttons = [gr.Button() for _ in range(3)]
+    buttons[0].click(fns.start_job_api, api, out, api_name="start_job")
+    buttons[1].click(fns.job_status_api, job_id, out, api_name="job_status")
+    buttons[2].click(fns.cancel_job_api, job_id, out, api_name="cancel_job")
