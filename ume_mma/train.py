@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -209,8 +210,9 @@ def _run(cfg: TrainConfig, resume: bool, device: str, progress: str | Path | Non
         out.mkdir(parents=True, exist_ok=True)
         (out / "train_config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
     job.progress.write(
-        "start", resume=resume, finetune=bool(job.finetune), train_rows=len(job.targets[cfg.train_split])
-    )
+        "start", resume=resume, finetune=bool(job.finetune), train_rows=len(job.targets[cfg.train_split]),
+        threads=torch.get_num_threads(), nice=os.nice(0) if hasattr(os, "nice") else None,
+    )  # fmt: skip
     if job.finetune:
         job.finetune.before = job.evaluate(job.finetune.base, cfg.test_split)
         job.progress.write("eval", name="before", accuracy=job.finetune.before["accuracy"])
