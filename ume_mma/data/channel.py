@@ -23,7 +23,8 @@ def _sox(x: np.ndarray, out_args: list[str], effects: list[str], in_args: list[s
     """``x`` (float32 at 8 kHz) through sox: encoded with ``out_args`` after ``effects``; returns sox's stdout."""
     pcm = (np.clip(x, -1.0, 1.0) * 32767).astype("<i2").tobytes()
     raw_in = ["-t", "raw", "-r", str(SR), "-e", "signed-integer", "-b", "16", "-c", "1"]
-    cmd = [require_tool("sox", "sox libsox-fmt-all"), *(in_args or raw_in), "-", "-r", str(SR), "-c", "1"]
+    sox = [require_tool("sox", "sox libsox-fmt-all"), "-D", "-R"]  # no dither, repeatable: a seeded build
+    cmd = [*sox, *(in_args or raw_in), "-", "-r", str(SR), "-c", "1"]
     proc = subprocess.run([*cmd, *out_args, "-", *effects], input=pcm, capture_output=True, check=False)
     if proc.returncode != 0 or not proc.stdout:
         raise RuntimeError(f"sox failed: {proc.stderr.decode(errors='replace')[-300:]}")
@@ -47,10 +48,8 @@ def telephone(x: np.ndarray, codec: str) -> np.ndarray:
 
 def _sox_decode(gsm: bytes) -> bytes:
     """Raw GSM 06.10 frames -> 16-bit wav bytes."""
-    proc = subprocess.run(
-        [require_tool("sox"), "-t", "gsm", "-r", str(SR), "-c", "1", "-", "-t", "wav", "-e", "signed-integer", "-"],
-        input=gsm, capture_output=True, check=False,
-    )  # fmt: skip
+    cmd = [require_tool("sox"), "-D", "-R", "-t", "gsm", "-r", str(SR), "-c", "1", "-"]
+    proc = subprocess.run([*cmd, "-t", "wav", "-e", "signed-integer", "-"], input=gsm, capture_output=True, check=False)
     if proc.returncode != 0:
         raise RuntimeError(f"sox failed: {proc.stderr.decode(errors='replace')[-300:]}")
     return proc.stdout

@@ -3,7 +3,8 @@
 The sheet is 2000x1000 pixels: 50 rows x 100 columns of 20x20 digits, 5 rows per class (0 to 9), 500
 digits per class, white on black. :func:`to_mnist` does what MNIST's authors did to their scans: the digit's
 bounding box is scaled (keeping its aspect ratio, anti-aliased) to fit 20x20, then placed in a 28x28 frame
-so that its centre of mass is the frame's centre.
+so that its centre of mass is the frame's centre; grey levels are stretched so that the brightest stroke is white
+(a blurred, low-resolution capture otherwise comes out dim: a capture difference, not a new writer).
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ def load_opencv_digits(path: str | Path | None = None) -> tuple[np.ndarray, np.n
 
 
 def to_mnist(cell: np.ndarray, box: int = 20, size: int = 28) -> np.ndarray:
-    """A white-on-black digit image -> float32 ``[size, size]`` in 0..1, MNIST-style (see the module doc)."""
+    """A white-on-black digit image -> float32 ``[size, size]`` in 0..1 (max 1), MNIST-style (see the module doc)."""
     x = cell.astype(np.float32)
     ys, xs = np.nonzero(x > 0.1 * x.max()) if x.max() > 0 else (np.array([0]), np.array([0]))
     crop = x[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
@@ -56,4 +57,4 @@ def to_mnist(cell: np.ndarray, box: int = 20, size: int = 28) -> np.ndarray:
     top = int(np.clip(round(size / 2 - cy - 0.5), 0, size - nh))
     left = int(np.clip(round(size / 2 - cx - 0.5), 0, size - nw))
     out[top : top + nh, left : left + nw] = small
-    return np.clip(out / 255.0, 0.0, 1.0)
+    return np.clip(out / max(float(out.max()), 1.0), 0.0, 1.0)

@@ -54,7 +54,7 @@ POOL_SPEAKERS = ("es", "fr_CA_f_June", "it_IT_f_Menardi", "ru_RU_f_IvrvoiceRU")
 HELDOUT_SPEAKERS = ("en_US_f_Allison", "es_MX_f_Allison", "fr", "it_IT_m_Carlo")  # both Allisons: one person
 TAKES = {"train": 12, "val": 4, "test": 8}  # noisy takes per (speaker, digit)
 SNR_DB = (-5.0, 5.0)
-SCAN_PX = (10, 12)  # the new collection's capture resolution (px per digit box; MNIST's box is 20)
+SCAN_PX = (8, 11)  # the new collection's capture resolution (px per digit box; MNIST's box is 20)
 MNIST_SHARES = {"train": 0.6, "val": 0.1, "test": 0.3}  # audio shift: av-digits test images per part
 SOURCES_MD = """# Sources of this folder (av-digits-shift)
 
