@@ -46,11 +46,12 @@ ORDERS = ("disagreement", "random")
 SETTINGS: dict[str, Any] = {"replay": 0.1, "epochs": 8, "head_epochs": 8, "mma_epochs": 4, "batch_size": 32}
 SWEEP: list[dict[str, Any]] = [
     {"replay": 0.1},
-    {"replay": 0.02, "mma_epochs": 10, "mma_lr": 1e-3},
-    {"replay": 0.05, "mma_epochs": 10, "mma_lr": 1e-3},
     {"replay": 0.1, "mma_epochs": 10, "mma_lr": 1e-3},
-    {"replay": 0.02, "mma_epochs": 20, "mma_lr": 2e-3},
-    {"replay": 0.05, "epochs": 15, "head_epochs": 15, "mma_epochs": 20, "mma_lr": 1e-3},
+    {"replay": 0.1, "mma_epochs": 20, "mma_lr": 1e-3},
+    {"replay": 0.05, "mma_epochs": 20, "mma_lr": 1e-3, "dropout_p": 0.8},
+    {"replay": 0.1, "head_epochs": 2, "head_lr": 3e-3, "mma_epochs": 10, "mma_lr": 1e-3, "dropout_p": 0.8},
+    {"replay": 0.03, "mma_epochs": 20, "mma_lr": 1e-3, "dropout_p": 0.8},
+    {"replay": 0.1, "epochs": 15, "mma_epochs": 20, "mma_lr": 1e-3},
 ]
 KEEP = 0.01  # a candidate may lose at most this much of the shipped checkpoint's accuracy on the original val split
 ANNOTATOR = "simulated"
@@ -61,12 +62,13 @@ ANNOTATOR = "simulated"
 
 def ensure_shift(work: Path, seed: int = 0, limit: int | None = None) -> Path:
     """The ``both`` shift under ``work`` (built when absent or built with other arguments)."""
-    from ume_mma.data.shift import build_shift
+    from ume_mma.data import shift
 
     out = work / (f"av-digits-shift-both-s{seed}" + (f"-l{limit}" if limit else ""))
-    info = out / "build_info.json"
-    if not (info.is_file() and json.loads(info.read_text())["limit_per_split"] == limit):
-        build_shift(out, "both", seed=seed, limit=limit)
+    want = {"limit_per_split": limit, "scan_px": list(shift.SCAN_PX), "snr_db_range": list(shift.SNR_DB)}
+    info = json.loads((out / "build_info.json").read_text()) if (out / "build_info.json").is_file() else {}
+    if any(info.get(k) != v for k, v in want.items()):
+        shift.build_shift(out, "both", seed=seed, limit=limit)
     return out
 
 
