@@ -15,8 +15,9 @@
 3. Every checkpoint is evaluated on the held-out part (fused and per branch), the pool's validation and the
    original av-digits test set (the 2,000 rows the shipped checkpoint's metrics.json used).
 4. The wall clock of one job on 100 annotations (start_job to succeeded), and the app's /predict latency
-   (``python app.py`` in its own process, gradio_client, distinct files so every call runs the encoders) idle
-   and while a fine-tuning job runs, with the runner's defaults (lower priority, fewer threads) and without.
+   (``python app.py`` in its own process, gradio_client, distinct files so every call runs the encoders; and
+   the same inputs through an in-process ``predictor.predict``) idle (before and after) and while a fine-tuning
+   job runs, with the runner's defaults (lower priority, fewer threads) and without.
 
 Fine-tuning settings: :data:`SETTINGS`, chosen with ``--sweep`` on the pool's validation (never on held-out).
 Prints a table; ``--save`` writes bench/results/annotation_loop.json and docs/annotation-loop.png.
@@ -225,51 +226,67 @@ class Requests:
         return {m: str(p) for m, p in paths.items()}
 
 
-def timed_calls(client: Any, requests: Requests, until: Any, gap_s: float = 0.25) -> list[float]:
-    """Sequential /predict calls (``gap_s`` apart) while ``until()`` is false; their latencies in seconds."""
+def timed_calls(client: Any, predictor: Any, requests: Requests, until: Any, gap_s: float = 0.25) -> dict:
+    """While ``until()`` is false: one /predict call to the app, then the same (new) inputs through an
+    in-process ``predictor.predict`` (the compute alone, no HTTP), ``gap_s`` apart. Latencies in seconds."""
     from gradio_client import handle_file
 
-    out = []
+    out: dict[str, list[float]] = {"app": [], "predictor": []}
     while not until():
-        inputs = {m: handle_file(p) for m, p in requests.next().items()}
+        paths = requests.next()
         t = time.perf_counter()
-        client.predict(**inputs, api_name="/predict")
-        out.append(time.perf_counter() - t)
+        client.predict(**{m: handle_file(p) for m, p in paths.items()}, api_name="/predict")
+        t1 = time.perf_counter()
+        predictor.predict(paths)
+        out["app"].append(t1 - t)
+        out["predictor"].append(time.perf_counter() - t1)
         time.sleep(gap_s)
     return out
+
+
+def _counter(n: int) -> Any:
+    left = iter(range(n))
+    return lambda: next(left, None) is None
+
+
+def _medians(lat: dict[str, list[float]]) -> dict[str, Any]:
+    return {"calls": len(lat["app"])} | {f"{k}_median_ms": 1000 * statistics.median(v) for k, v in lat.items()}
 
 
 def latency_while_training(
     store: Any, queue: str, overrides: dict[str, Any], rows: list[Any], tmp: Path, port: int, idle_calls: int
 ) -> dict[str, Any]:
-    """Median /predict latency of ``python app.py`` idle, then while a job on ``queue`` runs with the local
-    runner's defaults (nice 10, threads = CPUs - 1 on a CPU machine) and with ``nice=0`` and every thread."""
+    """Median latency of the app's /predict (``python app.py`` in its own process, gradio_client) and of an
+    in-process ``predictor.predict``: idle (before and after the jobs, pooled), and while a job on ``queue``
+    runs with the local runner's defaults (nice 10, threads = CPUs - 1 on a CPU) and with ``nice=0`` and every
+    thread. Every call has new content: no cache answers."""
     from gradio_client import Client
     from serve import serve_app
 
     from ume_mma.jobs import job_status, start_job
     from ume_mma.jobs.store import FINISHED
+    from ume_mma.predictor import Predictor
 
     proc = serve_app(port, "--checkpoint", CHECKPOINT)
     try:
         client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+        predictor = Predictor.from_pretrained(ROOT / CHECKPOINT)
         requests = Requests(rows, tmp / "requests")
-        timed_calls(client, requests, lambda c=iter(range(5)): next(c, None) is None)  # warm-up
+        timed_calls(client, predictor, requests, _counter(10))  # warm-up
+        idle = timed_calls(client, predictor, requests, _counter(idle_calls))
         out: dict[str, Any] = {}
-        runs = {"idle": None, "job_defaults": {}, "job_nice0_all_threads": {"nice": 0, "threads": os.cpu_count()}}
+        runs = {"job_defaults": {}, "job_nice0_all_threads": {"nice": 0, "threads": os.cpu_count()}}
         for name, options in runs.items():
-            if options is None:
-                count = iter(range(idle_calls))
-                lat = timed_calls(client, requests, lambda c=count: next(c, None) is None)
-                out[name] = {"calls": len(lat), "median_ms": 1000 * statistics.median(lat)}
-                continue
             job_id = start_job(store, overrides, "local", annotations=queue, options={"device": "cpu", **options})
             done = lambda j=job_id: job_status(store, j)["state"] in FINISHED  # noqa: E731
-            lat = timed_calls(client, requests, done)
+            lat = timed_calls(client, predictor, requests, done)
             status = job_status(store, job_id)
-            out[name] = {"calls": len(lat), "median_ms": 1000 * statistics.median(lat), "job_state": status["state"],
-                         "job_options": status["options"]}  # fmt: skip
-            out[name]["ratio_to_idle"] = out[name]["median_ms"] / out["idle"]["median_ms"]
+            out[name] = _medians(lat) | {"job_state": status["state"], "job_options": status["options"]}
+        after = timed_calls(client, predictor, requests, _counter(idle_calls))
+        out["idle"] = _medians({k: idle[k] + after[k] for k in idle}) | {"calls_before_jobs": len(idle["app"])}
+        for name in runs:
+            for k in ("app", "predictor"):
+                out[name][f"{k}_ratio_to_idle"] = out[name][f"{k}_median_ms"] / out["idle"][f"{k}_median_ms"]
         return out
     finally:
         proc.terminate()
@@ -304,8 +321,9 @@ def targets(rows: list[dict], shipped: dict[str, dict], ks: list[int], timing: f
         "job_wall_target_s": 120,
     }
     if latency:
-        out["predict_latency_ratio_job_defaults"] = latency["job_defaults"]["ratio_to_idle"]
-        out["predict_latency_ratio_nice0_all_threads"] = latency["job_nice0_all_threads"]["ratio_to_idle"]
+        for name in ("job_defaults", "job_nice0_all_threads"):
+            for k in ("app", "predictor"):
+                out[f"{k}_predict_latency_ratio_{name}"] = latency[name][f"{k}_ratio_to_idle"]
         out["predict_latency_ratio_target"] = 1.25
     return out
 
