@@ -41,6 +41,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
+from ume_mma.finetune import ANNOTATION_RECIPE  # noqa: E402
+
 CHECKPOINT = "checkpoints/av-digits"
 ORDERS = ("disagreement", "random")
 # Fine-tuning settings: the base of every candidate, and (merged with it) the candidate that --sweep chose on the
@@ -48,6 +50,7 @@ ORDERS = ("disagreement", "random")
 BASE_SETTINGS: dict[str, Any] = {"replay": 0.1, "epochs": 8, "head_epochs": 8, "mma_epochs": 4, "batch_size": 32}
 CHOSEN = {"head_epochs": 2, "head_lr": 3e-3, "mma_epochs": 10, "mma_lr": 1e-3, "dropout_p": 0.8}
 SETTINGS: dict[str, Any] = {**BASE_SETTINGS, **CHOSEN}
+assert SETTINGS == ANNOTATION_RECIPE, "the app's Train tab starts from what this bench chose: keep them equal"
 SWEEP: list[dict[str, Any]] = [
     {"replay": 0.1},
     {"replay": 0.1, "mma_epochs": 10, "mma_lr": 1e-3},

@@ -148,6 +148,10 @@ def main() -> None:
             page.screenshot(path=str(DOCS / "walk-4-fixed.png"), full_page=True)
             clock["end"] = time.perf_counter()
             browser.close()
+    except AssertionError:
+        page.screenshot(path=str(tmp / "failed.png"), full_page=True)
+        print(f"failed: see {tmp / 'failed.png'}", flush=True)
+        raise
     finally:
         demo.close()
     steps = list(clock.items())

@@ -82,6 +82,12 @@ def test_a_job_started_from_the_api_runs_and_its_checkpoint_loads_in_the_app(ser
     c, status = job
     assert status["state"] == "succeeded", status["error"]
     assert status["config"]["init_from"] == str(served[2])
+    from ume_mma.finetune import ANNOTATION_RECIPE  # the tab's small-data recipe; epochs as given
+
+    assert {k: status["config"][k] for k in ("head_lr", "mma_lr", "dropout_p", "head_epochs", "batch_size")} == {
+        k: ANNOTATION_RECIPE[k] for k in ("head_lr", "mma_lr", "dropout_p", "head_epochs", "batch_size")
+    }
+    assert (status["config"]["epochs"], status["config"]["mma_epochs"], status["config"]["replay"]) == (2, 2, 0.0)
     assert [b["phase"] for b in status["bars"]] == ["unimodal-audio", "unimodal-image", "mma"]
     assert all(b["state"] == "done" for b in status["bars"]) and status["curve"]
     assert set(status["before"]) >= {"full", "without_audio", "without_image", "missing_rate_0.5"}

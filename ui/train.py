@@ -23,6 +23,7 @@ from ume_mma.annotate import queue_names
 from ume_mma.annotate.export import annotation_counts
 from ume_mma.annotate.store import Store
 from ume_mma.data.format import SPLITS
+from ume_mma.finetune import ANNOTATION_RECIPE
 from ume_mma.jobs import cancel_job, job_status, list_jobs, start_job
 from ume_mma.jobs.hf import DEFAULT_FLAVOR
 from ume_mma.jobs.store import FINISHED
@@ -70,12 +71,15 @@ def train_tab(store: Store, checkpoints: list[str], default: str) -> SimpleNames
                 label="Base data folder (optional: replay keeps old skills, and the base test set is scored)",
                 scale=3, elem_id="train-base-data",
             )  # fmt: skip
-            ui.replay = gr.Slider(0, 0.9, value=0.3, step=0.05, label="Replay share of the base train split", scale=1)
+            ui.replay = gr.Slider(
+                0, 0.9, value=ANNOTATION_RECIPE["replay"], step=0.05, label="Replay share of the base train split",
+                scale=1,
+            )  # fmt: skip
         with gr.Row():
             ui.runner = gr.Radio(list(RUNNERS), value="this machine", label="Run on", scale=1)
             ui.flavor = gr.Dropdown(flavors(), value=DEFAULT_FLAVOR, label="Jobs flavor", visible=False, scale=1)
-            ui.epochs = gr.Number(8, label="Epochs (uni-modal)", precision=0, minimum=0, scale=1)
-            ui.mma_epochs = gr.Number(4, label="Epochs (MMA)", precision=0, minimum=0, scale=1)
+            ui.epochs = gr.Number(ANNOTATION_RECIPE["epochs"], label="Epochs (uni-modal)", precision=0, minimum=0)
+            ui.mma_epochs = gr.Number(ANNOTATION_RECIPE["mma_epochs"], label="Epochs (MMA)", precision=0, minimum=0)
         ui.start = gr.Button("Start fine-tuning", variant="primary", elem_id="train-start")
         with gr.Row():
             ui.job = gr.Dropdown(job_choices(store), label="Job", scale=3, elem_id="train-job")
@@ -212,7 +216,9 @@ def handlers(store: Store, access: Access, pool: Any = None) -> SimpleNamespace:
         if pool is not None:
             ref = pool.allowed(ref)  # a public app fine-tunes only the checkpoints it serves
             ref = str(pool.root / ref) if pool.root and (pool.root / ref / "config.json").is_file() else ref
-        overrides: dict[str, Any] = {"init_from": ref}
+        # the small-data recipe (ANNOTATION_RECIPE) without its replay, which needs base data
+        overrides: dict[str, Any] = {k: v for k, v in ANNOTATION_RECIPE.items() if k != "replay"}
+        overrides["init_from"] = ref
         if (base_data or "").strip():
             access.check_server_path("base data")
             overrides |= {"base_data": base_data.strip(), "replay": float(replay or 0.0)}
@@ -264,11 +270,12 @@ def handlers(store: Store, access: Access, pool: Any = None) -> SimpleNamespace:
         return gr.update(choices=job_choices(store), value=job_number(job_id)), gr.Timer(active=True)
 
     @readable
-    def start_job_api(base="", annotations="", base_data="", replay=0.3, runner="local", flavor="", epochs=None,
+    def start_job_api(base="", annotations="", base_data="", replay=0.1, runner="local", flavor="", epochs=None,
                       mma_epochs=None, request: gr.Request = None, profile: gr.OAuthProfile | None = None):  # fmt: skip
         """Start a fine-tuning job on the annotations: ``base`` checkpoint (folder or Hub id), ``annotations``
         (a queue name; empty = every queue), optional ``base_data`` folder with ``replay`` share, ``runner``
-        ("local" or "hf" with a Jobs ``flavor``), ``epochs``/``mma_epochs`` (empty = the defaults). Returns
+        ("local" or "hf" with a Jobs ``flavor``), ``epochs``/``mma_epochs`` (empty = the recipe's). The other
+        settings are the small-data recipe ``ume_mma.finetune.ANNOTATION_RECIPE``. Returns
         the job's status (see /job_status); it runs in its own process: poll /job_status."""
         access.annotator(request, profile)
         job_id = start(base, annotations, base_data, replay, runner, flavor, epochs, mma_epochs)
@@ -314,7 +321,7 @@ def wire(ui: SimpleNamespace, fns: SimpleNamespace, tab: gr.Tab) -> None:
     ui.timer.tick(fns.show_ui, ui.job, shown, show_progress="hidden", **private)
     with gr.Column(visible=False):  # inputs of the API-only endpoints
         api = [gr.Textbox(label=name) for name in ("base", "annotations", "base_data")]
-        api += [gr.Number(label="replay", value=0.3), gr.Textbox(label="runner", value="local")]
+        api += [gr.Number(label="replay", value=ANNOTATION_RECIPE["replay"]), gr.Textbox(label="runner", value="local")]
         api += [gr.Textbox(label="flavor")]
         api += [gr.Number(label=name, precision=0) for name in ("epochs", "mma_epochs")]
         job_id, out = gr.Number(label="job_id", precision=0), gr.JSON()
