@@ -141,8 +141,7 @@ def main() -> None:
             page.get_by_role("tab", name="Train").click()
             page.locator("#train-use").click()
             expect(page.locator("#checkpoint input")).to_have_value(checkpoint)
-            page.locator("#image-input input[type=file]").set_input_files(inputs["image"])
-            page.locator("#audio-input input[type=file]").set_input_files(inputs["audio"])
+            page.get_by_role("button", name="Predict", exact=True).click()  # the same inputs, the new model
             expect(page.locator(FUSED)).to_have_text(label)
             page.wait_for_timeout(1500)
             page.screenshot(path=str(DOCS / "walk-4-fixed.png"), full_page=True)
