@@ -26,6 +26,7 @@ from ume_mma.predictor import Limits  # noqa: E402
 
 ROOT = Path(app.__file__).resolve().parent
 ARTIFACTS = ROOT / "tests" / "artifacts"
+WAIT_MS = 300_000  # browser deadlines on a busy machine
 TINY_OTHER_LABELS = ROOT / "tests" / "fixtures" / "tiny_checkpoint_v1"  # labels no/yes: not the tiny data's
 
 
@@ -166,21 +167,24 @@ def test_the_train_tab_follows_a_job_to_its_table_and_uses_the_model(served):
             page.set_default_timeout(120_000)
             page.goto(demo.local_url)
             page.get_by_role("tab", name="Train").click()
-            expect(page.locator("#train-view")).to_contain_text("total")  # the counts table of the annotations
+            expect(page.locator("#train-view")).to_contain_text("total", timeout=WAIT_MS)  # counts of the annotations
             page.locator("#train-view").get_by_label("Epochs (uni-modal)").fill("3")
             page.locator("#train-start").click()
-            expect(page.locator("#train-state")).to_contain_text("running")
-            expect(page.locator(".train-bar").first).to_be_visible()  # a progress bar per phase
-            expect(page.locator(".train-bar")).to_have_count(3)
-            expect(page.locator("#train-state")).to_contain_text("succeeded")
-            expect(page.locator(".train-bar[data-state=done]")).to_have_count(3)
+            expect(page.locator("#train-state")).to_contain_text("running", timeout=WAIT_MS)
+            expect(page.locator(".train-bar").first).to_be_visible(timeout=WAIT_MS)  # a progress bar per phase
+            expect(page.locator(".train-bar")).to_have_count(3, timeout=WAIT_MS)
+            # a deadline for a busy machine, not a timing assertion (the job's end is what is tested)
+            expect(page.locator("#train-state")).to_contain_text("succeeded", timeout=WAIT_MS)
+            expect(page.locator(".train-bar[data-state=done]")).to_have_count(3, timeout=WAIT_MS)
             table = page.locator("#train-table")
-            expect(table).to_contain_text("held-out annotations")
-            expect(table).to_contain_text("after")
+            expect(table).to_contain_text("held-out annotations", timeout=WAIT_MS)
+            expect(table).to_contain_text("after", timeout=WAIT_MS)
             ARTIFACTS.mkdir(exist_ok=True)
             page.screenshot(path=str(ARTIFACTS / "train-tab.png"), full_page=True)
             page.locator("#train-use").click()  # the session now predicts with the job's checkpoint
-            expect(page.locator("#checkpoint input")).to_have_value(re.compile(r"job-\d+/out/checkpoint$"))
-            expect(page.get_by_role("tab", name="Predict")).to_have_attribute("aria-selected", "true")  # back on it
+            job_checkpoint = re.compile(r"job-\d+/out/checkpoint$")
+            expect(page.locator("#checkpoint input")).to_have_value(job_checkpoint, timeout=WAIT_MS)
+            predict_tab = page.get_by_role("tab", name="Predict")
+            expect(predict_tab).to_have_attribute("aria-selected", "true", timeout=WAIT_MS)  # back on it
         finally:
             browser.close()
