@@ -40,6 +40,14 @@ def _noise_image(img: Image.Image) -> Image.Image:
     return Image.fromarray(RNG.integers(0, 256, (img.height, img.width, 3), dtype=np.uint8)).convert(img.mode)
 
 
+def _shrunk(img: Image.Image) -> Image.Image:
+    """The image at half size, centred on a canvas of its background (its corner pixel's colour)."""
+    small = img.resize((img.width // 2, img.height // 2))
+    canvas = Image.new(img.mode, img.size, img.getpixel((0, 0)))
+    canvas.paste(small, (img.width // 4, img.height // 4))
+    return canvas
+
+
 def _noise_audio(clip: Audio) -> Audio:
     return Audio((0.1 * RNG.standard_normal(len(clip.samples))).astype(np.float32), clip.sample_rate)
 
@@ -50,6 +58,8 @@ DRIFTS: dict[str, dict[str, Callable]] = {
         "inverted": lambda im: ImageOps.invert(im.convert("RGB")).convert(im.mode),
         "rotated 90": lambda im: im.rotate(90),
         "blurred": lambda im: im.filter(ImageFilter.GaussianBlur(2)),
+        "thick strokes": lambda im: im.filter(ImageFilter.MaxFilter(3)),
+        "shrunk": lambda im: _shrunk(im),
     },
     "audio": {"noise": _noise_audio},
 }
