@@ -1,4 +1,7 @@
-"""All Hugging Face Hub I/O lives here. Tokens come only from the environment (``HF_TOKEN``)."""
+"""All Hugging Face Hub I/O lives here. Tokens come only from the environment (``HF_TOKEN``).
+
+``python -m ume_mma.hub push-checkpoint|deploy-space ...`` publishes (see :mod:`ume_mma.publish`).
+"""
 
 from __future__ import annotations
 
@@ -180,3 +183,11 @@ def job_logs(job_id: str) -> list[str]:
 def cancel_job(job_id: str) -> None:
     with _hub_errors(f"cancelling the Hugging Face job {job_id}"):
         _api().cancel_job(job_id=job_id)
+
+
+if __name__ == "__main__":
+    import sys
+
+    from ume_mma.publish import main
+
+    sys.exit(main())
