@@ -15,7 +15,15 @@ from safetensors.torch import load_file
 
 from tests.fixtures.make_tiny_checkpoint import fixture_inputs
 from tests.tiny import make_tiny_dataset
-from ume_mma.calibrate import FeatureSet, attach, calibrate, choose_alpha, split_features, synthetic_drift
+from ume_mma.calibrate import (
+    FeatureSet,
+    attach,
+    calibrate,
+    choose_alpha,
+    fit_branches,
+    split_features,
+    synthetic_drift,
+)
 from ume_mma.calibrate import main as calibrate_main
 from ume_mma.checkpoint import from_pretrained, save_pretrained
 from ume_mma.data.format import load_dataset
@@ -106,6 +114,16 @@ def test_stats_rank_distance_by_mahalanobis():
     r = reliability_of(u, **q)
     assert float(r.median()) == pytest.approx(0.95, abs=0.01)
     assert float((r < 0.5).float().mean()) == pytest.approx(0.05, abs=0.01)
+
+
+def test_out_of_fold_thresholds_are_not_optimistic(tiny):
+    """Statistics fitted on the rows they score make them look closer than new rows: with one split for both,
+    the thresholds come from out-of-fold scores and sit above the in-sample ones."""
+    val = tiny.sets["val"]
+    in_sample, _, _ = fit_branches(tiny.model, val, val)
+    out_of_fold, _, _ = fit_branches(tiny.model, val, val, cross_fit=True)
+    for m in ("audio", "image"):
+        assert out_of_fold[m]["q95"] > in_sample[m]["q95"] and out_of_fold[m]["q50"] > in_sample[m]["q50"]
 
 
 def test_noise_images_are_less_reliable(tiny):
