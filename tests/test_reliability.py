@@ -285,14 +285,13 @@ def test_calibrate_cli_writes_a_checkpoint_that_reports_reliability(tiny, tmp_pa
     predictor = Predictor.from_pretrained(out)
     image, wav = tmp_path / "n.png", sorted((tiny.root / "audio").glob("test-a-*.wav"))[0]
     noise_images(1)[0].save(image)
-    branches = predictor.predict({"image": str(image), "audio": str(wav)}).to_dict()["branches"]
-    assert set(branches["image"]) == {
-        "label",
-        "confidences",
-        "calibrated_confidence",
-        "reliability",
-        "off_distribution",
-    }
+    assert predictor.model.config.fusion == "reliability"  # validation picked alpha > 0 on this easy task
+    d = predictor.predict({"image": str(image), "audio": str(wav)}).to_dict()
+    branches = d["branches"]
+    new_keys = {"calibrated_confidence", "reliability", "off_distribution", "fusion_weight"}
+    assert set(branches["image"]) == {"label", "confidences"} | new_keys
+    assert branches["image"]["fusion_weight"] < 0.05 and branches["audio"]["fusion_weight"] == 1.0
+    assert d["fused"]["label"] == "a" == branches["audio"]["label"]  # the noise image does not drag the answer
     assert branches["image"]["off_distribution"] is True and branches["image"]["reliability"] < 0.5
     assert branches["audio"]["off_distribution"] is False and 0 < branches["audio"]["calibrated_confidence"] <= 1
     assert calibrate_main([str(tmp_path / "base"), str(tmp_path), "--out", str(tmp_path / "x")]) == 1

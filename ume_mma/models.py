@@ -88,12 +88,14 @@ class ModelOutput:
     ``branches``: modality -> ``Tensor[B, C]`` logits of that uni-modal branch (rows of missing
     samples are meaningless: read them through ``present``); ``present``: the mask used;
     ``reliability``: modality -> ``Tensor[B]`` in [0, 1] for the branches with reliability statistics and
-    features (None when the model has none; rows of missing samples are meaningless)."""
+    features (None when the model has none; rows of missing samples are meaningless); ``weights``: modality ->
+    ``Tensor[B]``, the weight the fusion mode gave each branch (None for modes that weigh none)."""
 
     fused: torch.Tensor
     branches: dict[str, torch.Tensor]
     present: dict[str, torch.Tensor]
     reliability: dict[str, torch.Tensor] | None = None
+    weights: dict[str, torch.Tensor] | None = None
 
     def fused_probs(self) -> torch.Tensor:
         return self.fused.softmax(dim=-1)  # (B, C)
@@ -195,7 +197,8 @@ class MultiModalModel(nn.Module):
             num_classes=len(self.labels),
             reliability=reliability,
         )
-        return ModelOutput(self.fusion(inputs), branches, mask, reliability)  # fused: (B, C)
+        fused = self.fusion(inputs)  # (B, C)
+        return ModelOutput(fused, branches, mask, reliability, self.fusion.branch_weights(inputs))
 
     @staticmethod
     def _batch_size(feats: dict[str, torch.Tensor], present: dict[str, torch.Tensor]) -> int:

@@ -24,6 +24,9 @@ class BranchResult:
     - ``reliability``: 0..1, how close the branch's input is to its training data (0.95 at the median of
       validation inputs, 0.5 at their 95th percentile, towards 0 beyond);
     - ``off_distribution``: ``reliability < 0.5``, i.e. farther than 95% of validation inputs.
+
+    ``fusion_weight`` (key only for a checkpoint whose fusion mode weighs branches, ``reliability``): how much the
+    branch counted in the fused answer, 0..1 (1 = as in the base fusion; the most reliable branch has 1).
     """
 
     label: str
@@ -31,6 +34,7 @@ class BranchResult:
     calibrated_confidence: float | None = None
     reliability: float | None = None
     off_distribution: bool | None = None
+    fusion_weight: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"label": self.label, "confidences": self.confidences}
@@ -40,6 +44,8 @@ class BranchResult:
                 "reliability": self.reliability,
                 "off_distribution": self.off_distribution,
             }
+        if self.fusion_weight is not None:
+            out["fusion_weight"] = self.fusion_weight
         return out
 
 
@@ -97,11 +103,18 @@ def result_of(probs: torch.Tensor, labels: list[str], top_k: int | None) -> Bran
 
 
 def calibrated_result(
-    logits: torch.Tensor, labels: list[str], top_k: int | None, temperature: float | None, reliability: float | None
+    logits: torch.Tensor,
+    labels: list[str],
+    top_k: int | None,
+    temperature: float | None,
+    reliability: float | None,
+    weight: float | None = None,
 ) -> BranchResult:
     """A branch's result from its logits (``Tensor[C]``), with the calibrated confidence, reliability and
-    off-distribution flag when the checkpoint has a ``temperature`` and the branch a ``reliability``."""
+    off-distribution flag when the checkpoint has a ``temperature`` and the branch a ``reliability``, and its
+    fusion ``weight`` when the fusion mode weighs branches."""
     result = result_of(logits.softmax(-1), labels, top_k)
+    result.fusion_weight = None if weight is None else round(float(weight), 6)
     if temperature is not None and reliability is not None:
         result.calibrated_confidence = round(float((logits.double() / temperature).softmax(-1).max()), 6)
         result.reliability = round(float(reliability), 6)

@@ -352,11 +352,16 @@ class Predictor:
             return self._no_input(sources)
         present = {m: torch.ones(1, dtype=torch.bool, device=self.device) for m in feats}
         out = self.model.forward_features(feats, present)
-        labels, rel = self.labels, out.reliability or {}
+        labels, rel, w = self.labels, out.reliability or {}, out.weights or {}
         try:
             branches = {
                 m: calibrated_result(
-                    out.branches[m][0], labels, top_k, self.model.temperature(m), float(rel[m][0]) if m in rel else None
+                    out.branches[m][0],
+                    labels,
+                    top_k,
+                    self.model.temperature(m),
+                    float(rel[m][0]) if m in rel else None,
+                    float(w[m][0]) if m in w else None,
                 )
                 for m in sorted(feats)
             }

@@ -73,6 +73,11 @@ class Fusion(nn.Module):
     def check_config(cls, config: ModelConfig) -> None:
         """Raise ``ValueError`` when ``config`` lacks what this mode needs (called when a config is built)."""
 
+    def branch_weights(self, x: FusionInputs) -> dict[str, torch.Tensor] | None:
+        """Per-sample weights this mode gives the branches (modality -> ``Tensor[B]``), for reports; None when it
+        weighs none (the default)."""
+        return None
+
     def forward(self, x: FusionInputs) -> torch.Tensor:  # pragma: no cover - abstract
         """Fused scores ``Tensor[B, C]`` (log-probability-like: argmax = prediction, softmax = probabilities)."""
         raise NotImplementedError

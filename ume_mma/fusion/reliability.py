@@ -74,6 +74,8 @@ class ReliabilityFusion(Fusion):
         if not float(rel["alpha"]) >= 0:
             raise ValueError(f"reliability alpha must be >= 0, got {rel['alpha']!r}")
 
+    def branch_weights(self, x: FusionInputs) -> dict[str, torch.Tensor]:
+        return branch_weights(x.reliability or {}, x.present, self.alpha)
+
     def forward(self, x: FusionInputs) -> torch.Tensor:
-        weights = branch_weights(x.reliability or {}, x.present, self.alpha)
-        return self.base(x, weights)  # (B, C)
+        return self.base(x, self.branch_weights(x))  # (B, C)
