@@ -254,6 +254,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--stats-split", default="train", help="feature statistics (= --split: thresholds out-of-fold)")
     ap.add_argument("--fusion", default="auto", choices=["auto", "keep"], help="auto: adopt reliability if alpha > 0")
     ap.add_argument("--test-split", default="test", help="evaluate before and after there ('none': skip)")
+    ap.add_argument("--test-meta", nargs="*", default=[], metavar="KEY=VALUE", help="keep test rows whose meta match")
     ap.add_argument("--rank", type=int, default=RANK)
     ap.add_argument("--limit", type=int, default=None, help="at most this many samples per split")
     ap.add_argument("--cache-dir", default="~/.cache/ume_mma/features", help="feature cache ('' to disable)")
@@ -283,7 +284,8 @@ def main(argv: list[str] | None = None) -> int:
         )  # fmt: skip
         metrics: dict[str, Any] = {}
         if args.test_split != "none" and args.test_split in data.splits:
-            test = samples(args.test_split)
+            meta = dict(kv.split("=", 1) for kv in args.test_meta)
+            test = [s for s in samples(args.test_split) if all(str(s.meta.get(k)) == v for k, v in meta.items())]
             before = evaluate_samples(model, test, seed=args.seed)
             metrics = evaluate_samples(new, test, seed=args.seed) | {"split": args.test_split}
             record["test_before"] = before["accuracy"]
