@@ -286,6 +286,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.test_split != "none" and args.test_split in data.splits:
             meta = dict(kv.split("=", 1) for kv in args.test_meta)
             test = [s for s in samples(args.test_split) if all(str(s.meta.get(k)) == v for k, v in meta.items())]
+            if not test:
+                raise DatasetFormatError(f"{args.data}: no {args.test_split} rows with meta {meta}")
             before = evaluate_samples(model, test, seed=args.seed)
             metrics = evaluate_samples(new, test, seed=args.seed) | {"split": args.test_split}
             record["test_before"] = before["accuracy"]
