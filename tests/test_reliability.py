@@ -281,7 +281,9 @@ def test_calibrate_cli_writes_a_checkpoint_that_reports_reliability(tiny, tmp_pa
     config = json.loads((out / "config.json").read_text())
     assert config["reliability"]["fitted_on"]["stats"] == "train" and "audio" in config["reliability"]["branches"]
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["split"] == "test" and metrics["reliability"]["base"] == "mma"
+    assert metrics["split"] == "test" and metrics["calibration"]["base"] == "mma"
+    assert set(metrics["reliability"]) == {"audio", "image"}  # the evaluation reports mean reliability per branch
+    assert all(0 <= r["off_distribution"] <= 0.5 and 0.3 < r["mean"] <= 1 for r in metrics["reliability"].values())
     predictor = Predictor.from_pretrained(out)
     image, wav = tmp_path / "n.png", sorted((tiny.root / "audio").glob("test-a-*.wav"))[0]
     noise_images(1)[0].save(image)

@@ -111,7 +111,7 @@ def test_end_to_end_outputs(trained):
     chosen = json.loads((out / "checkpoint" / "config.json").read_text())
     assert chosen["fill"] == ("drop" if saved["chosen"] == "ume" else "zero")
     # the checkpoint is the UME-MMA choice with calibration and reliability fields, reliability-weighted if adopted
-    rel = saved["reliability"]
+    rel = saved["calibration"]
     assert rel["base"] == saved["chosen"] and saved["saved"] == ("reliability" if rel["adopted"] else saved["chosen"])
     assert chosen["fusion"] == saved["saved"] and chosen["format_version"] == 2
     assert set(chosen["reliability"]["branches"]) == {"audio", "image"}

@@ -291,7 +291,7 @@ def main(argv: list[str] | None = None) -> int:
             before = evaluate_samples(model, test, seed=args.seed)
             metrics = evaluate_samples(new, test, seed=args.seed) | {"split": args.test_split}
             record["test_before"] = before["accuracy"]
-        metrics["reliability"] = record
+        metrics["calibration"] = record
         save_checkpoint(new, args.out, metrics=metrics if "accuracy" in metrics else None, card_notes=notes(record))
     except UmeMmaError as exc:
         print(f"error: {exc}", file=sys.stderr)

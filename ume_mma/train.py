@@ -263,15 +263,15 @@ def _run(cfg: TrainConfig, resume: bool, device: str, progress: str | Path | Non
     test = {name: job.evaluate(m, cfg.test_split) for name, m in models.items()}
     chosen = choose_ume_mma({name: v["accuracy"]["full"] for name, v in val.items()})
     test["ume-mma"] = test[chosen]
-    final, reliability = job.calibrate(models[chosen])
-    saved = "reliability" if reliability["adopted"] else chosen
-    if reliability["adopted"]:
+    final, calibration = job.calibrate(models[chosen])
+    saved = "reliability" if calibration["adopted"] else chosen
+    if calibration["adopted"]:
         val[saved], test[saved] = job.evaluate(final, cfg.val_split), job.evaluate(final, cfg.test_split)
     metrics = {
         "chosen": chosen,
         "rule": CHOICE_RULE,
         "saved": saved,
-        "reliability": reliability,
+        "calibration": calibration,
         "val": val,
         "test": test,
         "task": cfg.task,
@@ -301,7 +301,7 @@ def _save_outputs(out: Path, metrics: dict[str, Any], chosen: MultiModalModel) -
     """``metrics.json`` and ``checkpoint/`` (the ``saved`` model: its metrics and card record the calibration and
     a fine-tune's parent and before/after)."""
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
-    notes = results_notes(metrics) + "\n\n" + reliability_notes(metrics["reliability"])
+    notes = results_notes(metrics) + "\n\n" + reliability_notes(metrics["calibration"])
     card_metrics = dict(metrics["test"][metrics["saved"]])
     if "finetune" in metrics:
         notes += "\n\n" + finetune.notes(metrics["finetune"])
