@@ -1,7 +1,12 @@
 """UME-MMA Studio: a Gradio UI and API over ``ume_mma.predictor.Predictor``.
 
-    python app.py [--checkpoint PATH_OR_REPO] [--host H] [--port P] [--share] [--mcp]
+    python app.py [--checkpoint PATH_OR_REPO] [--host H] [--port P] [--share] [--mcp] [--public]
                   [--max-file-mb N] [--max-video-seconds S]
+
+Public mode (``--public``, and always on a Hugging Face Space): checkpoints load only from Space.yaml's list
+(plus this app's own fine-tuning results), uploads are capped lower, each client has at most
+:data:`PUBLIC_PER_CLIENT` calls in flight, nobody names folders on the server, and annotating and training
+need "Sign in with Hugging Face" (or ``--auth``).
 
 ``build_demo(...)`` returns the Blocks (no model logic here, no mutable globals); ``launch_app``
 launches it. Public endpoints: ``/predict`` (one JSON value), ``/load_model``, ``/robustness``; with
@@ -27,6 +32,7 @@ from ui import train as train_ui
 from ui.annotate import SHORTCUTS_JS, Access
 from ui.checkpoint import list_checkpoints, model_card, robustness_views, status_line
 from ui.errors import readable
+from ui.limits import ClientLimiter
 from ui.predict import (  # noqa: F401 - re-exported: tests and benches use app.<name>
     ASSETS,
     FRAME_HEIGHT,
@@ -40,6 +46,7 @@ from ui.predict import (  # noqa: F401 - re-exported: tests and benches use app.
 )
 from ui.uploads import UploadSweeper
 from ui.views import TOGGLE_JS, views_payload
+from ui.zerogpu import gpu
 from ume_mma import pool as pool_lib
 from ume_mma.annotate.store import Store
 from ume_mma.device import DEVICE_CHOICES
@@ -51,6 +58,8 @@ from ume_mma.registry import MODALITIES
 ROOT = Path(__file__).resolve().parent
 DEFAULT_CHECKPOINT = "checkpoints/av-digits"
 BATCH = 16  # concurrent /predict calls served together (batched through the encoders)
+PUBLIC_MAX_FILE_MB, PUBLIC_MAX_VIDEO_SECONDS = 20, 30  # public mode: upload caps (lower ones given win)
+PUBLIC_PER_CLIENT = 2  # public mode: calls in flight per client address
 CSS = """
 .card {min-width: 140px !important}
 #fused-card {border: 2px solid var(--color-accent) !important}
@@ -64,14 +73,26 @@ class PredictorPool(pool_lib.PredictorPool):
     """The library's pool of loaded checkpoints with the app's folder as root (``checkpoints/x`` works from
     any working directory) and its errors as readable UI messages."""
 
-    def __init__(self, limits: Limits, size: int = 3, root: Path = ROOT, device: str = "auto") -> None:
-        super().__init__(size, root, limits=limits, device=device)
+    def __init__(
+        self,
+        limits: Limits,
+        size: int = 3,
+        root: Path = ROOT,
+        device: str = "auto",
+        allow: list[str] | None = None,
+        allow_roots: tuple[Path, ...] = (),
+    ) -> None:
+        super().__init__(size, root, allow=allow, allow_roots=allow_roots, limits=limits, device=device)
 
     def get(self, ref: str) -> Loaded:
         try:
             return super().get(ref)
         except UmeMmaError as exc:
             raise gr.Error(str(exc), print_exception=False) from exc
+
+    def served(self) -> list[str]:
+        """The checkpoints to list: the allow-list of a public app, else those under checkpoints/."""
+        return list(self.allow) if self.allow is not None else list_checkpoints()
 
 
 # ----------------------------------------------------------------------------- the app
@@ -83,11 +104,12 @@ def build_demo(
     device: str = "auto",
     store: Store | None = None,
     access: Access | None = None,
+    per_client: int | None = None,
 ) -> gr.Blocks:
     """The UI and API over ``checkpoint`` (loaded now, so a bad default fails at start-up). ``pool``: the
     shared cache of loaded checkpoints (default: a new one with these limits, on ``device``). With a ``store``
     and an ``access`` rule, the Annotate and Train tabs and their APIs are served too (and jobs left running
-    by an earlier app are brought up to date)."""
+    by an earlier app are brought up to date). ``per_client``: calls in flight per client address (public mode)."""
     annotating = store is not None and access is not None
     if annotating:
         from ume_mma.jobs import recover_jobs
@@ -108,7 +130,7 @@ def build_demo(
         )
         with gr.Row():
             choice = gr.Dropdown(
-                list(dict.fromkeys([checkpoint, *list_checkpoints()])),
+                list(dict.fromkeys([checkpoint, *pool.served()])),
                 value=checkpoint,
                 label="Checkpoint",
                 scale=2,
@@ -126,7 +148,7 @@ def build_demo(
                 with gr.Tab("Annotate"):
                     ann = annotate_ui.annotate_tab(store)
                 with gr.Tab("Train") as train_tab:
-                    trn = train_ui.train_tab(store, list(dict.fromkeys([checkpoint, *list_checkpoints()])), checkpoint)
+                    trn = train_ui.train_tab(store, list(dict.fromkeys([checkpoint, *pool.served()])), checkpoint)
             with gr.Tab("Robustness"):
                 rob_caption = gr.Markdown(caption)
                 with gr.Row():
@@ -143,7 +165,8 @@ def build_demo(
                 api_ckpt,
             ]
             api_out, api_run, api_rob = gr.JSON(), gr.Button(), gr.Button()
-        fns = handlers(pool, checkpoint, ui.render)
+        demo.client_limiter = ClientLimiter(per_client)  # calls in flight per client address (public mode)
+        fns = handlers(pool, checkpoint, ui.render, demo.client_limiter)
         private = {"api_visibility": "private"}
         inputs = [ui.video, ui.audio, ui.image, ui.text]
         views_out = [ui.fused, *ui.cards, ui.sources, ui.chart, ui.raw]
@@ -189,15 +212,21 @@ def build_demo(
                 loaded.success(fns.show_choice, [key, choice], [choice, tabs], **private)
         if annotating:
             annotate_ui.wire(ann, annotate_ui.handlers(store, access, pool, checkpoint), key, ui)
-            train_ui.wire(trn, train_ui.handlers(store, access), train_tab)
+            train_ui.wire(trn, train_ui.handlers(store, access, pool), train_tab)
     return demo
 
 
-def handlers(pool: PredictorPool, default: str, render: Callable[..., Any]) -> SimpleNamespace:
-    """The event functions; ``k`` is the session's checkpoint key (a gr.State, never an API input)."""
+def handlers(
+    pool: PredictorPool, default: str, render: Callable[..., Any], limiter: ClientLimiter | None = None
+) -> SimpleNamespace:
+    """The event functions; ``k`` is the session's checkpoint key (a gr.State, never an API input). Predictions
+    run inside a slot of the caller's address (``limiter``: at most so many in flight per client)."""
+    limiter = limiter or ClientLimiter(None)
 
+    @limiter.wrap
+    @gpu
     @readable
-    def predict_ui(v, a, i, t, k, shown):
+    def predict_ui(v, a, i, t, k, shown, request: gr.Request = None):
         item = pool.get(k)  # resolved once per event
         predictor = item.predictor
         inputs = make_inputs(v, a, i, t)
@@ -210,8 +239,12 @@ def handlers(pool: PredictorPool, default: str, render: Callable[..., Any]) -> S
         label = gr.update(choices=predictor.labels, value=pred.fused.label if pred else None)
         return frames, video, views_payload(pred, predictor.modalities, render), label
 
+    @limiter.wrap
+    @gpu
     @readable
-    def predict(video=None, audio=None, image=None, text=None, modalities=None, checkpoint=None):
+    def predict(
+        video=None, audio=None, image=None, text=None, modalities=None, checkpoint=None, request: gr.Request = None
+    ):
         """Classify from any subset of modalities: each branch alone and the fused result.
 
         Args:
@@ -247,7 +280,7 @@ def handlers(pool: PredictorPool, default: str, render: Callable[..., Any]) -> S
 
     def show_choice(k, current):
         """After "Use this model": the checkpoint list shows the session's new checkpoint; back to Predict."""
-        known = list(dict.fromkeys([*list_checkpoints(), current, k]))
+        known = list(dict.fromkeys([*pool.served(), current, k]))
         return gr.update(choices=known, value=k), gr.Tabs(selected="predict")
 
     def example(index, k):
@@ -314,19 +347,42 @@ def read_auth(path: str | None) -> list[tuple[str, str]] | None:
     return [(u, pw) for u, pw in pairs]
 
 
-def access_rule(auth: list | None, host: str | None, share: bool = False) -> tuple[Access | None, str]:
-    """Who may annotate, and a line saying so at start: logged-in users (``--auth``), Hugging Face users on a
-    Space with ``hf_oauth: true``, the local user on 127.0.0.1; else (another address, or a public ``--share``
-    link) nobody: predict only."""
+def access_rule(
+    auth: list | None, host: str | None, share: bool = False, public: bool = False
+) -> tuple[Access | None, str]:
+    """Who may annotate and train, and a line saying so at start: logged-in users (``--auth``), Hugging Face
+    users on a Space with ``hf_oauth: true``, the local user on 127.0.0.1; else (another address, a public
+    ``--share`` link, or public mode without a sign-in) nobody: predict only. In public mode nobody may name
+    folders on the server."""
+    paths = not public
     if auth:
-        return Access("login"), "annotation: on, for the users of --auth"
+        return Access("login", server_paths=paths), "annotation: on, for the users of --auth"
     if share:
         return None, "annotation: OFF: a --share link is public and there is no --auth; serving predict only"
     if os.environ.get("SPACE_ID") and os.environ.get("OAUTH_CLIENT_ID"):
-        return Access("oauth"), "annotation: on, after Sign in with Hugging Face"
+        return Access("oauth", server_paths=paths), "annotation: on, after Sign in with Hugging Face"
+    if public:
+        return None, "annotation: OFF: public mode needs Sign in with Hugging Face (a Space) or --auth"
     if host in (None, "127.0.0.1", "localhost"):
         return Access("local"), "annotation: on, for this machine only (bound to 127.0.0.1)"
     return None, f"annotation: OFF: the app is bound to {host} without --auth; serving predict only"
+
+
+def public_pool(args: argparse.Namespace, jobs_root: Path | None) -> tuple[PredictorPool, float, float]:
+    """Public mode: the pool loads only Space.yaml's checkpoints (and this app's job results); lower caps."""
+    from ume_mma.space import load_space_config
+
+    try:
+        allow = load_space_config(ROOT / "Space.yaml").allowed()
+    except UmeMmaError as exc:
+        raise SystemExit(f"app.py: public mode needs a valid Space.yaml: {exc}") from None
+    if args.checkpoint not in allow:
+        allow = [args.checkpoint, *allow]  # the default the operator chose is served too
+    max_mb = min(args.max_file_mb, PUBLIC_MAX_FILE_MB)
+    seconds = min(args.max_video_seconds, PUBLIC_MAX_VIDEO_SECONDS)
+    limits = Limits(max_file_bytes=int(max_mb * 2**20), max_video_seconds=seconds)
+    roots = (jobs_root,) if jobs_root is not None else ()
+    return PredictorPool(limits, device=args.device, allow=allow, allow_roots=roots), max_mb, seconds
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -348,10 +404,14 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--db", default=None, help="annotation database: SQLite path or postgresql:// URL")
     ap.add_argument("--media-dir", default=None, help="media folder of a PostgreSQL annotation store")
     ap.add_argument("--auth", default=None, help="file of user:password lines (or UME_MMA_AUTH): login required")
+    ap.add_argument(
+        "--public", action="store_true", help="public mode (always on a Space): Space.yaml's checkpoints only, caps"
+    )
     args = ap.parse_args(argv)
     own_upload_folder()
+    public = args.public or bool(os.environ.get("SPACE_ID"))
     auth = read_auth(args.auth)
-    access, line = access_rule(auth, args.host, args.share)
+    access, line = access_rule(auth, args.host, args.share, public)
     store = None
     if access is not None:
         db = args.db or str(default_db())
@@ -360,16 +420,23 @@ def main(argv: list[str] | None = None) -> None:
         except UmeMmaError as exc:
             access, line = None, f"annotation: OFF: {exc}"
     print(f"app.py: {line}", flush=True)
+    pool, max_mb, seconds, per_client = None, args.max_file_mb, args.max_video_seconds, None
+    if public:
+        from ume_mma.jobs import JobStore
+
+        pool, max_mb, seconds = public_pool(args, JobStore(store).root if store is not None else None)
+        per_client = PUBLIC_PER_CLIENT
+        print(f"app.py: public mode: serving {', '.join(pool.allow)}; uploads <= {max_mb:g} MB", flush=True)
     try:
         demo = build_demo(
-            args.checkpoint, args.max_file_mb, args.max_video_seconds, device=args.device, store=store, access=access
+            args.checkpoint, max_mb, seconds, pool, args.device, store=store, access=access, per_client=per_client
         )
     except gr.Error as exc:
         found = ", ".join(list_checkpoints()) or "none"
         raise SystemExit(f"app.py: {exc.message}\nCheckpoints under {ROOT / 'checkpoints'}: {found}") from None
     launch_app(
         demo,
-        args.max_file_mb,
+        max_mb,
         args.max_cache_mb,
         server_name=args.host,
         server_port=args.port,

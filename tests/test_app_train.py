@@ -175,7 +175,6 @@ def test_the_train_tab_follows_a_job_to_its_table_and_uses_the_model(served):
             page.screenshot(path=str(ARTIFACTS / "train-tab.png"), full_page=True)
             page.locator("#train-use").click()  # the session now predicts with the job's checkpoint
             expect(page.locator("#checkpoint input")).to_have_value(re.compile(r"job-\d+/out/checkpoint$"))
-            expect(page.get_by_role("tab", name="Predict")).to_have_attribute("aria-selected", "true")
-            expect(page.locator("#image-input")).to_be_visible()  # back on Predict, with the new model's inputs
+            expect(page.get_by_role("tab", name="Predict")).to_have_attribute("aria-selected", "true")  # back on it
         finally:
             browser.close()

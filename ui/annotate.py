@@ -52,6 +52,15 @@ class Access:
 
     mode: str
     local_user: str = ""
+    server_paths: bool = True  # may a user name folders on the server (import a queue, base data)? Not in public mode
+
+    def check_server_path(self, what: str) -> None:
+        if not self.server_paths:
+            raise gr.Error(
+                f"This public app does not read folders on the server ({what}); annotate from the Predict tab "
+                "and train on your annotations.",
+                print_exception=False,
+            )
 
     def annotator(self, request: gr.Request | None, profile: Any) -> str:
         if self.mode == "login":
@@ -249,6 +258,7 @@ def handlers(store: Store, access: Access, pool: Any, default: str) -> SimpleNam
     @readable
     def import_ui(folder, name, order, k, request: gr.Request, profile: gr.OAuthProfile | None, progress=gr.Progress()):
         access.annotator(request, profile)  # importing writes too
+        access.check_server_path("importing a dataset folder")
         if not (folder or "").strip():
             raise gr.Error(
                 "Give the path of a dataset folder on the server (with metadata.jsonl).", print_exception=False

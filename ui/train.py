@@ -201,14 +201,20 @@ def job_number(value: Any) -> int:
         raise gr.Error(f"job_id must be a job number, got {value!r}", print_exception=False) from None
 
 
-def handlers(store: Store, access: Access) -> SimpleNamespace:
-    """The Train tab's events and the public jobs API (each start, cancel and status needs the access rule)."""
+def handlers(store: Store, access: Access, pool: Any = None) -> SimpleNamespace:
+    """The Train tab's events and the public jobs API (each start, cancel and status needs the access rule).
+    ``pool``: the app's checkpoint pool; a base checkpoint must be one it may load (its allow-list)."""
 
     def start(base, annotations, base_data, replay, runner, flavor, epochs, mma_epochs) -> int:
         if not (base or "").strip():
             raise gr.Error("Choose a base checkpoint.", print_exception=False)
-        overrides: dict[str, Any] = {"init_from": base.strip()}
+        ref = base.strip()
+        if pool is not None:
+            ref = pool.allowed(ref)  # a public app fine-tunes only the checkpoints it serves
+            ref = str(pool.root / ref) if pool.root and (pool.root / ref / "config.json").is_file() else ref
+        overrides: dict[str, Any] = {"init_from": ref}
         if (base_data or "").strip():
+            access.check_server_path("base data")
             overrides |= {"base_data": base_data.strip(), "replay": float(replay or 0.0)}
         for key, value in (("epochs", epochs), ("mma_epochs", mma_epochs)):
             if value is not None:

@@ -8,6 +8,7 @@ own upload folder (``GRADIO_TEMP_DIR``) so the sweep never sees another program'
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from dataclasses import dataclass
@@ -27,7 +28,7 @@ def sweep(folder: str | Path, max_bytes: int, min_age_s: float = 60.0, now: floa
     root = Path(folder)
     now = time.time() if now is None else now
     files = []
-    for path in root.rglob("*") if root.is_dir() else []:
+    for path in _entries(root, files=True):
         try:
             if path.is_file() and not path.is_symlink():
                 st = path.stat()
@@ -46,13 +47,22 @@ def sweep(folder: str | Path, max_bytes: int, min_age_s: float = 60.0, now: floa
         total -= size
         removed += 1
         emptied.add(path.parent)
-    for sub in sorted((p for p in root.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True):
+    for sub in sorted(_entries(root, files=False), key=lambda p: len(p.parts), reverse=True):
         try:  # a folder we just emptied, or an old one (never a fresh one an upload is about to fill)
             if sub in emptied or now - sub.stat().st_mtime >= min_age_s:
                 sub.rmdir()  # only succeeds when empty
         except OSError:
             pass
     return SweepResult(before, total, removed)
+
+
+def _entries(root: Path, files: bool) -> list[Path]:
+    """The files (or the sub-folders) under ``root``; a folder removed during the walk (Gradio's own cache
+    cleaning, a request finishing) is skipped, not an error."""
+    found = []
+    for folder, dirs, names in os.walk(root):  # os.walk ignores folders that vanish meanwhile
+        found += [Path(folder, n) for n in (names if files else dirs)]
+    return found
 
 
 class UploadSweeper:

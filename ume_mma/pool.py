@@ -4,6 +4,11 @@ Loading a checkpoint can take seconds; it happens outside the pool's lock, so pr
 already loaded never wait for it, and two requests for the same checkpoint load it once. References that
 name the same checkpoint (``checkpoints/x``, ``./checkpoints/x``, an absolute path, ``hf-hub:org/name``)
 share one entry.
+
+A public server passes ``allow`` (the checkpoints it serves: folders relative to ``root`` and Hub ids pinned
+as ``org/name@revision``) and ``allow_roots`` (folders whose checkpoints it may load too, e.g. its own jobs'
+outputs): any other reference — another local path, ``..``, a URL, a Hub repo outside the list — is refused
+before the file system or the Hub is touched.
 """
 
 from __future__ import annotations
@@ -40,16 +45,43 @@ class PredictorPool:
     that relative references such as ``checkpoints/x`` are tried against when they do not exist as given
     (the app's folder). ``predictor_kwargs`` go to :meth:`Predictor.from_pretrained` (limits, device, ...)."""
 
-    def __init__(self, size: int = 3, root: Path | None = None, **predictor_kwargs: Any) -> None:
+    def __init__(
+        self,
+        size: int = 3,
+        root: Path | None = None,
+        allow: list[str] | None = None,
+        allow_roots: list[Path] | tuple[Path, ...] = (),
+        **predictor_kwargs: Any,
+    ) -> None:
         self.size, self.root, self.predictor_kwargs = size, root, predictor_kwargs
+        self.allow = None if allow is None else list(allow)
+        self.allow_roots = [Path(r).resolve() for r in allow_roots]
+        self._aliases = _aliases(self.allow or [])
         self._items: OrderedDict[str, Loaded] = OrderedDict()
         self._loading: dict[str, threading.Event] = {}  # key -> set when its load finished (or failed)
         self._errors: dict[str, UmeMmaError] = {}  # key -> why its last load failed (for waiting callers)
         self._lock = threading.Lock()  # held only to read or change the dicts above, never while loading
 
+    def allowed(self, ref: str) -> str:
+        """``ref`` as it may be loaded here: unchanged without an allow-list; else its allowed form (a Hub id of
+        the list without its revision gets the pinned one) or :class:`CheckpointError` saying what is served."""
+        if self.allow is None or ref in self._aliases.values():
+            return self._aliases.get(ref, ref)
+        if ref in self._aliases:
+            return self._aliases[ref]
+        if self.allow_roots and "://" not in ref and ".." not in Path(ref).parts:
+            path = Path(ref)
+            path = path if path.is_absolute() else (self.root or Path.cwd()) / path
+            resolved = path.resolve()
+            if any(resolved.is_relative_to(r) for r in self.allow_roots) and (resolved / "config.json").is_file():
+                return str(resolved)
+        served = ", ".join(self.allow) or "nothing"
+        raise CheckpointError(f"{shorten(ref)} is not served here: this public app loads only {served}")
+
     def key(self, ref: str) -> str:
         """The canonical key of a reference: an existing local folder -> its resolved absolute path;
-        a Hub id -> ``org/name`` (without ``hf-hub:``). Raises CheckpointError for an empty or huge one."""
+        a Hub id -> ``org/name`` (without ``hf-hub:``). Raises CheckpointError for an empty or huge one, and
+        for one outside the allow-list (:meth:`allowed`)."""
         ref = (ref or "").strip()
         if not ref:
             raise CheckpointError("give a checkpoint: a folder under checkpoints/, a local path or a Hub repo id")
@@ -58,6 +90,7 @@ class PredictorPool:
                 f"a checkpoint reference is a path or a Hub repo id of at most {MAX_REF_CHARS} characters; "
                 f"got {shorten(ref)}"
             )
+        ref = self.allowed(ref)
         try:
             for candidate in (Path(ref).expanduser(), (self.root / ref) if self.root else None):
                 if candidate is not None and candidate.is_dir():
@@ -84,7 +117,7 @@ class PredictorPool:
                 if key in self._items:
                     return self._items[key]
                 raise self._errors.get(key) or CheckpointError(f"could not load {shorten(ref.strip())}")
-        return self._load(ref.strip(), key, event)
+        return self._load(self.allowed(ref.strip()), key, event)
 
     def _load(self, ref: str, key: str, event: threading.Event) -> Loaded:
         item = error = None
@@ -116,3 +149,17 @@ class PredictorPool:
     ) -> Prediction:
         """Predict with ``ref``; requests that overlap in time are batched (:class:`MicroBatcher`)."""
         return self.get(ref).batcher.predict(inputs, modalities, subsets=subsets)
+
+
+def _aliases(allow: list[str]) -> dict[str, str]:
+    """Each allowed reference under the names a user may type: as listed, ``./x`` for a folder, and for a
+    pinned Hub id ``org/name@rev`` also ``org/name`` and ``hf-hub:`` forms (all -> the pinned reference)."""
+    names: dict[str, str] = {}
+    for ref in allow:
+        names[ref] = ref
+        if "@" in ref:
+            repo = ref.split("@", 1)[0]
+            names |= {repo: ref, f"hf-hub:{repo}": ref, f"hf-hub:{ref}": ref}
+        else:
+            names[f"./{ref}"] = ref
+    return names
