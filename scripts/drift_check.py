@@ -1,5 +1,6 @@
 """Drift check: how a calibrated checkpoint's reliability scores and reliability-aware fusion behave when one
-modality's inputs are replaced by drifted versions (noise, inverted, rotated, blurred images; noise audio).
+modality's inputs are replaced by drifted versions (noise, inverted, rotated, blurred, thick-stroke and shrunk
+images; noise audio; gibberish text).
 
     python scripts/drift_check.py BASE_CHECKPOINT CALIBRATED_CHECKPOINT DATA_DIR [--split test] [--limit N]
 
@@ -62,6 +63,7 @@ DRIFTS: dict[str, dict[str, Callable]] = {
         "shrunk": lambda im: _shrunk(im),
     },
     "audio": {"noise": _noise_audio},
+    "text": {"gibberish": lambda text: "".join(RNG.choice(list("qxzjkvwy "), size=max(8, len(text))))},
 }
 
 
