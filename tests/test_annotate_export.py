@@ -12,7 +12,7 @@ import pytest
 from tests.tiny import make_tiny_dataset
 from ume_mma.annotate import AnnotationQueue, export, import_dataset, open_store, predict_queue, push_dataset
 from ume_mma.annotate.__main__ import APP_DIR, default_db, main
-from ume_mma.annotate.export import annotation_counts, split_of
+from ume_mma.annotate.export import annotation_counts, assign_splits, split_of
 from ume_mma.data.format import load_dataset
 from ume_mma.errors import InputError
 from ume_mma.predictor import Predictor
@@ -115,6 +115,17 @@ def test_split_of_is_seeded_and_follows_the_fractions():
     assert {split_of(k, 0, (0, 0, 1)) for k in keys} == {"test"}
     with pytest.raises(InputError, match="fractions"):
         split_of("g", 0, (0.5, 0.5, 0.5))
+
+
+def test_assign_splits_gives_every_split_a_group_when_it_can():
+    many = [f"group-{i}" for i in range(200)]
+    assert assign_splits(many, 0) == {k: split_of(k, 0) for k in many}, "enough groups: the plain hash split"
+    few = [k for k in many if split_of(k, 0) == "train"][:5]  # five groups that all hash to train
+    splits = assign_splits(few + few[:2], 0)  # repeated keys are one group
+    assert sorted(splits) == sorted(few) and set(splits.values()) == {"train", "val", "test"}
+    assert assign_splits(list(reversed(few)), 0) == splits, "the order of the rows does not matter"
+    assert set(assign_splits(few[:2], 0).values()) == {"train"}, "too few groups for three splits: hash only"
+    assert set(assign_splits(few, 0, (1.0, 0.0, 0.0)).values()) == {"train"}
 
 
 def test_push_dataset_uploads_with_the_token_from_the_environment(tmp_path, monkeypatch):

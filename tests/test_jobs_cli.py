@@ -99,6 +99,7 @@ BAD = {
     "a wrong type": (["epochs=many"], "expected int, got 'many'"),
     "a base checkpoint that does not exist": (["init_from=/no/such/checkpoint"], "does not load"),
     "replay without base data": (["replay=0.3"], "needs base_data"),
+    "a priority out of range": (["--nice", "30"], "runner option 'nice' must be an integer 0..19"),
 }
 
 

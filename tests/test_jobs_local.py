@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 from pathlib import Path
@@ -14,8 +15,8 @@ import torch
 from tests.jobsutil import job_overrides, make_base, make_data, wait_for
 from ume_mma.annotate import open_store
 from ume_mma.jobs import JobStore, cancel_job, job_status, list_jobs, recover_jobs, resume_job, start_job
-from ume_mma.jobs.local import group_alive
-from ume_mma.jobs.store import FINISHED
+from ume_mma.jobs.local import DEFAULT_NICE, default_threads, group_alive
+from ume_mma.jobs.store import FINISHED, JobError
 
 CPU = {"device": "cpu"}
 LONG = 30  # epochs of each uni-modal phase (90 steps): a cancel after epoch 1 lands far before the end
@@ -84,6 +85,26 @@ def test_a_tiny_job_runs_end_to_end_in_its_own_process(done):
     assert not [p for p in folder.parent.iterdir() if p.name.startswith(".")], "no temporary folder is left"
     (row,) = [r for r in list_jobs(store) if r["id"] == done.job_id]
     assert row["state"] == "succeeded" and row["test_full"] == status["after"]["full"]
+
+
+def test_a_job_runs_nicer_and_on_fewer_threads_than_the_app(done):
+    """The runner's defaults reach the training process: lower priority, every CPU but one (what the trainer
+    itself reports in its start line, read from its progress file: not a timing)."""
+    store = open_store(done.db)
+    status = job_status(store, done.job_id)
+    assert status["options"]["nice"] == DEFAULT_NICE and status["options"]["threads"] == default_threads()
+    lines = (Path(status["out_dir"]).parent / "progress.jsonl").read_text().splitlines()
+    (start,) = [event for event in map(json.loads, lines) if event["event"] == "start"]
+    assert start["nice"] == os.nice(0) + DEFAULT_NICE, "the training process runs nicer than its caller"
+    assert start["threads"] == default_threads()
+
+
+def test_bad_runner_options_are_refused_before_anything_is_written(done, tmp_path):
+    store = open_store(tmp_path / "c.db")
+    for bad in ({"nice": 25}, {"nice": -1}, {"threads": 0}, {"threads": "2"}):
+        with pytest.raises(JobError, match="runner option"):
+            start_job(store, job_overrides(done.tmp, done.base, done.data), options={**CPU, **bad})
+    assert list_jobs(store) == []
 
 
 def test_a_second_job_on_a_busy_device_is_queued_then_runs(done, tmp_path):

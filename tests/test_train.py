@@ -89,6 +89,13 @@ def test_choose_ume_mma(full, chosen):
     assert choose_ume_mma(full) == chosen
 
 
+def test_a_fine_tune_of_an_mma_checkpoint_keeps_mma_on_a_tie():
+    assert choose_ume_mma({"ume": 0.8, "mma": 0.8}, tie="mma") == "mma"
+    assert choose_ume_mma({"ume": 0.8, "mma": 0.6}, tie="mma") == "ume", "a tie rule, not a preference"
+    assert choose_ume_mma({"ume": float("nan"), "mma": float("nan")}, tie="mma") == "ume"
+    assert choose_ume_mma({"ume": 0.8, "mma": 0.8}, tie="ume") == "ume"
+
+
 def test_choose_ume_mma_refuses_runs_without_ume_and_mma():
     for full in ({"audio-only": 0.5, "image-only": 0.9}, {"ume": 0.5}, {}):
         with pytest.raises(ValueError, match="UME-MMA needs"):

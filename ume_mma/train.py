@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -45,17 +46,23 @@ from ume_mma.trainconfig import ConfigError, TrainConfig, load_config
 from ume_mma.trainloop import PhaseTrainer, Split
 
 BASE_TEST = "base:test"  # a fine-tune's extra evaluation split: the base data's test split
-CHOICE_RULE = "UME-MMA keeps MMA where it beats UME on full-modality validation, else UME"
+CHOICE_RULE = (
+    "UME-MMA keeps MMA where it beats UME on full-modality validation, else UME "
+    "(a fine-tune of an MMA checkpoint keeps MMA on a tie)"
+)
 
 
-def choose_ume_mma(full_accuracy: dict[str, float]) -> str:
+def choose_ume_mma(full_accuracy: dict[str, float], tie: str = "ume") -> str:
     """The UME-MMA choice from full-modality validation accuracies (model name -> accuracy).
 
-    ``mma`` only when it is strictly better than ``ume`` (a tie keeps UME, which needs no fusion
-    training). A single-modality run has neither: its one uni-modal model (``<m>-only``) is the choice.
+    ``mma`` only when it is strictly better than ``ume``; a tie keeps ``tie``: UME, which needs no fusion
+    training, or (a fine-tune) the base checkpoint's own fusion, which was chosen on the base's whole validation
+    set (a fine-tune on a few annotations validates on a handful of items, where ties are common). A
+    single-modality run has neither: its one uni-modal model (``<m>-only``) is the choice.
     """
     if "ume" in full_accuracy and "mma" in full_accuracy:
-        return "mma" if full_accuracy["mma"] > full_accuracy["ume"] else "ume"
+        mma, ume = full_accuracy["mma"], full_accuracy["ume"]
+        return "mma" if mma > ume or (mma == ume and tie == "mma") else "ume"
     if len(full_accuracy) == 1 and next(iter(full_accuracy)).endswith("-only"):
         return next(iter(full_accuracy))
     raise ValueError(f"UME-MMA needs 'ume' and 'mma' or a single uni-modal model, got {sorted(full_accuracy)}")
@@ -250,8 +257,10 @@ def _run(cfg: TrainConfig, resume: bool, device: str, progress: str | Path | Non
     if job.accelerator.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
         (out / "train_config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
-    rows = len(job.targets[cfg.train_split])
-    job.progress.write("start", resume=resume, finetune=bool(job.finetune), train_rows=rows, phases=planned_phases(job))
+    job.progress.write(
+        "start", resume=resume, finetune=bool(job.finetune), train_rows=len(job.targets[cfg.train_split]),
+        phases=planned_phases(job), threads=torch.get_num_threads(), nice=os.nice(0) if hasattr(os, "nice") else None,
+    )  # fmt: skip
     if job.finetune:
         job.finetune.before = job.evaluate(job.finetune.base, cfg.test_split)
         job.progress.write("eval", name="before", accuracy=job.finetune.before["accuracy"])
@@ -261,7 +270,8 @@ def _run(cfg: TrainConfig, resume: bool, device: str, progress: str | Path | Non
     models = train_models(job)
     val = {name: job.evaluate(m, cfg.val_split) for name, m in models.items()}
     test = {name: job.evaluate(m, cfg.test_split) for name, m in models.items()}
-    chosen = choose_ume_mma({name: v["accuracy"]["full"] for name, v in val.items()})
+    tie = job.finetune.base.config.fusion if job.finetune else "ume"  # a fine-tune's tie keeps the base's fusion
+    chosen = choose_ume_mma({name: v["accuracy"]["full"] for name, v in val.items()}, tie)
     test["ume-mma"] = test[chosen]
     final, calibration = job.calibrate(models[chosen])
     saved = "reliability" if calibration["adopted"] else chosen

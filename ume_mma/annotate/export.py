@@ -4,13 +4,17 @@ read, and push it to the Hugging Face Hub as a dataset repo.
 One line per annotation (undone ones are left out): ``label``, the media files (copied once each, by
 content, under ``media/``), ``text``, ``split``, ``group`` and ``id`` = the annotation id; ``meta`` keeps
 annotator, time, flags, note, checkpoint and what the model predicted. Splits come from a seeded hash of
-the group (or of the sample's content when it has no group), so a group never straddles two splits.
+the group (or of the sample's content when it has no group), so a group never straddles two splits. A small
+export whose hash leaves a split empty (a few groups: training refuses a dataset without train, val and test)
+moves, for each empty split, the group whose hash is nearest that split's range into it (from the split that has
+the most groups), when there are enough groups for every split.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import itertools
 import os
 import shutil
 import tempfile
@@ -37,17 +41,51 @@ class ExportResult:
     annotators: dict[str, int]
 
 
-def split_of(key: str, seed: int, fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)) -> str:
-    """The split of a group: a seeded SHA-256 of ``key`` mapped to [0, 1) and cut at the fractions."""
+def _check_fractions(fractions: tuple[float, ...]) -> None:
     if len(fractions) != 3 or min(fractions) < 0 or abs(sum(fractions) - 1.0) > 1e-6:
         raise InputError(f"split fractions must be 3 non-negative numbers summing to 1, got {fractions}")
-    u = int(hashlib.sha256(f"{seed}\x00{key}".encode()).hexdigest()[:16], 16) / 2**64
-    edge = 0.0
+
+
+def _unit(key: str, seed: int) -> float:
+    """A seeded SHA-256 of ``key`` mapped to [0, 1)."""
+    return int(hashlib.sha256(f"{seed}\x00{key}".encode()).hexdigest()[:16], 16) / 2**64
+
+
+def split_of(key: str, seed: int, fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)) -> str:
+    """The split of a group: a seeded SHA-256 of ``key`` mapped to [0, 1) and cut at the fractions."""
+    _check_fractions(fractions)
+    u, edge = _unit(key, seed), 0.0
     for name, share in zip(SPLITS, fractions, strict=True):
         edge += share
         if u < edge:
             return name
     return SPLITS[-1]
+
+
+def assign_splits(
+    keys: list[str], seed: int, fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
+) -> dict[str, str]:
+    """Group -> split by :func:`split_of`; then every split with a positive fraction that got no group takes
+    the group (of the split with the most groups, which keeps at least one) whose hash is nearest its range.
+    Needs at least as many groups as such splits; with fewer, the plain hash split is returned."""
+    _check_fractions(fractions)
+    out = {k: split_of(k, seed, fractions) for k in dict.fromkeys(keys)}
+    wanted = [s for s, share in zip(SPLITS, fractions, strict=True) if share > 0]
+    if len(out) < len(wanted):
+        return out
+    edges = dict(zip(SPLITS, zip([0.0, *itertools.accumulate(fractions)], itertools.accumulate(fractions))))
+    for split in wanted:
+        if split in out.values():
+            continue
+        sizes = Counter(out.values())
+        donor = max((s for s in sizes if sizes[s] > 1), key=lambda s: (sizes[s], -SPLITS.index(s)))
+        lo, hi = edges[split]
+        key = min(
+            (k for k, s in out.items() if s == donor),
+            key=lambda k: min(abs(_unit(k, seed) - lo), abs(_unit(k, seed) - hi)),
+        )
+        out[key] = split
+    return out
 
 
 def _rows(store: Store, queue: str | None) -> list[Mapping[str, Any]]:
@@ -97,6 +135,7 @@ def export(
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
         samples = []
+        splits = assign_splits([row["group"] or row["content_key"] for row in rows], seed, fractions)
         for row in rows:
             files = {}
             for m in FILE_MODALITIES:
@@ -105,7 +144,7 @@ def export(
                     if not target.exists():
                         _copy(store, row[m], target)
                     files[m] = f"{MEDIA}/{row[m]}"
-            split = split_of(row["group"] or row["content_key"], seed, fractions)
+            split = splits[row["group"] or row["content_key"]]
             samples.append(Sample(label=row["label"], text=row["text"], split=split, group=row["group"],
                                   id=row["id"], meta=_meta(row), **files))  # fmt: skip
         write_dataset(tmp, samples)
@@ -125,11 +164,13 @@ def annotation_counts(
     store: Store, queue: str | None = None, seed: int = 0, fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
 ) -> dict[str, dict[str, int]]:
     """What :func:`export` would write, counted without writing: label -> split -> number of annotations
-    (current ones, of ``queue`` or of every queue), with the same seeded split per group."""
+    (current ones, of ``queue`` or of every queue), with the same splits per group (:func:`assign_splits`)."""
+    rows = _rows(store, queue)
+    splits = assign_splits([row["group"] or row["content_key"] for row in rows], seed, fractions)
     counts: dict[str, dict[str, int]] = {}
-    for row in _rows(store, queue):
+    for row in rows:
         per = counts.setdefault(row["label"], dict.fromkeys(SPLITS, 0))
-        per[split_of(row["group"] or row["content_key"], seed, fractions)] += 1
+        per[splits[row["group"] or row["content_key"]]] += 1
     return dict(sorted(counts.items()))
 
 

@@ -1,5 +1,7 @@
 """``python -m ume_mma.data build av-digits OUT [--setting clean|hard] [--seed N] [--limit N]``,
 ``python -m ume_mma.data build emoji-vl OUT [--seed N] [--limit N]``,
+``python -m ume_mma.data build av-digits-shift OUT [--shift image|audio|both] [--seed N] [--limit N]``
+(the av-digits pairs under a shift the shipped checkpoint never saw: pool/held-out parts),
 ``python -m ume_mma.data validate DIR``."""
 
 from __future__ import annotations
@@ -44,11 +46,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     sub = parser.add_subparsers(dest="command", required=True)
     build = sub.add_parser("build", help="build a benchmark folder from offline sources")
-    build.add_argument("benchmark", choices=["av-digits", "emoji-vl"])
+    build.add_argument("benchmark", choices=["av-digits", "emoji-vl", "av-digits-shift"])
     build.add_argument("out", help="output folder (replaced if it is already a dataset)")
     build.add_argument("--setting", choices=["clean", "hard"], default="clean", help="av-digits only")
+    build.add_argument(
+        "--shift", choices=["image", "audio", "both"], default=None, help="av-digits-shift only (default: both)"
+    )
     build.add_argument("--seed", type=int, default=0)
-    build.add_argument("--limit", type=int, default=None, help="av-digits: rows per split; emoji-vl: number of emoji")
+    build.add_argument(
+        "--limit", type=int, default=None, help="av-digits(-shift): rows per split; emoji-vl: number of emoji"
+    )
     build.add_argument("--quiet", action="store_true", help="no progress bars")
     val = sub.add_parser("validate", help="check a dataset folder and print counts")
     val.add_argument("folder")
@@ -58,7 +65,15 @@ def main(argv: list[str] | None = None) -> int:
             print(_summary(args.folder))
             return 0
         t0 = time.time()
-        if args.benchmark == "av-digits":
+        if args.shift is not None and args.benchmark != "av-digits-shift":
+            parser.error("--shift applies to av-digits-shift only")
+        if args.benchmark == "av-digits-shift":
+            if args.setting != "clean":
+                parser.error("--setting applies to av-digits only")
+            from ume_mma.data.shift import build_shift
+
+            out = build_shift(args.out, shift=args.shift or "both", seed=args.seed, limit=args.limit)
+        elif args.benchmark == "av-digits":
             from ume_mma.data.av_digits import build_av_digits
 
             limits = None if args.limit is None else dict.fromkeys(SPLITS, args.limit)

@@ -1,7 +1,8 @@
 """Command line of fine-tuning jobs.
 
     python -m ume_mma.jobs start [CONFIG] [key=value ...] [--runner local|hf] [--device auto|cpu|cuda]
-                                 [--annotations [QUEUE]] [--flavor F] [--image I] [--data-repo R] [--model-repo R]
+                                 [--nice N] [--threads N] [--annotations [QUEUE]]
+                                 [--flavor F] [--image I] [--data-repo R] [--model-repo R]
     python -m ume_mma.jobs status JOB_ID [--json]
     python -m ume_mma.jobs cancel JOB_ID
     python -m ume_mma.jobs resume JOB_ID
@@ -38,6 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
     start.add_argument("items", nargs="*", help="[CONFIG] then key=value overrides (init_from=..., data=...)")
     start.add_argument("--runner", default="local", help="local (this machine) or hf (Hugging Face Jobs)")
     start.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="local runner device")
+    start.add_argument("--nice", type=int, default=None, help="local runner: priority increment (default 10)")
+    start.add_argument("--threads", type=int, default=None, help="local runner on a CPU: threads (default CPUs-1)")
     start.add_argument("--annotations", nargs="?", const=True, metavar="QUEUE", help="train on the store's labels")
     for name in ("flavor", "image", "namespace", "data-repo", "model-repo"):
         start.add_argument(f"--{name}", default=None, help=f"hf runner: {name}")
@@ -121,6 +124,8 @@ def _start(store: Any, args: argparse.Namespace) -> int:
     items = list(args.items)
     config = items.pop(0) if items and "=" not in items[0] else None
     options = {"device": args.device} if args.runner == "local" else {}
+    if args.runner == "local":
+        options |= {k: getattr(args, k) for k in ("nice", "threads") if getattr(args, k) is not None}
     for key in ("flavor", "image", "namespace", "data_repo", "model_repo"):
         if getattr(args, key):
             options[key] = getattr(args, key)

@@ -8,6 +8,11 @@ accelerate.commands.launch --num_processes N [--multi_gpu] -m ume_mma.train CONF
 module form of ``accelerate launch``) on N GPUs. Cancel sends SIGTERM to the process group: the trainer saves
 its state at the next step boundary. A running job whose process group is gone (the machine restarted, the
 supervisor was killed) is marked ``interrupted`` by :meth:`LocalRunner.refresh`.
+
+A job shares the machine with the app that serves predictions, so it yields: its processes run ``nice``-r
+(option ``nice``, an increment like the ``nice`` command, default :data:`DEFAULT_NICE`) and, on a CPU, with
+``threads`` torch/OpenMP threads (default: every CPU but one, so the app keeps a core). Both are recorded in
+the job's options, and the trainer reports what it got in its ``start`` progress line.
 """
 
 from __future__ import annotations
@@ -24,12 +29,29 @@ import sqlalchemy as sa
 import ume_mma
 from ume_mma.annotate.schema import jobs as jobs_table
 from ume_mma.jobs.runners import Runner, register_runner
+from ume_mma.jobs.store import JobError
 
 PACKAGE_PARENT = Path(ume_mma.__file__).resolve().parents[1]
 PROGRESS = "progress.jsonl"
 TRAIN_LOG = "train.log"
 SUPERVISOR_LOG = "supervisor.log"
 ENV_DB, ENV_MEDIA, ENV_ROOT = "UME_MMA_JOBS_DB", "UME_MMA_JOBS_MEDIA", "UME_MMA_JOBS_ROOT"
+DEFAULT_NICE = 10
+THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def default_threads() -> int:
+    """Training threads of a CPU job by default: every CPU but one (at least one)."""
+    return max(1, (os.cpu_count() or 1) - 1)
+
+
+def _check_int(options: dict[str, Any], key: str, low: int, high: int | None) -> None:
+    value = options.get(key)
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < low or (high is not None and value > high):
+        bounds = f"{low}..{high}" if high is not None else f">= {low}"
+        raise JobError(f"runner option {key!r} must be an integer {bounds}, got {value!r}")
 
 
 def train_command(job: dict[str, Any], folder: Path) -> list[str]:
@@ -96,6 +118,19 @@ class LocalRunner(Runner):
 
         return "cuda" if torch.cuda.is_available() else "cpu"
 
+    def check(self, options: dict[str, Any]) -> None:
+        """``nice`` is an integer 0..19 and ``threads`` a positive integer (either may be absent)."""
+        _check_int(options, "nice", 0, 19)
+        _check_int(options, "threads", 1, None)
+
+    def prepare(self, job: dict[str, Any]) -> dict[str, Any]:
+        """The priority and (on a CPU) the thread count the job will run with, defaults filled in."""
+        options = job["options"]
+        out = {"nice": DEFAULT_NICE if options.get("nice") is None else options["nice"]}
+        if job["device"] == "cpu":
+            out["threads"] = options.get("threads") or default_threads()
+        return out
+
     def dispatch(self, device: str) -> int | None:
         """When ``device`` is free, start its oldest queued job (claimed and spawned in one transaction, so
         a job is never running without its process recorded). Returns the started job's id."""
@@ -126,6 +161,8 @@ class LocalRunner(Runner):
         env[ENV_DB] = store.engine.url.render_as_string(hide_password=False)  # not on the command line
         env[ENV_MEDIA], env[ENV_ROOT] = str(store.media.root), str(self.jobs.root)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PACKAGE_PARENT), env.get("PYTHONPATH")]))
+        if job["options"].get("threads"):
+            env.update(dict.fromkeys(THREAD_VARS, str(job["options"]["threads"])))
         with (folder / SUPERVISOR_LOG).open("ab") as log:
             cmd = [sys.executable, "-m", "ume_mma.jobs.supervisor", str(job["id"])]
             return subprocess.Popen(

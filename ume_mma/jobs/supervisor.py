@@ -49,6 +49,12 @@ def outcome(jobs: JobStore, job_id: int, rc: int, stopped: bool) -> tuple[str, d
     return "failed", {"error": error_line(folder / TRAIN_LOG)}
 
 
+def lower_priority(increment: int) -> None:
+    """Make this process (and the children it starts) ``increment`` nicer; a no-op where ``os.nice`` is absent."""
+    if increment > 0 and hasattr(os, "nice"):
+        os.nice(increment)
+
+
 def run_job(jobs: JobStore, job_id: int) -> int:
     """Run the job if it is running with this process recorded as its own; record the outcome."""
     stop = StopRequest().install()  # SIGTERM (a cancel) reaches the trainer too: it saves its state and exits
@@ -57,6 +63,7 @@ def run_job(jobs: JobStore, job_id: int) -> int:
         return 0  # not ours (the dispatcher's transaction failed): do nothing
     folder = jobs.folder(job_id)
     rc = -signal.SIGTERM
+    lower_priority(job["options"].get("nice") or 0)  # the training process inherits it
     if not stop.requested:
         with (folder / TRAIN_LOG).open("ab") as log:
             proc = subprocess.Popen(train_command(job, folder), cwd=folder, stdin=subprocess.DEVNULL, stdout=log,
