@@ -297,3 +297,9 @@ def test_calibrate_cli_writes_a_checkpoint_that_reports_reliability(tiny, tmp_pa
     assert branches["image"]["off_distribution"] is True and branches["image"]["reliability"] < 0.5
     assert branches["audio"]["off_distribution"] is False and 0 < branches["audio"]["calibrated_confidence"] <= 1
     assert calibrate_main([str(tmp_path / "base"), str(tmp_path), "--out", str(tmp_path / "x")]) == 1
+
+
+def test_a_given_alpha_is_used_and_recorded_as_not_fitted(tiny):
+    model, record = calibrate(tiny.model, tiny.sets["train"], tiny.sets["val"], alpha=1.0)
+    assert model.config.fusion == "reliability" and model.config.reliability["alpha"] == 1.0
+    assert record["alpha_given"] is True and record["alpha"] == 1.0 and record["tolerance"] == 0.0

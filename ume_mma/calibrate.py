@@ -135,10 +135,15 @@ def synthetic_drift(feats: torch.Tensor, targets: torch.Tensor, g: torch.Generat
 
 @torch.no_grad()
 def choose_alpha(
-    model: MultiModalModel, val: FeatureSet, seed: int = 0, alphas: tuple[float, ...] = ALPHAS
+    model: MultiModalModel,
+    val: FeatureSet,
+    seed: int = 0,
+    alphas: tuple[float, ...] = ALPHAS,
+    tolerance: float = 0.0,
 ) -> tuple[float, dict[str, Any]]:
     """The ``alpha`` of the reliability-aware version of ``model`` (which has reliability statistics), chosen on
-    ``val`` as in this module's docstring. Returns ``(alpha, {str(alpha): {"full", "drift": {m: acc}}})``."""
+    ``val`` as in this module's docstring; ``tolerance``: how much full-modality validation accuracy (0..1) a value
+    may lose against the base's (default none). Returns ``(alpha, {str(alpha): {"full", "drift": {m: acc}}})``."""
     mods = [m for m in model.modalities if m in val.feats and m in model.reliability]
     full_rows = torch.stack([val.present[m].bool().cpu() for m in model.modalities]).all(0)
     if len(mods) < 2 or int(full_rows.sum()) < 2:
@@ -159,7 +164,7 @@ def choose_alpha(
         drift = {m: sum(acc[m, s] for s in DRIFT_SCALES) / len(DRIFT_SCALES) for m in mods}
         table[str(a)] = {"full": full, "drift": drift}
     base = table[str(alphas[0])]["full"] if alphas[0] == 0 else None
-    ok = [a for a in alphas if base is None or table[str(a)]["full"] >= base]
+    ok = [a for a in alphas if base is None or table[str(a)]["full"] >= base - tolerance - 1e-9]
     best = max(ok, key=lambda a: (round(sum(table[str(a)]["drift"].values()), 9), a))
     table["drift_auroc"] = {}
     for m, s in drifted:  # how well the reliability tells real validation features from drifted ones
@@ -178,10 +183,14 @@ def calibrate(
     rank: int = RANK,
     cross_fit: bool = False,
     fitted_on: dict[str, Any] | None = None,
+    tolerance: float = 0.0,
+    alpha: float | None = None,
 ) -> tuple[MultiModalModel, dict[str, Any]]:
     """``model`` with calibration and reliability fitted (see the module docstring) and its record (for
     ``metrics.json``). ``fusion``: ``auto`` adopts the reliability-aware mode when validation picks
-    ``alpha > 0`` (else the base mode); ``keep`` keeps the model's fusion (and a ``reliability`` model's alpha)."""
+    ``alpha > 0`` (else the base mode); ``keep`` keeps the model's fusion (and a ``reliability`` model's alpha).
+    ``tolerance``: see :func:`choose_alpha`; ``alpha``: use this value instead of choosing one (recorded as
+    ``"alpha_given"``: not fitted)."""
     branches, stats, report = fit_branches(model, stats_set, val, rank, cross_fit)
     fitted_on = dict(fitted_on or {}) | {"n_stats": len(stats_set.targets), "n_val": len(val.targets)}
     calibrated = attach(model, branches, stats, fitted_on, base_mode(model) if fusion == "auto" else None)
@@ -189,8 +198,10 @@ def calibrate(
     if fusion != "auto":
         record |= {"adopted": calibrated.config.fusion == "reliability", "alpha": None}
         return calibrated, record
-    alpha, table = choose_alpha(calibrated, val, seed)
-    record |= {"alpha": alpha, "alphas": table, "adopted": alpha > 0}
+    chosen, table = choose_alpha(calibrated, val, seed, tolerance=tolerance)
+    alpha = chosen if alpha is None else float(alpha)
+    record |= {"alpha": alpha, "alphas": table, "adopted": alpha > 0, "tolerance": tolerance}
+    record |= {"alpha_given": alpha != chosen} if alpha != chosen else {}
     if alpha > 0:
         calibrated = attach(calibrated, branches, stats, fitted_on, "reliability", alpha)
     return calibrated, record
@@ -256,6 +267,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--test-split", default="test", help="evaluate before and after there ('none': skip)")
     ap.add_argument("--test-meta", nargs="*", default=[], metavar="KEY=VALUE", help="keep test rows whose meta match")
     ap.add_argument("--rank", type=int, default=RANK)
+    ap.add_argument("--tolerance", type=float, default=0.0, help="validation accuracy alpha may cost (0..1)")
+    ap.add_argument("--alpha", type=float, default=None, help="use this alpha instead of choosing it (not fitted)")
     ap.add_argument("--limit", type=int, default=None, help="at most this many samples per split")
     ap.add_argument("--cache-dir", default="~/.cache/ume_mma/features", help="feature cache ('' to disable)")
     ap.add_argument("--seed", type=int, default=0)
@@ -280,7 +293,7 @@ def main(argv: list[str] | None = None) -> int:
         fitted_on = {"data": str(args.data), "stats": args.stats_split, "val": args.split, "from": str(args.checkpoint)}
         new, record = calibrate(
             model, sets[args.stats_split], sets[args.split], args.seed, args.fusion, args.rank,
-            cross_fit=args.split == args.stats_split, fitted_on=fitted_on,
+            cross_fit=args.split == args.stats_split, fitted_on=fitted_on, tolerance=args.tolerance, alpha=args.alpha,
         )  # fmt: skip
         metrics: dict[str, Any] = {}
         if args.test_split != "none" and args.test_split in data.splits:
