@@ -112,15 +112,19 @@ class BranchStats(nn.Module):
         return stats
 
     def distance(self, feats: torch.Tensor) -> torch.Tensor:
-        """Squared Mahalanobis distance to the nearest class mean, ``Tensor[B]`` (float64), for ``feats`` ``[B, D]``."""
-        z = feats.double() - self.center.double()  # [B, D]
-        m = self.means.double() - self.center.double()  # [C, D]
-        basis = self.basis.double()
-        proj = (z @ basis).unsqueeze(1) - (m @ basis).unsqueeze(0)  # [B, C, k]
-        sq = (z * z).sum(1, keepdim=True) - 2 * z @ m.T + (m * m).sum(1).unsqueeze(0)  # [B, C] = |z - m_c|^2
-        inv_res = self.inv_res.double()
-        d2 = (proj * proj * (self.inv_var.double() - inv_res)).sum(-1) + inv_res * sq.clamp_min(0)  # [B, C]
-        return d2.min(dim=1).values.clamp_min(EPS)
+        """Squared Mahalanobis distance to the nearest class mean, ``Tensor[B]`` (float64), for ``feats`` ``[B, D]``.
+        Float32 arithmetic on centred features (a few small matrix products, no copies of the statistics)."""
+        z = feats.float() - self.center  # [B, D]
+        m = self.means - self.center  # [C, D]
+        proj = (z @ self.basis).unsqueeze(1) - (m @ self.basis).unsqueeze(0)  # [B, C, k]
+        sq = (z.unsqueeze(1) - m.unsqueeze(0)).square().sum(-1) if len(z) <= 64 else _sq_dist(z, m)  # [B, C]
+        d2 = (proj * proj * (self.inv_var - self.inv_res)).sum(-1) + self.inv_res * sq  # [B, C]
+        return d2.min(dim=1).values.double().clamp_min(EPS)
+
+
+def _sq_dist(z: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+    """``|z_b - m_c|^2`` as ``Tensor[B, C]`` through one product (large batches)."""
+    return ((z * z).sum(1, keepdim=True) - 2 * z @ m.T + (m * m).sum(1).unsqueeze(0)).clamp_min(0)
 
 
 def log_score(stats: BranchStats, feats: torch.Tensor) -> torch.Tensor:
