@@ -91,8 +91,9 @@ def test_finetune_trains_and_its_card_names_the_parent(base, tmp_path):
     card = (folder / "README.md").read_text()
     assert f"Fine-tuned from `{base.checkpoint}`" in card and "before (parent)" in card and str(base.new) in card
     saved = load_metrics(folder)
-    assert saved["finetune"]["before"]["n"] == 9 and saved["finetune"]["after"] == metrics["test"]["ume-mma"]
+    assert saved["finetune"]["before"]["n"] == 9 and saved["finetune"]["after"] == metrics["test"][metrics["saved"]]
     assert json.loads((folder / "config.json").read_text())["training"]["init_from"] == str(base.checkpoint)
+    assert json.loads((folder / "config.json").read_text())["reliability"]["fitted_on"]["stats"] == "train"
     parent = from_pretrained(base.checkpoint, load_encoder_weights=False)
     child = from_pretrained(tmp_path / "ft" / "models" / "mma", load_encoder_weights=False)
     assert not torch.equal(parent.heads["image"].weight, child.heads["image"].weight), "training changed the heads"

@@ -67,15 +67,15 @@ def learned_weights():
 
 
 def test_builtin_modes_are_registered_with_one_line_descriptions():
-    assert {"ume", "mma", "naive"} <= set(list_fusions())
-    for name in ("ume", "mma", "naive"):
+    assert {"ume", "mma", "naive", "reliability"} <= set(list_fusions())
+    for name in ("ume", "mma", "naive", "reliability"):
         cls = get_fusion(name)
         assert cls.name == name and cls.description and "\n" not in cls.description
     assert not get_fusion("ume").uses_fill and get_fusion("mma").uses_fill
 
 
 def test_unknown_mode_lists_the_known_ones():
-    with pytest.raises(ValueError, match="unknown fusion 'early'; known: .*mma, naive, ume"):
+    with pytest.raises(ValueError, match="unknown fusion 'early'; known: .*mma, naive, reliability, ume"):
         _config("early")
 
 
@@ -140,3 +140,37 @@ def test_builtin_modes_keep_no_state_of_their_own():
     for name in ("ume", "mma", "naive"):
         model = MultiModalModel(_config(name))
         assert not [k for k in model.persistent_state_dict() if k.startswith("fusion.")]
+
+
+@pytest.mark.parametrize(("fusion", "fill"), [("ume", "drop"), ("mma", "drop"), ("mma", "zero"), ("naive", "token")])
+def test_weights_of_one_are_bitwise_the_unweighted_output(fusion, fill):
+    """The hook the reliability mode uses: weight 1 changes nothing (bitwise); other weights scale present terms."""
+    torch.manual_seed(0)
+    model = MultiModalModel(_config(fusion, fill)).eval()
+    for p in model.missing_tokens.values():
+        torch.nn.init.normal_(p)
+    assert model.fusion.takes_weights
+    with torch.no_grad():
+        feats = model.encode(_inputs(model))
+        branches = {m: model.heads[m](f) for m, f in feats.items()}
+        x = FusionInputs(branches, feats, PRESENT, model.heads, model.missing_tokens, fill, 3)
+        plain = model.fusion(x)
+        ones = {m: torch.ones(4) for m in PRESENT}
+        assert torch.equal(model.fusion(x, ones), plain)
+        half = {"image": torch.full((4,), 0.5), "text": torch.ones(4)}
+        weighted = model.fusion(x, half)
+    assert torch.equal(weighted[1], plain[1])  # row 1 has no image: an image weight changes nothing
+    assert not torch.allclose(weighted[0], plain[0])  # row 0 has both: the image counts half
+
+
+def test_branch_weights_follow_reliability_relative_to_the_best_present_branch():
+    from ume_mma.fusion.reliability import branch_weights
+
+    r = {"image": torch.tensor([0.9, 0.1, 0.1, 0.5]), "text": torch.tensor([0.9, 0.9, 0.05, 0.5])}
+    w = branch_weights(r, PRESENT, alpha=2.0)
+    assert torch.equal(w["image"], torch.tensor([1.0, 1.0, 1.0, 1.0]))  # the best present (or missing row 1)
+    assert torch.equal(w["text"], torch.tensor([1.0, 1.0, 1.0, 1.0]))  # row 2: text is missing
+    r["image"][0] = 0.45
+    w = branch_weights(r, PRESENT, alpha=2.0)
+    assert float(w["image"][0]) == pytest.approx(0.25) and float(w["text"][0]) == 1.0
+    assert all(torch.equal(v, torch.ones(4)) for v in branch_weights(r, PRESENT, alpha=0.0).values())

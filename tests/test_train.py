@@ -116,7 +116,19 @@ def test_end_to_end_outputs(trained):
     for folder in ("models/unimodal-image", "models/naive", "models/mma", "checkpoint"):
         assert json.loads((out / folder / "config.json").read_text())["training"] == training, folder
     chosen = json.loads((out / "checkpoint" / "config.json").read_text())
-    assert chosen["fusion"] == saved["chosen"] and chosen["fill"] == ("drop" if saved["chosen"] == "ume" else "zero")
+    assert chosen["fill"] == ("drop" if saved["chosen"] == "ume" else "zero")
+    # the checkpoint is the UME-MMA choice with calibration and reliability fields, reliability-weighted if adopted
+    rel = saved["calibration"]
+    assert rel["base"] == saved["chosen"] and saved["saved"] == ("reliability" if rel["adopted"] else saved["chosen"])
+    assert chosen["fusion"] == saved["saved"] and chosen["format_version"] == 2
+    assert set(chosen["reliability"]["branches"]) == {"audio", "image"}
+    assert chosen["reliability"]["fitted_on"] | {"stats": "train", "val": "val"} == chosen["reliability"]["fitted_on"]
+    if rel["adopted"]:
+        assert chosen["reliability"]["base"] == saved["chosen"] and chosen["reliability"]["alpha"] == rel["alpha"] > 0
+        assert rel["alphas"][str(rel["alpha"])]["full"] >= rel["alphas"]["0.0"]["full"]
+        assert saved["val"]["reliability"]["accuracy"]["full"] >= saved["val"][saved["chosen"]]["accuracy"]["full"]
+    for m in ("audio", "image"):
+        assert rel["branches"][m]["nll_after"] <= rel["branches"][m]["nll_before"] + 1e-9
     acc = saved["test"]["ume"]["accuracy"]
     assert set(acc) == {
         "full",
@@ -129,7 +141,9 @@ def test_end_to_end_outputs(trained):
     # the image pattern is easy: the trained image model beats chance by far
     assert saved["test"]["image-only"]["accuracy"]["full"] > 0.8
     card = (out / "checkpoint" / "README.md").read_text()
-    assert "All models of this run" in card and "| ume |" in card
+    assert "All models of this run" in card and "| ume |" in card and "## Calibration and reliability" in card
+    for folder in ("models/mma", "models/naive"):  # the other models are saved as trained, without the fields
+        assert "reliability" not in json.loads((out / folder / "config.json").read_text())
 
 
 def test_evaluate_cli_writes_metrics_and_plot(trained, tmp_path):
@@ -149,7 +163,7 @@ def test_evaluate_cli_writes_metrics_and_plot(trained, tmp_path):
     assert m["n"] == 18 and 0 <= m["accuracy"]["missing_rate_0.5"] <= 1 and m["split"] == "test"
     assert set(m["branches"]) == {"audio", "image"}
     assert "branches_by_group" not in m  # the tiny dataset has no groups
-    assert m["accuracy"] == pytest.approx(metrics["test"][metrics["chosen"]]["accuracy"])
+    assert m["accuracy"] == pytest.approx(metrics["test"][metrics["saved"]]["accuracy"])
     assert (tmp_path / "c.png").read_bytes()[:4] == b"\x89PNG"
 
 

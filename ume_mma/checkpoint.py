@@ -31,7 +31,11 @@ def save_pretrained(
     config = model.config.to_dict() | {"library": "ume_mma", "library_version": __version__}
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.persistent_state_dict().items()}
     with tempfile.TemporaryDirectory(dir=folder) as tmp:
-        save_file(tensors, Path(tmp) / WEIGHTS_NAME, metadata={"format": "pt", "ume_mma_format": str(FORMAT_VERSION)})
+        save_file(
+            tensors,
+            Path(tmp) / WEIGHTS_NAME,
+            metadata={"format": "pt", "ume_mma_format": str(model.config.format_version)},
+        )
         _write_text(Path(tmp) / CONFIG_NAME, json.dumps(config, indent=2, sort_keys=True) + "\n")
         _write_text(Path(tmp) / CARD_NAME, render_model_card(model.config, metrics, card_notes))
         if metrics is not None:
@@ -126,6 +130,7 @@ def render_model_card(config: ModelConfig, metrics: dict[str, Any] | None, notes
         f"- **Missing-modality fill:** `{config.fill}`"
         + ("" if fusion.uses_fill else f" ({config.fusion.upper()} always drops missing branches)"),
         f"- **Labels ({len(config.labels)}):** {', '.join(config.labels)}",
+        *_reliability_lines(config),
         "- **Encoders:**",
     ]
     for m in config.modalities:
@@ -150,6 +155,22 @@ def render_model_card(config: ModelConfig, metrics: dict[str, Any] | None, notes
         "",
     ]
     return "\n".join(lines)
+
+
+def _reliability_lines(config: ModelConfig) -> list[str]:
+    """The card's lines on calibration and reliability (none for a checkpoint without them)."""
+    rel = config.reliability
+    if not rel:
+        return []
+    temps = ", ".join(f"{m} {b['temperature']:.2f}" for m, b in sorted(rel["branches"].items()))
+    lines = [
+        f"- **Calibration:** per-branch temperatures fitted on validation ({temps})",
+        "- **Reliability:** distance of each branch's feature to its training statistics; a branch farther than "
+        "95% of validation inputs is reported off its training distribution",
+    ]
+    if config.fusion == "reliability":
+        lines.append(f"- **Reliability weighting:** base `{rel['base']}`, alpha {rel['alpha']} (chosen on validation)")
+    return lines
 
 
 def _write_text(path: Path, text: str) -> None:

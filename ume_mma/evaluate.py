@@ -6,6 +6,8 @@ Protocol (also in the README):
 - ``missing_rate_<r>``: each sample independently loses one of its present modalities (chosen
   uniformly) with probability ``r``; a sample never loses all of them. Averaged over ``repeats`` seeded draws.
 - ``branches``: accuracy of each uni-modal branch alone, on the samples that have that modality.
+- ``reliability`` (checkpoints with reliability fields only): per branch, the mean reliability and the share of
+  samples flagged ``off_distribution``, on the samples that have that modality.
 """
 
 from __future__ import annotations
@@ -101,6 +103,12 @@ def evaluate_features(
         if bool(present[m].any())
     }
     result = {"n": int(len(targets)), "accuracy": accuracy, "branches": branches}
+    if out.reliability:
+        result["reliability"] = {
+            m: {"mean": float(r[present[m]].mean()), "off_distribution": float((r[present[m]] < 0.5).float().mean())}
+            for m, r in out.reliability.items()
+            if m in present and bool(present[m].any())
+        }
     names = sorted({g for g in groups or [] if g is not None})
     if 1 < len(names) <= MAX_GROUPS:
         result["branches_by_group"] = {

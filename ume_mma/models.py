@@ -20,8 +20,9 @@ from ume_mma.errors import InputError
 from ume_mma.factory import create_encoder
 from ume_mma.fusion import FILLS, FusionInputs, get_fusion
 from ume_mma.registry import EncoderSpec, strict_from_dict
+from ume_mma.reliability import Reliability, check_config
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # the newest checkpoint format this library reads (2: ``reliability`` fields)
 
 
 @dataclass
@@ -34,6 +35,9 @@ class ModelConfig:
     ``naive`` jointly without it.
     ``fill``: how late fusion treats a missing modality (``drop`` its logit term, feed a ``zero``
     feature, or a learned ``token`` feature). Modes that do not use it (UME) always drop missing branches.
+    ``reliability``: per-branch temperatures, reliability thresholds and (for ``fusion="reliability"``) the base
+    mode and ``alpha`` (:mod:`ume_mma.reliability`); None in checkpoints fitted without them. A config with it
+    is written as format version 2 (older libraries refuse it with a clear message); one without it stays 1.
     """
 
     task: str
@@ -43,16 +47,21 @@ class ModelConfig:
     fill: str = "drop"
     ume_weights: dict[str, float] | None = None
     training: dict[str, Any] = field(default_factory=dict)
-    format_version: int = FORMAT_VERSION
+    reliability: dict[str, Any] | None = None
+    format_version: int = 1
 
     def __post_init__(self) -> None:
-        get_fusion(self.fusion)  # unknown modes raise, listing the registered ones
+        mode = get_fusion(self.fusion)  # unknown modes raise, listing the registered ones
         if self.fill not in FILLS:
             raise ValueError(f"fill must be one of {FILLS}, got {self.fill!r}")
         if not self.encoders:
             raise ValueError("a model needs at least one modality encoder")
         if len(set(self.labels)) != len(self.labels) or len(self.labels) < 2:
             raise ValueError("labels must be at least two distinct strings")
+        if self.reliability is not None:
+            check_config(self.reliability, self.modalities)
+            self.format_version = max(self.format_version, 2)
+        mode.check_config(self)
 
     @property
     def modalities(self) -> list[str]:
@@ -62,7 +71,11 @@ class ModelConfig:
         return EncoderSpec.from_dict(self.encoders[modality])
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """The ``config.json`` fields; ``reliability`` only when set (configs without it read as before)."""
+        data = dataclasses.asdict(self)
+        if data["reliability"] is None:
+            del data["reliability"]
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
@@ -73,11 +86,16 @@ class ModelConfig:
 class ModelOutput:
     """``fused``: ``Tensor[B, C]`` log-probabilities-like scores (argmax = prediction);
     ``branches``: modality -> ``Tensor[B, C]`` logits of that uni-modal branch (rows of missing
-    samples are meaningless: read them through ``present``); ``present``: the mask used."""
+    samples are meaningless: read them through ``present``); ``present``: the mask used;
+    ``reliability``: modality -> ``Tensor[B]`` in [0, 1] for the branches with reliability statistics and
+    features (None when the model has none; rows of missing samples are meaningless); ``weights``: modality ->
+    ``Tensor[B]``, the weight the fusion mode gave each branch (None for modes that weigh none)."""
 
     fused: torch.Tensor
     branches: dict[str, torch.Tensor]
     present: dict[str, torch.Tensor]
+    reliability: dict[str, torch.Tensor] | None = None
+    weights: dict[str, torch.Tensor] | None = None
 
     def fused_probs(self) -> torch.Tensor:
         return self.fused.softmax(dim=-1)  # (B, C)
@@ -92,11 +110,39 @@ class MultiModalModel(nn.Module):
         self.encoders = nn.ModuleDict({m: create_encoder(config.spec(m)) for m in config.modalities})
         n = len(config.labels)
         self.heads = nn.ModuleDict({m: nn.Linear(self.encoders[m].embed_dim, n) for m in config.modalities})
-        self.missing_tokens = nn.ParameterDict()
+        self._init_fusion(config)
+
+    def _init_fusion(self, config: ModelConfig, tokens: nn.ParameterDict | None = None) -> None:
+        """The fusion mode, the missing tokens it needs (``tokens``' where given, else zeros) and the reliability
+        statistics (``self.reliability``, None when the config has none: old checkpoints store no such tensors)."""
         self.fusion = get_fusion(config.fusion)(config)
+        self.missing_tokens = nn.ParameterDict()
         if config.fill == "token" and self.fusion.uses_fill:
             for m in config.modalities:
-                self.missing_tokens[m] = nn.Parameter(torch.zeros(self.encoders[m].embed_dim))
+                given = tokens[m] if tokens is not None and m in tokens else None
+                self.missing_tokens[m] = (
+                    given if given is not None else nn.Parameter(torch.zeros(self.encoders[m].embed_dim))
+                )
+        self.reliability = Reliability(config) if config.reliability is not None else None
+
+    def derive(self, config: ModelConfig) -> MultiModalModel:
+        """A model with ``config`` (another fusion mode or fill, reliability fields) sharing this model's encoders,
+        heads and the missing tokens it needs (new ones start at zero); ``config`` must have the same labels and
+        encoders. Its reliability statistics (if any) start empty: load them (:func:`ume_mma.calibrate.attach`)."""
+        if (config.labels, config.encoders) != (self.labels, self.config.encoders):
+            raise ValueError("a derived model keeps the labels and encoders of its model")
+        new = MultiModalModel.__new__(MultiModalModel)
+        nn.Module.__init__(new)
+        new.config = config
+        new.encoders, new.heads = self.encoders, self.heads
+        new._init_fusion(config, self.missing_tokens)
+        if type(new.fusion) is type(self.fusion):
+            new.fusion.load_state_dict(self.fusion.state_dict())
+        return new.to(self.heads[self.modalities[0]].weight.device).train(self.training)
+
+    def temperature(self, modality: str) -> float | None:
+        """The branch's calibration temperature, or None when the checkpoint has none."""
+        return self.reliability.temperature(modality) if self.reliability is not None else None
 
     @property
     def modalities(self) -> list[str]:
@@ -140,6 +186,7 @@ class MultiModalModel(nn.Module):
         if not bool(torch.stack(list(mask.values())).any(dim=0).all()):
             raise InputError("every sample needs at least one present modality")
         branches = {m: self.heads[m](feats[m]) for m in self.modalities if m in feats}  # (B, C) each
+        reliability = self.reliability(feats) if self.reliability is not None else None  # (B,) each
         inputs = FusionInputs(
             branches=branches,
             feats={m: feats[m] for m in self.modalities if m in feats},
@@ -148,8 +195,10 @@ class MultiModalModel(nn.Module):
             missing_tokens=self.missing_tokens,
             fill=self.config.fill,
             num_classes=len(self.labels),
+            reliability=reliability,
         )
-        return ModelOutput(fused=self.fusion(inputs), branches=branches, present=mask)  # fused: (B, C)
+        fused = self.fusion(inputs)  # (B, C)
+        return ModelOutput(fused, branches, mask, reliability, self.fusion.branch_weights(inputs))
 
     @staticmethod
     def _batch_size(feats: dict[str, torch.Tensor], present: dict[str, torch.Tensor]) -> int:

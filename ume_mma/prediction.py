@@ -11,16 +11,42 @@ from PIL import Image
 
 from ume_mma.errors import InputError
 
-__all__ = ["BranchResult", "Prediction", "modality_list", "result_of"]
+__all__ = ["BranchResult", "Prediction", "calibrated_result", "modality_list", "result_of"]
 
 
 @dataclass
 class BranchResult:
+    """One branch's (or the fused) result. The last three fields are set only for a branch of a checkpoint with
+    calibration and reliability fields (:mod:`ume_mma.reliability`); ``to_dict`` then adds them as keys:
+
+    - ``calibrated_confidence``: the top-class probability after the branch's temperature scaling, fitted on
+      validation (the label is the same; ``confidences`` stay the raw softmax);
+    - ``reliability``: 0..1, how close the branch's input is to its training data (0.95 at the median of
+      validation inputs, 0.5 at their 95th percentile, towards 0 beyond);
+    - ``off_distribution``: ``reliability < 0.5``, i.e. farther than 95% of validation inputs.
+
+    ``fusion_weight`` (key only for a checkpoint whose fusion mode weighs branches, ``reliability``): how much the
+    branch counted in the fused answer, 0..1 (1 = as in the base fusion; the most reliable branch has 1).
+    """
+
     label: str
     confidences: dict[str, float]  # label -> probability, sorted by probability
+    calibrated_confidence: float | None = None
+    reliability: float | None = None
+    off_distribution: bool | None = None
+    fusion_weight: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"label": self.label, "confidences": self.confidences}
+        out: dict[str, Any] = {"label": self.label, "confidences": self.confidences}
+        if self.reliability is not None:
+            out |= {
+                "calibrated_confidence": self.calibrated_confidence,
+                "reliability": self.reliability,
+                "off_distribution": self.off_distribution,
+            }
+        if self.fusion_weight is not None:
+            out["fusion_weight"] = self.fusion_weight
+        return out
 
 
 @dataclass
@@ -74,3 +100,23 @@ def result_of(probs: torch.Tensor, labels: list[str], top_k: int | None) -> Bran
     values = probs.float().cpu().tolist()
     order = sorted(range(len(values)), key=lambda i: -values[i])[: top_k or len(labels)]
     return BranchResult(label=labels[order[0]], confidences={labels[i]: round(values[i], 6) for i in order})
+
+
+def calibrated_result(
+    logits: torch.Tensor,
+    labels: list[str],
+    top_k: int | None,
+    temperature: float | None,
+    reliability: float | None,
+    weight: float | None = None,
+) -> BranchResult:
+    """A branch's result from its logits (``Tensor[C]``), with the calibrated confidence, reliability and
+    off-distribution flag when the checkpoint has a ``temperature`` and the branch a ``reliability``, and its
+    fusion ``weight`` when the fusion mode weighs branches."""
+    result = result_of(logits.softmax(-1), labels, top_k)
+    result.fusion_weight = None if weight is None else round(float(weight), 6)
+    if temperature is not None and reliability is not None:
+        result.calibrated_confidence = round(float((logits.double() / temperature).softmax(-1).max()), 6)
+        result.reliability = round(float(reliability), 6)
+        result.off_distribution = bool(reliability < 0.5)
+    return result

@@ -30,7 +30,7 @@ from ume_mma.device import resolve_device
 from ume_mma.encoders.base import to_device
 from ume_mma.errors import InputError, UmeMmaError
 from ume_mma.models import MultiModalModel
-from ume_mma.prediction import BranchResult, Prediction, modality_list, result_of
+from ume_mma.prediction import BranchResult, Prediction, calibrated_result, modality_list, result_of
 
 __all__ = ["BranchResult", "Limits", "Prediction", "Predictor", "file_hash", "modality_list", "nbytes"]
 
@@ -352,14 +352,25 @@ class Predictor:
             return self._no_input(sources)
         present = {m: torch.ones(1, dtype=torch.bool, device=self.device) for m in feats}
         out = self.model.forward_features(feats, present)
-        labels = self.labels
+        labels, rel, w = self.labels, out.reliability or {}, out.weights or {}
         try:
+            branches = {
+                m: calibrated_result(
+                    out.branches[m][0],
+                    labels,
+                    top_k,
+                    self.model.temperature(m),
+                    float(rel[m][0]) if m in rel else None,
+                    float(w[m][0]) if m in w else None,
+                )
+                for m in sorted(feats)
+            }
             return Prediction(
                 checkpoint=self.name,
                 fusion=self.model.config.fusion,
                 modalities_used=sorted(feats),
                 fused=result_of(out.fused_probs()[0], labels, top_k),
-                branches={m: result_of(out.branches[m][0].softmax(-1), labels, top_k) for m in sorted(feats)},
+                branches=branches,
                 sources=sources,
                 frames=frames,
                 subsets=self._subsets(feats, top_k) if subsets else {},

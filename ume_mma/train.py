@@ -3,7 +3,11 @@
 Runs the whole method on one dataset: one uni-modal model per modality (together: UME), a naive
 late-fusion baseline trained jointly without augmentation, MMA (late fusion initialised from the
 uni-modal models, fine-tuned with modality dropout), and the UME-MMA choice on full-modality
-validation. Written with Accelerate: ``accelerate launch -m ume_mma.train ...`` trains on several
+validation. The chosen model then gets per-branch calibration and reliability statistics (:mod:`ume_mma.calibrate`:
+feature statistics on the train split, temperatures, thresholds and ``alpha`` on validation) and is saved with
+reliability-weighted branches (fusion ``reliability``) when validation picks ``alpha > 0``
+(:data:`ume_mma.calibrate.REL_RULE`).
+Written with Accelerate: ``accelerate launch -m ume_mma.train ...`` trains on several
 processes/GPUs. Outputs in ``out``: ``checkpoint/`` (the chosen model), ``models/<name>/`` (every
 model), ``metrics.json``, ``train_config.json``; each folder is written to a temporary sibling and renamed.
 
@@ -28,6 +32,8 @@ from typing import Any
 import torch
 
 from ume_mma import finetune, trainstate
+from ume_mma.calibrate import FeatureSet, calibrate
+from ume_mma.calibrate import notes as reliability_notes
 from ume_mma.device import DEVICE_CHOICES, resolve_device
 from ume_mma.errors import DatasetFormatError, UmeMmaError
 from ume_mma.evaluate import evaluate_features, model_features, targets_of
@@ -172,6 +178,20 @@ class Job(PhaseTrainer):
         frozen = self.cfg.head_epochs is not None and self.specs[m].frozen
         return self.cfg.head_epochs if frozen else self.cfg.epochs
 
+    def feature_set(self, model: MultiModalModel, split: str) -> FeatureSet:
+        """Encoder outputs of ``model`` on ``split`` (cached features of frozen encoders are reused)."""
+        sub = {m: self.inputs[split][m] for m in model.modalities}
+        return FeatureSet(model_features(model, sub), {m: x.present for m, x in sub.items()}, self.targets[split])
+
+    def calibrate(self, model: MultiModalModel) -> tuple[MultiModalModel, dict[str, Any]]:
+        """``model`` with calibration and reliability fitted (statistics on train, the rest on validation) and,
+        with two or more modalities, the reliability-aware fusion when validation picks ``alpha > 0``."""
+        cfg = self.cfg
+        fitted_on = {"data": cfg.data, "stats": cfg.train_split, "val": cfg.val_split}
+        fusion = "auto" if len(model.modalities) > 1 else "keep"
+        stats_set, val = self.feature_set(model, cfg.train_split), self.feature_set(model, cfg.val_split)
+        return calibrate(model, stats_set, val, cfg.seed, fusion, fitted_on=fitted_on)
+
     def evaluate(self, model: MultiModalModel, split: str) -> dict[str, Any]:
         inputs = self.inputs[split]
         sub = {m: inputs[m] for m in model.modalities}
@@ -253,9 +273,15 @@ def _run(cfg: TrainConfig, resume: bool, device: str, progress: str | Path | Non
     tie = job.finetune.base.config.fusion if job.finetune else "ume"  # a fine-tune's tie keeps the base's fusion
     chosen = choose_ume_mma({name: v["accuracy"]["full"] for name, v in val.items()}, tie)
     test["ume-mma"] = test[chosen]
+    final, calibration = job.calibrate(models[chosen])
+    saved = "reliability" if calibration["adopted"] else chosen
+    if calibration["adopted"]:
+        val[saved], test[saved] = job.evaluate(final, cfg.val_split), job.evaluate(final, cfg.test_split)
     metrics = {
         "chosen": chosen,
         "rule": CHOICE_RULE,
+        "saved": saved,
+        "calibration": calibration,
         "val": val,
         "test": test,
         "task": cfg.task,
@@ -268,24 +294,25 @@ def _run(cfg: TrainConfig, resume: bool, device: str, progress: str | Path | Non
     }
     if job.finetune:
         if BASE_TEST in job.inputs:
-            job.finetune.base_after = job.evaluate(models[chosen], BASE_TEST)
+            job.finetune.base_after = job.evaluate(final, BASE_TEST)
             job.progress.write("eval", name="base_after", accuracy=job.finetune.base_after["accuracy"])
-        metrics["finetune"] = job.finetune.record(test[chosen])
+        metrics["finetune"] = job.finetune.record(test[saved])
     if job.accelerator.is_main_process:
-        _save_outputs(out, metrics, models[chosen])
+        _save_outputs(out, metrics, final)
         job.log(results_notes(metrics))
-    job.progress.write("eval", name="after", accuracy=test[chosen]["accuracy"])
-    job.progress.write("done", chosen=chosen, test_accuracy=test[chosen]["accuracy"]["full"])
+    job.progress.write("eval", name="after", accuracy=test[saved]["accuracy"])
+    job.progress.write("done", chosen=chosen, saved=saved, test_accuracy=test[saved]["accuracy"]["full"])
     job.accelerator.wait_for_everyone()
     job.accelerator.end_training()
     return metrics
 
 
 def _save_outputs(out: Path, metrics: dict[str, Any], chosen: MultiModalModel) -> None:
-    """``metrics.json`` and ``checkpoint/`` (its metrics and card record a fine-tune's parent and before/after)."""
+    """``metrics.json`` and ``checkpoint/`` (the ``saved`` model: its metrics and card record the calibration and
+    a fine-tune's parent and before/after)."""
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
-    notes = results_notes(metrics)
-    card_metrics = dict(metrics["test"][metrics["chosen"]])
+    notes = results_notes(metrics) + "\n\n" + reliability_notes(metrics["calibration"])
+    card_metrics = dict(metrics["test"][metrics["saved"]])
     if "finetune" in metrics:
         notes += "\n\n" + finetune.notes(metrics["finetune"])
         card_metrics["finetune"] = metrics["finetune"]
@@ -296,7 +323,9 @@ def results_notes(metrics: dict[str, Any]) -> str:
     """The model card's table of every model of the run (test split)."""
     head = (
         f"## All models of this run (test split, seed {metrics['seed']}; "
-        f"UME-MMA chose `{metrics['chosen']}` on validation)"
+        f"UME-MMA chose `{metrics['chosen']}` on validation"
+        + (f"; saved with reliability weighting, `{metrics['saved']}`" if metrics.get("saved") == "reliability" else "")
+        + ")"
     )
     rows = [([name], name, [t["accuracy"]]) for name, t in metrics["test"].items()]
     return head + "\n\n" + accuracy_table(["model"], rows)

@@ -34,6 +34,8 @@ class FusionInputs:
         missing_tokens: modality -> learned ``Parameter[D_m]`` (only when the mode uses ``fill="token"``).
         fill: the model's fill strategy (one of :data:`FILLS`).
         num_classes: C.
+        reliability: modality -> ``Tensor[B]`` in [0, 1] (1 = like the training data), for the branches the
+            model has reliability statistics for (:mod:`ume_mma.reliability`); None when it has none.
     """
 
     branches: dict[str, torch.Tensor]
@@ -43,6 +45,7 @@ class FusionInputs:
     missing_tokens: nn.ParameterDict
     fill: str
     num_classes: int
+    reliability: dict[str, torch.Tensor] | None = None
 
 
 class Fusion(nn.Module):
@@ -51,15 +54,29 @@ class Fusion(nn.Module):
     ``uses_fill``: whether the model's ``fill`` applies (late fusion); when False the mode must ignore
     missing branches itself and the model creates no missing tokens. Parameters a mode creates in
     ``__init__`` are saved in checkpoints under ``fusion.``.
+
+    ``takes_weights``: whether ``forward(x, weights)`` accepts per-sample branch weights (modality ->
+    ``Tensor[B]``, 1 = the branch counts as usual); a weight of exactly 1 everywhere must give bitwise the
+    unweighted output. The ``reliability`` mode weighs such a base mode.
     """
 
     name: ClassVar[str] = ""  # set by register_fusion
     description: ClassVar[str] = ""
     uses_fill: ClassVar[bool] = False
+    takes_weights: ClassVar[bool] = False
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.config = config
+
+    @classmethod
+    def check_config(cls, config: ModelConfig) -> None:
+        """Raise ``ValueError`` when ``config`` lacks what this mode needs (called when a config is built)."""
+
+    def branch_weights(self, x: FusionInputs) -> dict[str, torch.Tensor] | None:
+        """Per-sample weights this mode gives the branches (modality -> ``Tensor[B]``), for reports; None when it
+        weighs none (the default)."""
+        return None
 
     def forward(self, x: FusionInputs) -> torch.Tensor:  # pragma: no cover - abstract
         """Fused scores ``Tensor[B, C]`` (log-probability-like: argmax = prediction, softmax = probabilities)."""

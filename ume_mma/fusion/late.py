@@ -9,27 +9,36 @@ from ume_mma.fusion.base import Fusion, FusionInputs, register_fusion
 
 class LateFusion(Fusion):
     """Sum over modalities of ``head_m(feature_m)`` -> ``Tensor[B, C]``. A missing modality's term is
-    dropped (``fill="drop"``) or computed from a zero feature (``"zero"``) or a learned token (``"token"``)."""
+    dropped (``fill="drop"``) or computed from a zero feature (``"zero"``) or a learned token (``"token"``).
+
+    ``weights`` (modality -> ``Tensor[B]``, optional) scale the terms of present branches; a missing
+    modality's fill term is never weighted."""
 
     uses_fill = True
+    takes_weights = True
 
-    def forward(self, x: FusionInputs) -> torch.Tensor:
+    def forward(self, x: FusionInputs, weights: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
         any_mask = next(iter(x.present.values()))
         b, device = len(any_mask), any_mask.device
         fused = torch.zeros(b, x.num_classes, device=device)
         for m, present in x.present.items():
             keep = present.unsqueeze(1)  # (B, 1)
+            w = weights.get(m) if weights else None
             f = x.feats.get(m)
             if x.fill == "drop":
                 if f is not None:
-                    fused = fused + keep * x.branches[m]
+                    term = keep * x.branches[m]
+                    fused = fused + (term if w is None else w.unsqueeze(1) * term)
                 continue
             head = x.heads[m]
             if x.fill == "token":
                 fill = x.missing_tokens[m].expand(b, -1)  # (B, D_m)
             else:
                 fill = torch.zeros(b, head.in_features, device=device)
-            fused = fused + head(fill if f is None else torch.where(keep, f, fill))
+            term = head(fill if f is None else torch.where(keep, f, fill))
+            if w is not None:
+                term = torch.where(keep, w.unsqueeze(1), torch.ones_like(w).unsqueeze(1)) * term
+            fused = fused + term
         return fused
 
 

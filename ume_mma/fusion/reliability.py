@@ -1,0 +1,81 @@
+"""``reliability``: a base fusion mode whose present branches are weighed by how close their inputs are to the
+training data, so that a branch whose input drifted counts less.
+
+Per sample, each present branch m has a reliability ``r_m`` in [0, 1] (:mod:`ume_mma.reliability`) and the
+weight ``w_m = (r_m / max_present r) ** alpha``: the most reliable present branch keeps weight exactly 1, the
+others are scaled down. The weights go to the base mode (``ModelConfig.reliability["base"]``: ``mma``,
+``naive`` or ``ume``), which applies them to the present branches' terms (late fusion: logits; UME:
+probabilities). Hence:
+
+- a sample with one present branch fuses bitwise as the base mode (its weight is 1);
+- a missing modality behaves exactly as in the base mode (presence masks and ``fill`` as before);
+- ``alpha = 0``, or branches that are equally reliable, give the base mode's output;
+- a branch far from its training distribution (``r`` near 0) next to an in-distribution one fades out.
+
+``alpha`` is chosen on validation (:func:`ume_mma.calibrate.choose_alpha`) and stored in the config.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+
+from ume_mma.fusion.base import Fusion, FusionInputs, get_fusion, register_fusion
+
+if TYPE_CHECKING:
+    from ume_mma.models import ModelConfig
+
+R_MIN = 1e-6  # reliabilities are clamped here before the log: weights stay finite
+
+
+def branch_weights(
+    reliability: dict[str, torch.Tensor], present: dict[str, torch.Tensor], alpha: float
+) -> dict[str, torch.Tensor]:
+    """``w_m = (r_m / max over present r) ** alpha``: modality -> ``Tensor[B]`` in (0, 1], exactly 1 for the most
+    reliable present branch and for rows where m is missing. Modalities without a reliability count as r = 1."""
+    mods = sorted(present)
+    ones = torch.ones_like(present[mods[0]], dtype=torch.float32)
+    log_w = torch.stack(
+        [alpha * reliability[m].float().clamp_min(R_MIN).log() if m in reliability else 0 * ones for m in mods]
+    )  # (M, B)
+    mask = torch.stack([present[m] for m in mods])  # (M, B)
+    top = log_w.masked_fill(~mask, float("-inf")).amax(0)  # (B,)
+    top = torch.where(torch.isfinite(top), top, torch.zeros_like(top))
+    w = (log_w - top).exp().where(mask, torch.ones_like(log_w))  # (M, B)
+    return {m: w[i] for i, m in enumerate(mods)}
+
+
+@register_fusion("reliability")
+class ReliabilityFusion(Fusion):
+    """A base mode (``config.reliability["base"]``) with present branches weighed by ``(r_m / r_max) ** alpha``."""
+
+    description = "a base fusion whose present branches are weighed by their per-sample reliability"
+    uses_fill = True  # the base's fill applies (a UME base records fill="drop": it drops missing branches)
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__(config)
+        self.check_config(config)
+        self.base = get_fusion(config.reliability["base"])(config)
+        self.alpha = float(config.reliability["alpha"])
+
+    @classmethod
+    def check_config(cls, config: ModelConfig) -> None:
+        rel = config.reliability or {}
+        if "base" not in rel or "alpha" not in rel:
+            raise ValueError("fusion 'reliability' needs reliability statistics with a 'base' mode and 'alpha'")
+        base = get_fusion(rel["base"])
+        if base is cls or not base.takes_weights:
+            raise ValueError(f"fusion 'reliability' cannot weigh the branches of {rel['base']!r}")
+        if not base.uses_fill and config.fill != "drop":
+            raise ValueError(
+                f"fusion 'reliability' on {rel['base']!r} (which drops missing branches) needs fill='drop'"
+            )
+        if not float(rel["alpha"]) >= 0:
+            raise ValueError(f"reliability alpha must be >= 0, got {rel['alpha']!r}")
+
+    def branch_weights(self, x: FusionInputs) -> dict[str, torch.Tensor]:
+        return branch_weights(x.reliability or {}, x.present, self.alpha)
+
+    def forward(self, x: FusionInputs) -> torch.Tensor:
+        return self.base(x, self.branch_weights(x))  # (B, C)

@@ -1,0 +1,196 @@
+"""Per-branch calibration and reliability: how much to believe a branch, and how far its input is from what it
+was trained on.
+
+- **Calibration**: one temperature ``T_m`` per branch, fitted on the validation split by minimising the negative
+  log-likelihood of ``softmax(logits / T_m)`` (LBFGS on ``log T``). The calibrated confidence of a branch is the
+  top-class probability of its temperature-scaled logits (its label is unchanged).
+- **Reliability**: the squared Mahalanobis distance of the branch's encoder feature to the nearest class mean,
+  under a tied within-class covariance (shrunk towards a multiple of the identity) kept as a rank-``k``
+  probabilistic PCA: the top ``k`` eigen-directions keep their own variance, the rest share their mean variance.
+  The score is ``u = log d^2`` (:meth:`BranchStats.distance`); with ``q50``/``q95`` its median and 95th percentile
+  on held-out in-distribution (validation) data, the reliability is ``r = sigmoid((q95 - u) / tau)``, ``tau =
+  (q95 - q50) / ln 19``: 0.95 at the validation median, 0.5 at the 95th percentile, towards 0 beyond.
+  ``off_distribution`` is ``u > q95`` (equivalently ``r < 0.5``).
+
+What a checkpoint stores (``ModelConfig.reliability``, all small; absent in older checkpoints)::
+
+    {"score": "ppca-mahalanobis", "fitted_on": {...},
+     "branches": {m: {"temperature": T, "rank": k, "q50": float, "q95": float}},
+     "base": "mma", "alpha": 2.0}          # read only by fusion="reliability"
+
+plus, per modality, the buffers of :class:`BranchStats` in ``model.safetensors`` under ``reliability.<m>.``:
+``center`` ``[D]``, ``means`` ``[C, D]``, ``basis`` ``[D, k]``, ``inv_var`` ``[k]``, ``inv_res`` ``[1]``. At
+predict time a branch costs two ``[1, D] x [D, C + k]`` products: negligible next to its encoder.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import nn
+
+if TYPE_CHECKING:
+    from ume_mma.models import ModelConfig
+
+SCORE = "ppca-mahalanobis"
+RANK = 32  # eigen-directions kept with their own variance
+SHRINK = 0.1  # covariance shrinkage towards (mean variance) x identity: robust with few samples per dimension
+R_MEDIAN = 0.95  # reliability at the median validation score (0.5 at the 95th percentile)
+EPS = 1e-12
+
+
+def fit_temperature(logits: torch.Tensor, targets: torch.Tensor, max_iter: int = 100) -> float:
+    """The temperature ``T`` (clamped to [0.05, 20]) minimising the NLL of ``softmax(logits / T)``.
+
+    ``logits``: ``Tensor[N, C]``; ``targets``: ``LongTensor[N]``. LBFGS on ``log T`` from ``T = 1``.
+    """
+    if len(logits) == 0:
+        return 1.0
+    z, y = logits.detach().double().cpu(), targets.detach().long().cpu()
+    log_t = torch.zeros((), dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.LBFGS([log_t], lr=0.5, max_iter=max_iter, line_search_fn="strong_wolfe")
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        loss = nn.functional.cross_entropy(z / log_t.exp(), y)
+        loss.backward()
+        return loss
+
+    with torch.enable_grad():
+        opt.step(closure)
+    t = float(log_t.detach().exp())
+    return min(max(t, 0.05), 20.0) if math.isfinite(t) else 1.0
+
+
+def nll(logits: torch.Tensor, targets: torch.Tensor, temperature: float = 1.0) -> float:
+    """Mean negative log-likelihood of ``softmax(logits / temperature)`` (``Tensor[N, C]``, ``LongTensor[N]``)."""
+    return float(nn.functional.cross_entropy(logits.double() / temperature, targets.long()))
+
+
+class BranchStats(nn.Module):
+    """Class-conditional feature statistics of one branch (buffers, saved in checkpoints) -> distances.
+
+    ``num_classes`` C, ``dim`` D, ``rank`` k (0 < k <= D; k = D means no shared residual variance).
+    """
+
+    def __init__(self, num_classes: int, dim: int, rank: int) -> None:
+        super().__init__()
+        self.register_buffer("center", torch.zeros(dim))  # [D] mean of the fitted features
+        self.register_buffer("means", torch.zeros(num_classes, dim))  # [C, D] class means
+        self.register_buffer("basis", torch.zeros(dim, rank))  # [D, k] top eigenvectors of the covariance
+        self.register_buffer("inv_var", torch.ones(rank))  # [k] 1 / their variances
+        self.register_buffer("inv_res", torch.zeros(1))  # [1] 1 / the mean variance of the other D - k directions
+
+    @classmethod
+    @torch.no_grad()
+    def fit(
+        cls, feats: torch.Tensor, targets: torch.Tensor, num_classes: int, rank: int = RANK, shrink: float = SHRINK
+    ) -> BranchStats:
+        """Statistics of ``feats`` (``Tensor[N, D]``, in-distribution rows only) with labels ``targets`` ``[N]``.
+        A class without rows gets the global mean. Computed in float64, stored in float32."""
+        x, y = feats.detach().double().cpu(), targets.detach().long().cpu()
+        n, d = x.shape
+        k = max(1, min(rank, d))
+        center = x.mean(0)
+        means = center.expand(num_classes, d).clone()
+        for c in y.unique().tolist():
+            means[c] = x[y == c].mean(0)
+        resid = x - means[y]  # [N, D] within-class residuals
+        cov = resid.T @ resid / max(1, n)
+        avg = cov.diagonal().mean().clamp_min(EPS)
+        cov = (1 - shrink) * cov + shrink * avg * torch.eye(d, dtype=cov.dtype)
+        evals, evecs = torch.linalg.eigh(cov)  # ascending
+        evals, evecs = evals.flip(0).clamp_min(float(avg) * 1e-6), evecs.flip(1)
+        stats = cls(num_classes, d, k)
+        stats.center.copy_(center)
+        stats.means.copy_(means)
+        stats.basis.copy_(evecs[:, :k])
+        stats.inv_var.copy_(1 / evals[:k])
+        stats.inv_res.fill_(float(1 / evals[k:].mean()) if k < d else 0.0)
+        return stats
+
+    def distance(self, feats: torch.Tensor) -> torch.Tensor:
+        """Squared Mahalanobis distance to the nearest class mean, ``Tensor[B]`` (float64), for ``feats`` ``[B, D]``.
+        Float32 arithmetic on centred features (a few small matrix products, no copies of the statistics)."""
+        z = feats.float() - self.center  # [B, D]
+        m = self.means - self.center  # [C, D]
+        proj = (z @ self.basis).unsqueeze(1) - (m @ self.basis).unsqueeze(0)  # [B, C, k]
+        sq = (z.unsqueeze(1) - m.unsqueeze(0)).square().sum(-1) if len(z) <= 64 else _sq_dist(z, m)  # [B, C]
+        d2 = (proj * proj * (self.inv_var - self.inv_res)).sum(-1) + self.inv_res * sq  # [B, C]
+        return d2.min(dim=1).values.double().clamp_min(EPS)
+
+
+def _sq_dist(z: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+    """``|z_b - m_c|^2`` as ``Tensor[B, C]`` through one product (large batches)."""
+    return ((z * z).sum(1, keepdim=True) - 2 * z @ m.T + (m * m).sum(1).unsqueeze(0)).clamp_min(0)
+
+
+def log_score(stats: BranchStats, feats: torch.Tensor) -> torch.Tensor:
+    """The reliability score ``u = log d^2`` (``Tensor[B]``, float64): larger = farther from the training data."""
+    return stats.distance(feats).log()
+
+
+def reliability_of(u: torch.Tensor, q50: float, q95: float) -> torch.Tensor:
+    """``r = sigmoid((q95 - u) / tau)`` in [0, 1] (``Tensor[B]``, float32): 0.95 at ``q50``, 0.5 at ``q95``."""
+    tau = max(q95 - q50, 1e-6) / math.log(R_MEDIAN / (1 - R_MEDIAN))
+    return torch.sigmoid((q95 - u.double()) / tau).float()
+
+
+def thresholds(u: torch.Tensor) -> dict[str, float]:
+    """``{"q50", "q95"}`` of in-distribution scores ``u`` (``Tensor[N]``), with ``q95 > q50``."""
+    q50, q95 = (float(v) for v in torch.quantile(u.double(), torch.tensor([0.5, 0.95], dtype=torch.float64)))
+    return {"q50": q50, "q95": max(q95, q50 + 1e-3)}
+
+
+class Reliability(nn.ModuleDict):
+    """The model's per-branch :class:`BranchStats` (``model.reliability``) with the config's temperatures and
+    thresholds. Built from a :class:`~ume_mma.models.ModelConfig` whose ``reliability`` is set."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        branches = config.reliability["branches"]
+        n = len(config.labels)
+        super().__init__(
+            {m: BranchStats(n, config.spec(m).embed_dim, int(b["rank"])) for m, b in sorted(branches.items())}
+        )
+        self.branches: dict[str, dict[str, Any]] = branches
+
+    def temperature(self, modality: str) -> float | None:
+        b = self.branches.get(modality)
+        return float(b["temperature"]) if b else None
+
+    def scores(self, feats: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """``u`` per modality that has statistics and features: modality -> ``Tensor[B]`` (float64)."""
+        return {m: log_score(self[m], f) for m, f in feats.items() if m in self}
+
+    def forward(self, feats: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Reliability in [0, 1] per modality that has statistics and features: modality -> ``Tensor[B]``."""
+        out = {}
+        for m, u in self.scores(feats).items():
+            b = self.branches[m]
+            out[m] = reliability_of(u, b["q50"], b["q95"]).to(feats[m].device)
+        return out
+
+
+def check_config(data: dict[str, Any], modalities: list[str]) -> None:
+    """Raise ``ValueError`` when ``ModelConfig.reliability`` is malformed (unknown modality, bad temperature...)."""
+    branches = data.get("branches") if isinstance(data, dict) else None
+    if not isinstance(branches, dict):
+        raise ValueError("reliability needs a 'branches' table: modality -> {temperature, rank, q50, q95}")
+    for m, b in branches.items():
+        if m not in modalities:
+            raise ValueError(f"reliability of {m!r}, which is not a modality of the model {modalities}")
+        missing = sorted({"temperature", "rank", "q50", "q95"} - set(b))
+        if missing:
+            raise ValueError(f"reliability of {m!r} lacks {missing}")
+        if not (b["temperature"] > 0 and int(b["rank"]) > 0 and b["q95"] > b["q50"]):
+            raise ValueError(f"reliability of {m!r}: needs temperature > 0, rank > 0 and q95 > q50, got {b}")
+
+
+def auroc(positive: torch.Tensor, negative: torch.Tensor) -> float:
+    """Probability that a random ``positive`` scores above a random ``negative`` (ties count half)."""
+    p, n = positive.double().flatten(), negative.double().flatten()
+    greater = (p.unsqueeze(1) > n.unsqueeze(0)).double().mean()
+    ties = (p.unsqueeze(1) == n.unsqueeze(0)).double().mean()
+    return float(greater + 0.5 * ties)
