@@ -115,3 +115,20 @@ def test_the_video_input_says_which_branch_it_feeds():
     assert video_input(["image", "text"])["label"] == "Video (frames → image)"
     assert video_input(["audio", "image"])["label"] == "Video (frames → image, soundtrack → audio)"
     assert video_input(["text"])["visible"] is False
+
+
+def test_branch_cards_say_when_an_input_is_off_its_training_distribution(render):
+    from ui.views import sources_table, view_values
+
+    fused = BranchResult("5", {"5": 0.9, "2": 0.1})
+    image = BranchResult("2", {"2": 0.55, "5": 0.45}, reliability=0.03, off_distribution=True)
+    audio = BranchResult("5", {"5": 0.9, "2": 0.1}, reliability=0.91, off_distribution=False)
+    pred = Prediction("c", "reliability", ["audio", "image"], fused, {"audio": audio, "image": image},
+                      {"audio": "a.wav", "image": "i.png"})  # fmt: skip
+    values = view_values(pred, ["audio", "image"], ["audio", "image"], render)
+    assert values[CARD]["label"] == "image · ⚠ off its training distribution (reliability 0.03)"
+    assert values[1 + MODALITIES.index("audio")]["label"] == "audio · reliability 0.91"
+    table = sources_table(pred, ["audio", "image"], ["audio", "image"])
+    assert "| image | i.png | **2** · ⚠ off its training distribution (reliability 0.03) |" in table
+    plain = Prediction("c", "mma", ["image"], fused, {"image": BranchResult("2", {"2": 1.0})}, {"image": "i.png"})
+    assert view_values(plain, ["image"], ["image"], render)[CARD]["label"] == "image"  # an old checkpoint: as before

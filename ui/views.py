@@ -80,6 +80,17 @@ def percent(result: Any, label: str) -> str:
     return f"{100 * result.confidences.get(label, 0.0):.1f}%"
 
 
+def reliability_note(branch: Any) -> str:
+    """How far a branch's input is from its training data, for its card's title and the sources table: empty
+    for a checkpoint without reliability statistics."""
+    r = getattr(branch, "reliability", None)
+    if r is None:
+        return ""
+    if branch.off_distribution:
+        return f"⚠ off its training distribution (reliability {r:.2f})"
+    return f"reliability {r:.2f}"
+
+
 def sources_table(
     pred: Prediction | None, modalities: Sequence[str], enabled: Sequence[str], fused: bool = True
 ) -> str:
@@ -89,7 +100,8 @@ def sources_table(
         if m not in enabled:
             fed, answer = "*switched off*", "–"
         elif pred is not None and m in pred.branches:
-            fed, answer = pred.sources[m], f"**{pred.branches[m].label}**"
+            note = reliability_note(pred.branches[m])
+            fed, answer = pred.sources[m], f"**{pred.branches[m].label}**" + (f" · {note}" if note else "")
         else:
             fed = pred.sources.get(m, "*no input*") if pred is not None else "*no input*"
             answer = "–"
@@ -148,6 +160,7 @@ def view_values(pred: Prediction | None, modalities: list[str], enabled: Sequenc
         branch = shown.branches.get(m) if shown is not None else None
         state = "off" if m not in enabled else ("" if branch else "no input")
         value = branch.confidences if branch else {"": state or "–"}  # a card never goes blank: it says why
+        state = state or reliability_note(branch)  # a present branch: how far its input is from its training data
         cards.append(render("card", value, label=m + (f" · {state}" if state else "")))
     fused_label = f"fused · {shown.fusion}" if shown is not None else "fused"
     fused = render("fused", shown.fused.confidences if shown is not None else {"": "–"}, label=fused_label)
