@@ -76,3 +76,14 @@ def test_the_curve_runs_over_the_whole_job_and_is_thinned():
     assert (acc["x"], acc["value"], acc["phase"]) == (6, 0.75, "unimodal-audio")
     thin = progress_curve(log, max_points=3)
     assert [p["x"] for p in thin if p["series"] == "loss"] == [1, 3, 8]  # evenly spaced, the last one kept
+
+
+def test_a_job_records_the_test_evaluation_of_the_model_it_saved(tmp_path):
+    from ume_mma.jobs.supervisor import summarize_metrics
+
+    test = {"mma": {"accuracy": {"full": 0.8}}, "reliability": {"accuracy": {"full": 0.9}}}
+    (tmp_path / "metrics.json").write_text(json.dumps({"chosen": "mma", "saved": "reliability", "test": test}))
+    summary = summarize_metrics(tmp_path)
+    assert summary["test"] == test["reliability"] and summary["chosen"] == "mma" and summary["saved"] == "reliability"
+    (tmp_path / "metrics.json").write_text(json.dumps({"chosen": "mma", "test": test}))  # a run without calibration
+    assert summarize_metrics(tmp_path)["test"] == test["mma"]

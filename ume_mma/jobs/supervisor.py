@@ -20,13 +20,15 @@ from ume_mma.progress import EXIT_STOPPED, StopRequest
 
 
 def summarize_metrics(out_dir: str | os.PathLike[str]) -> dict[str, Any] | None:
-    """What a job keeps of its run's ``metrics.json``: the choice, its test evaluation, the fine-tune record."""
+    """What a job keeps of its run's ``metrics.json``: the choice, the saved model (the choice, or its
+    reliability-weighted form) and that model's test evaluation, the fine-tune record."""
     path = Path(out_dir) / "metrics.json"
     if not path.is_file():
         return None
     metrics = json.loads(path.read_text())
-    keep = ("chosen", "task", "seed", "data", "train_rows", "elapsed_s", "resumed", "finetune")
-    return {k: metrics[k] for k in keep if k in metrics} | {"test": metrics["test"][metrics["chosen"]]}
+    keep = ("chosen", "saved", "task", "seed", "data", "train_rows", "elapsed_s", "resumed", "finetune")
+    saved = metrics.get("saved") or metrics["chosen"]  # the model in checkpoint/
+    return {k: metrics[k] for k in keep if k in metrics} | {"test": metrics["test"][saved]}
 
 
 def error_line(log: Path) -> str:
