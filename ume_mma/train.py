@@ -106,8 +106,6 @@ class Job(PhaseTrainer):
         self.targets: dict[str, torch.Tensor] = {}
         self.groups: dict[str, list[str | None]] = {}
         self._prepare_splits(data, replay)
-        if self.finetune and cfg.base_data:
-            self._prepare_base_test()
 
     def _split_samples(self, data: Any, split: str) -> list[Any]:
         """The rows of ``split`` (test rows filtered by ``cfg.test_meta``), at most ``cfg.limit``."""
@@ -121,32 +119,27 @@ class Job(PhaseTrainer):
 
     def _prepare_splits(self, data: Any, replay: list[Any]) -> None:
         """Decode (or read cached) inputs, targets and groups of the train, val and test splits; the
-        ``replay`` rows (of the base dataset) are added to the train split."""
+        ``replay`` rows (of the base dataset) are added to the train split. A fine-tune with ``base_data`` also
+        gets the base dataset's test split (at most ``cfg.limit`` rows) as split :data:`BASE_TEST`: it is
+        evaluated there before and after, to show what it kept of the old skills."""
+        from ume_mma.data.format import load_dataset
+
         cfg = self.cfg
+        rows = {
+            split: self._split_samples(data, split) + (replay if split == cfg.train_split else [])
+            for split in (cfg.train_split, cfg.val_split, cfg.test_split)
+        }
+        if self.finetune and cfg.base_data:
+            base_test = load_dataset(cfg.base_data).split(cfg.test_split).samples[: cfg.limit]
+            if base_test:
+                rows[BASE_TEST] = base_test
         cache = Path(cfg.cache_dir).expanduser() if cfg.cache_dir else None
         protos = {m: create_encoder(s, pretrained=bool(s.frozen and s.pretrained)) for m, s in self.specs.items()}
-        for split in (cfg.train_split, cfg.val_split, cfg.test_split):
-            samples = self._split_samples(data, split) + (replay if split == cfg.train_split else [])
+        for split, samples in rows.items():
             with self.accelerator.main_process_first():
                 self.inputs[split] = {m: prepare(samples, m, protos[m], cache, split) for m in self.specs}
             self.targets[split] = targets_of(samples, self.labels)
             self.groups[split] = [s.group for s in samples]
-
-    def _prepare_base_test(self) -> None:
-        """The base dataset's test split (at most ``cfg.limit`` rows) as split :data:`BASE_TEST`: a fine-tune
-        is evaluated there before and after, to show what it kept of the old skills."""
-        from ume_mma.data.format import load_dataset
-
-        cfg = self.cfg
-        cache = Path(cfg.cache_dir).expanduser() if cfg.cache_dir else None
-        samples = load_dataset(cfg.base_data).split(cfg.test_split).samples[: cfg.limit]
-        if not samples:
-            return
-        protos = {m: create_encoder(s, pretrained=bool(s.frozen and s.pretrained)) for m, s in self.specs.items()}
-        with self.accelerator.main_process_first():
-            self.inputs[BASE_TEST] = {m: prepare(samples, m, protos[m], cache, BASE_TEST) for m in self.specs}
-        self.targets[BASE_TEST] = targets_of(samples, self.labels)
-        self.groups[BASE_TEST] = [s.group for s in samples]
 
     def model_config(self, modalities: list[str], fusion: str) -> ModelConfig:
         return ModelConfig(
