@@ -214,8 +214,7 @@ def handlers(store: Store, access: Access, pool: Any = None) -> SimpleNamespace:
             raise gr.Error("Choose a base checkpoint.", print_exception=False)
         ref = base.strip()
         if pool is not None:
-            ref = pool.allowed(ref)  # a public app fine-tunes only the checkpoints it serves
-            ref = str(pool.root / ref) if pool.root and (pool.root / ref / "config.json").is_file() else ref
+            ref = pool.key(ref)  # as the app loads it: a public app fine-tunes only what it serves
         # the small-data recipe (ANNOTATION_RECIPE) without its replay, which needs base data
         overrides: dict[str, Any] = {k: v for k, v in ANNOTATION_RECIPE.items() if k != "replay"}
         overrides["init_from"] = ref

@@ -65,9 +65,9 @@ class PredictorPool:
     def allowed(self, ref: str) -> str:
         """``ref`` as it may be loaded here: unchanged without an allow-list; else its allowed form (a Hub id of
         the list without its revision gets the pinned one) or :class:`CheckpointError` saying what is served."""
-        if self.allow is None or ref in self._aliases.values():
-            return self._aliases.get(ref, ref)
-        if ref in self._aliases:
+        if self.allow is None:
+            return ref
+        if ref in self._aliases:  # every allowed reference is one of its own aliases
             return self._aliases[ref]
         if self.allow_roots and "://" not in ref and ".." not in Path(ref).parts:
             path = Path(ref)
