@@ -56,14 +56,14 @@ def read_progress(path: str | os.PathLike[str], tail: int = 20) -> dict[str, Any
     return summarize_progress(lines, tail)
 
 
-def summarize_progress(lines: Iterable[str], tail: int = 20) -> dict[str, Any]:
+def summarize_progress(lines: Iterable[str | dict[str, Any]], tail: int = 20) -> dict[str, Any]:
     """Summary of progress lines: the current ``phase`` with ``epoch``/``epochs`` and ``step``/``steps``, the
     last ``loss`` and ``val_accuracy``, the ``before``/``after`` evaluations (``evals``), the ``phases`` seen
     and the last ``tail`` progress lines (``recent``). Lines that are not progress JSON (other log output, a
     half-written last line) are skipped."""
     summary: dict[str, Any] = {"phase": None, "phases": [], "evals": {}, "recent": [], "lines": 0}
     recent: deque[dict[str, Any]] = deque(maxlen=tail)
-    for line in _events(lines):
+    for line in events(lines):
         summary["lines"] += 1
         recent.append(line)
         _fold(summary, line)
@@ -90,13 +90,13 @@ def _fold(summary: dict[str, Any], line: dict[str, Any]) -> None:
             summary.update(chosen=line.get("chosen"), test_accuracy=line.get("test_accuracy"))
 
 
-def phase_progress(lines: Iterable[str]) -> list[dict[str, Any]]:
+def phase_progress(lines: Iterable[str | dict[str, Any]]) -> list[dict[str, Any]]:
     """Per training phase, in order: ``phase``, ``done`` and ``total`` steps and ``state`` (``waiting``,
     ``running``, ``done``), from progress lines (the phases announced by ``start``, then those seen). A phase
     is done when its last step is logged, when a later phase begins, or when the run is done."""
     phases: dict[str, dict[str, Any]] = {}
     finished = False
-    for line in _events(lines):
+    for line in events(lines):
         event, name = line.get("event"), line.get("phase")
         if event == "start":
             for planned in line.get("phases") or []:
@@ -125,36 +125,38 @@ def phase_progress(lines: Iterable[str]) -> list[dict[str, Any]]:
     return list(phases.values())
 
 
-def progress_curve(lines: Iterable[str], max_points: int = 400) -> list[dict[str, Any]]:
+def progress_curve(lines: Iterable[str | dict[str, Any]], max_points: int = 400) -> list[dict[str, Any]]:
     """Points of the live training plot: ``{"x": step over the whole run, "phase", "series": "loss" |
     "val accuracy", "value"}``; the loss of at most ``max_points`` evenly spaced steps, every epoch's accuracy."""
     losses: list[dict[str, Any]] = []
     accs: list[dict[str, Any]] = []
-    offset, seen = 0, {}
-    for line in _events(lines):
+    offset, seen, last_x = 0, {}, {}  # phase -> its first global step; phase -> its latest step's x
+    for line in events(lines):
         event, name = line.get("event"), line.get("phase")
         if event == "phase" and name:
             if name not in seen:
                 seen[name] = offset
                 offset += int(line.get("steps") or 0) * int(line.get("epochs") or 0)
-        elif event in ("step", "epoch") and name in seen:
-            steps = int(line.get("steps") or 0)
-            if event == "step" and isinstance(line.get("loss"), int | float):
-                x = seen[name] + (int(line["epoch"]) - 1) * steps + int(line["step"])
-                losses.append({"x": x, "phase": name, "series": "loss", "value": float(line["loss"])})
-            elif event == "epoch" and isinstance(line.get("val_accuracy"), int | float):
-                last = [p["x"] for p in losses if p["phase"] == name]
-                x = last[-1] if last else seen[name]
-                accs.append({"x": x, "phase": name, "series": "val accuracy", "value": float(line["val_accuracy"])})
+        elif event == "step" and name in seen and isinstance(line.get("loss"), int | float):
+            x = last_x[name] = seen[name] + (int(line["epoch"]) - 1) * int(line.get("steps") or 0) + int(line["step"])
+            losses.append({"x": x, "phase": name, "series": "loss", "value": float(line["loss"])})
+        elif event == "epoch" and name in seen and isinstance(line.get("val_accuracy"), int | float):
+            x = last_x.get(name, seen[name])
+            accs.append({"x": x, "phase": name, "series": "val accuracy", "value": float(line["val_accuracy"])})
     if len(losses) > max_points:
         stride = len(losses) / max_points
         losses = [losses[int(i * stride)] for i in range(max_points - 1)] + [losses[-1]]
     return losses + accs
 
 
-def _events(lines: Iterable[str]) -> Iterable[dict[str, Any]]:
-    """The progress events among ``lines`` (other output and a half-written last line are skipped)."""
+def events(lines: Iterable[str | dict[str, Any]]) -> Iterable[dict[str, Any]]:
+    """The progress events among ``lines`` (other output and a half-written last line are skipped). Items
+    already parsed (dicts) pass through, so a caller parses a log once for several summaries."""
     for text in lines:
+        if isinstance(text, dict):
+            if "event" in text:
+                yield text
+            continue
         text = text.strip()
         if not text.startswith("{"):
             continue

@@ -19,7 +19,7 @@ from ume_mma.annotate.store import Store
 from ume_mma.errors import DatasetFormatError, InputError
 from ume_mma.jobs.runners import get_runner
 from ume_mma.jobs.store import ACTIVE, FINISHED, JobError, JobStore
-from ume_mma.progress import phase_progress, progress_curve, summarize_progress
+from ume_mma.progress import events, phase_progress, progress_curve, summarize_progress
 from ume_mma.trainconfig import TrainConfig, load_config
 
 PATH_KEYS = ("data", "base_data", "cache_dir")
@@ -181,7 +181,7 @@ def job_status(store: Store | JobStore, job_id: int, tail: int = 20) -> dict[str
     elif job["state"] == "queued":  # its device may have been freed by a job whose process is gone
         recover_jobs(jobs)
     job = jobs.get(job_id)
-    lines = run.progress_lines(job)
+    lines = list(events(run.progress_lines(job)))  # parsed once for the three summaries below
     summary = summarize_progress(lines, tail)
     recent = summary.pop("recent")
     metrics = job["metrics"] or {}
