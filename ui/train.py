@@ -40,14 +40,11 @@ PLOT_EMPTY = pd.DataFrame({"x": [0.0, 0.0], "value": [float("nan")] * 2, "series
 
 
 def flavors() -> list[str]:
-    """Hugging Face Jobs hardware flavors (from ``huggingface_hub``), the default first."""
-    try:
-        from huggingface_hub import JobHardware
+    """Hugging Face Jobs hardware flavors (``huggingface_hub.JobHardware``, kept in sync with the Hub), the
+    default first."""
+    from huggingface_hub import JobHardware
 
-        names = [str(f.value) for f in JobHardware]
-    except ImportError:  # an older huggingface_hub
-        names = []
-    return [DEFAULT_FLAVOR, *(n for n in names if n != DEFAULT_FLAVOR)]
+    return [DEFAULT_FLAVOR, *(str(f.value) for f in JobHardware if f.value != DEFAULT_FLAVOR)]
 
 
 def train_tab(store: Store, checkpoints: list[str], default: str) -> SimpleNamespace:

@@ -66,23 +66,17 @@ def card_metadata(config: Any, metrics: dict[str, Any] | None, license: str = "m
 
     mods = config.modalities
     tag = next(PIPELINE_TAGS[m] for m in PIPELINE_TAGS if m in mods)
-    results = []
     accuracy = (metrics or {}).get("accuracy") or {}
-    for key in accuracy_columns(accuracy):
-        results.append(
-            EvalResult(
-                task_type=tag, dataset_type=config.task, dataset_name=config.task, dataset_split="test",
-                metric_type="accuracy", metric_name=f"accuracy ({column_title(key)})",
-                metric_value=round(100 * float(accuracy[key]), 2),
-            )
-        )  # fmt: skip
-    for m, value in ((metrics or {}).get("branches") or {}).items():
-        results.append(
-            EvalResult(
-                task_type=tag, dataset_type=config.task, dataset_name=config.task, dataset_split="test",
-                metric_type="accuracy", metric_name=f"accuracy ({m} branch alone)", metric_value=round(100 * value, 2),
-            )
-        )  # fmt: skip
+    branches = (metrics or {}).get("branches") or {}
+    named = [(column_title(k), accuracy[k]) for k in accuracy_columns(accuracy)]
+    named += [(f"{m} branch alone", value) for m, value in branches.items()]
+    results = [
+        EvalResult(
+            task_type=tag, dataset_type=config.task, dataset_name=config.task, dataset_split="test",
+            metric_type="accuracy", metric_name=f"accuracy ({name})", metric_value=round(100 * float(value), 2),
+        )
+        for name, value in named
+    ]  # fmt: skip
     return ModelCardData(
         library_name=LIBRARY,
         license=license,
