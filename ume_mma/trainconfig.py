@@ -43,6 +43,9 @@ class TrainConfig:
     test_split: str = "test"
     test_meta: dict[str, Any] = field(default_factory=dict)  # keep test rows whose meta matches (e.g. style)
     limit: int | None = None  # cap samples per split (smoke runs, tests)
+    # column name -> dataset folder whose test split has one modality shifted (``python -m ume_mma.data build
+    # shifted``): every model is scored there after training; never used for fitting or choosing
+    shifted: dict[str, str] = field(default_factory=dict)
     cache_dir: str | None = "~/.cache/ume_mma/features"
     eval_repeats: int = 3
     save_all: bool = True  # also save every trained model, not only the chosen one

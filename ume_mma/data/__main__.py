@@ -2,6 +2,8 @@
 ``python -m ume_mma.data build emoji-vl OUT [--seed N] [--limit N]``,
 ``python -m ume_mma.data build av-digits-shift OUT [--shift image|audio|both] [--seed N] [--limit N]``
 (the av-digits pairs under a shift the shipped checkpoint never saw: pool/held-out parts),
+``python -m ume_mma.data build shifted OUT --base DIR --shift image|audio|text [--seed N]`` (DIR's test split with
+one modality from a source its models never saw: :mod:`ume_mma.data.shifted`),
 ``python -m ume_mma.data validate DIR``."""
 
 from __future__ import annotations
@@ -46,12 +48,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     sub = parser.add_subparsers(dest="command", required=True)
     build = sub.add_parser("build", help="build a benchmark folder from offline sources")
-    build.add_argument("benchmark", choices=["av-digits", "emoji-vl", "av-digits-shift"])
+    build.add_argument("benchmark", choices=["av-digits", "emoji-vl", "av-digits-shift", "shifted"])
     build.add_argument("out", help="output folder (replaced if it is already a dataset)")
     build.add_argument("--setting", choices=["clean", "hard"], default="clean", help="av-digits only")
     build.add_argument(
-        "--shift", choices=["image", "audio", "both"], default=None, help="av-digits-shift only (default: both)"
+        "--shift",
+        choices=["image", "audio", "both", "text"],
+        default=None,
+        help="av-digits-shift: image|audio|both (default both); shifted: the modality to replace",
     )
+    build.add_argument("--base", default=None, help="shifted only: the built benchmark whose test split is shifted")
     build.add_argument("--seed", type=int, default=0)
     build.add_argument(
         "--limit", type=int, default=None, help="av-digits(-shift): rows per split; emoji-vl: number of emoji"
@@ -65,9 +71,19 @@ def main(argv: list[str] | None = None) -> int:
             print(_summary(args.folder))
             return 0
         t0 = time.time()
-        if args.shift is not None and args.benchmark != "av-digits-shift":
-            parser.error("--shift applies to av-digits-shift only")
-        if args.benchmark == "av-digits-shift":
+        if args.shift is not None and args.benchmark not in ("av-digits-shift", "shifted"):
+            parser.error("--shift applies to av-digits-shift and shifted only")
+        if (args.base is not None) != (args.benchmark == "shifted"):
+            parser.error("shifted needs --base (and only shifted takes it)")
+        if args.benchmark == "shifted":
+            if args.shift is None or args.shift == "both":
+                parser.error("shifted needs --shift image, audio or text")
+            from ume_mma.data.shifted import build_shifted
+
+            out = build_shifted(args.base, args.out, args.shift, seed=args.seed)
+        elif args.benchmark == "av-digits-shift":
+            if args.shift == "text":
+                parser.error("av-digits-shift shifts image, audio or both")
             if args.setting != "clean":
                 parser.error("--setting applies to av-digits only")
             from ume_mma.data.shift import build_shift
@@ -89,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"built {out} in {time.time() - t0:.1f} s")
         print(_summary(str(out)))
         return 0
-    except UmeMmaError as exc:
+    except (UmeMmaError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
 

@@ -112,11 +112,22 @@ def _check_arguments(setting: str, limit_per_split: dict[str, int] | None) -> No
         raise ValueError(f"limit_per_split: unknown splits {sorted(unknown)}")
 
 
+def split_order(seed: int, n: int) -> np.ndarray:
+    """The seeded permutation of the ``n`` MNIST images: the first 7,000 are train, then val, then test."""
+    return np.random.default_rng([seed, 1]).permutation(n)
+
+
+def train_images(seed: int) -> np.ndarray:
+    """``(7000, 28, 28)`` the train-split images of av-digits built with ``seed`` (``hard``'s PCA is fitted here)."""
+    images, _ = load_mnist()
+    return images[split_order(seed, len(images))[: SPLIT_SIZES["train"]]]
+
+
 def _plan(setting: str, seed: int, limit_per_split: dict[str, int] | None) -> _Plan:
     """Seeded image split (7,000/1,000/2,000, then limits), pairing and, for ``hard``, PCA and noise plans."""
     images, labels = load_mnist()
     speakers = split_speakers()
-    order = np.random.default_rng([seed, 1]).permutation(len(images))
+    order = split_order(seed, len(images))
     bounds = np.cumsum([0, *SPLIT_SIZES.values()])
     ids = {s: order[bounds[i] : bounds[i + 1]] for i, s in enumerate(SPLITS)}
     for s, n in (limit_per_split or {}).items():

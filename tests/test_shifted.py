@@ -1,0 +1,170 @@
+"""Shifted test sets (``python -m ume_mma.data build shifted``): one modality replaced, the rest byte-identical."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from ume_mma.data import load_dataset
+from ume_mma.data.__main__ import main as cli
+from ume_mma.errors import DatasetFormatError, MissingDependencyError
+
+LIMITS = {"train": 30, "val": 20, "test": 20}
+
+
+def _require(*tools: str) -> None:
+    for tool in tools:
+        if shutil.which(tool) is None:
+            pytest.skip(f"system package for '{tool}' is not installed")
+
+
+@pytest.fixture(scope="module")
+def av_bases(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    _require("espeak-ng", "flite", "sox")
+    from ume_mma.data.av_digits import build_av_digits
+    from ume_mma.data.handwriting import digits_png
+
+    try:
+        digits_png()
+    except MissingDependencyError as exc:
+        pytest.skip(str(exc))
+    root = tmp_path_factory.mktemp("shift-av")
+    return {
+        s: build_av_digits(root / s, setting=s, seed=0, limit_per_split=LIMITS, progress=False)
+        for s in ("clean", "hard")
+    }
+
+
+@pytest.fixture(scope="module")
+def emoji_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from ume_mma.data.emoji_meta import load_cldr
+    from ume_mma.data.emoji_vl import build_emoji_vl, emoji_package
+    from ume_mma.data.shifted import openmoji_package
+
+    try:
+        emoji_package("twitter", fetch=False)
+        emoji_package("google", fetch=False)
+        openmoji_package(fetch=False)
+        load_cldr("fr")
+    except MissingDependencyError as exc:
+        pytest.skip(str(exc))
+    return build_emoji_vl(tmp_path_factory.mktemp("shift-emoji") / "vl", seed=0, limit=120, progress=False)
+
+
+def _rows(folder: Path) -> dict[str, object]:
+    return {s.id: s for s in load_dataset(folder)}
+
+
+def _same_except(base: Path, out: Path, shift: str) -> None:
+    """Every base test row is there with its label, meta and other modalities byte for byte; ``shift`` differs."""
+    base_rows = {s.id: s for s in load_dataset(base, split="test")}
+    rows = _rows(out)
+    assert rows and set(rows) <= set(base_rows)
+    info = json.loads((out / "build_info.json").read_text())
+    assert info["shift"] == shift and info["rows"] == len(rows) == info["base_rows"] - info["left_out"]
+    assert load_dataset(out).splits == ["test"]
+    changed = 0
+    for key, s in rows.items():
+        b = base_rows[key]
+        assert s.label == b.label and s.group == b.group and s.meta["shifted"] == shift
+        assert {k: v for k, v in s.meta.items() if k not in ("shifted", "shift_source")} == b.meta
+        for m in ("image", "audio", "text"):
+            if m == shift or getattr(b, m) is None:
+                continue
+            if m == "text":
+                assert s.text == b.text
+            else:
+                assert s.path(m).read_bytes() == b.path(m).read_bytes()
+        if shift == "text":
+            changed += s.text != b.text
+        else:
+            changed += s.path(shift).read_bytes() != b.path(shift).read_bytes()
+    assert changed >= 0.9 * len(rows)
+
+
+def test_av_digits_image_shift_keeps_speech_and_label(av_bases: dict[str, Path], tmp_path: Path) -> None:
+    out = tmp_path / "img"
+    assert cli(["build", "shifted", str(out), "--base", str(av_bases["clean"]), "--shift", "image"]) == 0
+    _same_except(av_bases["clean"], out, "image")
+    px = np.asarray(Image.open(next((out / "shifted" / "image").glob("*.png"))))
+    assert px.shape == (28, 28) and px.max() > 200  # MNIST format: white digit on black
+
+
+def test_hard_image_shift_lies_in_the_bases_pca_subspace(av_bases: dict[str, Path], tmp_path: Path) -> None:
+    """``hard`` images are 4-component reconstructions: the shifted ones must use the base's own components."""
+    from ume_mma.data.av_digits import PCA_K, train_images
+    from ume_mma.data.mnist import pca_project
+
+    clean, hard = tmp_path / "clean", tmp_path / "hard"
+    from ume_mma.data.shifted import build_shifted
+
+    build_shifted(av_bases["clean"], clean, "image")
+    build_shifted(av_bases["hard"], hard, "image")
+    _same_except(av_bases["hard"], hard, "image")
+    train = train_images(0)
+    for folder, inside in ((hard, True), (clean, False)):
+        x = np.stack([np.asarray(Image.open(s.path("image")), dtype=np.float64) / 255 for s in load_dataset(folder)])
+        again, _ = pca_project(train, x, PCA_K)
+        err = float(np.abs(again - x).mean())
+        assert (err < 0.01) == inside, (folder.name, err)
+
+
+def test_av_digits_audio_shift_is_telephone_speech(av_bases: dict[str, Path], tmp_path: Path) -> None:
+    import soundfile as sf
+
+    from ume_mma.data.shift import HELDOUT_SPEAKERS
+    from ume_mma.data.shifted import build_shifted
+
+    out = build_shifted(av_bases["hard"], tmp_path / "aud", "audio")
+    _same_except(av_bases["hard"], out, "audio")
+    for s in load_dataset(out):
+        assert s.audio.split("/")[2] in HELDOUT_SPEAKERS  # shifted/audio/<speaker>/...
+        x, sr = sf.read(s.path("audio"))
+        assert sr == 8000 and len(x) == 8000 and np.abs(x).max() > 0.05
+
+
+def test_emoji_image_shift_is_a_third_style(emoji_base: Path, tmp_path: Path) -> None:
+    from ume_mma.data.shifted import build_shifted
+
+    out = build_shifted(emoji_base, tmp_path / "img", "image")
+    _same_except(emoji_base, out, "image")
+    for s in load_dataset(out):
+        with Image.open(s.path("image")) as im:
+            assert im.size == (64, 64) and im.mode == "RGB"
+            assert np.asarray(im).std() > 5  # a drawing, not a blank canvas
+
+
+def test_emoji_text_shift_is_french_without_the_name(emoji_base: Path, tmp_path: Path) -> None:
+    from ume_mma.data.shifted import build_shifted
+
+    out = build_shifted(emoji_base, tmp_path / "txt", "text")
+    rows = list(load_dataset(out))
+    assert len(rows) == len(load_dataset(emoji_base, split="test"))
+    grinning = [s for s in rows if s.meta["unified"] == "1F600"]
+    if grinning:  # "visage rieur": its French keywords minus the name's words
+        assert "rieur" not in grinning[0].text and "visage" not in grinning[0].text
+    en = {s.id: s.text for s in load_dataset(emoji_base, split="test")}
+    assert sum(s.text != en[s.id] for s in rows) >= 0.5 * len(rows)
+
+
+def test_bad_requests_are_refused_in_words(av_bases: dict[str, Path], tmp_path: Path, capsys) -> None:
+    out = tmp_path / "x"
+    assert cli(["build", "shifted", str(out), "--base", str(av_bases["clean"]), "--shift", "text"]) == 1
+    assert "not 'text'" in capsys.readouterr().err and not out.exists()
+    with pytest.raises(SystemExit):
+        cli(["build", "shifted", str(out), "--shift", "image"])  # no --base
+    with pytest.raises(SystemExit):
+        cli(["build", "av-digits", str(out), "--base", str(av_bases["clean"])])
+    bare = tmp_path / "bare"
+    shutil.copytree(av_bases["clean"], bare)
+    (bare / "build_info.json").unlink()
+    from ume_mma.data.shifted import build_shifted
+
+    with pytest.raises(DatasetFormatError, match="build_info.json"):
+        build_shifted(bare, out, "image")
+    assert not out.exists()
