@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -303,3 +304,17 @@ def test_a_given_alpha_is_used_and_recorded_as_not_fitted(tiny):
     model, record = calibrate(tiny.model, tiny.sets["train"], tiny.sets["val"], alpha=1.0)
     assert model.config.fusion == "reliability" and model.config.reliability["alpha"] == 1.0
     assert record["alpha_given"] is True and record["alpha"] == 1.0 and record["tolerance"] == 0.0
+
+
+def test_a_fine_tune_of_a_reliability_model_over_ume_keeps_its_ume_weights(tiny, rel_model):
+    """The UME weights of a reliability-weighted UME base carry into the fine-tuned UME model."""
+    from ume_mma.finetune import ume_weights
+
+    weights = {"image": 2.0, "audio": 1.0}
+    ume = tiny.model.derive(
+        ModelConfig(task="t", labels=["a", "b", "c"], encoders=ENC, fusion="ume", fill="drop", ume_weights=weights)
+    )
+    fields = rel_model.config.reliability | {"base": "ume"}
+    rel = ume.derive(dataclasses.replace(ume.config, fusion="reliability", reliability=fields))
+    assert ume_weights(ume) == weights and ume_weights(rel) == weights
+    assert ume_weights(rel_model) is None  # a reliability model over MMA has none

@@ -134,8 +134,11 @@ def init_fused(model: MultiModalModel, base: MultiModalModel) -> MultiModalModel
 
 
 def ume_weights(base: MultiModalModel) -> dict[str, float] | None:
-    """The base's UME weights (when it is a UME model), for the fine-tuned UME model."""
-    return base.config.ume_weights if base.config.fusion == "ume" else None
+    """The base's UME weights (when it is a UME model, or a reliability-weighted one over UME), for the fine-tuned
+    UME model."""
+    from ume_mma.calibrate import base_mode
+
+    return base.config.ume_weights if base_mode(base) == "ume" else None
 
 
 def notes(record: dict[str, Any]) -> str:
