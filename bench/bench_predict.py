@@ -1,5 +1,6 @@
 """Predictor benchmark (library level): predict time vs the encoders' own time, a toggled repeat vs a first
-predict, and 16 requests served one by one vs in one ``predict_many`` call. Prints a markdown table; writes
+predict, 16 requests served one by one vs in one ``predict_many`` call, and (for a checkpoint with reliability
+fields) the time of the per-branch reliability scores against the encoders'. Prints a markdown table; writes
 bench/results/predict.json only with ``--save`` (or to ``--out``).
 
     python bench/bench_predict.py [--checkpoint checkpoints/av-digits] [--repeats 60] [--save]
@@ -8,6 +9,8 @@ bench/results/predict.json only with ``--save`` (or to ``--out``).
 ``forward``, measured in the same calls by wrapping them; everything else in ``predict`` (hashing, decoding
 files, resampling, heads, fusion, bookkeeping) is the predictor's overhead. The ratio is reported as the
 median over repeats with its interquartile range and min-max, since single runs on a shared machine vary.
+The reliability scores' time is measured the same way, inside ``model.reliability``'s ``forward`` (the feature
+statistics of every branch) in the same calls; goal: at most 5% of the encoders' time.
 """
 
 from __future__ import annotations
@@ -49,22 +52,25 @@ def default_inputs(modalities: list[str]) -> dict[str, str]:
 
 
 def timed_encoders(predictor: Predictor) -> dict[str, float]:
-    """Wrap each encoder's ``preprocess`` and ``forward`` to accumulate their wall time in the returned dict."""
-    spent = {"s": 0.0}
+    """Wrap each encoder's ``preprocess`` and ``forward`` to accumulate their wall time in the returned dict
+    (``s``), and the reliability module's ``forward`` (``reliability_s``) when the model has one."""
+    spent = {"s": 0.0, "reliability_s": 0.0}
 
-    def timing(fn: Callable) -> Callable:
+    def timing(fn: Callable, key: str = "s") -> Callable:
         def wrapper(*args, **kwargs):
             t = time.perf_counter()
             try:
                 return fn(*args, **kwargs)
             finally:
-                spent["s"] += time.perf_counter() - t
+                spent[key] += time.perf_counter() - t
 
         return wrapper
 
     for enc in predictor.model.encoders.values():
         enc.preprocess = timing(enc.preprocess)
         enc.forward = timing(enc.forward)
+    if predictor.model.reliability is not None:
+        predictor.model.reliability.forward = timing(predictor.model.reliability.forward, "reliability_s")
     return spent
 
 
@@ -105,18 +111,25 @@ def bench_overhead(predictor: Predictor, repeats: int) -> dict[str, object]:
     for _ in range(3):  # warm-up: lazy imports, first-call allocations, resampling kernels
         predictor.clear_cache()
         predictor.predict(inputs)
-    first, encoders, toggled = [], [], []
+    first, encoders, toggled, scores = [], [], [], []
     for _ in range(repeats):
         predictor.clear_cache()
-        spent["s"] = 0.0
+        spent["s"] = spent["reliability_s"] = 0.0
         t = time.perf_counter()
         predictor.predict(inputs)
         first.append(time.perf_counter() - t)
         encoders.append(spent["s"])
+        scores.append(spent["reliability_s"])
         t = time.perf_counter()
         predictor.predict(inputs, predictor.modalities[:1])
         toggled.append(time.perf_counter() - t)
-    return {
+    reliability = {}
+    if predictor.model.reliability is not None:
+        reliability = {
+            "reliability_ms": 1000 * statistics.median(scores),
+            "reliability_over_encoders": spread([r / e for r, e in zip(scores, encoders)]),
+        }
+    return reliability | {
         "inputs": {m: _rel(v) for m, v in inputs.items()},
         "first_predict_ms": 1000 * statistics.median(first),
         "encoders_ms": 1000 * statistics.median(encoders),
@@ -180,6 +193,15 @@ def main() -> None:
         f"| predict / encoders | {r['median']:.3f}x (IQR {r['q1']:.3f}-{r['q3']:.3f}, "
         f"min-max {r['min']:.3f}-{r['max']:.3f}) | <= 1.10x |"
     )
+    if "reliability_ms" in result:
+        q = result["reliability_over_encoders"]
+        print(f"| reliability scores in it | {result['reliability_ms']:.2f} ms | |")
+        print(
+            f"| reliability / encoders | {100 * q['median']:.2f}% (IQR {100 * q['q1']:.2f}-{100 * q['q3']:.2f}%) "
+            "| <= 5% |"
+        )
+    else:
+        print("| reliability scores | - (the checkpoint has no reliability fields) | |")
     print(f"| toggled repeat | {result['toggled_repeat_ms']:.2f} ms | |")
     print(f"| toggled repeat / first predict | 1/{1 / result['toggled_over_first']:.0f} | <= 1/20 |")
     print(f"| {result['batch']} requests, sequential predict | {result['sequential_per_s']:.1f} predictions/s | |")

@@ -4,13 +4,14 @@ import json
 
 import pytest
 
-from tests.tiny import make_tiny_dataset
+from tests.tiny import make_noise_shift, make_tiny_dataset
 from ume_mma import results
 
 
 @pytest.fixture()
 def tiny_benchmark(tmp_path, monkeypatch):
     make_tiny_dataset(tmp_path / "data", {"train": 8, "val": 4, "test": 4})
+    make_noise_shift(tmp_path / "data", tmp_path / "noise")
     configs = {}
     for family, audio in (("scratch", "scratch.logmel-cnn"), ("pretrained", "packaged.whisper-tiny-en")):
         configs[family] = tmp_path / f"{family}.toml"
@@ -18,8 +19,10 @@ def tiny_benchmark(tmp_path, monkeypatch):
             f'task = "tiny"\ndata = "{tmp_path / "data"}"\nout = "unused"\nepochs = 2\nmma_epochs = 1\nbatch_size = 8\n'
             f'cache_dir = "{tmp_path / "cache"}"\neval_repeats = 1\n'
             f'[encoders]\nimage = "scratch.image-cnn"\naudio = "{audio}"\n'
+            f'[shifted]\n"image shifted" = "{tmp_path / "noise"}"\n'
         )
-    monkeypatch.setitem(results.BENCHMARKS, "tiny", {"build": [], "families": {k: str(v) for k, v in configs.items()}})
+    bench = {"build": [], "families": {k: str(v) for k, v in configs.items()}, "shifts": {"image shifted": "image"}}
+    monkeypatch.setitem(results.BENCHMARKS, "tiny", bench)
     return tmp_path
 
 
@@ -38,6 +41,19 @@ def test_results_tables_plots_and_best_family(tiny_benchmark):
         assert f"| {row} |" in table
     assert " ± " in table and "MR50" in table
     data = json.loads((tmp / "res" / "tiny.json").read_text())
+    # the shifted set is a column of the main table and a row of the drift table per drawn family
+    header = next(line for line in table.splitlines() if line.startswith("| encoders | model |"))
+    assert header.endswith("| MR75 | image shifted |")
+    for family in ("scratch", "pretrained"):
+        runs = data[family].values()
+        row = next(line for line in table.splitlines() if line.startswith(f"| {family} | image shifted |"))
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        best = [max(r["shifted"]["image shifted"]["accuracy"][f"{m}-only"] for m in ("audio", "image")) for r in runs]
+        fused = [r["shifted"]["image shifted"]["accuracy"]["ume-mma"] for r in runs]
+        assert cells[2].startswith(f"{100 * sum(best) / 2:.1f} ± ") and cells[3].startswith(
+            f"{100 * sum(fused) / 2:.1f}"
+        )
+        assert cells[5].endswith("(image)")  # the AUROC is the shifted branch's
     assert set(data) == {"scratch", "pretrained", "best"} and set(data["best"]) == {"0", "1"}
     # the best family takes, per modality, the encoder of the family whose uni-modal model won on validation
     for seed in ("0", "1"):

@@ -9,7 +9,7 @@ from typing import NamedTuple
 import pytest
 import torch
 
-from tests.tiny import make_tiny_dataset
+from tests.tiny import make_noise_shift, make_tiny_dataset
 from ume_mma.evaluate import main as evaluate_main
 from ume_mma.models import MultiModalModel
 from ume_mma.train import choose_ume_mma, main, make_accelerator, run
@@ -48,6 +48,7 @@ def trained(tmp_path_factory):
     """One real tiny run; every presence mask a phase feeds the model while training is recorded."""
     tmp = tmp_path_factory.mktemp("train")
     make_tiny_dataset(tmp / "data", {"train": 16, "val": 6, "test": 6})
+    make_noise_shift(tmp / "data", tmp / "noise")
     masks: dict[str, list[dict[str, torch.Tensor]]] = {}
     forward = MultiModalModel.forward
 
@@ -58,8 +59,23 @@ def trained(tmp_path_factory):
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(MultiModalModel, "forward", recording_forward)
-        metrics = run(_config(tmp, tmp / "run", epochs=6))
+        metrics = run(_config(tmp, tmp / "run", epochs=6, **{"shifted.image noise": str(tmp / "noise")}))
     return Trained(tmp, metrics, masks)
+
+
+def test_shifted_sets_are_scored_but_never_trained_on(trained):
+    """``cfg.shifted``: every model's accuracy on the shifted set, the shifted branch's reliability AUROC (noise
+    images against the test images) and the share flagged; training never fed those rows."""
+    tmp, metrics, masks = trained
+    rec = metrics["shifted"]["image noise"]
+    assert rec["rows"] == 18 and rec["modality"] == "image"
+    assert set(rec["accuracy"]) == {"audio-only", "image-only", "naive", "ume", "mma", "ume-mma"}
+    assert rec["accuracy"]["audio-only"] == metrics["test"]["audio-only"]["accuracy"]["full"]  # audio unchanged
+    assert rec["accuracy"]["image-only"] < metrics["test"]["image-only"]["accuracy"]["full"]
+    assert rec["auroc"] > 0.9 and rec["off_distribution"]["shifted"] > rec["off_distribution"]["test"]
+    assert rec["branches"]["image"] < metrics["test"][metrics["saved"]]["branches"]["image"]
+    assert metrics["train_rows"] == 48  # 16 per label: the shifted rows are not in training
+    assert json.loads((tmp / "run" / "metrics.json").read_text())["shifted"] == metrics["shifted"]
 
 
 def test_only_mma_trains_with_modality_dropout(trained):
@@ -109,7 +125,7 @@ def test_end_to_end_outputs(trained):
         assert (out / "models" / name / "model.safetensors").is_file()
     assert (out / "checkpoint" / "config.json").is_file() and (out / "train_config.json").is_file()
     saved = json.loads((out / "metrics.json").read_text())
-    assert saved["chosen"] in ("ume", "mma") and saved["test"]["ume-mma"] == saved["test"][saved["chosen"]]
+    assert saved["chosen"] in ("ume", "mma") and saved["test"]["ume-mma"] == saved["test"][saved["saved"]]
     assert saved["chosen"] == choose_ume_mma({name: v["accuracy"]["full"] for name, v in saved["val"].items()})
     # every saved model (and the chosen one) records the run's training config, built in, not patched in
     training = json.loads((out / "train_config.json").read_text())

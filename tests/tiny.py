@@ -55,3 +55,24 @@ def make_tiny_dataset(
                 rows.append(row)
     (root / "metadata.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     return root
+
+
+def make_noise_shift(base: str | Path, out: str | Path, seed: int = 1) -> Path:
+    """A shifted copy of ``base``'s test split (the layout ``python -m ume_mma.data build shifted`` writes): every
+    image replaced by uniform noise, the audio files and labels kept; ``meta.shifted = "image"``."""
+    base, out = Path(base), Path(out)
+    (out / "shifted").mkdir(parents=True, exist_ok=True)
+    (out / "audio").mkdir(exist_ok=True)
+    rng = np.random.default_rng(seed)
+    rows = []
+    for line in (base / "metadata.jsonl").read_text().splitlines():
+        row = json.loads(line)
+        if row.get("split") != "test":
+            continue
+        Image.fromarray(rng.integers(0, 256, (28, 28), dtype=np.uint8), mode="L").save(
+            out / "shifted" / f"{row['id']}.png"
+        )
+        (out / row["audio"]).write_bytes((base / row["audio"]).read_bytes())
+        rows.append(row | {"image": f"shifted/{row['id']}.png", "meta": {"shifted": "image"}})
+    (out / "metadata.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return out

@@ -243,6 +243,21 @@ def notes(record: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def carried_notes(checkpoint: str) -> str:
+    """The sections of a local checkpoint's model card that a recalibrated copy keeps: those between its
+    evaluation table and its usage (the training run's table, data notes), without an older calibration
+    section. ``""`` for a Hub id or a folder without a card."""
+    import re
+    from pathlib import Path
+
+    card = Path(checkpoint) / "README.md"
+    if not card.is_file():
+        return ""
+    parts = re.split(r"(?m)^(?=## )", card.read_text(encoding="utf-8"))
+    skip = ("## Evaluation", "## Usage", "## Calibration and reliability")
+    return "\n".join(p.strip() + "\n" for p in parts[1:] if not p.startswith(skip)).strip()
+
+
 def main(argv: list[str] | None = None) -> int:
     """CLI: fit calibration and reliability for a checkpoint on its dataset and write a new checkpoint.
     Exit status: 0 done, 1 the checkpoint or data could not be used, 2 bad arguments or device."""
@@ -305,7 +320,9 @@ def main(argv: list[str] | None = None) -> int:
             metrics = evaluate_samples(new, test, seed=args.seed) | {"split": args.test_split}
             record["test_before"] = before["accuracy"]
         metrics["calibration"] = record
-        save_checkpoint(new, args.out, metrics=metrics if "accuracy" in metrics else None, card_notes=notes(record))
+        kept = carried_notes(args.checkpoint)
+        card = (kept + "\n\n" if kept else "") + notes(record)
+        save_checkpoint(new, args.out, metrics=metrics if "accuracy" in metrics else None, card_notes=card)
     except UmeMmaError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
