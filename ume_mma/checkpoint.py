@@ -149,8 +149,9 @@ def render_model_card(config: ModelConfig, metrics: dict[str, Any] | None, notes
         "",
         "```python",
         "from ume_mma.predictor import Predictor",
-        "p = Predictor.from_pretrained('PATH_OR_REPO_ID')",
-        "print(p.predict({'image': 'digit.png', 'audio': 'digit.wav'}).to_dict())",
+        "",
+        'p = Predictor.from_pretrained("PATH_OR_REPO_ID")',
+        'print(p.predict({"image": "digit.png", "audio": "digit.wav"}).to_dict())',
         "```",
         "",
     ]

@@ -136,10 +136,11 @@ def _pm(values: list[float], scale: float = 100.0, digits: int = 1) -> str:
 def drift_table(results: dict[str, dict[int, dict[str, Any]]], mods: list[str]) -> str:
     """Markdown, one row per family x shifted set: the better uni-modal model on that set (the reference, chosen
     per seed), UME-MMA (the saved model), their gap (mean and the worst seed), the AUROC of the shifted branch's
-    reliability score (shifted vs test inputs) and the share of inputs flagged off-distribution."""
+    reliability score (shifted inputs vs the validation split's, which come from the training sources, and vs
+    the test split's) and the share of inputs flagged off-distribution (shifted / validation / test)."""
     lines = [
         "| encoders | shifted set | better branch | UME-MMA | UME-MMA − better branch (worst seed) "
-        "| AUROC of the shifted branch's reliability | flagged off-distribution: shifted / test |",
+        "| reliability AUROC, shifted vs val / vs test | flagged off-distribution: shifted / val / test (%) |",
         "|---|---|---|---|---|---|---|",
     ]
     drawn = [
@@ -155,8 +156,11 @@ def drift_table(results: dict[str, dict[int, dict[str, Any]]], mods: list[str]) 
             gaps = [f - b for f, b in zip(fused, best)]
             aurocs = [rec["auroc"] for rec in recs if "auroc" in rec]
             flagged = [rec["off_distribution"] for rec in recs if "off_distribution" in rec]
-            auroc = f"{_pm(aurocs, 1, 3)} ({recs[0]['modality']})" if aurocs else "-"
-            shares = [_pm([f[k] for f in flagged], 100, 0) for k in ("shifted", "test")] if flagged else ["-"]
+            auroc = "-"
+            if aurocs:
+                auroc = " / ".join(_pm([a[k] for a in aurocs], 1, 2) for k in ("val", "test"))
+                auroc += f" ({recs[0]['modality']})"
+            shares = [_pm([f[k] for f in flagged], 100, 0) for k in ("shifted", "val", "test")] if flagged else ["-"]
             cells = [family, name, f"{_pm(best)} ({'/'.join(which)})", _pm(fused)]
             cells += [f"{_pm(gaps)} ({100 * min(gaps):+.1f})", auroc, " / ".join(shares)]
             lines.append("| " + " | ".join(cells) + " |")

@@ -194,10 +194,12 @@ class Job(PhaseTrainer):
     def shifted_record(self, models: dict[str, MultiModalModel], calibrated: MultiModalModel) -> dict[str, Any]:
         """Per ``cfg.shifted`` set: every model's full accuracy there (``accuracy``), the calibrated model's
         branch accuracies (``branches``) and, for the shifted modality, how well its reliability score separates
-        those inputs from the test split's (``auroc``, shifted = positive) and the share of each flagged
-        ``off_distribution`` (reliability < 0.5)."""
+        those inputs from in-distribution ones (``auroc``, shifted = positive): from the validation split's (same
+        sources as training; the score's statistics are fitted on train) and from the test split's (which may be
+        shifted itself, e.g. emoji-vl's cross-style test), and the share of each flagged ``off_distribution``
+        (reliability < 0.5)."""
         out: dict[str, Any] = {}
-        test = self.cfg.test_split
+        refs = {"val": self.cfg.val_split, "test": self.cfg.test_split}
         for name in self.cfg.shifted:
             split = SHIFTED + name
             acc = {}
@@ -209,11 +211,13 @@ class Job(PhaseTrainer):
             m = self.shifts[split]
             rel = calibrated.reliability
             if rel is not None and m in rel:
-                u = {k: rel.scores({m: self.feature_set(calibrated, k).rows(m)[0]})[m] for k in (split, test)}
+                u = {k: rel.scores({m: self.feature_set(calibrated, s).rows(m)[0]})[m] for k, s in refs.items()}
+                u["shifted"] = rel.scores({m: self.feature_set(calibrated, split).rows(m)[0]})[m]
                 b = rel.branches[m]
-                off = {k: float((reliability_of(v, b["q50"], b["q95"]) < 0.5).double().mean()) for k, v in u.items()}
-                record |= {"modality": m, "auroc": auroc(u[split], u[test])}
-                record |= {"off_distribution": {"shifted": off[split], "test": off[test]}}
+                record |= {"modality": m, "auroc": {k: auroc(u["shifted"], u[k]) for k in refs}}
+                record["off_distribution"] = {
+                    k: float((reliability_of(v, b["q50"], b["q95"]) < 0.5).double().mean()) for k, v in u.items()
+                }
             out[name] = record
         return out
 
