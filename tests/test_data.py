@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +10,7 @@ import pytest
 import soundfile as sf
 from PIL import Image
 
+from tests.builds import LIMITS
 from ume_mma.data import Sample, load_dataset, write_dataset
 from ume_mma.data.__main__ import main as cli
 from ume_mma.errors import DatasetFormatError, MissingDependencyError
@@ -129,33 +129,6 @@ def test_missing_mnist_says_how_to_fetch(tmp_path: Path, monkeypatch: pytest.Mon
 
 # ---------------------------------------------------------------- builders
 
-LIMITS = {"train": 30, "val": 20, "test": 20}
-
-
-def _require_sources(*tools: str) -> None:
-    for tool in tools:
-        if shutil.which(tool) is None:
-            pytest.skip(f"system package for '{tool}' is not installed (apt-get install {tool})")
-
-
-@pytest.fixture(scope="module")
-def av_builds(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    _require_sources("espeak-ng", "flite")
-    from ume_mma.data.av_digits import build_av_digits
-    from ume_mma.data.mnist import mnist_dir
-    from ume_mma.data.speech import split_speakers
-
-    try:
-        mnist_dir(fetch=False)
-        split_speakers()
-    except MissingDependencyError as exc:
-        pytest.skip(str(exc))
-    root = tmp_path_factory.mktemp("av")
-    return {
-        s: build_av_digits(root / s, setting=s, seed=0, limit_per_split=LIMITS, progress=False)
-        for s in ("clean", "hard")
-    }
-
 
 def test_av_digits_clean_folder(av_builds: dict[str, Path]) -> None:
     ds = load_dataset(av_builds["clean"])
@@ -208,20 +181,6 @@ def test_av_digits_hard_differs_from_clean(av_builds: dict[str, Path]) -> None:
     assert max(snrs) < 11 and np.mean(snrs) < 8
     info = json.loads((av_builds["hard"] / "build_info.json").read_text())
     assert 0.26 < info["pca_variance_kept"] < 0.31
-
-
-@pytest.fixture(scope="module")
-def emoji_build(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from ume_mma.data.emoji_meta import load_cldr
-    from ume_mma.data.emoji_vl import build_emoji_vl, emoji_package
-
-    try:
-        emoji_package("twitter", fetch=False)
-        emoji_package("google", fetch=False)
-        load_cldr()
-    except MissingDependencyError as exc:
-        pytest.skip(str(exc))
-    return build_emoji_vl(tmp_path_factory.mktemp("emoji") / "vl", seed=0, limit=150, progress=False)
 
 
 def test_emoji_vl_folder(emoji_build: Path) -> None:

@@ -10,50 +10,36 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tests.builds import require_sources
 from ume_mma.data import load_dataset
 from ume_mma.data.__main__ import main as cli
 from ume_mma.errors import DatasetFormatError, MissingDependencyError
 
-LIMITS = {"train": 30, "val": 20, "test": 20}
-
-
-def _require(*tools: str) -> None:
-    for tool in tools:
-        if shutil.which(tool) is None:
-            pytest.skip(f"system package for '{tool}' is not installed")
-
 
 @pytest.fixture(scope="module")
-def av_bases(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    _require("espeak-ng", "flite", "sox")
-    from ume_mma.data.av_digits import build_av_digits
+def av_bases(av_builds: dict[str, Path]) -> dict[str, Path]:
+    """The session's small av-digits builds, when sox (the telephone line) and OpenCV's digits are there."""
     from ume_mma.data.handwriting import digits_png
 
+    require_sources("sox")
     try:
         digits_png()
     except MissingDependencyError as exc:
         pytest.skip(str(exc))
-    root = tmp_path_factory.mktemp("shift-av")
-    return {
-        s: build_av_digits(root / s, setting=s, seed=0, limit_per_split=LIMITS, progress=False)
-        for s in ("clean", "hard")
-    }
+    return av_builds
 
 
 @pytest.fixture(scope="module")
-def emoji_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def emoji_base(emoji_build: Path) -> Path:
     from ume_mma.data.emoji_meta import load_cldr
-    from ume_mma.data.emoji_vl import build_emoji_vl, emoji_package
     from ume_mma.data.shifted import openmoji_package
 
     try:
-        emoji_package("twitter", fetch=False)
-        emoji_package("google", fetch=False)
         openmoji_package(fetch=False)
         load_cldr("fr")
     except MissingDependencyError as exc:
         pytest.skip(str(exc))
-    return build_emoji_vl(tmp_path_factory.mktemp("shift-emoji") / "vl", seed=0, limit=120, progress=False)
+    return emoji_build
 
 
 def _rows(folder: Path) -> dict[str, object]:
