@@ -39,6 +39,7 @@ def main() -> None:
             page.wait_for_timeout(2000)
             page.screenshot(path=str(ROOT / "docs" / "app-robustness.png"), full_page=True)
             page.get_by_role("tab", name="Predict").click()
+            page.locator("#toggles").get_by_label("image").click()  # the image back on
             page.get_by_text("another handwriting collection").click()  # a 3 of OpenCV's digits + spoken 3
             sync_api.expect(page.locator("#image-card")).to_contain_text("off its training", timeout=30000)
             page.wait_for_timeout(1500)

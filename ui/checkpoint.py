@@ -70,6 +70,10 @@ def condition_name(column: str) -> str:
 
 def status_line(item: Loaded) -> str:
     p = item.predictor
-    fusion = p.model.config.fusion
+    config = p.model.config
+    fusion = config.fusion
     kind = f"{fusion.upper()} ({get_fusion(fusion).description})"
+    if fusion == "reliability":  # the base mode it weighs, and how strongly
+        rel = config.reliability
+        kind = f"{rel['base'].upper()} weighted by branch reliability (alpha {rel['alpha']:g}, chosen on validation)"
     return f"**Loaded** `{p.name}` · {kind} · modalities: {', '.join(p.modalities)} · {len(p.labels)} labels"
