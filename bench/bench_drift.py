@@ -45,8 +45,7 @@ COLUMNS = ("full", "missing_rate_0.25", "missing_rate_0.5", "missing_rate_0.75")
 def _families(results: dict[str, Any]) -> list[str]:
     """Families whose runs are not a copy of an earlier family's (``best`` = ``pretrained`` when it won every
     modality)."""
-    names = list(results)
-    return [f for i, f in enumerate(names) if not any(results[f] == results[g] for g in names[:i])]
+    return [f for f in results if not (f == "best" and any(results[f] == results[g] for g in results if g != f))]
 
 
 def _mean(values: list[float]) -> float:
