@@ -12,7 +12,8 @@ it is the same runs as another family):
 2. **nothing lost where nothing drifted**: the UME-MMA row's test columns (full, without each modality, MR25-75),
    i.e. the saved model (reliability-weighted where validation adopted it), against the same runs' plain UME-MMA
    choice (``chosen``: what UME-MMA was before this issue, on the same trained weights), largest absolute change
-   of the seed means; target <= 0.5 point. Also shown: the change against ``results/`` at ``--before`` (git
+   of the seed means; target: no column loses more than 0.5 point (a gain is not a loss: emoji-vl's cross-style
+   test set gains). Also shown: the change against ``results/`` at ``--before`` (git
    revision of the results before reliability and shifted sets: 7682606), which adds retraining noise (training
    on CPU is not bit-reproducible across sessions: the same seed moves by 1-2 points);
 3. **reliability AUROC** of the shifted branch, shifted inputs vs the validation split's (same sources as
@@ -89,8 +90,8 @@ def in_distribution(results: dict[str, Any], before: dict[str, Any] | None) -> l
         runs = list(results[family].values())
         now = [r["test"]["ume-mma"]["accuracy"] for r in runs]
         delta = _delta(now, [r["test"][r["chosen"]]["accuracy"] for r in runs])
-        worst = max(delta, key=lambda c: abs(delta[c]))
-        row = {"family": family, "delta": delta, "worst": worst, "met": abs(delta[worst]) <= 0.5 + 1e-9}
+        worst = min(delta, key=lambda c: delta[c])  # the largest loss (or the smallest gain)
+        row = {"family": family, "delta": delta, "worst": worst, "met": delta[worst] >= -0.5 - 1e-9}
         if before and family in before:
             row["vs_before"] = _delta(now, [r["test"]["ume-mma"]["accuracy"] for r in before[family].values()])
         out.append(row)
@@ -126,8 +127,8 @@ def main() -> int:
                 f"| {g['adopted']} of {len(results[g['family']])} |"
             )
     print(
-        "\n| benchmark | encoders | UME-MMA (saved) − plain UME-MMA choice, same runs (points) | largest "
-        "| target <= 0.5 | vs results at --before (retraining noise included) |"
+        "\n| benchmark | encoders | UME-MMA (saved) − plain UME-MMA choice, same runs (points) | worst column "
+        "| target: loss <= 0.5 | vs results at --before (retraining noise included) |"
     )
     print("|---|---|---|---|---|---|")
 
