@@ -339,6 +339,20 @@ def test_calibrate_cli_writes_a_checkpoint_that_reports_reliability(tiny, tmp_pa
     assert branches["image"]["off_distribution"] is True and branches["image"]["reliability"] < 0.5
     assert branches["audio"]["off_distribution"] is False and 0 < branches["audio"]["calibrated_confidence"] <= 1
     assert calibrate_main([str(tmp_path / "base"), str(tmp_path), "--out", str(tmp_path / "x")]) == 1
+    # refitting in place (as the shipped checkpoints were) keeps the weights and the card's run notes, and
+    # replaces the calibration section rather than adding a second one
+    card = (
+        (out / "README.md")
+        .read_text()
+        .replace("## Calibration and reliability", "## Run notes\n\nkept\n\n" + "## Calibration and reliability", 1)
+    )
+    (out / "README.md").write_text(card)
+    weights = load_file(out / "model.safetensors")
+    assert calibrate_main([str(out), str(tiny.root), "--out", str(out), "--cache-dir", ""]) == 0
+    again = (out / "README.md").read_text()
+    assert "## Run notes\n\nkept" in again and again.count("## Calibration and reliability") == 1
+    refit = load_file(out / "model.safetensors")
+    assert all(torch.equal(refit[k], v) for k, v in weights.items() if not k.startswith("reliability."))
 
 
 def test_a_given_alpha_is_used_and_recorded_as_not_fitted(tiny):
