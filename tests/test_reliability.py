@@ -118,6 +118,21 @@ def test_stats_rank_distance_by_mahalanobis():
     assert float((r < 0.5).float().mean()) == pytest.approx(0.05, abs=0.01)
 
 
+def test_distance_follows_loaded_statistics():
+    """The parts of the distance that every call shares are recomputed when the statistics change (a load)."""
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(300, 8, generator=g), torch.randint(3, (300,), generator=g)
+    a, b = BranchStats.fit(x, y, 3, rank=4), BranchStats.fit(x * 3 + 1, y, 3, rank=4)
+    q = torch.randn(5, 8, generator=g)
+    before = a.distance(q)
+    a.load_state_dict(b.state_dict())
+    assert torch.equal(a.distance(q), b.distance(q)) and not torch.allclose(before, a.distance(q))
+    direct = ((q - b.means[:, None]) @ b.basis).square() * b.inv_var  # [C, B, k], the top directions only
+    resid = (q - b.means[:, None]).square().sum(-1) - ((q - b.means[:, None]) @ b.basis).square().sum(-1)
+    expected = (direct.sum(-1) + b.inv_res * resid).min(0).values
+    assert torch.allclose(a.distance(q).float(), expected, rtol=1e-4)
+
+
 def test_out_of_fold_thresholds_are_not_optimistic(tiny):
     """Statistics fitted on the rows they score make them look closer than new rows: with one split for both,
     the thresholds come from out-of-fold scores and sit above the in-sample ones."""
@@ -238,6 +253,29 @@ def test_reliability_mode_round_trips(rel_model, tiny, tmp_path):
     assert torch.equal(a.fused, b.fused)
     assert all(torch.equal(a.reliability[m], b.reliability[m]) for m in a.reliability)
     assert "Reliability weighting" in (tmp_path / "ck" / "README.md").read_text()
+
+
+def test_a_repeat_with_cached_features_reuses_their_reliability(rel_model, tiny, tmp_path):
+    """The predictor scores an input's reliability once: another subset of modalities (cached features) reuses
+    it, with the same answers as scoring afresh; clearing the cache scores again."""
+    save_pretrained(rel_model, tmp_path / "ck")
+    p, fresh = Predictor.from_pretrained(tmp_path / "ck"), Predictor.from_pretrained(tmp_path / "ck")
+    calls = []
+    forward = p.model.reliability.forward
+    p.model.reliability.forward = lambda feats: calls.append(sorted(feats)) or forward(feats)
+    image, wav = tmp_path / "n.png", sorted((tiny.root / "audio").glob("test-a-*.wav"))[0]
+    noise_images(1)[0].save(image)
+    inputs = {"image": str(image), "audio": str(wav)}
+    first = p.predict(inputs, subsets=True).to_dict()
+    scored = len(calls)
+    assert scored == 1  # both branches in one call
+    for subset in (["image"], ["audio"], ["image", "audio"]):
+        again = p.predict(inputs, subset, subsets=True).to_dict()
+        assert again == fresh.predict(inputs, subset, subsets=True).to_dict()  # the same as scoring afresh
+    assert len(calls) == scored and first["branches"]["image"]["fusion_weight"] < 0.05
+    p.clear_cache()
+    p.predict(inputs)
+    assert len(calls) == scored + 1
 
 
 def test_a_config_without_reliability_is_written_as_before():

@@ -171,11 +171,18 @@ class MultiModalModel(nn.Module):
             present = {m: torch.ones(b, dtype=torch.bool) for m in feats}
         return self.forward_features(feats, present)
 
-    def forward_features(self, feats: dict[str, torch.Tensor], present: dict[str, torch.Tensor]) -> ModelOutput:
+    def forward_features(
+        self,
+        feats: dict[str, torch.Tensor],
+        present: dict[str, torch.Tensor],
+        reliability: dict[str, torch.Tensor] | None = None,
+    ) -> ModelOutput:
         """Heads + fusion from encoder outputs (used directly when features are cached).
 
         ``feats``: modality -> ``Tensor[B, D_m]`` (may omit modalities missing in every sample);
         ``present``: modality -> ``BoolTensor[B]``; a modality absent from it counts as missing.
+        ``reliability``: ``self.reliability(feats)`` computed earlier for these features (a caller that caches
+        it, modality -> ``Tensor[B]``); computed here when None.
         """
         b = self._batch_size(feats, present)
         device = self.heads[self.modalities[0]].weight.device
@@ -186,7 +193,10 @@ class MultiModalModel(nn.Module):
         if not bool(torch.stack(list(mask.values())).any(dim=0).all()):
             raise InputError("every sample needs at least one present modality")
         branches = {m: self.heads[m](feats[m]) for m in self.modalities if m in feats}  # (B, C) each
-        reliability = self.reliability(feats) if self.reliability is not None else None  # (B,) each
+        if reliability is None and self.reliability is not None:
+            reliability = self.reliability(feats)  # (B,) each
+        elif self.reliability is None:
+            reliability = None
         inputs = FusionInputs(
             branches=branches,
             feats={m: feats[m] for m in self.modalities if m in feats},

@@ -87,6 +87,9 @@ class Predictor:
         # None when the input has nothing for the modality (a silent video's soundtrack)
         self.cache = ByteLRU(int(cache_mb * 2**20), cache_size)
         self.frames = ByteLRU(int(frames_mb * 2**20))  # video content hash -> its sampled (scaled-down) frames
+        # the same keys -> that input's reliability (Tensor[1]; None: the branch has no statistics), so a repeat
+        # with cached features (another subset of modalities) does not score them again
+        self.reliabilities = ByteLRU(2**20, cache_size)
         self.stats = {"encoder_calls": 0, "encoder_batches": 0, "cache_hits": 0}
         self.folder: Path | None = None  # the checkpoint folder, when loaded from one
         self._lock = threading.RLock()  # predict() is safe to call from several threads
@@ -125,6 +128,7 @@ class Predictor:
         with self._lock:
             self.cache.clear()
             self.frames.clear()
+            self.reliabilities.clear()
 
     @property
     def modalities(self) -> list[str]:
@@ -351,7 +355,8 @@ class Predictor:
         if not feats:
             return self._no_input(sources)
         present = {m: torch.ones(1, dtype=torch.bool, device=self.device) for m in feats}
-        out = self.model.forward_features(feats, present)
+        reliability = self._reliability(job, feats)
+        out = self.model.forward_features(feats, present, reliability)
         labels, rel, w = self.labels, out.reliability or {}, out.weights or {}
         try:
             branches = {
@@ -373,17 +378,36 @@ class Predictor:
                 branches=branches,
                 sources=sources,
                 frames=frames,
-                subsets=self._subsets(feats, top_k) if subsets else {},
+                subsets=self._subsets(feats, top_k, reliability) if subsets else {},
             )
         except InputError as e:
             return e
 
-    def _subsets(self, feats: dict[str, torch.Tensor], top_k: int | None) -> dict[str, BranchResult]:
+    def _reliability(self, job: _Job, feats: dict[str, torch.Tensor]) -> dict[str, torch.Tensor] | None:
+        """Each branch's reliability (modality -> ``Tensor[1]``) for ``feats`` (``Tensor[1, D]`` each), from
+        :attr:`reliabilities` when this input was scored before; None for a model without statistics."""
+        if self.model.reliability is None:
+            return None
+        keys = {m: job.keys.get(m) for m in feats}
+        known = {m: self.reliabilities.get(k, _MISS) if k is not None else _MISS for m, k in keys.items()}
+        todo = {m: f for m, f in feats.items() if known[m] is _MISS}
+        if todo:  # the branches not scored before, in one call
+            scored = self.model.reliability(todo)
+            for m in todo:
+                known[m] = scored.get(m)  # absent: the branch has no statistics
+                if keys[m] is not None:
+                    self.reliabilities.put(keys[m], known[m])
+        return {m: r for m, r in known.items() if r is not None}
+
+    def _subsets(
+        self, feats: dict[str, torch.Tensor], top_k: int | None, reliability: dict[str, torch.Tensor] | None = None
+    ) -> dict[str, BranchResult]:
         """Fused result of every non-empty subset of ``feats`` (modality -> ``Tensor[1, D]``), as one batch
-        of S = 2^M - 1 rows whose presence masks differ."""
+        of S = 2^M - 1 rows whose presence masks differ (``reliability``: the branches' scores, ``Tensor[1]``)."""
         mods = sorted(feats)
         combos = [c for r in range(1, len(mods) + 1) for c in itertools.combinations(mods, r)]  # S subsets
         batch = {m: feats[m].expand(len(combos), -1) for m in mods}  # (S, D) each
         present = {m: torch.tensor([m in c for c in combos], device=self.device) for m in mods}  # (S,) each
-        probs = self.model.forward_features(batch, present).fused_probs()  # (S, C)
+        rel = {m: r.expand(len(combos)) for m, r in reliability.items()} if reliability is not None else None
+        probs = self.model.forward_features(batch, present, rel).fused_probs()  # (S, C)
         return {"+".join(c): result_of(probs[i], self.labels, top_k) for i, c in enumerate(combos)}

@@ -120,14 +120,24 @@ class BranchStats(nn.Module):
         stats.inv_res.fill_(float(1 / evals[k:].mean()) if k < d else 0.0)
         return stats
 
+    def _fixed(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(means - center [C, D], (means - center) @ basis [C, k], inv_var - inv_res [k])``: what every call
+        shares, recomputed only when a buffer changes (a load, ``fit`` or ``.to()``)."""
+        key = [(t.data_ptr(), t._version) for t in (self.center, self.means, self.basis, self.inv_var, self.inv_res)]
+        if getattr(self, "_fixed_key", None) != key:
+            m = self.means - self.center
+            self._fixed_parts = (m, m @ self.basis, self.inv_var - self.inv_res)
+            self._fixed_key = key
+        return self._fixed_parts
+
     def distance(self, feats: torch.Tensor) -> torch.Tensor:
         """Squared Mahalanobis distance to the nearest class mean, ``Tensor[B]`` (float64), for ``feats`` ``[B, D]``.
         Float32 arithmetic on centred features (a few small matrix products, no copies of the statistics)."""
         z = feats.float() - self.center  # [B, D]
-        m = self.means - self.center  # [C, D]
-        proj = (z @ self.basis).unsqueeze(1) - (m @ self.basis).unsqueeze(0)  # [B, C, k]
+        m, mb, w = self._fixed()  # [C, D], [C, k], [k]
+        proj = (z @ self.basis).unsqueeze(1) - mb.unsqueeze(0)  # [B, C, k]
         sq = (z.unsqueeze(1) - m.unsqueeze(0)).square().sum(-1) if len(z) <= 64 else _sq_dist(z, m)  # [B, C]
-        d2 = (proj * proj * (self.inv_var - self.inv_res)).sum(-1) + self.inv_res * sq  # [B, C]
+        d2 = (proj * proj * w).sum(-1) + self.inv_res * sq  # [B, C]
         return d2.min(dim=1).values.double().clamp_min(EPS)
 
 
