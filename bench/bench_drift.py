@@ -38,15 +38,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # this checkout's ume_mma, not an installed one
 
 from ume_mma.report import column_title  # noqa: E402
+from ume_mma.results import distinct_families, drift_rows  # noqa: E402
 
 BENCHMARKS = ("av-digits-hard", "emoji-vl")
 COLUMNS = ("full", "missing_rate_0.25", "missing_rate_0.5", "missing_rate_0.75")
-
-
-def _families(results: dict[str, Any]) -> list[str]:
-    """Families whose runs are not a copy of an earlier family's (``best`` = ``pretrained`` when it won every
-    modality)."""
-    return [f for f in results if not (f == "best" and any(results[f] == results[g] for g in results if g != f))]
 
 
 def _mean(values: list[float]) -> float:
@@ -54,23 +49,17 @@ def _mean(values: list[float]) -> float:
 
 
 def shifted_gaps(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """:func:`ume_mma.results.drift_rows` as seed means, with each target's verdict."""
     out = []
-    for family in _families(results):
-        runs = list(results[family].values())
-        mods = sorted(runs[0]["encoders"])
-        for name in runs[0].get("shifted", {}):
-            recs = [r["shifted"][name] for r in runs]
-            best = [max(rec["accuracy"][f"{m}-only"] for m in mods) for rec in recs]
-            fused = [rec["accuracy"]["ume-mma"] for rec in recs]
-            gaps = [f - b for f, b in zip(fused, best)]
-            row = {"family": family, "set": name, "better_branch": _mean(best), "ume_mma": _mean(fused)}
-            row |= {"gap": _mean(gaps), "worst_seed_gap": 100 * min(gaps), "met": 100 * min(gaps) >= -1.0}
-            if all("auroc" in rec for rec in recs):
-                row["modality"] = recs[0]["modality"]
-                row |= {f"auroc_{k}": statistics.fmean(rec["auroc"][k] for rec in recs) for k in ("val", "test")}
-                row["auroc_met"] = row["auroc_val"] >= 0.9 and row["auroc_test"] >= 0.9
-            row["adopted"] = sum(r["saved"] == "reliability" for r in runs)
-            out.append(row)
+    for d in drift_rows(results):
+        row = {"family": d["family"], "set": d["set"], "better_branch": _mean(d["best"]), "ume_mma": _mean(d["fused"])}
+        row |= {"gap": _mean(d["gaps"]), "worst_seed_gap": 100 * min(d["gaps"]), "met": 100 * min(d["gaps"]) >= -1.0}
+        if "aurocs" in d:
+            row["modality"] = d["modality"]
+            row |= {f"auroc_{k}": statistics.fmean(a[k] for a in d["aurocs"]) for k in ("val", "test")}
+            row["auroc_met"] = row["auroc_val"] >= 0.9 and row["auroc_test"] >= 0.9
+        row["adopted"] = sum(r["saved"] == "reliability" for r in d["runs"])
+        out.append(row)
     return out
 
 
@@ -86,7 +75,7 @@ def _delta(now: list[dict[str, float]], then: list[dict[str, float]]) -> dict[st
 
 def in_distribution(results: dict[str, Any], before: dict[str, Any] | None) -> list[dict[str, Any]]:
     out = []
-    for family in _families(results):
+    for family in distinct_families(results):
         runs = list(results[family].values())
         now = [r["test"]["ume-mma"]["accuracy"] for r in runs]
         delta = _delta(now, [r["test"][r["chosen"]]["accuracy"] for r in runs])

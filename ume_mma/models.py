@@ -193,10 +193,10 @@ class MultiModalModel(nn.Module):
         if not bool(torch.stack(list(mask.values())).any(dim=0).all()):
             raise InputError("every sample needs at least one present modality")
         branches = {m: self.heads[m](feats[m]) for m in self.modalities if m in feats}  # (B, C) each
-        if reliability is None and self.reliability is not None:
+        if self.reliability is None:
+            reliability = None  # a model without statistics reports none, whatever was passed
+        elif reliability is None:
             reliability = self.reliability(feats)  # (B,) each
-        elif self.reliability is None:
-            reliability = None
         inputs = FusionInputs(
             branches=branches,
             feats={m: feats[m] for m in self.modalities if m in feats},

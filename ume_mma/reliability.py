@@ -163,15 +163,20 @@ def reliability_of(u: torch.Tensor, q50: float, q95: float) -> torch.Tensor:
     return torch.sigmoid(-standardised(u, q50, q95)).float()
 
 
+def log_norm(feats: torch.Tensor) -> torch.Tensor:
+    """``log ||f||`` per row of ``feats`` ``[B, D]`` (``Tensor[B]``, float64)."""
+    return feats.double().norm(dim=1).clamp_min(EPS).log()
+
+
 def norm_deviation(feats: torch.Tensor, center: float) -> torch.Tensor:
     """``|log ||f|| - center|`` per row of ``feats`` ``[B, D]`` (``Tensor[B]``, float64)."""
-    return (feats.double().norm(dim=1).clamp_min(EPS).log() - center).abs()
+    return (log_norm(feats) - center).abs()
 
 
 def fit_norm(train: torch.Tensor, val: torch.Tensor) -> dict[str, float]:
     """The feature-norm check of one branch: ``center`` = median log-norm of ``train`` ``[N, D]``, ``q50``/``q99`` of
     the deviation of ``val`` ``[M, D]`` (``q99 >= q50 + NORM_MIN_WIDTH``)."""
-    center = float(train.double().norm(dim=1).clamp_min(EPS).log().median())
+    center = float(log_norm(train).median())
     dev = norm_deviation(val, center)
     q50, q99 = (float(v) for v in torch.quantile(dev, torch.tensor([0.5, NORM_Q], dtype=torch.float64)))
     return {"center": center, "q50": q50, "q99": max(q99, q50 + NORM_MIN_WIDTH)}

@@ -111,7 +111,7 @@ def table(name: str, results: dict[str, dict[int, dict[str, Any]]]) -> str:
         "",
     ]
     if any_run.get("shifted"):
-        lines += [drift_table(results, mods), ""]
+        lines += [drift_table(results), ""]
     for family, by_seed in results.items():
         encs = sorted(
             {", ".join(f"{m}: `{e}`" for m, e in sorted(run["encoders"].items())) for run in by_seed.values()}
@@ -133,9 +133,38 @@ def _pm(values: list[float], scale: float = 100.0, digits: int = 1) -> str:
     return f"{mean:.{digits}f} ± {sd:.{digits}f}"
 
 
-def drift_table(results: dict[str, dict[int, dict[str, Any]]], mods: list[str]) -> str:
-    """Markdown, one row per family x shifted set: the better uni-modal model on that set (the reference, chosen
-    per seed), UME-MMA (the saved model), their gap (mean and the worst seed), the AUROC of the shifted branch's
+def distinct_families(results: dict[str, dict[int, dict[str, Any]]]) -> list[str]:
+    """The families in ``results`` without ``best`` when its runs are another family's (that family won every
+    modality): what tables of one row per family, and plots, show."""
+    return [f for f in results if not (f == "best" and any(results[f] == results[g] for g in results if g != f))]
+
+
+def drift_rows(results: dict[str, dict[int, dict[str, Any]]]) -> list[dict[str, Any]]:
+    """Per distinct family x shifted set, one value per seed: ``best`` (the better uni-modal model's accuracy on
+    the set, the reference) and ``which`` (that modality), ``fused`` (UME-MMA, the saved model), ``gaps`` (fused -
+    best), and, when recorded, ``aurocs`` ({"val", "test"}) and ``flagged`` ({"shifted", "val", "test"}) of the
+    shifted ``modality``'s reliability; ``runs``: the family's runs."""
+    rows = []
+    for family in distinct_families(results):
+        runs = list(results[family].values())
+        mods = sorted(runs[0]["encoders"])
+        for name in runs[0].get("shifted", {}):
+            recs = [r["shifted"][name] for r in runs]
+            which = [max(mods, key=lambda m: rec["accuracy"][f"{m}-only"]) for rec in recs]
+            best = [rec["accuracy"][f"{m}-only"] for rec, m in zip(recs, which)]
+            fused = [rec["accuracy"]["ume-mma"] for rec in recs]
+            row = {"family": family, "set": name, "best": best, "which": which, "fused": fused, "runs": runs}
+            row["gaps"] = [f - b for f, b in zip(fused, best)]
+            if all("auroc" in rec for rec in recs):
+                row |= {"modality": recs[0]["modality"], "aurocs": [rec["auroc"] for rec in recs]}
+                row["flagged"] = [rec["off_distribution"] for rec in recs]
+            rows.append(row)
+    return rows
+
+
+def drift_table(results: dict[str, dict[int, dict[str, Any]]]) -> str:
+    """Markdown of :func:`drift_rows`: the better uni-modal model on each shifted set (the reference, chosen per
+    seed), UME-MMA (the saved model), their gap (mean and the worst seed), the AUROC of the shifted branch's
     reliability score (shifted inputs vs the validation split's, which come from the training sources, and vs
     the test split's) and the share of inputs flagged off-distribution (shifted / validation / test)."""
     lines = [
@@ -143,27 +172,15 @@ def drift_table(results: dict[str, dict[int, dict[str, Any]]], mods: list[str]) 
         "| reliability AUROC, shifted vs val / vs test | flagged off-distribution: shifted / val / test (%) |",
         "|---|---|---|---|---|---|---|",
     ]
-    drawn = [
-        f for f, runs in results.items() if not any(runs == results[g] for g in list(results)[: list(results).index(f)])
-    ]
-    for family in drawn:
-        runs = list(results[family].values())
-        for name in runs[0]["shifted"]:
-            recs = [r["shifted"][name] for r in runs]
-            best = [max(rec["accuracy"][f"{m}-only"] for m in mods) for rec in recs]
-            which = sorted({max(mods, key=lambda m: rec["accuracy"][f"{m}-only"]) for rec in recs})
-            fused = [rec["accuracy"]["ume-mma"] for rec in recs]
-            gaps = [f - b for f, b in zip(fused, best)]
-            aurocs = [rec["auroc"] for rec in recs if "auroc" in rec]
-            flagged = [rec["off_distribution"] for rec in recs if "off_distribution" in rec]
-            auroc = "-"
-            if aurocs:
-                auroc = " / ".join(_pm([a[k] for a in aurocs], 1, 2) for k in ("val", "test"))
-                auroc += f" ({recs[0]['modality']})"
-            shares = [_pm([f[k] for f in flagged], 100, 0) for k in ("shifted", "val", "test")] if flagged else ["-"]
-            cells = [family, name, f"{_pm(best)} ({'/'.join(which)})", _pm(fused)]
-            cells += [f"{_pm(gaps)} ({100 * min(gaps):+.1f})", auroc, " / ".join(shares)]
-            lines.append("| " + " | ".join(cells) + " |")
+    for row in drift_rows(results):
+        auroc, shares = "-", ["-"]
+        if "aurocs" in row:
+            auroc = " / ".join(_pm([a[k] for a in row["aurocs"]], 1, 2) for k in ("val", "test"))
+            auroc += f" ({row['modality']})"
+            shares = [_pm([f[k] for f in row["flagged"]], 100, 0) for k in ("shifted", "val", "test")]
+        cells = [row["family"], row["set"], f"{_pm(row['best'])} ({'/'.join(sorted(set(row['which'])))})"]
+        cells += [_pm(row["fused"]), f"{_pm(row['gaps'])} ({100 * min(row['gaps']):+.1f})", auroc, " / ".join(shares)]
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -185,10 +202,7 @@ def plot(name: str, results: dict, folder: Path) -> Path:
     colours = {"naive": "tab:red", "ume": "tab:blue", "mma": "tab:green"}
     lines = ["--", "-", ":"]
     curves, styles = {}, {}
-    drawn = [
-        f for f, runs in results.items() if not any(runs == results[g] for g in list(results)[: list(results).index(f)])
-    ]
-    for i, family in enumerate(drawn):
+    for i, family in enumerate(distinct_families(results)):
         for row in ("naive", "ume", "mma"):
             accs = [run["test"][row]["accuracy"] for run in results[family].values()]
             curves[f"{family}: {row}"] = {k: statistics.fmean(a[k] for a in accs) for k in accs[0]}

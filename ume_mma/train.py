@@ -191,28 +191,34 @@ class Job(PhaseTrainer):
         stats_set, val = self.feature_set(model, cfg.train_split), self.feature_set(model, cfg.val_split)
         return calibrate(model, stats_set, val, cfg.seed, fusion, fitted_on=fitted_on)
 
-    def shifted_record(self, models: dict[str, MultiModalModel], calibrated: MultiModalModel) -> dict[str, Any]:
-        """Per ``cfg.shifted`` set: every model's full accuracy there (``accuracy``), the calibrated model's
-        branch accuracies (``branches``) and, for the shifted modality, how well its reliability score separates
-        those inputs from in-distribution ones (``auroc``, shifted = positive): from the validation split's (same
-        sources as training; the score's statistics are fitted on train) and from the test split's (which may be
-        shifted itself, e.g. emoji-vl's cross-style test), and the share of each flagged ``off_distribution``
-        (reliability < 0.5)."""
+    def shifted_record(self, models: dict[str, MultiModalModel], calibrated: str) -> dict[str, Any]:
+        """Per ``cfg.shifted`` set: every model's full accuracy there (``accuracy``), the branch accuracies of
+        ``models[calibrated]`` (``branches``) and, for the shifted modality, how well its reliability score
+        separates those inputs from in-distribution ones (``auroc``, shifted = positive): from the validation
+        split's (same sources as training; the score's statistics are fitted on train) and from the test split's
+        (which may be shifted itself, e.g. emoji-vl's cross-style test), and the share of each flagged
+        ``off_distribution`` (reliability < 0.5). Each model's features of a split are computed once."""
+        cfg, model = self.cfg, models[calibrated]
+        rel = model.reliability
+        refs = {"val": cfg.val_split, "test": cfg.test_split}
+        ref_scores: dict[str, dict[str, torch.Tensor]] = {}  # modality -> its in-distribution scores, per split
         out: dict[str, Any] = {}
-        refs = {"val": self.cfg.val_split, "test": self.cfg.test_split}
-        for name in self.cfg.shifted:
+        for name in cfg.shifted:
             split = SHIFTED + name
-            acc = {}
-            for k, model in models.items():
-                f = self.feature_set(model, split)
-                acc[k] = fused_accuracy(model, f.feats, f.present, f.targets)
+            sets = {k: self.feature_set(net, split) for k, net in models.items()}
+            acc = {k: fused_accuracy(models[k], f.feats, f.present, f.targets) for k, f in sets.items()}
             record: dict[str, Any] = {"rows": len(self.targets[split]), "accuracy": acc}
-            record["branches"] = self.evaluate(calibrated, split)["branches"]
+            own = sets[calibrated]
+            record["branches"] = evaluate_features(
+                model, own.feats, own.present, own.targets, cfg.seed, cfg.eval_repeats, self.groups[split]
+            )["branches"]
             m = self.shifts[split]
-            rel = calibrated.reliability
             if rel is not None and m in rel:
-                z = {k: rel.scores({m: self.feature_set(calibrated, s).rows(m)[0]})[m] for k, s in refs.items()}
-                z["shifted"] = rel.scores({m: self.feature_set(calibrated, split).rows(m)[0]})[m]
+                if m not in ref_scores:
+                    ref_scores[m] = {
+                        k: rel.scores({m: self.feature_set(model, s).rows(m)[0]})[m] for k, s in refs.items()
+                    }
+                z = {**ref_scores[m], "shifted": rel.scores({m: own.rows(m)[0]})[m]}
                 record |= {"modality": m, "auroc": {k: auroc(z["shifted"], z[k]) for k in refs}}
                 record["off_distribution"] = {k: float((v > 0).double().mean()) for k, v in z.items()}
             out[name] = record
@@ -319,7 +325,7 @@ def _run(cfg: TrainConfig, resume: bool, device: str, progress: str | Path | Non
         "resumed": resume,
     }
     if cfg.shifted:
-        metrics["shifted"] = job.shifted_record({**models, "ume-mma": final}, final)
+        metrics["shifted"] = job.shifted_record({**models, "ume-mma": final}, "ume-mma")
     if job.finetune:
         if BASE_TEST in job.inputs:
             job.finetune.base_after = job.evaluate(final, BASE_TEST)
