@@ -7,6 +7,7 @@ import soundfile as sf
 import torch
 from PIL import Image
 
+from tests.close import assert_close
 from tests.media import make_tone_file, make_video
 from ume_mma.errors import DecodeError, InputError, UmeMmaError
 from ume_mma.predictor import Limits, Predictor
@@ -153,7 +154,8 @@ def test_cpu_device_matches_the_default(files):
     cpu = Predictor.from_pretrained(FIXTURE, device="cpu")
     assert cpu.device == torch.device("cpu")
     got = cpu.predict(files, subsets=True)
-    assert got.to_dict() == default.to_dict() and got.subsets == default.subsets
+    assert_close(got, default)  # another device's kernels: equal up to float rounding
+    assert_close(got.subsets, default.subsets)
     assert all(type(v) is float for v in got.fused.confidences.values())
 
 
@@ -174,8 +176,10 @@ def test_predict_many_equals_sequential_predicts(files, tmp_path):
     batched = Predictor.from_pretrained(FIXTURE)
     batched.predict({"image": files["image"]})  # one cache hit in the batch
     got = batched.predict_many(requests, subsets=True)
-    assert [g.to_dict() for g in got] == [e.to_dict() for e in expected]
-    assert [g.subsets for g in got] == [e.subsets for e in expected]
+    # batched and one-at-a-time matrix products may round differently: equal up to tests.close.TOL, and the
+    # labels, their ranking, the sources and the flags exactly
+    assert_close([g.to_dict() for g in got], [e.to_dict() for e in expected])
+    assert_close([g.subsets for g in got], [e.subsets for e in expected])
     assert len(got[2].frames) == 8
     # misses of a modality are encoded in one call: image (x.png cached; video frames) and audio (3 files)
     assert batched.stats["encoder_batches"] == 1 + 2
@@ -188,7 +192,7 @@ def test_predict_many_bad_request_fails_alone(predictor, files, tmp_path):
     bad.write_bytes(b"not audio at all" * 10)
     requests = [files, {"audio": str(bad)}, {"depth": "x"}, {"text": ""}, {"image": files["image"]}]
     got = predictor.predict_many(requests)
-    assert got[0].to_dict() == predictor.predict(files).to_dict()
+    assert_close(got[0], predictor.predict(files))  # a batch of 5 against one call: float rounding may differ
     assert isinstance(got[1], DecodeError) and "bad.wav" in str(got[1])
     assert isinstance(got[2], InputError) and "unknown inputs" in str(got[2])
     assert isinstance(got[3], InputError) and "no input for any enabled modality" in str(got[3])
