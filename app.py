@@ -60,6 +60,7 @@ DEFAULT_CHECKPOINT = "checkpoints/av-digits"
 BATCH = 16  # concurrent /predict calls served together (batched through the encoders)
 PUBLIC_MAX_FILE_MB, PUBLIC_MAX_VIDEO_SECONDS = 20, 30  # public mode: upload caps (lower ones given win)
 PUBLIC_PER_CLIENT = 2  # public mode: calls in flight per client address
+LOOPBACK = (None, "127.0.0.1", "localhost", "::1")  # a server bound here is reached from this machine only
 CSS = """
 .card {min-width: 140px !important}
 #fused-card {border: 2px solid var(--color-accent) !important}
@@ -81,8 +82,11 @@ class PredictorPool(pool_lib.PredictorPool):
         device: str = "auto",
         allow: list[str] | None = None,
         allow_roots: tuple[Path, ...] = (),
+        any_hub_repo: bool = False,
     ) -> None:
-        super().__init__(size, root, allow=allow, allow_roots=allow_roots, limits=limits, device=device)
+        super().__init__(
+            size, root, allow=allow, allow_roots=allow_roots, any_hub_repo=any_hub_repo, limits=limits, device=device
+        )
 
     def get(self, ref: str) -> Loaded:
         try:
@@ -363,13 +367,21 @@ def access_rule(
         return Access("oauth", server_paths=paths), "annotation: on, after Sign in with Hugging Face"
     if public:
         return None, "annotation: OFF: public mode needs Sign in with Hugging Face (a Space) or --auth"
-    if host in (None, "127.0.0.1", "localhost"):
+    if host in LOOPBACK:
         return Access("local"), "annotation: on, for this machine only (bound to 127.0.0.1)"
     return None, f"annotation: OFF: the app is bound to {host} without --auth; serving predict only"
 
 
-def public_pool(args: argparse.Namespace, jobs_root: Path | None) -> tuple[PredictorPool, float, float]:
-    """Public mode: the pool loads only Space.yaml's checkpoints (and this app's job results); lower caps."""
+def reachable(host: str | None, share: bool = False) -> bool:
+    """Can another machine reach this server: bound beyond loopback, a ``--share`` link, or a Space?"""
+    return host not in LOOPBACK or share or bool(os.environ.get("SPACE_ID"))
+
+
+def public_pool(
+    args: argparse.Namespace, jobs_root: Path | None, caps: bool = True
+) -> tuple[PredictorPool, float, float]:
+    """The public loading rule: the pool loads only Space.yaml's checkpoints (and this app's job results);
+    with ``caps`` (public mode) the upload and video caps are lowered too."""
     from ume_mma.space import load_space_config
 
     try:
@@ -378,11 +390,42 @@ def public_pool(args: argparse.Namespace, jobs_root: Path | None) -> tuple[Predi
         raise SystemExit(f"app.py: public mode needs a valid Space.yaml: {exc}") from None
     if args.checkpoint not in allow:
         allow = [args.checkpoint, *allow]  # the default the operator chose is served too
-    max_mb = min(args.max_file_mb, PUBLIC_MAX_FILE_MB)
-    seconds = min(args.max_video_seconds, PUBLIC_MAX_VIDEO_SECONDS)
+    max_mb = min(args.max_file_mb, PUBLIC_MAX_FILE_MB) if caps else args.max_file_mb
+    seconds = min(args.max_video_seconds, PUBLIC_MAX_VIDEO_SECONDS) if caps else args.max_video_seconds
     limits = Limits(max_file_bytes=int(max_mb * 2**20), max_video_seconds=seconds)
     roots = (jobs_root,) if jobs_root is not None else ()
     return PredictorPool(limits, device=args.device, allow=allow, allow_roots=roots), max_mb, seconds
+
+
+def login_pool(args: argparse.Namespace, jobs_root: Path | None) -> PredictorPool:
+    """A reachable server with ``--auth``: signed-in users load the checkpoints under checkpoints/, this app's job
+    results and Hub repos, but no other folder of the server."""
+    limits = Limits(max_file_bytes=int(args.max_file_mb * 2**20), max_video_seconds=args.max_video_seconds)
+    roots = (ROOT / "checkpoints", *((jobs_root,) if jobs_root is not None else ()))
+    allow = list(dict.fromkeys([args.checkpoint, *list_checkpoints()]))
+    return PredictorPool(limits, device=args.device, allow=allow, allow_roots=roots, any_hub_repo=True)
+
+
+def serving_pool(
+    args: argparse.Namespace, public: bool, auth: list | None, store: Store | None
+) -> tuple[PredictorPool | None, float, float, int | None, str | None]:
+    """Who may load what (README "Access and limits"): the pool, upload and video caps, calls in flight per client
+    and a line saying so. On 127.0.0.1 any local folder or Hub repo (None: :func:`build_demo`'s default pool);
+    reachable with ``--auth``: :func:`login_pool`; reachable without it, ``--public`` or a Space: the public
+    loading rule (:func:`public_pool`; public mode also lowers the caps and limits each client)."""
+    exposed = reachable(args.host, args.share)
+    if not (public or exposed):
+        return None, args.max_file_mb, args.max_video_seconds, None, None
+    from ume_mma.jobs import JobStore
+
+    jobs_root = JobStore(store).root if store is not None else None
+    if public or not auth:
+        pool, max_mb, seconds = public_pool(args, jobs_root, caps=public)
+        served = f"serving {', '.join(pool.allow)}" + (f"; uploads <= {max_mb:g} MB" if public else "")
+        line = f"{'public mode' if public else 'reachable without --auth'}: {served}"
+        return pool, max_mb, seconds, PUBLIC_PER_CLIENT if public else None, line
+    line = "reachable with --auth: serving checkpoints/, this app's job results and Hub repos"
+    return login_pool(args, jobs_root), args.max_file_mb, args.max_video_seconds, None, line
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -420,13 +463,9 @@ def main(argv: list[str] | None = None) -> None:
         except UmeMmaError as exc:
             access, line = None, f"annotation: OFF: {exc}"
     print(f"app.py: {line}", flush=True)
-    pool, max_mb, seconds, per_client = None, args.max_file_mb, args.max_video_seconds, None
-    if public:
-        from ume_mma.jobs import JobStore
-
-        pool, max_mb, seconds = public_pool(args, JobStore(store).root if store is not None else None)
-        per_client = PUBLIC_PER_CLIENT
-        print(f"app.py: public mode: serving {', '.join(pool.allow)}; uploads <= {max_mb:g} MB", flush=True)
+    pool, max_mb, seconds, per_client, line = serving_pool(args, public, auth, store)
+    if line:
+        print(f"app.py: {line}", flush=True)
     try:
         demo = build_demo(
             args.checkpoint, max_mb, seconds, pool, args.device, store=store, access=access, per_client=per_client

