@@ -31,7 +31,7 @@ from ui import annotate as annotate_ui
 from ui import train as train_ui
 from ui.annotate import SHORTCUTS_JS, Access
 from ui.checkpoint import list_checkpoints, model_card, robustness_views, status_line
-from ui.errors import readable
+from ui.errors import readable, scrub
 from ui.limits import ClientLimiter
 from ui.predict import (  # noqa: F401 - re-exported: tests and benches use app.<name>
     ASSETS,
@@ -92,7 +92,7 @@ class PredictorPool(pool_lib.PredictorPool):
         try:
             return super().get(ref)
         except UmeMmaError as exc:
-            raise gr.Error(str(exc), print_exception=False) from exc
+            raise gr.Error(scrub(str(exc)), print_exception=False) from exc
 
     def served(self) -> list[str]:
         """The checkpoints to list: the allow-list of a public app, else those under checkpoints/."""

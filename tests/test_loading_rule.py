@@ -158,3 +158,27 @@ def test_app_main_bound_beyond_loopback_applies_the_rule(tmp_path):
         proc.terminate()
         proc.wait(timeout=30)
         log.close()
+
+
+def test_errors_name_no_server_path(tmp_path, monkeypatch):
+    import gradio as gr
+
+    from ui.errors import readable, scrub
+    from ume_mma.errors import StoreError
+
+    monkeypatch.setenv("UME_MMA_HOME", str(tmp_path / "home"))
+    db = tmp_path / "home" / "annotations.db"
+    assert scrub(f"no queue named 'x' in {db}") == "no queue named 'x' in annotations.db"
+    assert scrub(f"{ROOT}/checkpoints/x has no config.json") == "x has no config.json"
+    assert scrub(f"cannot decode {Path.cwd()}/a/b.wav, sorry") == "cannot decode b.wav, sorry"
+    url = "postgresql+psycopg://ann:***@db.internal:5432/ann"
+    assert scrub(f"could not open {url}: refused") == "could not open the PostgreSQL database: refused"
+    assert scrub("'/etc' is not served here") == "'/etc' is not served here"  # the caller's own words stay
+
+    @readable
+    def fails():
+        raise StoreError(f"the store at {db} is locked")
+
+    with pytest.raises(gr.Error) as err:
+        fails()
+    assert err.value.message == "the store at annotations.db is locked"
