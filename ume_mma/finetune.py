@@ -160,4 +160,8 @@ def notes(record: dict[str, Any]) -> str:
         base_rows = [(["before (parent)"], "before", [record["base_before"]["accuracy"]]),
                      (["after"], "after", [record["base_after"]["accuracy"]])]  # fmt: skip
         lines += ["", f"Test split of the base data `{record['base_data']}`:", "", accuracy_table(["model"], base_rows)]
+    if record.get("branch_guard"):
+        from ume_mma.branchguard import notes as guard_notes
+
+        lines.append(guard_notes(record["branch_guard"]))
     return "\n".join(lines)

@@ -31,7 +31,7 @@ from typing import Any
 
 import torch
 
-from ume_mma import finetune, trainstate
+from ume_mma import branchguard, finetune, trainstate
 from ume_mma.calibrate import FeatureSet, calibrate
 from ume_mma.calibrate import notes as reliability_notes
 from ume_mma.device import DEVICE_CHOICES, resolve_device
@@ -108,6 +108,9 @@ class Job(PhaseTrainer):
         self.targets: dict[str, torch.Tensor] = {}
         self.groups: dict[str, list[str | None]] = {}
         self._prepare_splits(data, replay)
+        self.annotated_train = len(self.targets[cfg.train_split]) - len(replay)  # the new data's train rows
+        self.guard: dict[str, dict[str, Any]] = {}  # a fine-tune's branch-guard verdicts (ume_mma.branchguard)
+        self.keep_base: set[str] = set()  # branches kept from the base: frozen while the fusion is refitted
 
     def _split_samples(self, data: Any, split: str, folder: str | None = None) -> list[Any]:
         """The rows of ``split`` (test rows filtered by ``cfg.test_meta``), at most ``cfg.limit``."""
@@ -257,6 +260,12 @@ def train_models(job: Job) -> dict[str, MultiModalModel]:
         if base is not None:
             finetune.init_unimodal(unimodal, base)
         uni[m] = job.train(f"unimodal-{m}", unimodal, job.unimodal_epochs(m), job.lr([m]), 0.0)
+        if base is not None and cfg.branch_guard:  # the fine-tuned branch replaces the base's only if not worse
+            job.guard[m] = branchguard.check_branch(job, m, base, job.annotated_train)
+            job.log(f"[branch guard] {m}: {job.guard[m]}")
+            if job.guard[m]["kept"] == "base":
+                uni[m] = finetune.init_unimodal(MultiModalModel(job.model_config([m], "ume")), base)
+                job.keep_base.add(m)
     models: dict[str, MultiModalModel] = {f"{m}-only": uni[m] for m in mods}
     if len(mods) < 2:
         return models
@@ -330,7 +339,7 @@ def _run(cfg: TrainConfig, resume: bool, device: str, progress: str | Path | Non
         if BASE_TEST in job.inputs:
             job.finetune.base_after = job.evaluate(final, BASE_TEST)
             job.progress.write("eval", name="base_after", accuracy=job.finetune.base_after["accuracy"])
-        metrics["finetune"] = job.finetune.record(test[saved])
+        metrics["finetune"] = job.finetune.record(test[saved]) | ({"branch_guard": job.guard} if job.guard else {})
     if job.accelerator.is_main_process:
         _save_outputs(out, metrics, final)
         job.log(results_notes(metrics))

@@ -52,6 +52,10 @@ class TrainConfig:
     init_from: str | None = None  # fine-tune: a UME-MMA checkpoint (folder or Hub id) to start from
     replay: float = 0.0  # fine-tune: share of base_data's train split mixed into training (keeps old skills)
     base_data: str | None = None  # fine-tune: the base checkpoint's dataset folder (for replay)
+    # fine-tune: a branch keeps the base's encoder and head where its fine-tuned version is worse by K-fold
+    # cross-validation over the annotations' groups (ume_mma.branchguard); cv_folds = K
+    branch_guard: bool = True
+    cv_folds: int = 5
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

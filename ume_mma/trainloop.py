@@ -55,6 +55,7 @@ class PhaseTrainer:
     targets: dict[str, torch.Tensor]
     progress: ProgressLog
     stop: StopRequest
+    keep_base: set[str] = frozenset()  # branches whose encoder and head stay as they are (frozen, eval mode)
 
     def log(self, msg: str) -> None:
         if self.accelerator.is_main_process:
@@ -93,6 +94,14 @@ class PhaseTrainer:
             rng = torch.get_rng_state()  # building the loaded model must not shift the next models' initialisation
             model = from_pretrained(done, load_encoder_weights=False).to(self.accelerator.device)
             torch.set_rng_state(rng)
+            return model
+        for m in model.frozen_modalities():
+            model.encoders[m].requires_grad_(False)
+        for m in self.keep_base & set(model.modalities):
+            model.encoders[m].requires_grad_(False)
+            model.heads[m].requires_grad_(False)
+        if not any(p.requires_grad for p in model.parameters()):
+            self.log(f"[{name}] nothing left to train (every branch kept as it is)")
             return model
         phase = self._setup(name, model, epochs, lr, dropout_p)
         start, skip = self._start_epoch(phase)
@@ -147,6 +156,10 @@ class PhaseTrainer:
         resumable state is saved. A stop request saves the state after the current step and raises ``Stopped``."""
         accelerator = self.accelerator
         phase.model.train()
+        unwrapped = self.accelerator.unwrap_model(phase.model)
+        for m in self.keep_base & set(phase.modalities):  # kept branches: no batch-norm statistics move either
+            unwrapped.encoders[m].eval()
+            unwrapped.heads[m].eval()
         g = torch.Generator().manual_seed((self.cfg.seed * 1009 + epoch) * 97 + accelerator.process_index)
         if skip:
             trainstate.load_rng(phase.state_dir, accelerator.process_index, g)

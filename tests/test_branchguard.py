@@ -1,0 +1,102 @@
+"""The branch guard: a fine-tune keeps a branch of the base where its fine-tuned version is worse by cross-validation
+over the annotations' groups, and that branch stays the base's, bit for bit, through the fusion's refit."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.tiny import LABELS, digit_image, make_tiny_dataset
+from ume_mma.branchguard import MIN_ROWS, group_folds
+from ume_mma.checkpoint import from_pretrained
+from ume_mma.train import run
+from ume_mma.trainconfig import load_config
+
+ENCODERS = {"image": "scratch.image-cnn", "audio": "scratch.logmel-cnn"}
+SHIFT = {label: LABELS[(i + 1) % len(LABELS)] for i, label in enumerate(LABELS)}  # a -> b's band, b -> c's, ...
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _config(tmp: Path, out: Path, **keys):
+    base = dict(batch_size=8, cache_dir=str(tmp / "cache"), eval_repeats=1, out=str(out)) | keys
+    return load_config(None, [], **base)
+
+
+def test_folds_keep_groups_together_and_are_about_equal():
+    groups = ["s1"] * 4 + ["s2"] * 4 + ["s3"] * 2 + ["s4"] * 2 + [None, None]
+    folds = group_folds(groups, 3, seed=0)
+    assert len(folds) == 3 and sorted(i for f in folds for i in f) == list(range(len(groups)))
+    for g in ("s1", "s2", "s3", "s4"):
+        assert sum(any(groups[i] == g for i in f) for f in folds) == 1  # one group, one fold
+    assert sorted(len(f) for f in folds) == [4, 5, 5]
+    assert len(group_folds(["a", "a", "b"], 5, seed=0)) == 2  # at most one fold per group
+    assert group_folds(groups, 3, seed=0) == folds  # seeded
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("guard")
+    data = make_tiny_dataset(tmp / "data", {"train": 10, "val": 3, "test": 3})
+    torch.set_num_threads(1)
+    cfg = _config(tmp, tmp / "base", task="tiny", data=str(data), encoders=ENCODERS, epochs=15, mma_epochs=2)
+    run(cfg)
+    return tmp, tmp / "base" / "models" / "mma"
+
+
+def _new_data(root: Path, seed: int) -> Path:
+    """New annotations whose images follow another band code (the base's image branch is wrong on them) and whose
+    sounds are as before (the base's audio branch is right); each item its own group, as annotations are."""
+    import numpy as np
+
+    root = make_tiny_dataset(root, {"train": 6, "val": 3, "test": 3}, seed=seed)
+    rng = np.random.default_rng(seed)
+    rows = [json.loads(line) for line in (root / "metadata.jsonl").read_text().splitlines()]
+    for row in rows:
+        digit_image(SHIFT[row["label"]], rng).save(root / row["image"])
+        row["group"] = row["id"]
+    (root / "metadata.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return root
+
+
+def test_a_branch_that_would_get_worse_keeps_the_base_and_the_other_is_fine_tuned(base, tmp_path):
+    tmp, parent_dir = base
+    new = _new_data(tmp_path / "new", seed=3)
+    # lr = 1 makes any fine-tuned scratch branch diverge: worse than the base's audio branch, which was right, and
+    # no worse than its image branch, which was wrong on the new band code
+    cfg = _config(tmp, tmp_path / "ft", init_from=str(parent_dir), data=str(new), epochs=3, lr=1.0, mma_epochs=2)
+    metrics = run(cfg)
+    guard = metrics["finetune"]["branch_guard"]
+    assert guard["audio"]["kept"] == "base" and guard["audio"]["base"] > guard["audio"]["finetuned"], guard
+    assert guard["image"]["kept"] == "finetuned" and guard["image"]["finetuned"] >= guard["image"]["base"], guard
+    assert guard["audio"]["rows"] == 27 and guard["audio"]["folds"] == 5  # train + val annotations, 5 folds
+    parent = from_pretrained(parent_dir, load_encoder_weights=False).persistent_state_dict()
+    child = from_pretrained(tmp_path / "ft" / "checkpoint", load_encoder_weights=False).persistent_state_dict()
+    kept = [k for k in parent if k.startswith(("encoders.audio.", "heads.audio."))]
+    assert kept and all(torch.equal(parent[k], child[k]) for k in kept)  # bit for bit, batch-norm statistics too
+    assert not torch.equal(parent["heads.image.weight"], child["heads.image.weight"])
+    card = (tmp_path / "ft" / "checkpoint" / "README.md").read_text()
+    assert "- **audio:** kept from the base (5-fold cross-validation over 27 annotations" in card
+    assert not list((tmp_path / "ft" / "state").glob("cv-*"))  # the folds leave no state behind
+
+
+def test_the_guard_can_be_turned_off_and_needs_enough_rows(base, tmp_path):
+    tmp, parent_dir = base
+    new = _new_data(tmp_path / "new", seed=4)
+    off = _config(tmp, tmp_path / "off", init_from=str(parent_dir), data=str(new), epochs=1, mma_epochs=1)
+    off.branch_guard = False
+    assert "branch_guard" not in run(off)["finetune"]
+    few = make_tiny_dataset(tmp_path / "few", {"train": 1, "val": 1, "test": 1}, seed=5)
+    cfg = _config(tmp, tmp_path / "few-ft", init_from=str(parent_dir), data=str(few), epochs=1, mma_epochs=1)
+    guard = run(cfg)["finetune"]["branch_guard"]
+    assert guard["audio"] == {"kept": "finetuned", "rows": 6, "reason": "too few annotations to tell"}
+    assert 6 < MIN_ROWS
