@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from tqdm.auto import tqdm
 
-from ume_mma.annotate import schema
+from ume_mma.annotate import mixed, schema
 from ume_mma.annotate.store import Store, sample_dict
 from ume_mma.errors import InputError, UmeMmaError
 
@@ -31,12 +31,31 @@ def _unpredicted_last(row: Mapping[str, Any]) -> int:
     return 0 if row["confidence"] is not None else 1
 
 
-ORDERS: dict[str, SortKey] = {
-    # branches disagree (with each other or with the fused answer) first, then the smallest fused margin
-    "disagreement": lambda r: (_unpredicted_last(r), not r["disagree"], r["margin"] or 0.0, r["position"]),
-    "confidence": lambda r: (_unpredicted_last(r), r["confidence"] or 0.0, r["position"]),  # least sure first
-    "file": lambda r: (r["position"],),
-    "random": lambda r: (r["position"],),  # shuffled with the queue's seed in order_queue
+Ranker = Callable[[list[Mapping[str, Any]], int], list[Mapping[str, Any]]]  # (rows, seed) -> rows in order
+
+
+def _uncertain_first(r: Mapping[str, Any]) -> tuple:
+    """Branches disagree (with each other or with the fused answer) first, then the smallest fused margin."""
+    return (_unpredicted_last(r), not r["disagree"], r["margin"] or 0.0, r["position"])
+
+
+def _by(key: SortKey) -> Ranker:
+    return lambda rows, seed: sorted(rows, key=key)
+
+
+def _shuffled(rows: list[Mapping[str, Any]], seed: int) -> list[Mapping[str, Any]]:
+    ranked = sorted(rows, key=lambda r: r["position"])
+    random.Random(seed).shuffle(ranked)
+    return ranked
+
+
+ORDERS: dict[str, Ranker] = {
+    "disagreement": _by(_uncertain_first),
+    "confidence": _by(lambda r: (_unpredicted_last(r), r["confidence"] or 0.0, r["position"])),  # least sure first
+    "file": _by(lambda r: (r["position"],)),
+    "random": _shuffled,  # with the queue's seed
+    # disagreement first, balanced over the fused labels and spread over the confusions (ume_mma.annotate.mixed)
+    "mixed": lambda rows, seed: mixed.rank(rows, _uncertain_first),
 }
 
 
@@ -71,10 +90,10 @@ def order_queue(store: Store, queue: str = "default", order: str | None = None, 
         if order not in ORDERS:
             raise InputError(f"unknown order {order!r}; known: {', '.join(ORDERS)}")
         cols = [items_t.c.id, items_t.c.position, items_t.c.disagree, items_t.c.margin, items_t.c.confidence]
+        if order == "mixed":  # it reads the stored predictions too
+            cols.append(items_t.c.prediction)
         rows = conn.execute(sa.select(*cols).where(items_t.c.queue_id == q["id"])).mappings().all()
-        ranked = sorted(rows, key=ORDERS[order])
-        if order == "random":
-            random.Random(seed).shuffle(ranked)
+        ranked = ORDERS[order](list(rows), seed)
         if ranked:
             update = items_t.update().where(items_t.c.id == sa.bindparam("item")).values(rank=sa.bindparam("r"))
             conn.execute(update, [{"item": r["id"], "r": i} for i, r in enumerate(ranked)])

@@ -1,0 +1,162 @@
+"""Fifty labels that never break what worked (issue 20), measured: the branch guard on and off, with and without base
+data, on av-digits-shift's three shifts (a script, not a test).
+
+    HF_HUB_OFFLINE=1 .venv/bin/python bench/bench_fewlabel.py --work ~/.cache/ume_mma/loop [--seeds 3] [--k 50] \\
+        [--shifts both image audio] [--save]
+
+For each shift (``python -m ume_mma.data build av-digits-shift``, built under ``--work``), seed, base-data setting
+(none: a new user's case, the small-data recipe without replay; ``replay``: 10% of the original av-digits train split)
+and guard setting (``branch_guard`` on/off): a queue of the shift's pool is imported and predicted with the shipped
+checkpoint, a simulated annotator labels K items in the queue's (disagreement-first) order, a job fine-tunes the
+shipped checkpoint on them through the local runner, and the result is scored on the shift's held-out part (fused and
+per branch) and on the original av-digits test split. The targets of issue 20 are computed against the shipped
+checkpoint on the same sets. ``--save`` writes bench/results/fewlabel.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from bench_annotation_loop import (  # noqa: E402
+    CHECKPOINT,
+    Evaluator,
+    annotate,
+    ensure_base_data,
+    machine,
+    part_view,
+    predict,
+    run_job,
+)
+
+from ume_mma.finetune import ANNOTATION_RECIPE  # noqa: E402
+
+
+def ensure_shift(work: Path, shift: str, seed: int = 0, limit: int | None = None) -> Path:
+    """av-digits-shift ``--shift shift`` under ``work`` (built once)."""
+    from ume_mma.data import shift as shift_lib
+
+    out = work / (f"av-digits-shift-{shift}-s{seed}" + (f"-l{limit}" if limit else ""))
+    if not (out / "build_info.json").is_file():
+        shift_lib.build_shift(out, shift, seed=seed, limit=limit)
+    return out
+
+
+def settings(replay: bool, guard: bool, seed: int, base: Path, cache: Path) -> dict[str, Any]:
+    """The Train tab's overrides (ANNOTATION_RECIPE; without a base data folder, no replay)."""
+    out = {k: v for k, v in ANNOTATION_RECIPE.items() if k != "replay"}
+    out |= {"init_from": str(ROOT / CHECKPOINT), "seed": seed, "eval_repeats": 1, "cache_dir": str(cache)}
+    out["branch_guard"] = guard
+    if replay:
+        out |= {"base_data": str(base), "replay": ANNOTATION_RECIPE["replay"]}
+    return out
+
+
+def targets(runs: list[dict], shipped: dict[str, dict]) -> dict[str, Any]:
+    """Issue 20's targets per shift and setting, by the mean and the worst seed."""
+    out: dict[str, Any] = {}
+    for key in sorted({(r["shift"], r["base_data"], r["guard"]) for r in runs}):
+        shift, base_data, guard = key
+        rows = [r for r in runs if (r["shift"], r["base_data"], r["guard"]) == key]
+        ship = shipped[shift]
+        h = ship["heldout"]
+        best = max(h["fused"], h["image"], h["audio"])
+        fused = [r["accuracy"]["heldout"]["fused"] for r in rows]
+        mean = sum(fused) / len(fused)
+        goal = h["fused"] + 0.15 if shift == "both" else best + 0.02
+        drops = {m: max(h[m] - r["accuracy"]["heldout"][m] for r in rows) for m in ("image", "audio")}
+        orig = max(ship["original_test"]["fused"] - r["accuracy"]["original_test"]["fused"] for r in rows)
+        out[f"{shift}/{base_data}/guard-{'on' if guard else 'off'}"] = {
+            "seeds": len(rows),
+            "heldout_fused_mean": mean,
+            "heldout_fused_worst": min(fused),
+            "heldout_goal": goal,
+            "goal_met_mean": mean >= goal,
+            "goal_met_worst": min(fused) >= goal,
+            "worst_branch_drop": drops,
+            "branch_drop_met": all(d <= 0.01 for d in drops.values()),
+            "original_test_worst_drop": orig,
+            "original_test_met": orig <= 0.01,
+            "kept_from_base": [r["kept"] for r in rows],
+        }
+    return out
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--work", type=Path, default=Path("~/.cache/ume_mma/loop"), help="data and feature cache")
+    ap.add_argument("--base-data", default=None, help="the original av-digits folder (default: built in --work)")
+    ap.add_argument("--shifts", nargs="+", default=["both", "image", "audio"], choices=["both", "image", "audio"])
+    ap.add_argument("--seeds", type=int, default=1)
+    ap.add_argument("--k", type=int, default=50)
+    ap.add_argument("--base-settings", nargs="+", default=["none", "replay"], choices=["none", "replay"])
+    ap.add_argument("--limit", type=int, default=None, help="rows per split of the data (tests)")
+    ap.add_argument("--save", action="store_true")
+    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "fewlabel.json")
+    args = ap.parse_args(argv)
+    from ume_mma.annotate import AnnotationQueue, import_dataset, open_store
+    from ume_mma.data.format import load_dataset
+
+    t0, load_before = time.time(), os.getloadavg()[0]
+    work = args.work.expanduser().resolve()
+    work.mkdir(parents=True, exist_ok=True)
+    base, cache = ensure_base_data(work, args.base_data, args.limit), work / "features"
+    original = load_dataset(base).split("test").samples
+    tmp = Path(tempfile.mkdtemp(prefix="bench-fewlabel-"))
+    store = open_store(tmp / "annotations.db")
+    shipped: dict[str, dict] = {}
+    runs: list[dict[str, Any]] = []
+    for shift in args.shifts:
+        folder = ensure_shift(work, shift, 0, args.limit)
+        evaluate = Evaluator({"heldout": load_dataset(folder).split("test").samples, "original_test": original}, cache)
+        shipped[shift] = evaluate(ROOT / CHECKPOINT)
+        print(shift, "shipped:", json.dumps(shipped[shift]), flush=True)
+        pool = part_view(folder, "train", tmp / f"pool-{shift}")
+        for seed in range(args.seeds):
+            name = f"{shift}-s{seed}"
+            import_dataset(store, pool, queue=name, order="disagreement", seed=seed)
+            predict(store, name)
+            labelled = annotate(AnnotationQueue(store, name), args.k)
+            for base_data in args.base_settings:
+                for guard in (True, False):
+                    status = run_job(store, name, settings(base_data == "replay", guard, seed, base, cache))
+                    guard_record = status["metrics"].get("finetune", {}).get("branch_guard", {})
+                    row = {"shift": shift, "seed": seed, "k": len(labelled), "base_data": base_data, "guard": guard,
+                           "job_wall_s": round(status["wall_s"], 1), "chosen": status["metrics"]["chosen"],
+                           "kept": sorted(m for m, v in guard_record.items() if v["kept"] == "base"),
+                           "branch_guard": guard_record, "accuracy": evaluate(status["checkpoint"])}  # fmt: skip
+                    runs.append(row)
+                    print(json.dumps({k: v for k, v in row.items() if k != "branch_guard"}), flush=True)
+    result = {
+        "checkpoint": CHECKPOINT,
+        "k": args.k,
+        "seeds": args.seeds,
+        "order": "disagreement",
+        "recipe": ANNOTATION_RECIPE,
+        "shipped": shipped,
+        "runs": runs,
+        "targets": targets(runs, shipped),
+        "machine": machine() | {"load_avg_1min_before": load_before},
+        "command": "HF_HUB_OFFLINE=1 .venv/bin/python bench/bench_fewlabel.py " + " ".join(sys.argv[1:]),
+        "elapsed_s": round(time.time() - t0, 1),
+    }
+    print(json.dumps(result["targets"], indent=1))
+    if args.save:
+        args.out.write_text(json.dumps(result, indent=2) + "\n")
+    store.close()
+    return result
+
+
+if __name__ == "__main__":
+    main()
