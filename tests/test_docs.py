@@ -87,6 +87,53 @@ def test_api_block_runs_as_pasted_against_a_fresh_app(block, fresh_app):
     assert run.returncode == 0, f"{block.id}\n{run.stderr[-3000:]}"
 
 
+JOBS = [b for b in all_blocks("api") if "/start_job" in b.code]
+
+
+@pytest.fixture(scope="module")
+def app_after_the_docs_steps(tmp_path_factory, av_builds):
+    """The app as it stands after the steps the fine-tune example names: the base data built at
+    ``data/av-digits-clean`` and a labelled queue ``shift`` (here both from a small real av-digits build),
+    served from a folder laid out like the clone (the example's relative paths resolve as they would)."""
+    pytest.importorskip("gradio")
+    import app
+    from ui.annotate import Access
+    from ume_mma.annotate import AnnotationQueue, import_dataset, open_store
+    from ume_mma.predictor import Limits
+
+    work = tmp_path_factory.mktemp("clone")
+    for name in ("checkpoints", "assets", "configs"):
+        (work / name).symlink_to(ROOT / name)
+    (work / "data").mkdir()
+    (work / "data" / "av-digits-clean").symlink_to(av_builds["clean"])
+    store = open_store(work / "annotations.db")
+    import_dataset(store, av_builds["clean"], "shift")
+    queue = AnnotationQueue(store, "shift")
+    while (item := queue.next_item("tester")) is not None:
+        queue.submit(item.id, item.given_label, "tester")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(work)
+        mp.setenv("OMP_NUM_THREADS", "1")
+        demo = app.build_demo(
+            "checkpoints/av-digits", pool=app.PredictorPool(Limits()), store=store, access=Access("local")
+        )
+        app.launch_app(demo, prevent_thread_lock=True, quiet=True)
+        try:
+            yield demo, work
+        finally:
+            demo.close()
+
+
+@pytest.mark.parametrize("block", JOBS, ids=ids(JOBS))
+def test_job_block_runs_as_pasted_after_the_steps_it_names(block, app_after_the_docs_steps):
+    demo, work = app_after_the_docs_steps
+    run = run_python(block.code.replace(APP_URL, demo.local_url), cwd=work, timeout=900)
+    assert run.returncode == 0, f"{block.id}\n{run.stderr[-3000:]}"
+    lines = [line for line in run.stdout.splitlines() if not line.startswith("Loaded as API")]
+    state, checkpoint = lines[0].split()[0], lines[-1].split()[0]
+    assert state == "succeeded" and (Path(checkpoint) / "model.safetensors").is_file(), run.stdout
+
+
 # ------------------------------------------------------------------------------------------ shell commands
 def documented_commands() -> list[tuple[str, str]]:
     """(block id, command) for every shell command of every page; a line with ``&&`` gives each part,
