@@ -1,4 +1,4 @@
-"""Regenerate the README screenshots (docs/*.png) from the real app on checkpoints/av-digits.
+"""Regenerate the screenshots of the README and the docs (docs/*.png) from the real app on checkpoints/av-digits.
 
 .venv/bin/python docs/make_screenshots.py      # needs Debian chromium (scripts/setup.sh installs it)
 """

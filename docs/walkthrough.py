@@ -1,4 +1,4 @@
-"""The README's "Fix a failure in ten minutes", run in the real app and a real browser: the screenshots
+"""docs/finetune.md's "Fix a failure in ten minutes", run in the real app and a real browser: the screenshots
 docs/walk-*.png and docs/app-train.png come from this script.
 
     .venv/bin/python docs/walkthrough.py --shift-data data/av-digits-shift --base-data data/av-digits-clean

@@ -90,12 +90,14 @@ def fake_repo(root: Path) -> Path:
                  # decoys
                  ".venv/lib/site.py", "tests/test_a.py", "data/annotations.db", ".env", "ume_mma/__pycache__/x.pyc",
                  "runs/x/metrics.json", ".cache/features/a.safetensors", "checkpoints/unserved/config.json",
-                 "ui/.secret.py", "token.txt", "notes.md"):  # fmt: skip
+                 "ui/.secret.py", "token.txt", "notes.md", "docs/index.md", "docs/app.png", "docs/walkthrough.py",
+                 "results/plot.png", "results/table.json"):  # fmt: skip
         (root / name).parent.mkdir(parents=True, exist_ok=True)
         (root / name).write_text("x")
     shutil.copytree(AV, root / "checkpoints" / "av-digits")
     (root / "checkpoints" / "av-digits" / "optimizer.pt").write_text("not served")
-    (root / "README.md").write_text("---\ntitle: old\n---\n# Studio\n")
+    (root / "README.md").write_text("---\ntitle: old\n---\n# The repository's long README\n")
+    (root / "SPACE_README.md").write_text("# Studio\n")
     space = yaml.safe_load((ROOT / "Space.yaml").read_text())
     space["deploy"] |= {"checkpoints": ["checkpoints/av-digits", "org/model@v1.0"], "env": {"UME_MMA_PUBLIC": "1"},
                         "secrets": ["HF_TOKEN"], "storage": "me/studio-data", "hardware": "zero-a10g"}  # fmt: skip
@@ -111,7 +113,8 @@ def test_deploy_space_uploads_exactly_what_the_space_needs(api, tmp_path, monkey
     assert sorted(files) == [
         "README.md", "Space.yaml", "app.py", "assets/a.png", "assets/examples.json",
         "checkpoints/av-digits/README.md", "checkpoints/av-digits/config.json", "checkpoints/av-digits/metrics.json",
-        "checkpoints/av-digits/model.safetensors", "requirements.txt", "ui/__init__.py", "ui/predict.py",
+        "checkpoints/av-digits/model.safetensors", "docs/app.png", "docs/index.md", "docs/results/plot.png",
+        "requirements.txt", "ui/__init__.py", "ui/predict.py",
         "ume_mma/__init__.py", "ume_mma/data/x.py",
     ]  # fmt: skip
     api.create_repo.assert_called_once_with("me/studio", repo_type="space", space_sdk="gradio", private=False,
@@ -126,7 +129,7 @@ def test_deploy_space_uploads_exactly_what_the_space_needs(api, tmp_path, monkey
     front = yaml.safe_load(readme.split("---\n", 2)[1])
     assert front["suggested_hardware"] == "zero-a10g" and front["models"] == ["org/model"]
     assert front["preload_from_hub"] == ["org/model config.json,model.safetensors,README.md,metrics.json v1.0"]
-    assert readme.endswith("# Studio\n") and plan["secrets_expected"] == ["HF_TOKEN"]
+    assert readme.endswith("---\n# Studio\n") and plan["secrets_expected"] == ["HF_TOKEN"]  # SPACE_README.md's body
     sent = json.dumps([str(v) for v in files.values()] + [str(c) for c in api.mock_calls])
     assert "hf_secret_value_never_sent" not in sent
 
@@ -139,6 +142,31 @@ def test_a_dry_run_of_the_real_repository_lists_no_secrets_caches_venvs_database
     bad = [p for p in paths if p.startswith(FORBIDDEN_TOP) or any(x in p for x in FORBIDDEN_ANY)]
     assert not bad, bad
     assert paths == [u.path_in_repo for u in space_uploads(load_space_config())]
+
+
+def test_the_space_gets_its_own_short_readme_whose_links_resolve_in_the_space():
+    import re
+
+    uploads = {u.path_in_repo: u for u in space_uploads(load_space_config())}
+    readme = uploads["README.md"].content.decode()
+    _, front, body = readme.split("---\n", 2)
+    assert yaml.safe_load(front) == load_space_config().front_matter()
+    assert body == (ROOT / "SPACE_README.md").read_text(encoding="utf-8")
+    assert len(body.splitlines()) <= 40 and len(body) < 4000, "a short README, not the repository's"
+    links = re.findall(r"\]\(([^)#\s]+)", body)
+    assert "docs/index.md" in links and all(link in uploads for link in links), links
+    pages = [p for p in uploads if p.startswith("docs/") and p.endswith(".md")]
+    images = {(Path(p).parent / i).as_posix() for p in pages for i in re.findall(r"!\[[^]]*\]\(([^)\s]+)\)",
+              uploads[p].local.read_text(encoding="utf-8"))}  # fmt: skip
+    assert images and images <= set(uploads), sorted(images - set(uploads))
+
+
+def test_a_repository_without_a_space_readme_is_refused_and_nothing_is_uploaded(api, tmp_path):
+    config = fake_repo(tmp_path)
+    (tmp_path / "SPACE_README.md").unlink()
+    with pytest.raises(InputError, match="SPACE_README.md is missing"):
+        deploy_space("me/studio", config)
+    assert not api.method_calls
 
 
 @pytest.mark.parametrize(

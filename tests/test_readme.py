@@ -1,5 +1,7 @@
-"""The README's "whole change" examples: an encoder file and a fusion-mode file dropped into a copy of the
-package work with no other edit (the factory and the fusion package find them)."""
+"""The README's claims: it fits (at most 300 lines) and keeps the sections a newcomer needs, its results table
+is the results job's own rows; the docs' "whole change" examples (an encoder file and a fusion-mode file
+dropped into a copy of the package) work with no other edit. Every code block of the README and the docs
+runs in tests/test_docs.py."""
 
 from __future__ import annotations
 
@@ -9,7 +11,22 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.docblocks import WHOLE_CHANGE, all_blocks
+
 ROOT = Path(__file__).resolve().parent.parent
+README = (ROOT / "README.md").read_text(encoding="utf-8")
+SECTIONS = [
+    "Set-up: two commands",
+    "Where files are written",
+    "The app",
+    "Access and limits",
+    "Scripting the app (API)",
+    "Annotation",
+    "A fine-tune",
+    "Results",
+    "The library",
+    "The docs",
+]
 
 CHECK = """
 import torch
@@ -35,9 +52,34 @@ print("ok")
 
 
 def snippets() -> dict[str, str]:
-    """README code blocks that start with ``# ume_mma/<path>.py: the whole change``, by path."""
-    text = (ROOT / "README.md").read_text(encoding="utf-8")
-    return dict(re.findall(r"```python\n# (ume_mma/\S+\.py): the whole change\n(.*?)```", text, re.S))
+    """Docs code blocks that start with ``# ume_mma/<path>.py: the whole change``, by path."""
+    return {WHOLE_CHANGE.match(b.code).group(1): b.code for b in all_blocks("file")}
+
+
+def table_rows(text: str) -> list[str]:
+    return [line for line in text.splitlines() if line.startswith("| ") and not line.startswith("|---")]
+
+
+def test_the_readme_fits_and_keeps_the_newcomers_sections_in_order():
+    assert len(README.splitlines()) <= 300
+    headings = re.findall(r"^## (.+)$", README, re.M)
+    assert [h for h in headings if h in SECTIONS] == SECTIONS, headings  # others may sit between them
+
+
+def test_the_readme_results_are_the_results_jobs_own_rows():
+    section = README.split("## Results", 1)[1].split("\n## ", 1)[0]
+    rows = table_rows(section)
+    assert len(rows) >= 12
+    produced = set(table_rows((ROOT / "results" / "av-digits-hard.md").read_text(encoding="utf-8")))
+    produced |= set(table_rows((ROOT / "results" / "emoji-vl.md").read_text(encoding="utf-8")))
+    assert [r for r in rows if r not in produced] == []
+
+
+def test_the_results_page_holds_every_table_of_the_results_job_verbatim():
+    page = [line.lstrip("#") for line in (ROOT / "docs" / "results.md").read_text(encoding="utf-8").splitlines()]
+    for name in ("av-digits-hard.md", "emoji-vl.md"):
+        for line in (ROOT / "results" / name).read_text(encoding="utf-8").splitlines():  # headings at any level
+            assert line.lstrip("#") in page, f"docs/results.md lacks this line of results/{name}: {line}"
 
 
 def test_readme_encoder_and_fusion_examples_need_no_other_edit(tmp_path):

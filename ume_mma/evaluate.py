@@ -1,6 +1,6 @@
 """Evaluation under missing modalities: ``python -m ume_mma.evaluate CHECKPOINT DATA_DIR --out metrics.json``.
 
-Protocol (also in the README):
+Protocol (also in docs/training.md):
 - ``full``: every modality a sample has is given.
 - ``without_<m>``: modality ``m`` is removed from every sample; samples left with nothing are skipped.
 - ``missing_rate_<r>``: each sample independently loses one of its present modalities (chosen

@@ -28,7 +28,9 @@ PIPELINE_TAGS = {  # the Hub has no multi-modal classification task: the first p
     "text": "text-classification",
 }
 SPACE_SOURCES = ["app.py", "requirements.txt", "Space.yaml", "LICENSE", "packages.txt"]
-SPACE_TREES = [("ui", "*.py"), ("ume_mma", "**/*.py"), ("assets", "**/*")]
+SPACE_TREES = [("ui", "*.py"), ("ume_mma", "**/*.py"), ("assets", "**/*"), ("docs", "**/*.md"), ("docs", "*.png")]
+SPACE_MOVED = [("results", "*.png", "docs/results")]  # the results plots, where the docs pages (and site) link them
+SPACE_README = "SPACE_README.md"  # the Space's own short README body (the repository's README is for a clone)
 
 
 def check_repo_id(repo_id: str) -> str:
@@ -134,18 +136,23 @@ def push_checkpoint(folder: str | Path, repo_id: str, private: bool = False, dry
 # ------------------------------------------------------------------------------------------------ the Space
 def space_uploads(cfg: SpaceConfig, root: Path = ROOT) -> list[Upload]:
     """Exactly what the Space needs: the app, the package, the assets, the requirements, the served local
-    checkpoints and README.md with the front matter of Space.yaml. Never venvs, caches, tests, data,
-    databases or tokens: the list is built from what is named here, not from what lies in the folder."""
+    checkpoints, the docs pages and their images, and a README made of the front matter of Space.yaml and
+    the short body of ``SPACE_README.md``. Never venvs, caches, tests, data, databases or tokens: the list is
+    built from what is named here, not from what lies in the folder."""
     from ume_mma.space import readme_with_front_matter
 
+    if not (root / SPACE_README).is_file():
+        raise InputError(f"{root / SPACE_README} is missing: it is the body of the Space's README")
     uploads = [Upload(name, root / name) for name in SPACE_SOURCES if (root / name).is_file()]
     for top, pattern in SPACE_TREES:
         for path in sorted((root / top).glob(pattern)):
             if path.is_file() and "__pycache__" not in path.parts and not path.name.startswith("."):
                 uploads.append(Upload(path.relative_to(root).as_posix(), path))
+    for top, pattern, dest in SPACE_MOVED:
+        uploads += [Upload(f"{dest}/{p.name}", p) for p in sorted((root / top).glob(pattern)) if p.is_file()]
     for ref in cfg.local_checkpoints:
         uploads += [Upload(f"{ref}/{n}", root / ref / n) for n in CHECKPOINT_FILES if (root / ref / n).is_file()]
-    readme = readme_with_front_matter((root / "README.md").read_text(encoding="utf-8"), cfg.front_matter())
+    readme = readme_with_front_matter((root / SPACE_README).read_text(encoding="utf-8"), cfg.front_matter())
     uploads.append(Upload("README.md", content=readme.encode("utf-8")))
     return sorted(uploads, key=lambda u: u.path_in_repo)
 
