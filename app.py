@@ -385,6 +385,13 @@ def public_pool(args: argparse.Namespace, jobs_root: Path | None) -> tuple[Predi
     return PredictorPool(limits, device=args.device, allow=allow, allow_roots=roots), max_mb, seconds
 
 
+def writes_line(store: Store) -> str:
+    """Where the app writes: the annotation database, its media folder and the jobs' folder."""
+    from ume_mma.jobs import JobStore
+
+    return f"writing annotations to {store.display}, their media to {store.media.root}, jobs to {JobStore(store).root}"
+
+
 def main(argv: list[str] | None = None) -> None:
     from ume_mma.annotate import open_store
     from ume_mma.annotate.__main__ import default_db, default_media
@@ -401,7 +408,9 @@ def main(argv: list[str] | None = None) -> None:
         "--device", default="auto", choices=DEVICE_CHOICES, help="where models run: auto = the GPU when there is one"
     )
     ap.add_argument("--max-cache-mb", type=float, default=1024, help="cap on the upload folder's total size (MB)")
-    ap.add_argument("--db", default=None, help="annotation database: SQLite path or postgresql:// URL")
+    ap.add_argument(
+        "--db", default=None, help="annotation database: SQLite path or postgresql:// URL (default: in UME_MMA_HOME)"
+    )
     ap.add_argument("--media-dir", default=None, help="media folder of a PostgreSQL annotation store")
     ap.add_argument("--auth", default=None, help="file of user:password lines (or UME_MMA_AUTH): login required")
     ap.add_argument(
@@ -420,6 +429,8 @@ def main(argv: list[str] | None = None) -> None:
         except UmeMmaError as exc:
             access, line = None, f"annotation: OFF: {exc}"
     print(f"app.py: {line}", flush=True)
+    if store is not None:
+        print(f"app.py: {writes_line(store)}", flush=True)
     pool, max_mb, seconds, per_client = None, args.max_file_mb, args.max_video_seconds, None
     if public:
         from ume_mma.jobs import JobStore
