@@ -39,11 +39,9 @@ def check_labels(model_labels: Iterable[str], data_labels: Iterable[str], *, mod
     labels = sorted(model_labels)
     unknown = sorted(set(data_labels) - set(labels))
     if unknown:
-        known = len(set(data_labels) & set(labels))
-        share = f"{known} of its labels are" if known else "none of its labels is"
+        hint = "" if set(data_labels) & set(labels) else " (no label in common: is this the checkpoint of this data?)"
         raise IncompatibleDataError(
-            f"{data} has labels {few(unknown)} that {model} does not know ({share} among its {few(labels)}): "
-            "is this the checkpoint of this data?"
+            f"{data} has labels {few(unknown)} that {model} does not know; it knows {few(labels)}{hint}"
         )
 
 

@@ -186,8 +186,7 @@ def cancel_job(job_id: str) -> None:
 
 
 if __name__ == "__main__":
-    import sys
-
+    from ume_mma.cli import run
     from ume_mma.publish import main
 
-    sys.exit(main())
+    run(main)
