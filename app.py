@@ -8,6 +8,9 @@ Public mode (``--public``, and always on a Hugging Face Space): checkpoints load
 :data:`PUBLIC_PER_CLIENT` calls in flight, nobody names folders on the server, and annotating and training
 need "Sign in with Hugging Face" (or ``--auth``).
 
+The annotation database, its media and the jobs go to the data folder (:mod:`ume_mma.home`: ``$UME_MMA_HOME``,
+``/data`` on a Space, else the user's data folder) unless ``--db`` names another; the app prints where at start.
+
 ``build_demo(...)`` returns the Blocks (no model logic here, no mutable globals); ``launch_app``
 launches it. Public endpoints: ``/predict`` (one JSON value), ``/load_model``, ``/robustness``; with
 annotation on, the annotation API and the jobs API (``/start_job``, ``/job_status``, ``/cancel_job``).

@@ -172,3 +172,23 @@ def test_a_closed_pipe_ends_a_command_quietly(argv, letters, tmp_path):
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=120) == 141, err  # 128 + SIGPIPE, like a Unix tool
     assert "Traceback" not in err and "BrokenPipe" not in err and "Exception ignored" not in err, err
+
+
+def test_calibrate_refuses_a_checkpoint_that_does_not_fit_before_loading_it(letters, tmp_path, capsys, monkeypatch):
+    from ume_mma.calibrate import main
+
+    never_loaded(monkeypatch)
+    assert main([EMOJI, str(letters), "--out", str(tmp_path / "new"), "--cache-dir", ""]) == 1
+    one_line(capsys, "labels ['a', 'b', 'c'] that checkpoint", "no label in common")
+    assert not (tmp_path / "new").exists()
+
+
+def test_a_job_fine_tuning_the_emoji_checkpoint_on_letters_is_refused(letters, tmp_path, capsys):
+    from ume_mma.jobs.__main__ import main
+
+    db = tmp_path / "a.db"
+    start = time.perf_counter()
+    assert main(["start", f"init_from={EMOJI}", f"data={letters}", "--db", str(db)]) == 2
+    assert time.perf_counter() - start < 60  # a deadline: no feature is computed
+    one_line(capsys, "has labels ['a', 'b', 'c'] that the base checkpoint does not know")
+    assert JobStore(open_store(db)).list() == []

@@ -309,7 +309,8 @@ def handlers(store: Store, access: Access, pool: Any, default: str) -> SimpleNam
                  request: gr.Request = None, profile: gr.OAuthProfile | None = None):  # fmt: skip
         """Annotate a sample: the same inputs as /predict plus its label (one of the checkpoint's labels),
         flags (modality -> list of "noisy", "irrelevant", "corrupt") and a note. Returns {"id", "sample_id",
-        "label", "annotator"} once the annotation is committed."""
+        "label", "annotator"} once the annotation is committed; it is stored in queue "app" (see
+        /annotation_stats("app"))."""
         who = access.annotator(request, profile)
         ref = (checkpoint or "").strip() or default
         return store_annotation((video, audio, image, text), label or "", who, flags, note, ref).to_dict()

@@ -1,7 +1,7 @@
 """What every command line of the package shares: a quiet exit when its reader goes away.
 
 ``python -m ume_mma.annotate stats | head -1`` closes the pipe after one line; the next write raises
-``BrokenPipeError``. :func:`run` ends the command there without a traceback, with exit status 141 (128 +
+``BrokenPipeError``. :func:`main_quietly` ends the command there without a traceback, with exit status 141 (128 +
 SIGPIPE, what a Unix tool killed by SIGPIPE reports), and keeps Python's exit-time flush quiet too.
 """
 
@@ -15,7 +15,7 @@ from typing import NoReturn
 EXIT_CLOSED_PIPE = 141
 
 
-def run(main: Callable[[], int | None]) -> NoReturn:
+def main_quietly(main: Callable[[], int | None]) -> NoReturn:
     """``sys.exit(main())``, quietly on a closed stdout."""
     try:
         code = main()

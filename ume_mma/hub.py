@@ -186,7 +186,7 @@ def cancel_job(job_id: str) -> None:
 
 
 if __name__ == "__main__":
-    from ume_mma.cli import run
+    from ume_mma.cli import main_quietly
     from ume_mma.publish import main
 
-    run(main)
+    main_quietly(main)

@@ -236,6 +236,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from ume_mma.cli import run
+    from ume_mma.cli import main_quietly
 
-    run(main)
+    main_quietly(main)
