@@ -11,11 +11,11 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 gr = pytest.importorskip("gradio")
-from gradio_client import Client  # noqa: E402
+from gradio_client import Client, handle_file  # noqa: E402
 from gradio_client.exceptions import AppError  # noqa: E402
 
 import app  # noqa: E402
-from tests.test_app_annotate import AV, USERS, as_space, dataset  # noqa: E402
+from tests.test_app_annotate import ASSETS, AV, ROOT, USERS, as_space, dataset  # noqa: E402
 from tests.tiny import make_tiny_dataset  # noqa: E402
 from ui.annotate import Access  # noqa: E402
 from ume_mma.annotate import open_store  # noqa: E402
@@ -103,3 +103,31 @@ def test_import_queue_needs_a_sign_in_and_a_non_public_app(tmp_path, monkeypatch
     finally:
         demo.close()
     assert store.counts()["queues"] == store2.counts()["queues"] == 0
+
+
+def test_the_readme_annotation_example_runs_as_pasted_against_a_fresh_app(tmp_path, monkeypatch):
+    """The README's annotation block (assets/queue-example as the folder), against a fresh local app."""
+    monkeypatch.chdir(ROOT)  # the server reads a relative folder from its working directory: the checkout
+    demo, store = launch_fresh(tmp_path, Access("local", "dana"))
+    try:
+        client = Client(demo.local_url, verbose=False)
+        assert client.predict("default", api_name="/annotation_stats") == ZERO
+        assert client.predict("default", api_name="/next_item") is None
+        r = client.predict("assets/queue-example", "default", "disagreement", "", api_name="/import_queue")
+        assert r == {"queue": "default", "added": 3, "duplicates": 0, "total": 3}
+        item = client.predict("default", api_name="/next_item")
+        assert item["source_id"] == "disagree-2-5"  # disagreements first
+        client.predict(item["id"], item["prediction"]["fused"]["label"], {}, "", "default", api_name="/submit_item")
+        assert client.predict("default", api_name="/undo_last")["id"] == item["id"]
+        stats = client.predict("default", api_name="/annotation_stats")
+        assert (stats["total"], stats["labelled"], stats["pending"], stats["leased"]) == (3, 0, 2, 1)
+        done = client.predict(
+            image=handle_file(str(ASSETS / "disagree_2_5_image_2.png")),
+            audio=handle_file(str(ASSETS / "disagree_2_5_speech_5_es_MX_f_Allison.wav")),
+            label="2", flags={"audio": ["irrelevant"]}, note="the speech says five",
+            api_name="/annotate",
+        )  # fmt: skip
+        assert done["annotator"] == "dana"
+        assert client.predict("app", api_name="/annotation_stats")["labelled"] == 1
+    finally:
+        demo.close()
