@@ -131,3 +131,22 @@ def test_the_readme_annotation_example_runs_as_pasted_against_a_fresh_app(tmp_pa
         assert client.predict("app", api_name="/annotation_stats")["labelled"] == 1
     finally:
         demo.close()
+
+
+def test_a_locked_database_is_named_without_its_folder(tmp_path):
+    """A store error reaches the client with the database's file name, not its place on the server."""
+    import sqlite3
+
+    store = open_store(tmp_path / "deep" / "locked.db", busy_timeout=0.2)
+    demo = app.build_demo(AV, pool=app.PredictorPool(Limits()), store=store, access=Access("local", "eve"))
+    app.launch_app(demo, prevent_thread_lock=True, quiet=True)
+    holder = sqlite3.connect(tmp_path / "deep" / "locked.db", isolation_level=None)
+    try:
+        holder.execute("BEGIN IMMEDIATE")  # another writer holds the lock
+        with pytest.raises(AppError, match="database locked.db is locked") as exc:
+            Client(demo.local_url, verbose=False).predict("default", api_name="/annotation_stats")
+        assert str(tmp_path) not in str(exc.value)
+    finally:
+        holder.rollback()
+        holder.close()
+        demo.close()
