@@ -8,6 +8,9 @@ Public mode (``--public``, and always on a Hugging Face Space): checkpoints load
 :data:`PUBLIC_PER_CLIENT` calls in flight, nobody names folders on the server, and annotating and training
 need "Sign in with Hugging Face" (or ``--auth``).
 
+The annotation database, its media and the jobs go to the data folder (:mod:`ume_mma.home`: ``$UME_MMA_HOME``,
+``/data`` on a Space, else the user's data folder) unless ``--db`` names another; the app prints where at start.
+
 ``build_demo(...)`` returns the Blocks (no model logic here, no mutable globals); ``launch_app``
 launches it. Public endpoints: ``/predict`` (one JSON value), ``/load_model``, ``/robustness``; with
 annotation on, the annotation API and the jobs API (``/start_job``, ``/job_status``, ``/cancel_job``).
@@ -428,6 +431,13 @@ def serving_pool(
     return login_pool(args, jobs_root), args.max_file_mb, args.max_video_seconds, None, line
 
 
+def writes_line(store: Store) -> str:
+    """Where the app writes: the annotation database, its media folder and the jobs' folder."""
+    from ume_mma.jobs import JobStore
+
+    return f"writing annotations to {store.display}, their media to {store.media.root}, jobs to {JobStore(store).root}"
+
+
 def main(argv: list[str] | None = None) -> None:
     from ume_mma.annotate import open_store
     from ume_mma.annotate.__main__ import default_db, default_media
@@ -444,7 +454,9 @@ def main(argv: list[str] | None = None) -> None:
         "--device", default="auto", choices=DEVICE_CHOICES, help="where models run: auto = the GPU when there is one"
     )
     ap.add_argument("--max-cache-mb", type=float, default=1024, help="cap on the upload folder's total size (MB)")
-    ap.add_argument("--db", default=None, help="annotation database: SQLite path or postgresql:// URL")
+    ap.add_argument(
+        "--db", default=None, help="annotation database: SQLite path or postgresql:// URL (default: in UME_MMA_HOME)"
+    )
     ap.add_argument("--media-dir", default=None, help="media folder of a PostgreSQL annotation store")
     ap.add_argument("--auth", default=None, help="file of user:password lines (or UME_MMA_AUTH): login required")
     ap.add_argument(
@@ -463,6 +475,8 @@ def main(argv: list[str] | None = None) -> None:
         except UmeMmaError as exc:
             access, line = None, f"annotation: OFF: {exc}"
     print(f"app.py: {line}", flush=True)
+    if store is not None:
+        print(f"app.py: {writes_line(store)}", flush=True)
     pool, max_mb, seconds, per_client, line = serving_pool(args, public, auth, store)
     if line:
         print(f"app.py: {line}", flush=True)

@@ -11,7 +11,7 @@ import pytest
 
 from tests.tiny import make_tiny_dataset
 from ume_mma.annotate import AnnotationQueue, export, import_dataset, open_store, predict_queue, push_dataset
-from ume_mma.annotate.__main__ import APP_DIR, default_db, main
+from ume_mma.annotate.__main__ import main
 from ume_mma.annotate.export import annotation_counts, assign_splits, split_of
 from ume_mma.data.format import load_dataset
 from ume_mma.errors import InputError
@@ -150,8 +150,15 @@ def test_push_dataset_uploads_with_the_token_from_the_environment(tmp_path, monk
     assert api.return_value.upload_folder.call_count == 1
 
 
+def relabel(data: Path, names: dict[str, str]) -> Path:
+    """The folder's labels renamed (e.g. to the labels of the checkpoint that predicts it)."""
+    rows = [json.loads(line) for line in (data / "metadata.jsonl").read_text().splitlines()]
+    (data / "metadata.jsonl").write_text("".join(json.dumps({**r, "label": names[r["label"]]}) + "\n" for r in rows))
+    return data
+
+
 def test_command_line(tmp_path, capsys, monkeypatch):
-    data = make_tiny_dataset(tmp_path / "data", {"train": 1})
+    data = relabel(make_tiny_dataset(tmp_path / "data", {"train": 1}), {"a": "yes", "b": "no", "c": "yes"})
     db = str(tmp_path / "cli.db")
     assert main(["import", str(data), "--checkpoint", str(TINY_CKPT), "--db", db, "--order", "confidence"]) == 0
     assert "imported 3 items" in capsys.readouterr().out
@@ -196,8 +203,3 @@ def test_bad_usage_is_one_line_and_exit_2(argv, message, capsys, tmp_path):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and message in err
     assert not (tmp_path / "x.db").exists()  # nothing was created
-
-
-def test_default_database_prefers_the_space_data_folder(tmp_path):
-    assert default_db(tmp_path) == tmp_path / "annotations.db"
-    assert default_db(tmp_path / "absent") == APP_DIR / "data" / "annotations.db"

@@ -381,3 +381,36 @@ def test_disagreement_first_with_the_shipped_checkpoint(tmp_path):
         rest.append(item)
         queue.submit(item.id, "7", "alice")
     assert len(rest) == 3 and all(not r.disagree and r.prediction["fused"]["label"] == "7" for r in rest)
+
+
+def test_counts_are_disjoint_after_undo(store_url, tmp_path, clock):
+    """The issue's case: 3 items, one labelled then undone: pending 2 + leased 1 + labelled 0 = total 3."""
+    queue = _queue(store_url, make_tiny_dataset(tmp_path / "three", {"train": 1}), clock)
+    item = queue.next_item("alice")
+    queue.submit(item.id, item.given_label, "alice")
+    assert queue.undo_last("alice").id == item.id
+    s = queue.stats()
+    assert (s.total, s.labelled, s.pending, s.leased) == (3, 0, 2, 1)
+    queue.next_item("bob")  # a second lease
+    s = queue.stats()
+    assert (s.pending, s.leased) == (1, 2) and s.labelled + s.pending + s.leased == s.total
+    clock.now += 10_000  # every lease expired: the items are free again
+    assert (queue.stats().pending, queue.stats().leased) == (3, 0)
+
+
+def test_a_queue_that_does_not_exist_reads_as_empty(store_url, tiny):
+    url, media = store_url
+    store = open_store(url, media)
+    queue = AnnotationQueue(store, "later")
+    assert not queue.exists and queue.next_item("alice") is None and queue.undo_last("alice") is None
+    assert queue.stats().to_dict() == {
+        "total": 0, "labelled": 0, "pending": 0, "leased": 0, "disagreements_left": 0, "annotators": {}
+    }  # fmt: skip
+    with pytest.raises(LeaseError, match="queue 'later' has no item 1") as exc:
+        queue.submit(1, "a", "alice")
+    assert str(url) not in str(exc.value)  # the queue is named, not the database
+    assert store.counts()["queues"] == 0  # reading created nothing
+    import_dataset(store, tiny, "later")  # imported later: the same object sees it
+    assert queue.exists and queue.stats().total == 6 and queue.next_item("alice") is not None
+    with pytest.raises(InputError, match="non-empty name"):
+        AnnotationQueue(store, " ")

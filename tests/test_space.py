@@ -20,3 +20,32 @@ def test_readme_front_matter_matches_space_yaml():
     pinned = [line for line in (ROOT / "requirements.txt").read_text().splitlines() if line.startswith("gradio[")]
     assert pinned == [f"gradio[mcp,oauth]=={space['sdk_version']}"]
     assert space["hf_oauth"] is True  # annotating on the Space needs "Sign in with Hugging Face"
+
+
+def test_front_matter_check_exits_1_with_a_one_line_summary(tmp_path, capsys):
+    from ume_mma.space import main
+
+    readme = tmp_path / "README.md"
+    readme.write_text((ROOT / "README.md").read_text(encoding="utf-8"), encoding="utf-8")
+    config = ["--config", str(ROOT / "Space.yaml"), "--readme", str(readme)]
+    assert main(["front-matter", "--check", *config]) == 0
+    assert "front matter matches Space.yaml" in capsys.readouterr().out
+    text = readme.read_text(encoding="utf-8")
+    readme.write_text(text.replace("suggested_hardware: cpu-basic", "suggested_hardware: t4-small\ncolor: red"))
+    assert main(["front-matter", "--check", *config]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "front matter differs from Space.yaml" in err, err
+    assert "suggested_hardware: README 't4-small', Space.yaml 'cpu-basic'" in err and "not in Space.yaml: color" in err
+    readme.write_text(text.replace("pinned: false\n", ""))
+    assert main(["front-matter", "--check", *config]) == 1
+    assert "missing from README: pinned" in capsys.readouterr().err
+    readme.write_text("# no front matter\n")
+    assert main(["front-matter", "--check", *config]) == 1
+    assert "README.md has no front matter" in capsys.readouterr().err
+    assert readme.read_text() == "# no front matter\n"  # --check writes nothing
+
+
+def test_ci_runs_the_front_matter_check_after_the_linters():
+    lines = (ROOT / ".ci" / "run").read_text().splitlines()
+    check = lines.index(".venv/bin/python -m ume_mma.space front-matter --check")
+    assert check == lines.index(".venv/bin/ruff format --check .") + 1

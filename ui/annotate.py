@@ -1,5 +1,7 @@
-"""The Annotate tab and the annotation API (``/annotate``, ``/next_item``, ``/submit_item``, ``/undo_last``,
-``/annotation_stats``), thin over :mod:`ume_mma.annotate`.
+"""The Annotate tab and the annotation API (``/annotate``, ``/import_queue``, ``/next_item``, ``/submit_item``,
+``/undo_last``, ``/annotation_stats``), thin over :mod:`ume_mma.annotate`. A queue that does not exist yet
+reads as empty (``/next_item`` and ``/undo_last``: null; ``/annotation_stats``: zero counts); ``/annotate``
+and the Predict tab's "Annotate this" write to queue ``app``.
 
 Who may annotate (:class:`Access`): with ``--auth`` the whole app is behind Gradio's login and the annotator
 is the logged-in user; on a Hugging Face Space with ``hf_oauth: true`` predicting stays public and annotating
@@ -19,10 +21,19 @@ import gradio as gr
 
 from ui.errors import readable
 from ui.predict import make_inputs
-from ume_mma.annotate import FLAGS, ORDERS, AnnotationQueue, import_dataset, predict_queue, queue_names
+from ume_mma.annotate import (
+    FLAGS,
+    ORDERS,
+    AnnotationQueue,
+    ImportResult,
+    import_dataset,
+    predict_queue,
+    queue_names,
+)
 from ume_mma.annotate import schema as db
 from ume_mma.annotate.direct import APP_QUEUE, annotate_sample
 from ume_mma.annotate.store import Store
+from ume_mma.compat import Fit
 from ume_mma.errors import InputError
 from ume_mma.registry import MODALITIES
 
@@ -255,28 +266,51 @@ def handlers(store: Store, access: Access, pool: Any, default: str) -> SimpleNam
             raise gr.Error("Nothing of yours to undo in this queue.", print_exception=False)
         return [*item_views(item), *refresh(name)]
 
+    def import_folder(folder: Any, name: Any, order: Any, ref: str, progress: Any = None) -> ImportResult:
+        """Import a dataset folder on the server as queue ``name`` and predict it with checkpoint ``ref``
+        (its labels and modalities must fit the folder: checked before any file is read)."""
+        if not isinstance(folder, str) or not folder.strip():
+            raise InputError("give the path of a dataset folder on the server (with metadata.jsonl)")
+        name = name.strip() if isinstance(name, str) and name.strip() else "default"
+        predictor = pool.get(ref).predictor
+        fit = Fit.of(predictor, f"checkpoint {ref}")
+        result = import_dataset(store, folder.strip(), name, order=(order or "disagreement"), fit=fit)
+        report = (lambda d, t: progress((d, t), unit="items")) if progress is not None else None
+        if progress is not None:
+            progress((0, max(1, result.added)), desc="predicting the queue", unit="items")
+        predict_queue(store, predictor, name, progress=report, show_progress=False)
+        return result
+
     @readable
     def import_ui(folder, name, order, k, request: gr.Request, profile: gr.OAuthProfile | None, progress=gr.Progress()):
         access.annotator(request, profile)  # importing writes too
         access.check_server_path("importing a dataset folder")
-        if not (folder or "").strip():
-            raise gr.Error(
-                "Give the path of a dataset folder on the server (with metadata.jsonl).", print_exception=False
-            )
-        name = (name or "").strip() or "default"
-        result = import_dataset(store, folder.strip(), name, order=order)
-        predictor = pool.get(k).predictor
-        progress((0, max(1, result.added)), desc="predicting the queue", unit="items")
-        predict_queue(store, predictor, name, progress=lambda d, t: progress((d, t), unit="items"), show_progress=False)
+        result = import_folder(folder, name, order, k, progress)
+        name = result.queue
         note = f"Imported {result.added} items into `{name}` ({result.duplicates} already there) and ordered them."
         return note, gr.update(choices=queue_names(store), value=name), *refresh(name)
+
+    @readable
+    def import_queue(folder=None, queue="default", order="disagreement", checkpoint=None,
+                     request: gr.Request = None, profile: gr.OAuthProfile | None = None):  # fmt: skip
+        """Import a dataset folder on the server (metadata.jsonl; labels optional) as a queue (new, or appended
+        to: lines already in it are not added again), predicted and ordered with the checkpoint (empty: the
+        app's default; its labels and modalities must fit the folder). ``order``: disagreement, confidence,
+        margin, random or file. Returns {"queue", "added", "duplicates", "total"} once committed. For a
+        caller who may annotate, and never in public mode (no folder on the server is read there)."""
+        access.annotator(request, profile)
+        access.check_server_path("importing a dataset folder")
+        result = import_folder(folder, queue, order, (checkpoint or "").strip() or default)
+        total = AnnotationQueue(store, result.queue).stats().total
+        return {"queue": result.queue, "added": result.added, "duplicates": result.duplicates, "total": total}
 
     @readable
     def annotate(video=None, audio=None, image=None, text=None, label=None, flags=None, note="", checkpoint=None,
                  request: gr.Request = None, profile: gr.OAuthProfile | None = None):  # fmt: skip
         """Annotate a sample: the same inputs as /predict plus its label (one of the checkpoint's labels),
         flags (modality -> list of "noisy", "irrelevant", "corrupt") and a note. Returns {"id", "sample_id",
-        "label", "annotator"} once the annotation is committed."""
+        "label", "annotator"} once the annotation is committed; it is stored in queue "app" (see
+        /annotation_stats("app"))."""
         who = access.annotator(request, profile)
         ref = (checkpoint or "").strip() or default
         return store_annotation((video, audio, image, text), label or "", who, flags, note, ref).to_dict()
@@ -292,7 +326,9 @@ def handlers(store: Store, access: Access, pool: Any, default: str) -> SimpleNam
     @readable
     def next_item(queue="default", request: gr.Request = None, profile: gr.OAuthProfile | None = None):
         """Lease the next item of a queue (disagreements first, by default) to the caller for 10 minutes:
-        its id, inputs (paths on the server), labels and the checkpoint's predictions; null when none left."""
+        its id, inputs (paths on the server), labels and the checkpoint's predictions; null when none is left.
+        A queue comes from /import_queue (a folder; default name "default"); /annotate writes to queue "app".
+        A queue that does not exist yet is empty: null."""
         item = _queue(store, queue).next_item(access.annotator(request, profile))
         return item.to_dict() if item else None
 
@@ -307,13 +343,16 @@ def handlers(store: Store, access: Access, pool: Any, default: str) -> SimpleNam
 
     @readable
     def undo_last(queue="default", request: gr.Request = None, profile: gr.OAuthProfile | None = None):
-        """Take back the caller's latest annotation in a queue; its item is leased back and returned."""
+        """Take back the caller's latest annotation in a queue; its item is leased back and returned (null when
+        the caller has nothing to undo there, or the queue does not exist yet)."""
         item = _queue(store, queue).undo_last(access.annotator(request, profile))
         return item.to_dict() if item else None
 
     @readable
     def annotation_stats(queue="default"):
-        """A queue's progress: total, labelled, pending, leased, disagreements left, annotations per annotator."""
+        """A queue's progress: total = labelled + pending (free) + leased (held now by an annotator), disagreements
+        left, annotations per annotator; zero counts for a queue that does not exist yet. /annotate writes to
+        queue "app"; /import_queue makes one from a folder."""
         return _queue(store, queue).stats().to_dict()
 
     return SimpleNamespace(**{k: v for k, v in locals().items() if callable(v)})
@@ -352,6 +391,10 @@ def wire(ui: SimpleNamespace, fns: SimpleNamespace, key: Any, predict_ui: Simple
     buttons[2].click(fns.submit_item, [item_id, label, flags, note, queue], out, api_name="submit_item")
     buttons[3].click(fns.undo_last, queue, out, api_name="undo_last")
     buttons[4].click(fns.annotation_stats, queue, out, api_name="annotation_stats")
+    with gr.Column(visible=False):  # /import_queue: a folder on the server becomes a queue
+        folder, order = gr.Textbox(label="folder"), gr.Textbox(label="order", value="disagreement")
+        import_btn = gr.Button()
+    import_btn.click(fns.import_queue, [folder, queue, order, checkpoint], out, api_name="import_queue")
     # The Predict tab's "Annotate this": the inputs on screen, the chosen label and note.
     predict_ui.annotate_btn.click(
         fns.annotate_ui_from_predict, [*predict_ui.inputs, predict_ui.annotate_label, predict_ui.annotate_note, key],

@@ -13,7 +13,15 @@ from typing import Any
 
 import gradio as gr
 
-from ume_mma.errors import DecodeError, UmeMmaError
+from ume_mma.errors import DecodeError, StoreError, UmeMmaError
+
+_ABSOLUTE = re.compile(r"(?<![\w.:/])/(?:[^\s'\"():,]+/)+([^\s'\"():,]+)")
+
+
+def without_folders(message: str) -> str:
+    """``message`` with every absolute path cut to its last part (``/srv/x/annotations.db`` -> ``annotations.db``)."""
+    return _ABSOLUTE.sub(r"\1", message)
+
 
 _DATABASE_URL = re.compile(r"\bpostgres(?:ql)?(?:\+\w+)?://[^\s'\"]*[^\s'\",;:.)]")
 
@@ -51,6 +59,8 @@ def readable(fn: Callable) -> Callable:
             return fn(*args, **kwargs)
         except DecodeError as exc:
             raise gr.Error(f"{Path(exc.path).name}: {scrub(exc.problem)}", print_exception=False) from exc
+        except StoreError as exc:  # names the database file, not where it lives on the server
+            raise gr.Error(without_folders(scrub(str(exc))), print_exception=False) from exc
         except UmeMmaError as exc:
             raise gr.Error(scrub(str(exc)), print_exception=False) from exc
 

@@ -276,7 +276,8 @@ def main(argv: list[str] | None = None) -> int:
     import json
     import sys
 
-    from ume_mma.checkpoint import from_pretrained
+    from ume_mma.checkpoint import from_pretrained, load_config
+    from ume_mma.compat import Fit
     from ume_mma.data.format import load_dataset
     from ume_mma.device import DEVICE_CHOICES, resolve_device
     from ume_mma.errors import DatasetFormatError, UmeMmaError
@@ -306,8 +307,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     try:
-        model = from_pretrained(args.checkpoint).to(device)
+        config, _ = load_config(args.checkpoint)  # labels and modalities: a misfit is refused before any encoding
         data = load_dataset(args.data)
+        Fit.of(config, f"checkpoint {args.checkpoint}").check(data.labels, data.modalities, args.data)
+        model = from_pretrained(args.checkpoint).to(device)
 
         def samples(split: str) -> list[Any]:
             rows = data.split(split).samples[: args.limit]
@@ -345,4 +348,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from ume_mma.cli import main_quietly
+
+    main_quietly(main)

@@ -163,7 +163,8 @@ def select_samples(data: Any, split: str) -> tuple[list[Any], str]:
 
 def main(argv: list[str] | None = None) -> int:
     """CLI. Exit status: 0 done, 1 the checkpoint or data could not be used, 2 bad arguments or device."""
-    from ume_mma.checkpoint import from_pretrained
+    from ume_mma.checkpoint import from_pretrained, load_config
+    from ume_mma.compat import Fit
     from ume_mma.data.format import SPLITS, load_dataset
     from ume_mma.device import DEVICE_CHOICES, resolve_device
     from ume_mma.errors import UmeMmaError
@@ -190,11 +191,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     try:
-        model = from_pretrained(args.checkpoint).to(device)
+        config, _ = load_config(args.checkpoint)  # labels and modalities, before any weight or file is read
         data = load_dataset(args.data)
         samples, split = select_samples(data, args.split)
+        where = args.data if split == "all" else f"{args.data} ({split} split)"
+        Fit.of(config, f"checkpoint {args.checkpoint}").check(
+            {s.label for s in samples}, {m for s in samples for m in s.present}, where
+        )
         if split != args.split:
             print(f"note: no sample of {args.data} has a split: evaluating all {len(samples)} samples")
+        model = from_pretrained(args.checkpoint).to(device)
         metrics = evaluate_samples(model, samples, seed=args.seed, repeats=args.repeats)
     except UmeMmaError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -210,4 +216,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from ume_mma.cli import main_quietly
+
+    main_quietly(main)

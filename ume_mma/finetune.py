@@ -16,7 +16,7 @@ from typing import Any
 
 from ume_mma.checkpoint import from_pretrained
 from ume_mma.errors import UmeMmaError
-from ume_mma.models import MultiModalModel
+from ume_mma.models import ModelConfig, MultiModalModel
 from ume_mma.report import accuracy_table
 from ume_mma.trainconfig import ConfigError, TrainConfig
 
@@ -81,7 +81,7 @@ def load_base(ref: str) -> MultiModalModel:
         raise BaseLoadError(f"init_from={ref!r}: the base checkpoint does not load: {exc}") from None
 
 
-def check_labels(labels: Iterable[str], base: MultiModalModel, where: str) -> None:
+def check_labels(labels: Iterable[str], base: MultiModalModel | ModelConfig, where: str) -> None:
     """Every label of ``where`` must be one of the base checkpoint's labels."""
     unknown = sorted(set(labels) - set(base.labels))
     if unknown:

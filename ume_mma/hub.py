@@ -199,8 +199,7 @@ def cancel_job(job_id: str) -> None:
 
 
 if __name__ == "__main__":
-    import sys
-
+    from ume_mma.cli import main_quietly
     from ume_mma.publish import main
 
-    sys.exit(main())
+    main_quietly(main)

@@ -17,7 +17,6 @@ import argparse
 import json
 import shutil
 import statistics
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -238,4 +237,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from ume_mma.cli import main_quietly
+
+    main_quietly(main)

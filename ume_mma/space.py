@@ -14,7 +14,7 @@
 
 The front matter adds ``suggested_hardware`` (= ``deploy.hardware``), ``models`` and ``preload_from_hub``
 (the Hub checkpoints). ``python -m ume_mma.space front-matter --write`` rewrites README.md's front matter;
-a test fails when the two disagree.
+``--check`` exits 1 with a one-line summary when the two disagree (CI runs it; a test does too).
 """
 
 from __future__ import annotations
@@ -145,13 +145,41 @@ def readme_with_front_matter(readme: str, front: dict[str, Any]) -> str:
     return f"---\n{text}---\n{body}"
 
 
+def front_matter_diff(readme: str, front: dict[str, Any]) -> str | None:
+    """None when ``readme``'s YAML front matter equals ``front`` (as data, not as text); else one line
+    naming the keys that differ, are missing or are extra."""
+    try:
+        have = yaml.safe_load(readme.split("---\n", 2)[1]) if readme.startswith("---\n") else None
+    except (IndexError, yaml.YAMLError) as exc:
+        return f"README.md's front matter is not YAML ({str(exc).splitlines()[0]})"
+    if not isinstance(have, dict):
+        return "README.md has no front matter"
+    if have == front:
+        return None
+    parts = []
+    changed = [k for k in front if k in have and have[k] != front[k]]
+    for key in changed[:3]:
+        parts.append(f"{key}: README {have[key]!r}, Space.yaml {front[key]!r}")
+    if len(changed) > 3:
+        parts.append(f"{len(changed) - 3} more keys differ")
+    missing = [k for k in front if k not in have]
+    extra = [k for k in have if k not in front]
+    if missing:
+        parts.append(f"missing from README: {', '.join(missing)}")
+    if extra:
+        parts.append(f"not in Space.yaml: {', '.join(extra)}")
+    return "; ".join(parts)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m ume_mma.space", description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="command", required=True)
     fm = sub.add_parser("front-matter", help="print (or --write into README.md) the front matter of Space.yaml")
     fm.add_argument("--config", default=str(ROOT / "Space.yaml"))
     fm.add_argument("--readme", default=str(ROOT / "README.md"))
-    fm.add_argument("--write", action="store_true")
+    mode = fm.add_mutually_exclusive_group()
+    mode.add_argument("--write", action="store_true", help="rewrite README.md's front matter")
+    mode.add_argument("--check", action="store_true", help="exit 1 (with a one-line summary) if README.md differs")
     args = ap.parse_args(argv)
     try:
         cfg = load_space_config(args.config)
@@ -159,7 +187,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     readme = Path(args.readme)
-    text = readme_with_front_matter(readme.read_text(encoding="utf-8"), cfg.front_matter())
+    current = readme.read_text(encoding="utf-8")
+    if args.check:
+        diff = front_matter_diff(current, cfg.front_matter())
+        if diff is None:
+            print(f"{readme.name}: front matter matches {Path(args.config).name}")
+            return 0
+        print(f"{readme.name}: front matter differs from {Path(args.config).name}: {diff} "
+              "(fix: python -m ume_mma.space front-matter --write)", file=sys.stderr)  # fmt: skip
+        return 1
+    text = readme_with_front_matter(current, cfg.front_matter())
     if args.write:
         readme.write_text(text, encoding="utf-8")
         print(f"wrote the front matter of {readme}")
@@ -169,4 +206,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from ume_mma.cli import main_quietly
+
+    main_quietly(main)

@@ -385,7 +385,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--resume", action="store_true", help="continue an interrupted run from its last finished epoch")
     ap.add_argument("--device", default="auto", choices=DEVICE_CHOICES, help="auto: the GPU when there is one")
     ap.add_argument("--progress", metavar="FILE", help="append progress as JSON lines (phase, epoch, step, loss...)")
-    args = ap.parse_args(argv)
+    args = ap.parse_intermixed_args(argv)  # options anywhere: CONFIG --device cpu seed=1 keeps seed=1 an override
     try:
         cfg = load_config(args.config, args.overrides)
         resolve_device(args.device)
@@ -407,4 +407,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from ume_mma.cli import main_quietly
+
+    main_quietly(main)

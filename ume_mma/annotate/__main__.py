@@ -5,9 +5,10 @@
     python -m ume_mma.annotate export OUT [--db PATH_OR_URL] [--seed 0] [--push REPO_ID]
     python -m ume_mma.annotate stats [--db PATH_OR_URL]
 
-The default database is ``/data/annotations.db`` when a ``/data`` folder exists (a Hugging Face Space's
-persistent storage), else ``data/annotations.db`` in the app folder. Bad usage prints one line and exits
-2; a library error (bad data, locked database...) prints one line and exits 1.
+The default database is ``annotations.db`` in the data folder (:mod:`ume_mma.home`: ``$UME_MMA_HOME``,
+``/data`` on a Space with persistent storage, else the user's data folder, e.g. ``~/.local/share/ume-mma``).
+Bad usage prints one line and exits 2; a library error (bad data, locked database...) prints one line and
+exits 1.
 """
 
 from __future__ import annotations
@@ -20,20 +21,9 @@ from typing import NoReturn
 
 from ume_mma.annotate.rank import ORDERS
 from ume_mma.errors import UmeMmaError
+from ume_mma.home import default_db, default_media  # noqa: F401 - the jobs CLI and the app import them from here
 
-_CHECKOUT = Path(__file__).resolve().parents[2]
-APP_DIR = _CHECKOUT if (_CHECKOUT / "app.py").is_file() else Path.cwd()  # the app folder (else: here)
 PROG = "python -m ume_mma.annotate"
-
-
-def default_db(space_data: Path = Path("/data")) -> Path:
-    """``/data/annotations.db`` on a Space with persistent storage, else ``<app>/data/annotations.db``."""
-    return space_data / "annotations.db" if space_data.is_dir() else APP_DIR / "data" / "annotations.db"
-
-
-def default_media(db: str) -> Path | None:
-    """Media folder for a PostgreSQL store (beside the default database); SQLite keeps media beside its file."""
-    return default_db().with_name("annotations.media") if "://" in db else None
 
 
 class _Parser(argparse.ArgumentParser):
@@ -48,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     db.add_argument(
         "--db",
         default=None,
-        help="SQLite path or postgresql:// URL (default: /data/annotations.db if /data exists, else data/)",
+        help=f"SQLite path or postgresql:// URL (default: {str(default_db()).replace('%', '%%')})",
     )
     db.add_argument("--media-dir", default=None, help="media folder (needed for PostgreSQL; default beside the db)")
     imp = sub.add_parser("import", parents=[db], help="import a dataset folder as a queue and predict it")
@@ -90,8 +80,13 @@ def _import(args: argparse.Namespace) -> int:
     labels = [x.strip() for x in args.labels.split(",") if x.strip()] if args.labels else None
     predictor = None
     if args.checkpoint:
+        from ume_mma.annotate.ingest import check_fits, read_unlabelled
+        from ume_mma.checkpoint import load_config
+        from ume_mma.compat import Fit
         from ume_mma.predictor import Predictor
 
+        config, _ = load_config(args.checkpoint)  # its labels and modalities: a misfit is refused in a second
+        check_fits(read_unlabelled(args.data_dir), Fit.of(config, f"checkpoint {args.checkpoint}"), str(args.data_dir))
         predictor = Predictor.from_pretrained(args.checkpoint)  # load before writing anything
     store = _open(args)
     result = import_dataset(store, args.data_dir, args.queue, labels, args.order, args.seed, args.skip_bad)
@@ -155,4 +150,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from ume_mma.cli import main_quietly
+
+    main_quietly(main)

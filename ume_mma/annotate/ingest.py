@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from ume_mma.annotate import schema
 from ume_mma.annotate.rank import ORDERS
 from ume_mma.annotate.store import Store
+from ume_mma.compat import Fit
 from ume_mma.data.format import FILE_MODALITIES, METADATA, Sample, json_lines, parse_sample
 from ume_mma.errors import InputError, UmeMmaError
 
@@ -49,6 +50,12 @@ def read_unlabelled(folder: str | os.PathLike[str]) -> list[tuple[int, Sample]]:
     return out
 
 
+def check_fits(rows: list[tuple[int, Sample]], fit: Fit, data: str) -> None:
+    """Refuse a folder whose labels (of the lines that have one) or modalities do not fit the checkpoint
+    that will predict it (``IncompatibleDataError``), before any file is decoded."""
+    fit.check({s.label for _, s in rows if s.label is not None}, {m for _, s in rows for m in s.present}, data)
+
+
 def _inputs(sample: Sample) -> dict[str, Any]:
     inputs: dict[str, Any] = {m: sample.path(m) for m in FILE_MODALITIES if getattr(sample, m) is not None}
     if sample.text is not None:
@@ -75,6 +82,7 @@ def import_dataset(
     order: str = "disagreement",
     seed: int = 0,
     skip_bad: bool = False,
+    fit: Fit | None = None,
 ) -> ImportResult:
     """Add every sample of ``data_dir`` to ``queue`` (created if new, appended to otherwise), in file order.
 
@@ -84,11 +92,14 @@ def import_dataset(
     ``skip_bad``: then it is left out and listed in ``ImportResult.skipped``. A sample whose content (files
     and text) is already in the queue from an earlier import is not added again (``duplicates``), so
     importing a folder twice adds only what is new. Then run ``rank.predict_queue(store, predictor, queue)``
-    (in the background) to predict and order it.
+    (in the background) to predict and order it. ``fit``: the checkpoint that will predict it
+    (``Fit.of(predictor, name)``); a folder whose labels or modalities do not fit it is refused first.
     """
     if order not in ORDERS:
         raise InputError(f"unknown order {order!r}; known: {', '.join(ORDERS)}")
     rows = read_unlabelled(data_dir)
+    if fit is not None:
+        check_fits(rows, fit, os.fspath(data_dir))
     label_set = sorted(set(labels or ()) | {s.label for _, s in rows if s.label is not None})
     result = ImportResult(queue, 0)
     with store.media_guard() as created, store.transaction() as conn:

@@ -1,5 +1,10 @@
 """The annotation queue: hand out items with leases, take annotations, skip, undo, count.
 
+A queue that does not exist yet reads as an empty queue: ``next_item`` and ``undo_last`` give ``None``,
+``stats`` zero counts (a fresh app answers its API before anything is imported). Queues are created by
+``ume_mma.annotate.ingest.import_dataset`` (a folder) and ``ume_mma.annotate.direct.annotate_sample`` (queue
+``"app"``); an item id of a queue that does not exist is a ``LeaseError`` like any unknown item.
+
 Leasing is atomic. ``next_item`` picks the best available item (pending, and not leased or its lease
 expired) and leases it in one transaction: on PostgreSQL with ``SELECT ... FOR UPDATE SKIP LOCKED`` (two
 clients never lock the same row; each takes the next free one), on SQLite inside ``BEGIN IMMEDIATE`` (one
@@ -54,10 +59,12 @@ class Item:
 
 @dataclass
 class QueueStats:
+    """Counts of one queue; ``labelled + pending + leased == total`` (the three are disjoint)."""
+
     total: int
-    labelled: int
-    pending: int
-    leased: int  # pending items under an unexpired lease
+    labelled: int  # done: annotated (and not undone)
+    pending: int  # waiting for an annotator: not labelled, not under an unexpired lease
+    leased: int  # not labelled, held by an annotator under an unexpired lease
     disagreements_left: int  # pending items whose branches disagree (with each other or the fused answer)
     annotators: dict[str, int]  # annotator -> annotations (not undone)
 
@@ -91,23 +98,40 @@ def validate_annotation(
 
 
 class AnnotationQueue:
-    """One named queue of a store. Create it with ``ume_mma.annotate.ingest.import_dataset``."""
+    """One named queue of a store. Create it with ``ume_mma.annotate.ingest.import_dataset``; a name that
+    no queue has yet is an empty queue (``exists`` is False; it is looked up again on each call, so a
+    queue imported later is seen)."""
 
     def __init__(self, store: Store, name: str = "default") -> None:
+        if not isinstance(name, str) or not name.strip():
+            raise InputError(f"queue must be a non-empty name, got {name!r}")
         self.store = store
         self.name = name
-        with store.transaction() as conn:
-            row = conn.execute(sa.select(queues_t).where(queues_t.c.name == name)).mappings().first()
-        if row is None:
-            raise InputError(f"no queue named {name!r} in {store.display}")
-        self.id: int = row["id"]
+        self._id: int | None = None
+
+    @property
+    def id(self) -> int | None:
+        """The queue's row id, or None while no queue has this name."""
+        if self._id is None:
+            with self.store.transaction() as conn:
+                self._id = conn.execute(sa.select(queues_t.c.id).where(queues_t.c.name == self.name)).scalar()
+        return self._id
+
+    @property
+    def exists(self) -> bool:
+        return self.id is not None
+
+    def _require(self, item_id: int) -> None:
+        """Before a transaction that needs the queue: an item of a queue that does not exist is unknown."""
+        if not self.exists:
+            raise LeaseError(f"queue {self.name!r} has no item {item_id} (no queue has this name yet)")
 
     def labels(self, conn: sa.Connection | None = None) -> list[str]:
         """The labels an annotation of this queue may use (the import's, the dataset's, the checkpoint's)."""
         if conn is None:
             with self.store.transaction() as own:
                 return self.labels(own)
-        return list(conn.execute(sa.select(queues_t.c.labels).where(queues_t.c.id == self.id)).scalar_one())
+        return list(conn.execute(sa.select(queues_t.c.labels).where(queues_t.c.id == self.id)).scalar() or [])
 
     def _free(self, now: float) -> sa.ColumnElement[bool]:
         return sa.and_(
@@ -118,8 +142,11 @@ class AnnotationQueue:
 
     def next_item(self, annotator: str, lease_seconds: float = DEFAULT_LEASE_SECONDS) -> Item | None:
         """Lease the best available item to ``annotator`` for ``lease_seconds`` and return it; the item the
-        annotator already holds (unexpired) comes back first. ``None`` when nothing is left."""
+        annotator already holds (unexpired) comes back first. ``None`` when nothing is left (or no queue
+        has this name yet)."""
         _check_annotator(annotator)
+        if not self.exists:
+            return None
         for _ in range(20):  # a lost race (another client leased the row between SELECT and UPDATE) retries
             with self.store.transaction() as conn:
                 now = self.store.clock()
@@ -139,6 +166,7 @@ class AnnotationQueue:
 
     def item(self, item_id: int) -> Item:
         """An item of this queue by id (any state)."""
+        self._require(item_id)
         with self.store.transaction() as conn:
             return self._item(conn, item_id)
 
@@ -190,6 +218,7 @@ class AnnotationQueue:
         ``flags``: modality -> subset of FLAGS (e.g. ``{"audio": ["noisy"]}``). Returns the annotation id.
         Raises ``InputError`` (bad label, flag or modality: nothing stored) or ``LeaseError``."""
         _check_annotator(annotator)
+        self._require(item_id)
         if not isinstance(note, str):
             raise InputError(f"note must be a string, got {type(note).__name__}")
         with self.store.transaction() as conn:
@@ -211,6 +240,7 @@ class AnnotationQueue:
     def skip(self, item_id: int, annotator: str) -> None:
         """Give an item back unlabelled: its lease ends and it moves to the end of the queue."""
         _check_annotator(annotator)
+        self._require(item_id)
         with self.store.transaction() as conn:
             self._claim(conn, item_id, annotator)
             last = conn.execute(sa.select(sa.func.max(items_t.c.rank)).where(items_t.c.queue_id == self.id)).scalar()
@@ -221,8 +251,10 @@ class AnnotationQueue:
     def undo_last(self, annotator: str, lease_seconds: float = DEFAULT_LEASE_SECONDS) -> Item | None:
         """Take back ``annotator``'s latest annotation in this queue: it is marked undone (kept for the
         record), its item is pending again and leased back to the annotator, and returned. ``None`` if the
-        annotator has nothing to undo."""
+        annotator has nothing to undo (or no queue has this name yet)."""
         _check_annotator(annotator)
+        if not self.exists:
+            return None
         with self.store.transaction() as conn:
             last = conn.execute(
                 sa.select(annotations_t.c.id, annotations_t.c.item_id)
@@ -242,11 +274,15 @@ class AnnotationQueue:
             return self._item(conn, last.item_id)
 
     def stats(self) -> QueueStats:
-        """Counts of this queue: total, labelled, pending, leased, disagreements left, per annotator."""
+        """Counts of this queue: total, labelled, pending (free), leased, disagreements left (pending or
+        leased), annotations per annotator. Zero counts while no queue has this name."""
+        if not self.exists:
+            return QueueStats(0, 0, 0, 0, 0, {})
         with self.store.transaction() as conn:
             now = self.store.clock()
             mine = items_t.c.queue_id == self.id
             pending = sa.and_(mine, items_t.c.state == "pending")
+            held = sa.and_(pending, items_t.c.leased_by.is_not(None), items_t.c.lease_expires > now)
 
             def count(where: sa.ColumnElement[bool]) -> int:
                 return conn.execute(sa.select(sa.func.count()).select_from(items_t).where(where)).scalar_one()
@@ -260,8 +296,8 @@ class AnnotationQueue:
             return QueueStats(
                 total=count(mine),
                 labelled=count(sa.and_(mine, items_t.c.state == "done")),
-                pending=count(pending),
-                leased=count(sa.and_(pending, items_t.c.leased_by.is_not(None), items_t.c.lease_expires > now)),
+                pending=count(sa.and_(pending, sa.not_(held))),
+                leased=count(held),
                 disagreements_left=count(sa.and_(pending, items_t.c.disagree.is_(True))),
                 annotators={name: n for name, n in sorted(per)},
             )

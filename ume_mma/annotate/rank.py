@@ -76,7 +76,8 @@ def summarize(prediction: Mapping[str, Any]) -> dict[str, Any]:
 def _queue(conn: sa.Connection, name: str) -> Mapping[str, Any]:
     row = conn.execute(sa.select(queues_t).where(queues_t.c.name == name)).mappings().first()
     if row is None:
-        raise InputError(f"no queue named {name!r}")
+        names = sorted(conn.execute(sa.select(queues_t.c.name)).scalars())
+        raise InputError(f"no queue named {name!r}; the queues are: {', '.join(map(repr, names)) or 'none yet'}")
     return row
 
 

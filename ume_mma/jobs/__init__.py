@@ -2,7 +2,7 @@
 annotation database (table ``jobs``), its progress as JSON lines, on a registered runner: ``local`` (this
 machine, one job per device, the rest queued) or ``hf`` (Hugging Face Jobs).
 
-    store = open_store("data/annotations.db")
+    store = open_store(default_db())   # ume_mma.home: $UME_MMA_HOME, /data on a Space, else the user data folder
     job_id = start_job(store, {"init_from": "checkpoints/av-digits", "data": "exports/x"})   # or annotations=True
     job_status(store, job_id)    # state, progress (phase, epoch, step, loss, val accuracy), metrics, before/after
     cancel_job(store, job_id)    # SIGTERM: the trainer saves its state; resume_job(store, job_id) continues

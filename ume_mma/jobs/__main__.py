@@ -132,11 +132,26 @@ def _start(store: Any, args: argparse.Namespace) -> int:
     job_id = jobs.start_job(store, items, args.runner, config=config, options=options, annotations=args.annotations)
     job = jobs.job_status(store, job_id)
     print(f"job {job_id}: {job['state']} on {job['device']} ({PROG} status {job_id})")
+    if not job["config"].get("init_from"):
+        print(f"note: job {job_id} has no init_from: it trains a new model from scratch "
+              "(set init_from=CHECKPOINT to fine-tune one)")  # fmt: skip
     return 0
 
 
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line, with options anywhere: ``start CONFIG --device cuda seed=1`` keeps ``seed=1`` an
+    override (plain argparse stops filling ``items`` at the first option)."""
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command == "start" and not any(x.startswith("-") for x in extra):
+        args.items += extra
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_args(argv)
     try:
         return _run(args)
     except UmeMmaError as exc:  # the library's usage errors are ValueErrors; the others are runtime errors
@@ -145,4 +160,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from ume_mma.cli import main_quietly
+
+    main_quietly(main)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ume_mma.annotate.store import Store
+from ume_mma.compat import check_modalities
 from ume_mma.errors import DatasetFormatError, InputError
 from ume_mma.jobs.runners import get_runner
 from ume_mma.jobs.store import ACTIVE, FINISHED, JobError, JobStore
@@ -52,9 +53,11 @@ def build_config(config: str | os.PathLike[str] | None, overrides: dict[str, Any
 
 
 def validate(cfg: TrainConfig) -> None:
-    """The data loads and every split the training reads has samples; a fine-tune's base loads and knows
-    every label of the data (and of the replayed base data)."""
+    """The data loads and every split the training reads has samples; it has a modality the model reads
+    (the base's, or the config's encoders'); a fine-tune's base loads and knows every label of the data (and
+    of the replayed base data). Nothing is decoded or encoded here."""
     from ume_mma import finetune
+    from ume_mma.checkpoint import load_config as load_model_config
     from ume_mma.data.format import load_dataset
 
     data = load_dataset(cfg.data)
@@ -64,11 +67,15 @@ def validate(cfg: TrainConfig) -> None:
                 f"{cfg.data}: no {split!r} samples; training needs train, val and test samples "
                 "(annotate more items, or export with other split fractions)"
             )
+    if not cfg.init_from:
+        check_modalities(cfg.encoders, data.modalities, model="the config's model", data=cfg.data)
     if cfg.init_from:
-        base = finetune.load_base(cfg.init_from)
+        base, _ = load_model_config(cfg.init_from)  # labels and modalities first: a misfit is refused at once
+        check_modalities(base.modalities, data.modalities, model=f"init_from={cfg.init_from}", data=cfg.data)
         finetune.check_labels(data.labels, base, cfg.data)
         if cfg.base_data:
             finetune.check_labels(load_dataset(cfg.base_data).labels, base, f"base_data {cfg.base_data}")
+        finetune.load_base(cfg.init_from)  # then the weights load (or the job is refused)
 
 
 def start_job(

@@ -62,7 +62,7 @@ class JobStore:
                 return self.get(job_id, own)
         row = conn.execute(sa.select(jobs).where(jobs.c.id == int(job_id)).with_for_update()).mappings().first()
         if row is None:
-            raise JobError(f"no job {job_id} in {self.store.display}")
+            raise JobError(f"no job {job_id}")  # no database path: this message reaches API clients
         return dict(row)
 
     def list(self, states: Iterable[str] | None = None) -> list[dict[str, Any]]:
