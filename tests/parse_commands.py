@@ -55,6 +55,19 @@ def parse_args(self, args=None, namespace=None):
     raise Parsed(parsed)
 
 
+ORIG_PARSE_INTERMIXED = argparse.ArgumentParser.parse_intermixed_args
+
+
+def parse_intermixed_args(self, args=None, namespace=None):
+    """Options anywhere (``parse_intermixed_args`` parses twice inside): the parse is done when both passes are."""
+    STATE["in_parse_args"] = True
+    try:
+        parsed = ORIG_PARSE_INTERMIXED(self, args, namespace)
+    finally:
+        STATE["in_parse_args"] = False
+    raise Parsed(parsed)
+
+
 def training_config(target: str, ns: argparse.Namespace | None) -> None:
     """Load the training config a ``train`` or ``jobs start`` command names, with its overrides."""
     from ume_mma.trainconfig import load_config
@@ -92,6 +105,7 @@ def run(how: str, target: str, argv: list[str]) -> dict:
 def main() -> None:
     argparse.ArgumentParser.parse_args = parse_args
     argparse.ArgumentParser.parse_known_args = parse_known_args
+    argparse.ArgumentParser.parse_intermixed_args = parse_intermixed_args
     for how, target, argv in json.load(sys.stdin):
         print(json.dumps(run(how, target, argv)), flush=True)
 
