@@ -10,7 +10,8 @@ shipped checkpoint the estimate is fitted in memory (the checkpoint is not chang
 on: the base test split (``in-distribution``), the test split through each **held-out** drift family at each
 severity (``heldout:<family>@<s>``), and every shifted set that exists under ``DIR``. For each: the branch's
 accuracy and the AUROC (right answers as positives) of the estimate, of the reliability ``sigmoid(-z)`` and of
-the max softmax of the raw logits; ``pooled``: all of a branch's rows together. ``--save`` writes
+the max softmax of the raw logits; ``pooled``: a branch's rows of every set together, except the sets that shift
+another modality (their rows of this branch are the in-distribution ones again). ``--save`` writes
 bench/results/correctness.json.
 
 Folders under ``DIR`` (build them with, e.g. ``python -m ume_mma.data build av-digits DIR/av-clean --limit 400``):
@@ -18,8 +19,9 @@ Folders under ``DIR`` (build them with, e.g. ``python -m ume_mma.data build av-d
 - av-digits: ``av-clean`` (base: av-digits clean), ``av-shifted-image`` / ``av-shifted-audio`` (``build shifted
   --base DIR/av-clean --shift image|audio``), ``avds-image`` / ``avds-audio`` (``build av-digits-shift
   --shift image|audio --limit 200``: their ``test`` split, the held-out writers / speakers);
-- emoji-vl: ``emoji-vl`` (base, full build: a limited build would re-split the emoji), ``emoji-shifted-image`` /
-  ``emoji-shifted-text``.
+- emoji-vl: ``emoji-vl`` (base, full build: a limited build would re-split the emoji; in-distribution = its
+  Twitter-style test rows, the training style; its Google-style test rows are the ``cross-style`` set),
+  ``emoji-shifted-image`` / ``emoji-shifted-text``.
 """
 
 from __future__ import annotations
@@ -49,15 +51,20 @@ SETS = {
     "av-digits": {
         "base": "av-clean",
         "shifted": {
-            "shifted image (OpenCV digits)": "av-shifted-image",
-            "shifted audio (telephone speakers)": "av-shifted-audio",
-            "av-digits-shift image": "avds-image",
-            "av-digits-shift audio": "avds-audio",
+            "shifted image (OpenCV digits)": ("av-shifted-image", "image"),
+            "shifted audio (telephone speakers)": ("av-shifted-audio", "audio"),
+            "av-digits-shift image": ("avds-image", "image"),
+            "av-digits-shift audio": ("avds-audio", "audio"),
         },
     },
     "emoji-vl": {
         "base": "emoji-vl",
-        "shifted": {"shifted image (OpenMoji)": "emoji-shifted-image", "shifted text (French)": "emoji-shifted-text"},
+        "base_meta": {"style": "twitter"},  # the training style; the Google drawings are a shift of their own
+        "shifted": {
+            "cross-style test (Google drawings)": ("emoji-vl", "image", {"style": "google"}),
+            "shifted image (OpenMoji)": ("emoji-shifted-image", "image"),
+            "shifted text (French)": ("emoji-shifted-text", "text"),
+        },
     },
 }
 SCORES = ("estimate", "reliability", "max_softmax")
@@ -99,11 +106,13 @@ def bench_checkpoint(name: str, data: Path, args: argparse.Namespace) -> dict[st
     fit_s = time.time() - t0
     est = Correctness(config)
     dec = Decoder.for_encoders(dict(model.encoders))
-    test = load_dataset(base, split="test").samples[: args.limit_test]
+    test = _rows(base, spec.get("base_meta"), args.limit_test)
     sets: dict[str, list] = {"in-distribution": test}
-    for title, folder in spec["shifted"].items():
+    shifts: dict[str, str] = {}  # set -> the modality it shifts
+    for title, (folder, modality, *meta) in spec["shifted"].items():
         if (data / folder).is_dir():
-            sets[title] = load_dataset(data / folder, split="test").samples[: args.limit_test]
+            sets[title] = _rows(data / folder, meta[0] if meta else None, args.limit_test)
+            shifts[title] = modality
     out: dict[str, Any] = {"fit": {"seconds": round(fit_s, 1), "report": report, "config": config}, "branches": {}}
     for m in est.modalities:
         results, pooled = {}, []
@@ -115,7 +124,10 @@ def bench_checkpoint(name: str, data: Path, args: argparse.Namespace) -> dict[st
             t1 = time.time()
             rows = score_rows(model, est, samples, m, drift, dec)
             results[title] = summary(rows) | {"seconds": round(time.time() - t1, 1)}
-            pooled.append(rows)
+            if title in shifts:
+                results[title]["shifts"] = shifts[title]
+            if shifts.get(title, m) == m:  # a set that shifts another modality repeats in-distribution rows
+                pooled.append(rows)
             print(f"{name} {m:6s} {title:40s} {_fmt(results[title])}", flush=True)
         results["pooled"] = summary({k: torch.cat([r[k] for r in pooled]) for k in pooled[0]})
         print(f"{name} {m:6s} {'pooled':40s} {_fmt(results['pooled'])}", flush=True)
@@ -123,6 +135,12 @@ def bench_checkpoint(name: str, data: Path, args: argparse.Namespace) -> dict[st
     fit_rows = {m: r["rows"] for m, r in report.items()}
     out["sizes"] = {"val": config["fitted_on"]["n"], "fit_rows": fit_rows, "sets": {t: len(s) for t, s in sets.items()}}
     return out
+
+
+def _rows(folder: Path, meta: dict[str, str] | None, limit: int) -> list:
+    """The first ``limit`` test rows of ``folder`` whose ``meta`` match."""
+    rows = load_dataset(folder, split="test").samples
+    return [s for s in rows if all(s.meta.get(k) == v for k, v in (meta or {}).items())][:limit]
 
 
 def _fmt(r: dict[str, Any]) -> str:
