@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ume_mma.correctness import check_config as check_correctness
 from ume_mma.encoders.base import Batch, batch_size
 from ume_mma.errors import InputError
 from ume_mma.factory import create_encoder
@@ -22,7 +23,7 @@ from ume_mma.fusion import FILLS, FusionInputs, get_fusion
 from ume_mma.registry import EncoderSpec, strict_from_dict
 from ume_mma.reliability import Reliability, check_config
 
-FORMAT_VERSION = 2  # the newest checkpoint format this library reads (2: ``reliability`` fields)
+FORMAT_VERSION = 3  # the newest checkpoint format this library reads (2: ``reliability``, 3: ``correctness``)
 
 
 @dataclass
@@ -38,6 +39,8 @@ class ModelConfig:
     ``reliability``: per-branch temperatures, reliability thresholds and (for ``fusion="reliability"``) the base
     mode and ``alpha`` (:mod:`ume_mma.reliability`); None in checkpoints fitted without them. A config with it
     is written as format version 2 (older libraries refuse it with a clear message); one without it stays 1.
+    ``correctness``: the per-branch estimate of P(the branch is right) (:mod:`ume_mma.correctness`; needs the
+    ``reliability`` fields of each branch it covers); a config with it is format version 3, None otherwise.
     """
 
     task: str
@@ -48,6 +51,7 @@ class ModelConfig:
     ume_weights: dict[str, float] | None = None
     training: dict[str, Any] = field(default_factory=dict)
     reliability: dict[str, Any] | None = None
+    correctness: dict[str, Any] | None = None
     format_version: int = 1
 
     def __post_init__(self) -> None:
@@ -61,6 +65,10 @@ class ModelConfig:
         if self.reliability is not None:
             check_config(self.reliability, self.modalities)
             self.format_version = max(self.format_version, 2)
+        if self.correctness is not None:
+            reliable = sorted((self.reliability or {}).get("branches", {}))
+            check_correctness(self.correctness, self.modalities, reliable)
+            self.format_version = max(self.format_version, 3)
         mode.check_config(self)
 
     @property
@@ -71,10 +79,12 @@ class ModelConfig:
         return EncoderSpec.from_dict(self.encoders[modality])
 
     def to_dict(self) -> dict[str, Any]:
-        """The ``config.json`` fields; ``reliability`` only when set (configs without it read as before)."""
+        """The ``config.json`` fields; ``reliability`` and ``correctness`` only when set (configs without them
+        read as before)."""
         data = dataclasses.asdict(self)
-        if data["reliability"] is None:
-            del data["reliability"]
+        for key in ("reliability", "correctness"):
+            if data[key] is None:
+                del data[key]
         return data
 
     @classmethod

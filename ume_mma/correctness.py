@@ -1,0 +1,176 @@
+"""Per-branch correctness: an estimate of P(this branch's answer is right | this input), on one scale for every
+branch, from signals each branch already has.
+
+**Signals** (:func:`branch_signals`, ``Tensor[B, F]`` per branch, F = ``len(FEATURES)``), from the branch's logits
+``z`` with its calibration temperature ``T`` and the reliability checks of :mod:`ume_mma.reliability`:
+
+==============  ==============================================================================
+``confidence``  ``logit(p1)``, ``p1`` the top probability of ``softmax(z / T)`` (clamped to +-12)
+``margin``      ``p1 - p2``, the gap to the second class
+``entropy``     entropy of ``softmax(z / T)`` divided by ``log C`` (0..1)
+``energy``      ``logsumexp(z / T)``
+``distance``    the distance check's ``z`` (0 at its validation 95th percentile; clamped to [-10, 30])
+``norm``        the feature-norm check's ``z`` (0 where the branch stores no norm check; clamped likewise)
+==============  ==============================================================================
+
+**Model** (:class:`Correctness`): per branch, a logistic regression on those signals standardised with the
+mean and scale of its fitting rows: ``P(right) = sigmoid(b + sum_k w_k (s_k - mean_k) / scale_k)``. The weights
+of ``distance`` and ``norm`` are constrained to be <= 0 (an input farther from the training data never raises
+the estimate). Each branch's estimate is a probability of being right, so the scale is the same for every
+encoder, whatever its feature space. Fitted by :mod:`ume_mma.correctness_fit` on in-distribution validation data
+plus that data through the *fitting* drift families (:mod:`ume_mma.drift`), never on a held-out family, a test
+split or a shifted set.
+
+What a checkpoint stores (``ModelConfig.correctness``, a few numbers per branch; absent in older checkpoints,
+which load unchanged; a config with it is format version 3)::
+
+    {"model": "logistic", "features": [...FEATURES], "fitted_on": {...},
+     "branches": {m: {"mean": [F floats], "scale": [F floats], "weights": [F floats], "bias": float}}}
+
+It needs the model's ``reliability`` fields (the temperatures and checks) for every branch it covers.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from ume_mma.reliability import norm_deviation, standardised
+
+if TYPE_CHECKING:
+    from ume_mma.models import MultiModalModel
+
+FEATURES = ("confidence", "margin", "entropy", "energy", "distance", "norm")
+NON_POSITIVE = ("distance", "norm")  # their weights are <= 0
+MODEL = "logistic"
+CONF_CLAMP = 12.0
+Z_CLAMP = (-10.0, 30.0)
+L2 = 1e-2  # ridge penalty on the standardised weights
+
+
+def signals(
+    logits: torch.Tensor, temperature: float, distance_z: torch.Tensor, norm_z: torch.Tensor | None = None
+) -> torch.Tensor:
+    """``Tensor[B, F]`` (float64) of :data:`FEATURES` for one branch: ``logits`` ``[B, C]``, the distance check's
+    ``z`` ``[B]`` and the norm check's ``[B]`` (None: zeros)."""
+    z = logits.detach().double().cpu() / temperature
+    p = z.softmax(-1)
+    top = p.topk(min(2, p.shape[1]), dim=-1).values  # (B, 2)
+    p1 = top[:, 0].clamp(1e-12, 1 - 1e-12)
+    conf = (p1.log() - (1 - p1).log()).clamp(-CONF_CLAMP, CONF_CLAMP)
+    margin = top[:, 0] - top[:, 1] if top.shape[1] > 1 else top[:, 0]
+    entropy = -(p * p.clamp_min(1e-12).log()).sum(-1) / math.log(max(2, p.shape[1]))
+    energy = torch.logsumexp(z, -1)
+    dist = distance_z.detach().double().cpu().clamp(*Z_CLAMP)
+    norm = torch.zeros_like(dist) if norm_z is None else norm_z.detach().double().cpu().clamp(*Z_CLAMP)
+    return torch.stack([conf, margin, entropy, energy, dist, norm], dim=1)
+
+
+@torch.no_grad()
+def branch_signals(model: MultiModalModel, feats: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """:func:`signals` of every branch of ``model`` that has reliability fields and features in ``feats``
+    (modality -> ``Tensor[B, D_m]``): modality -> ``Tensor[B, F]``."""
+    if model.reliability is None:
+        raise ValueError("a correctness estimate needs the model's reliability fields (python -m ume_mma.calibrate)")
+    out = {}
+    for m, f in feats.items():
+        if m not in model.reliability:
+            continue
+        b = model.reliability.branches[m]
+        stats = model.reliability[m]
+        logits = model.heads[m](f.to(model.heads[m].weight.device))
+        f = f.to(stats.center.device)
+        dz = standardised(stats.distance(f).log(), b["q50"], b["q95"])
+        nz = None
+        if "norm" in b:
+            n = b["norm"]
+            nz = standardised(norm_deviation(f, n["center"]), n["q50"], n["q99"])
+        out[m] = signals(logits, float(b["temperature"]), dz, nz)
+    return out
+
+
+class Correctness:
+    """The fitted estimate (``ModelConfig.correctness``): ``self(signals)`` -> modality -> ``Tensor[B]`` in [0, 1]."""
+
+    def __init__(self, data: dict[str, Any]) -> None:
+        check_config(data)
+        self.data = data
+        self.params = {
+            m: tuple(torch.tensor(b[k], dtype=torch.float64) for k in ("mean", "scale", "weights", "bias"))
+            for m, b in sorted(data["branches"].items())
+        }
+
+    @property
+    def modalities(self) -> list[str]:
+        return sorted(self.params)
+
+    def logit(self, modality: str, s: torch.Tensor) -> torch.Tensor:
+        """The estimate's log-odds for ``s`` (``Tensor[B, F]``) of branch ``modality`` -> ``Tensor[B]``."""
+        mean, scale, w, b = self.params[modality]
+        return ((s.double().cpu() - mean) / scale) @ w + b
+
+    def __call__(self, sigs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return {m: torch.sigmoid(self.logit(m, s)).float() for m, s in sigs.items() if m in self.params}
+
+
+def estimate(model: MultiModalModel, feats: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """P(right) per branch for encoder outputs ``feats`` of ``model`` (which stores ``correctness``)."""
+    data = model.config.correctness
+    if data is None:
+        raise ValueError("this model has no correctness estimate (fit one: ume_mma.correctness_fit)")
+    return Correctness(data)(branch_signals(model, feats))
+
+
+def fit_logistic(s: torch.Tensor, right: torch.Tensor, l2: float = L2, max_iter: int = 200) -> dict[str, Any]:
+    """A branch's parameters from signals ``s`` ``[N, F]`` and ``right`` ``BoolTensor[N]`` (both outcomes needed):
+    penalised maximum likelihood (LBFGS) with the weights of :data:`NON_POSITIVE` kept <= 0."""
+    x, y = s.detach().double().cpu(), right.detach().double().cpu()
+    if len(x) < 2 or not (0 < float(y.sum()) < len(y)):
+        raise ValueError(f"fitting a correctness estimate needs right and wrong answers, got {int(y.sum())}/{len(y)}")
+    mean, scale = x.mean(0), x.std(0).clamp_min(1e-6)
+    xs = (x - mean) / scale
+    neg = torch.tensor([f in NON_POSITIVE for f in FEATURES])
+    v = torch.zeros(x.shape[1] + 1, dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.LBFGS([v], lr=0.5, max_iter=max_iter, line_search_fn="strong_wolfe")
+
+    def weights(v: torch.Tensor) -> torch.Tensor:
+        w = v[:-1]
+        return torch.where(neg, -torch.nn.functional.softplus(w), w)
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        w = weights(v)
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(xs @ w + v[-1], y) + l2 * (w * w).sum()
+        loss.backward()
+        return loss
+
+    with torch.enable_grad():
+        opt.step(closure)
+    w = weights(v.detach())
+    return {"mean": mean.tolist(), "scale": scale.tolist(), "weights": w.tolist(), "bias": float(v.detach()[-1])}
+
+
+def check_config(data: Any, modalities: list[str] | None = None, reliable: list[str] | None = None) -> None:
+    """Raise ``ValueError`` when ``ModelConfig.correctness`` is malformed; ``modalities``: the model's,
+    ``reliable``: those with reliability fields (each covered branch needs them)."""
+    if not isinstance(data, dict) or data.get("model") != MODEL or list(data.get("features", [])) != list(FEATURES):
+        raise ValueError(f"correctness needs model {MODEL!r} and features {list(FEATURES)}")
+    branches = data.get("branches")
+    if not isinstance(branches, dict) or not branches:
+        raise ValueError("correctness needs a 'branches' table: modality -> {mean, scale, weights, bias}")
+    for m, b in branches.items():
+        if modalities is not None and m not in modalities:
+            raise ValueError(f"correctness of {m!r}, which is not a modality of the model {modalities}")
+        if reliable is not None and m not in reliable:
+            raise ValueError(f"correctness of {m!r} needs that branch's reliability fields, which the model lacks")
+        vectors = [b.get(k) for k in ("mean", "scale", "weights")]
+        if not all(isinstance(v, list) and len(v) == len(FEATURES) for v in vectors):
+            raise ValueError(f"correctness of {m!r}: mean, scale and weights need {len(FEATURES)} numbers each")
+        numbers = [*vectors[0], *vectors[1], *vectors[2], b.get("bias")]
+        if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in numbers) or min(vectors[1]) <= 0:
+            raise ValueError(f"correctness of {m!r}: needs finite numbers and scales > 0")
+        for f, w in zip(FEATURES, vectors[2]):
+            if f in NON_POSITIVE and w > 0:
+                raise ValueError(f"correctness of {m!r}: the weight of {f!r} must be <= 0, got {w}")
