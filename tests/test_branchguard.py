@@ -87,6 +87,29 @@ def test_a_branch_that_would_get_worse_keeps_the_base_and_the_other_is_fine_tune
     card = (tmp_path / "ft" / "checkpoint" / "README.md").read_text()
     assert "- **audio:** kept from the base (5-fold cross-validation over 27 annotations" in card
     assert not list((tmp_path / "ft" / "state").glob("cv-*"))  # the folds leave no state behind
+    choice = metrics["finetune"]["cv_choice"]  # UME or MMA by the same folds, not by 9 validation items
+    assert choice["rows"] == 27 and choice["folds"] == 5 and metrics["chosen"] == choice["chosen"]
+    assert choice["chosen"] == ("mma" if choice["mma"] >= choice["ume"] else "ume")  # the base is MMA: a tie keeps it
+    assert f"- **fusion:** `{choice['chosen']}` by the same cross-validation over 27 annotations" in card
+
+
+def test_the_choices_never_read_the_test_split(base, tmp_path):
+    """The folds are the new data's train and validation rows: relabelling every test row changes no verdict."""
+    tmp, parent_dir = base
+    runs = []
+    for name in ("clean", "poisoned"):
+        new = _new_data(tmp_path / name, seed=6)
+        if name == "poisoned":
+            rows = [json.loads(line) for line in (new / "metadata.jsonl").read_text().splitlines()]
+            for row in rows:
+                if row["split"] == "test":
+                    row["label"] = SHIFT[row["label"]]
+            (new / "metadata.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        cfg = _config(tmp, tmp_path / f"ft-{name}", init_from=str(parent_dir), data=str(new), epochs=2, mma_epochs=1)
+        runs.append(run(cfg))
+    assert runs[0]["finetune"]["branch_guard"] == runs[1]["finetune"]["branch_guard"]
+    assert runs[0]["finetune"]["cv_choice"] == runs[1]["finetune"]["cv_choice"]
+    assert runs[0]["test"] != runs[1]["test"]  # the poison did reach the test split
 
 
 def test_the_guard_can_be_turned_off_and_needs_enough_rows(base, tmp_path):

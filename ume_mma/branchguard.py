@@ -8,8 +8,12 @@ fine-tuned on the other folds, and by the base branch. Where the pooled fine-tun
 the branch keeps the base's encoder and head, and they stay frozen (and in eval mode) while the fusion is refitted
 (MMA), so the saved checkpoint's branch is the base's, bit for bit.
 
+The same folds then choose between UME and MMA (:func:`choose_fusion`): a validation split of a few annotations
+(often one item) cannot tell them apart, and an MMA refitted on fifty items can fall below both of its branches.
+
 With fewer than :data:`MIN_ROWS` rows or two groups there is nothing to tell: the branch is fine-tuned as before,
-and the verdict says so. The verdicts go into ``metrics.json`` and the model card (:func:`notes`).
+the choice is made on validation, and the verdict says so. The verdicts go into ``metrics.json`` and the model
+card (:func:`notes`).
 """
 
 from __future__ import annotations
@@ -17,6 +21,9 @@ from __future__ import annotations
 import dataclasses
 import random
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -67,58 +74,118 @@ def _unimodal(job: Job, m: str, base: MultiModalModel) -> MultiModalModel:
     return finetune.init_unimodal(MultiModalModel(job.model_config([m], "ume")), base)
 
 
-def check_branch(job: Job, m: str, base: MultiModalModel, annotated_train: int) -> dict[str, Any]:
-    """The verdict for branch ``m``: ``{"kept": "base"|"finetuned", "base": acc, "finetuned": acc, "rows": n,
-    "folds": k}`` (accuracies pooled over the folds, 0..1), or ``{"kept": "finetuned", "rows": n, "reason": ...}``
-    when there are too few rows. ``annotated_train``: how many of the train split's first rows are the new data's
-    (the rest are replay rows). The main random stream is left as it was (a run with and without the guard trains
-    the same models)."""
+@dataclass
+class Folds:
+    """The annotations a fine-tune cross-validates on: the new data's train rows and its validation rows
+    (``pool``: modality -> their inputs, ``targets`` ``Tensor[N]``), dealt into folds by group, and the train
+    split's replay rows (indices into it), which every fold trains on and none scores."""
+
+    pool: dict[str, ModalityInputs]
+    targets: torch.Tensor
+    folds: list[list[int]]  # row indices into pool
+    replay: torch.Tensor
+
+
+def make_folds(job: Job, annotated_train: int) -> Folds | None:
+    """The folds of ``cfg.cv_folds`` over the annotations' groups, or None when there are fewer than
+    :data:`MIN_ROWS` rows or two groups (nothing to tell)."""
     cfg = job.cfg
-    train, val = job.inputs[cfg.train_split][m], job.inputs[cfg.val_split][m]
     head = torch.arange(annotated_train)
-    pool = _cat(_take(train, head), val)
+    pool = {m: _cat(_take(job.inputs[cfg.train_split][m], head), job.inputs[cfg.val_split][m]) for m in job.specs}
     targets = torch.cat([job.targets[cfg.train_split][:annotated_train], job.targets[cfg.val_split]])
     groups = list(job.groups[cfg.train_split][:annotated_train]) + list(job.groups[cfg.val_split])
-    rows = [i for i in range(len(targets)) if bool(pool.present[i])]
-    folds = group_folds([groups[i] for i in rows], cfg.cv_folds, cfg.seed)
-    if len(rows) < MIN_ROWS or len(folds) < 2:
-        return {"kept": "finetuned", "rows": len(rows), "reason": "too few annotations to tell"}
-    replay = torch.arange(annotated_train, len(job.targets[cfg.train_split]))
-    base_model = _unimodal(job, m, base)
-    right = {"base": 0, "finetuned": 0}
-    rng = torch.get_rng_state()
-    saved = job.cfg, job.progress
+    folds = group_folds(groups, cfg.cv_folds, cfg.seed)
+    if len(targets) < MIN_ROWS or len(folds) < 2:
+        return None
+    return Folds(pool, targets, folds, torch.arange(annotated_train, len(job.targets[cfg.train_split])))
+
+
+@contextmanager
+def _fold_training(job: Job, folds: Folds, k: int, mods: list[str]) -> Iterator[str]:
+    """A temporary training split of fold ``k`` (every other fold plus the replay rows) for ``mods``; the run's
+    config, progress log and random stream are as they were afterwards, and the fold leaves no state behind."""
+    cfg = job.cfg
+    held = set(folds.folds[k])
+    fit = torch.tensor([i for i in range(len(folds.targets)) if i not in held])
+    train = job.inputs[cfg.train_split]
+    split = f"{CV}{'+'.join(mods)}-{k}"
+    job.inputs[split] = {m: _cat(_take(folds.pool[m], fit), _take(train[m], folds.replay)) for m in mods}
+    job.targets[split] = torch.cat([folds.targets[fit], job.targets[cfg.train_split][folds.replay]])
+    saved, rng = (job.cfg, job.progress), torch.get_rng_state()
+    job.cfg = dataclasses.replace(cfg, train_split=split, save_all=False, repair=None)
     job.progress = ProgressLog(None)  # the folds are not phases of the run
     try:
-        for k, fold in enumerate(folds):
-            held = torch.tensor([rows[i] for i in fold])
-            fit = torch.tensor(sorted(set(rows) - set(held.tolist())))
-            split = f"{CV}{m}-{k}"
-            job.inputs[split] = {m: _cat(_take(pool, fit), _take(train, replay))}
-            job.targets[split] = torch.cat([targets[fit], job.targets[cfg.train_split][replay]])
-            job.cfg = dataclasses.replace(saved[0], train_split=split, save_all=False, repair=None)
-            tuned = job.train(split, _unimodal(job, m, base), job.unimodal_epochs(m), job.lr([m]), 0.0)
-            scored = {m: _take(pool, held)}
-            for name, model in (("base", base_model), ("finetuned", tuned)):
-                feats = model_features(model, scored)
-                dev = model.heads[m].weight.device
-                acc = fused_accuracy(
-                    model, {m: feats[m].to(dev)}, {m: scored[m].present.to(dev)}, targets[held].to(dev)
-                )
-                right[name] += round(acc * len(held))
-            del job.inputs[split], job.targets[split]
+        yield split
     finally:
         job.cfg, job.progress = saved
         torch.set_rng_state(rng)
-        for k in range(len(folds)):  # the folds' resumable states: nothing resumes them
-            shutil.rmtree(job.out / "state" / f"{CV}{m}-{k}", ignore_errors=True)
-    acc = {name: right[name] / len(rows) for name in right}
+        del job.inputs[split], job.targets[split]
+        shutil.rmtree(job.out / "state" / split, ignore_errors=True)  # nothing resumes a fold
+
+
+def _right(model: MultiModalModel, folds: Folds, rows: list[int], mods: list[str]) -> int:
+    """How many of ``rows`` (indices into the pool) ``model`` answers right with ``mods`` as present as they are."""
+    if not rows:
+        return 0
+    index = torch.tensor(rows)
+    scored = {m: _take(folds.pool[m], index) for m in mods}
+    dev = model.heads[mods[0]].weight.device
+    feats = {m: f.to(dev) for m, f in model_features(model, scored).items()}
+    present = {m: x.present.to(dev) for m, x in scored.items()}
+    return round(fused_accuracy(model, feats, present, folds.targets[index].to(dev)) * len(rows))
+
+
+def check_branch(
+    job: Job, m: str, base: MultiModalModel, folds: Folds | None
+) -> tuple[dict[str, Any], list[MultiModalModel]]:
+    """The verdict for branch ``m`` — ``{"kept": "base"|"finetuned", "base": acc, "finetuned": acc, "rows": n,
+    "folds": k}`` (accuracies over the annotations with ``m``, each predicted by a copy fine-tuned without its
+    fold) or ``{"kept": "finetuned", "rows": n, "reason": ...}`` when there are too few — and the folds' models."""
+    if folds is None:
+        rows = job.annotated_train + len(job.targets[job.cfg.val_split])
+        return {"kept": "finetuned", "rows": rows, "reason": "too few annotations to tell"}, []
+    base_model, right, models = _unimodal(job, m, base), {"base": 0, "finetuned": 0}, []
+    with_m = [i for i in range(len(folds.targets)) if bool(folds.pool[m].present[i])]
+    for k, fold in enumerate(folds.folds):
+        with _fold_training(job, folds, k, [m]) as split:
+            models.append(job.train(split, _unimodal(job, m, base), job.unimodal_epochs(m), job.lr([m]), 0.0))
+        held = [i for i in fold if bool(folds.pool[m].present[i])]
+        right["base"] += _right(base_model, folds, held, [m])
+        right["finetuned"] += _right(models[-1], folds, held, [m])
+    if len(with_m) < MIN_ROWS:
+        return {"kept": "finetuned", "rows": len(with_m), "reason": "too few annotations to tell"}, models
+    acc = {name: right[name] / len(with_m) for name in right}
     kept = "base" if acc["finetuned"] < acc["base"] else "finetuned"
-    return {"kept": kept, **{k: round(v, 4) for k, v in acc.items()}, "rows": len(rows), "folds": len(folds)}
+    verdict = {"kept": kept, **{k: round(v, 4) for k, v in acc.items()}, "rows": len(with_m), "folds": len(folds.folds)}
+    return verdict, models
 
 
-def notes(verdicts: dict[str, dict[str, Any]]) -> str:
-    """The model card's lines on the branch guard."""
+def choose_fusion(
+    job: Job, base: MultiModalModel, folds: Folds, fold_models: dict[str, list[MultiModalModel]], tie: str
+) -> dict[str, Any]:
+    """UME or MMA by the same cross-validation: per fold, UME and MMA are built from that fold's branches (the
+    base's where the guard kept it) and MMA is refitted on the fold's training rows; both answer the held-out
+    fold with every modality as present as it is. ``{"chosen", "ume": acc, "mma": acc, "rows", "folds"}``; a tie
+    keeps ``tie`` (the base's fusion)."""
+    from ume_mma.train import choose_ume_mma
+
+    cfg, mods = job.cfg, sorted(job.specs)
+    right = {"ume": 0, "mma": 0}
+    for k, fold in enumerate(folds.folds):
+        uni = {m: _unimodal(job, m, base) if m in job.keep_base or not fold_models.get(m) else fold_models[m][k]
+               for m in mods}  # fmt: skip
+        ume = job.fused_from_unimodal(uni, "ume", fill="drop")
+        with _fold_training(job, folds, k, mods) as split:
+            mma = job.train(split, job.fused_from_unimodal(uni, "mma", fill=cfg.fill), cfg.mma_epochs, cfg.mma_lr,
+                            cfg.dropout_p)  # fmt: skip
+        right["ume"] += _right(ume, folds, fold, mods)
+        right["mma"] += _right(mma, folds, fold, mods)
+    acc = {name: round(right[name] / len(folds.targets), 4) for name in right}
+    return {"chosen": choose_ume_mma(acc, tie), **acc, "rows": len(folds.targets), "folds": len(folds.folds)}
+
+
+def notes(verdicts: dict[str, dict[str, Any]], choice: dict[str, Any] | None = None) -> str:
+    """The model card's lines on the branch guard and the cross-validated UME/MMA choice."""
     lines = ["", "Branch guard (a branch's fine-tuned version replaces the base's only where it is not worse):", ""]
     for m, v in sorted(verdicts.items()):
         if "reason" in v:
@@ -128,5 +195,10 @@ def notes(verdicts: dict[str, dict[str, Any]]) -> str:
         lines.append(
             f"- **{m}:** {what} ({v['folds']}-fold cross-validation over {v['rows']} annotations: "
             f"base {100 * v['base']:.1f}%, fine-tuned {100 * v['finetuned']:.1f}%)"
+        )
+    if choice:
+        lines.append(
+            f"- **fusion:** `{choice['chosen']}` by the same cross-validation over {choice['rows']} annotations "
+            f"(UME {100 * choice['ume']:.1f}%, MMA {100 * choice['mma']:.1f}%)"
         )
     return "\n".join(lines)

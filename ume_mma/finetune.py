@@ -163,5 +163,5 @@ def notes(record: dict[str, Any]) -> str:
     if record.get("branch_guard"):
         from ume_mma.branchguard import notes as guard_notes
 
-        lines.append(guard_notes(record["branch_guard"]))
+        lines.append(guard_notes(record["branch_guard"], record.get("cv_choice")))
     return "\n".join(lines)

@@ -50,7 +50,8 @@ BASE_TEST = "base:test"  # a fine-tune's extra evaluation split: the base data's
 SHIFTED = "shifted:"  # prefix of the evaluation-only splits of ``cfg.shifted`` (test rows, one modality shifted)
 CHOICE_RULE = (
     "UME-MMA keeps MMA where it beats UME on full-modality validation, else UME "
-    "(a fine-tune of an MMA checkpoint keeps MMA on a tie)"
+    "(a fine-tune with enough annotations chooses by K-fold cross-validation over them; a fine-tune of an MMA "
+    "checkpoint keeps MMA on a tie)"
 )
 
 
@@ -110,6 +111,7 @@ class Job(PhaseTrainer):
         self._prepare_splits(data, replay)
         self.annotated_train = len(self.targets[cfg.train_split]) - len(replay)  # the new data's train rows
         self.guard: dict[str, dict[str, Any]] = {}  # a fine-tune's branch-guard verdicts (ume_mma.branchguard)
+        self.cv_choice: dict[str, Any] | None = None  # a fine-tune's cross-validated UME/MMA choice
         self.keep_base: set[str] = set()  # branches kept from the base: frozen while the fusion is refitted
 
     def _split_samples(self, data: Any, split: str, folder: str | None = None) -> list[Any]:
@@ -255,13 +257,16 @@ def train_models(job: Job) -> dict[str, MultiModalModel]:
     cfg, mods = job.cfg, sorted(job.specs)
     base = job.finetune.base if job.finetune else None
     uni: dict[str, MultiModalModel] = {}
+    guarded = base is not None and cfg.branch_guard
+    folds = branchguard.make_folds(job, job.annotated_train) if guarded else None
+    fold_models: dict[str, list[MultiModalModel]] = {}
     for m in mods:
         unimodal = MultiModalModel(job.model_config([m], "ume"))
         if base is not None:
             finetune.init_unimodal(unimodal, base)
         uni[m] = job.train(f"unimodal-{m}", unimodal, job.unimodal_epochs(m), job.lr([m]), 0.0)
-        if base is not None and cfg.branch_guard:  # the fine-tuned branch replaces the base's only if not worse
-            job.guard[m] = branchguard.check_branch(job, m, base, job.annotated_train)
+        if guarded:  # the fine-tuned branch replaces the base's only if not worse
+            job.guard[m], fold_models[m] = branchguard.check_branch(job, m, base, folds)
             job.log(f"[branch guard] {m}: {job.guard[m]}")
             if job.guard[m]["kept"] == "base":
                 uni[m] = finetune.init_unimodal(MultiModalModel(job.model_config([m], "ume")), base)
@@ -270,6 +275,9 @@ def train_models(job: Job) -> dict[str, MultiModalModel]:
     if len(mods) < 2:
         return models
     models["ume"] = job.fused_from_unimodal(uni, "ume", fill="drop")
+    if folds is not None:  # UME or MMA by the same folds: a few validation items cannot tell them apart
+        job.cv_choice = branchguard.choose_fusion(job, base, folds, fold_models, tie=base.config.fusion)
+        job.log(f"[cross-validated choice] {job.cv_choice}")
     if base is None:
         naive = MultiModalModel(job.model_config(mods, "naive"))
         models["naive"] = job.train("naive", naive, cfg.epochs, job.lr(mods), 0.0)
@@ -312,7 +320,10 @@ def _run(cfg: TrainConfig, resume: bool, device: str, progress: str | Path | Non
     val = {name: job.evaluate(m, cfg.val_split) for name, m in models.items()}
     test = {name: job.evaluate(m, cfg.test_split) for name, m in models.items()}
     tie = job.finetune.base.config.fusion if job.finetune else "ume"  # a fine-tune's tie keeps the base's fusion
-    chosen = choose_ume_mma({name: v["accuracy"]["full"] for name, v in val.items()}, tie)
+    if job.cv_choice is not None:  # a fine-tune with enough annotations: by K-fold cross-validation over them
+        chosen = job.cv_choice["chosen"]
+    else:
+        chosen = choose_ume_mma({name: v["accuracy"]["full"] for name, v in val.items()}, tie)
     final, calibration = job.calibrate(models[chosen])
     saved = "reliability" if calibration["adopted"] else chosen
     if calibration["adopted"]:
@@ -340,6 +351,8 @@ def _run(cfg: TrainConfig, resume: bool, device: str, progress: str | Path | Non
             job.finetune.base_after = job.evaluate(final, BASE_TEST)
             job.progress.write("eval", name="base_after", accuracy=job.finetune.base_after["accuracy"])
         metrics["finetune"] = job.finetune.record(test[saved]) | ({"branch_guard": job.guard} if job.guard else {})
+        if job.cv_choice is not None:
+            metrics["finetune"]["cv_choice"] = job.cv_choice
     if job.accelerator.is_main_process:
         _save_outputs(out, metrics, final)
         job.log(results_notes(metrics))
