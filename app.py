@@ -49,11 +49,12 @@ from ui.predict import (  # noqa: F401 - re-exported: tests and benches use app.
 )
 from ui.uploads import UploadSweeper
 from ui.views import TOGGLE_JS, views_payload
-from ui.zerogpu import gpu
+from ui.zerogpu import gpu, zero_gpu
 from ume_mma import pool as pool_lib
 from ume_mma.annotate.store import Store
-from ume_mma.device import DEVICE_CHOICES
+from ume_mma.device import DEVICE_CHOICES, on_cpu
 from ume_mma.errors import UmeMmaError
+from ume_mma.memory import skip_triton
 from ume_mma.pool import Loaded
 from ume_mma.predictor import Limits, modality_list
 from ume_mma.registry import MODALITIES
@@ -463,6 +464,8 @@ def main(argv: list[str] | None = None) -> None:
         "--public", action="store_true", help="public mode (always on a Space): Space.yaml's checkpoints only, caps"
     )
     args = ap.parse_args(argv)
+    if on_cpu(args.device) and not zero_gpu():  # ZeroGPU attaches a GPU later, inside the handlers
+        skip_triton()  # models run on the CPU: Triton (GPU kernels) would take 76 MB for nothing
     own_upload_folder()
     public = args.public or bool(os.environ.get("SPACE_ID"))
     auth = read_auth(args.auth)

@@ -5,7 +5,9 @@
 Measures: the first predict vs a toggled repeat (a modality switched off: cached encoder outputs);
 a cold predict vs the encoders' own time (preprocess + forward, measured directly); a 60 s vs a 10 s
 video; the resident memory of the process after warm-up; and, against ``python app.py`` started in its
-own process, 16 concurrent gradio_client calls to /predict with the same files and with 16 distinct ones.
+own process, 16 concurrent gradio_client calls to /predict with the same files and with 16 distinct ones, then
+one call with each other checkpoint (``--also``; default: every other folder under checkpoints/) and the app's
+resident memory after them (``server.rss_mb_after_all_checkpoints``: the app after using both shipped ones).
 Prints a markdown table; ``--save`` writes bench/results/app.json.
 """
 
@@ -152,15 +154,41 @@ def bench_concurrent(url: str, requests: list[dict[str, str]]) -> dict[str, floa
     return {"failures": len(requests) - sum(ok), "wall_s": wall, "calls_per_s": len(requests) / wall}
 
 
-def bench_server(checkpoint: str, modalities: list[str], calls: int = 16, port: int = 7875) -> dict[str, float]:
+def use_checkpoints(url: str, refs: list[str]) -> None:
+    """One /predict per checkpoint of ``refs`` (``checkpoint=``), with its modalities' example inputs."""
+    from gradio_client import Client, handle_file
+
+    from ume_mma.checkpoint import load_config
+
+    client = Client(url, verbose=False)
+    for ref in refs:
+        inputs = default_inputs(load_config(ROOT / ref)[0].modalities)
+        args = {k: (handle_file(v) if k != "text" else v) for k, v in inputs.items()}
+        client.predict(**args, checkpoint=ref, api_name="/predict")
+
+
+def rss_mb(pid: int) -> float:
+    """Resident memory of process ``pid`` (MiB, psutil)."""
+    import psutil
+
+    return psutil.Process(pid).memory_info().rss / 2**20
+
+
+def bench_server(
+    checkpoint: str, modalities: list[str], also: list[str], calls: int = 16, port: int = 7875
+) -> dict[str, object]:
     """16 concurrent calls with the same files (encoder cache hits after the first) and with distinct files
-    (every call runs the encoders: the server batches the calls that overlap)."""
+    (every call runs the encoders: the server batches the calls that overlap); then one call with each checkpoint
+    of ``also``. The app's resident memory is read after the calls and after the other checkpoints."""
     proc = serve_app(port, "--checkpoint", checkpoint)
     url = f"http://127.0.0.1:{port}/"
     try:
         with tempfile.TemporaryDirectory() as tmp:
             same = bench_concurrent(url, [default_inputs(modalities)] * calls)
             distinct = bench_concurrent(url, distinct_inputs(modalities, calls, Path(tmp)))
+        rss_calls = rss_mb(proc.pid)
+        use_checkpoints(url, also)
+        rss_all = rss_mb(proc.pid)
     finally:
         proc.terminate()
         proc.wait(timeout=30)
@@ -168,6 +196,7 @@ def bench_server(checkpoint: str, modalities: list[str], calls: int = 16, port: 
         {"concurrent_calls": calls}
         | {f"same_files_{k}": v for k, v in same.items()}
         | {f"distinct_files_{k}": v for k, v in distinct.items()}
+        | {"rss_mb_after_calls": rss_calls, "also_used": also, "rss_mb_after_all_checkpoints": rss_all}
     )
 
 
@@ -190,6 +219,12 @@ def main() -> None:
         default=[0, 1],
         help="torch intra-op thread counts to measure (0 = torch's default)",
     )
+    ap.add_argument(
+        "--also",
+        nargs="*",
+        default=None,
+        help="checkpoints the served app is then called with once each (default: every other one under checkpoints/)",
+    )
     ap.add_argument("--save", action="store_true", help="write the results file (--out); default: print only")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "app.json")
     args = ap.parse_args()
@@ -204,7 +239,8 @@ def main() -> None:
         torch.set_num_threads(n or default_threads)
         runs[f"torch_threads={n or default_threads}"] = run_all(pool, args.checkpoint, args.repeats)
     torch.set_num_threads(default_threads)
-    server = bench_server(args.checkpoint, pool.get(args.checkpoint).predictor.modalities)
+    also = args.also if args.also is not None else [c for c in app.list_checkpoints() if c != args.checkpoint]
+    server = bench_server(args.checkpoint, pool.get(args.checkpoint).predictor.modalities, also)
     results = {
         "checkpoint": args.checkpoint,
         "load_s": load_s,
@@ -231,7 +267,7 @@ def main() -> None:
         print(f"| {key} | " + " | ".join(cells) + " |")
     print("\n| `python app.py` in its own process, 16 concurrent gradio_client calls | |\n|---|---|")
     for key, value in server.items():
-        print(f"| {key} | {value:.4g} |")
+        print(f"| {key} | {value:.4g} |" if isinstance(value, float | int) else f"| {key} | {value} |")
     print(f"\nwritten to {args.out}" if args.save else "\n(not saved: --save writes bench/results/app.json)")
 
 

@@ -374,3 +374,23 @@ def test_mcp_tools_take_only_real_inputs(recwarn):
     params = tools["predict"]["inputSchema"]["properties"]
     assert set(params) == {"video", "audio", "image", "text", "modalities", "checkpoint"}
     assert not [w for w in recwarn if "State" in str(w.message)]
+
+
+@pytest.mark.skipif(not (ROOT / EMOJI_VL / "config.json").is_file(), reason="no emoji-vl checkpoint")
+def test_cpu_app_keeps_triton_out(tmp_path):
+    """``python app.py`` on the CPU blocks Triton before loading a checkpoint: emoji-vl's text encoder imports
+    transformers, hence torch._dynamo, which would map 76 MB of libtriton (GPU kernels) for nothing."""
+    import subprocess
+    import sys
+
+    pytest.importorskip("triton")
+    code = (
+        "import sys, app; app.launch_app = lambda *a, **k: None; "
+        f"app.main(['--device', 'cpu', '--checkpoint', {EMOJI_VL!r}, '--db', {str(tmp_path / 'a.db')!r}]); "
+        "print('torch._dynamo' in sys.modules, sys.modules.get('triton', 'absent'), "
+        "'libtriton' in open('/proc/self/maps').read())"
+    )
+    env = os.environ | {"PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", "GRADIO_TEMP_DIR": str(tmp_path)}
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip().splitlines()[-1] == "True None False"

@@ -12,6 +12,7 @@ from typing import Any
 from ume_mma import __version__, hub
 from ume_mma.errors import CheckpointError
 from ume_mma.fusion import get_fusion
+from ume_mma.memory import release_free_memory
 from ume_mma.models import FORMAT_VERSION, ModelConfig, MultiModalModel
 
 CONFIG_NAME = "config.json"
@@ -73,7 +74,8 @@ def from_pretrained(ref: str | Path, load_encoder_weights: bool = True) -> Multi
 
     Builds the architecture from ``config.json`` (no download), loads frozen pretrained encoders from
     their own source when ``load_encoder_weights``, then loads ``model.safetensors`` strictly: every
-    stored tensor must match a parameter and every persistent parameter must be stored.
+    stored tensor must match a parameter and every persistent parameter must be stored. Freed memory is handed
+    back to the OS afterwards (:func:`ume_mma.memory.release_free_memory`).
     """
     from safetensors import SafetensorError
     from safetensors.torch import load_file
@@ -100,6 +102,8 @@ def from_pretrained(ref: str | Path, load_encoder_weights: bool = True) -> Multi
         model.load_encoder_weights()
     model.load_state_dict(state, strict=False)
     model.eval()
+    del state
+    release_free_memory()  # the load's temporaries (random inits replaced by weights, file buffers) go back
     return model
 
 

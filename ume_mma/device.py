@@ -23,3 +23,12 @@ def resolve_device(name: str | torch.device | None = "auto") -> torch.device:
             raise UmeMmaError(f"device {name!r} was asked for, but no CUDA GPU is available here (use 'auto' or 'cpu')")
         return torch.device(name)
     raise UmeMmaError(f"unknown device {name!r}; give one of {', '.join(DEVICE_CHOICES)} (or cuda:N)")
+
+
+def on_cpu(name: str | torch.device | None = "auto") -> bool:
+    """Whether models asked to run on ``name`` run on the CPU (``cpu``, or ``auto`` without a GPU); False for a
+    device that would raise (:func:`resolve_device` says why when it is used)."""
+    try:
+        return resolve_device(name).type == "cpu"
+    except UmeMmaError:
+        return False

@@ -7,6 +7,8 @@ per modality (what a server batching concurrent requests wants).
 
 Memory is bounded in bytes whatever users send: video frames are scaled down while decoding to what the image
 encoder needs, and both caches (encoder outputs, sampled frames) forget their oldest entries past a byte budget.
+After a call that ran an encoder, the memory its activations and decoded inputs held goes back to the OS
+(:func:`ume_mma.memory.release_free_memory`), so a server's resident memory does not stay at its peak.
 Scores are never NaN: a branch whose features are not finite is left out (``sources`` says why), and scores
 that are not finite are an ``InputError``. ``sources`` also says why an input that was given is not used (a
 text given to a checkpoint without a text branch).
@@ -29,6 +31,7 @@ from ume_mma.decode import Decoder, Limits, check_file
 from ume_mma.device import resolve_device
 from ume_mma.encoders.base import to_device
 from ume_mma.errors import InputError, UmeMmaError
+from ume_mma.memory import release_free_memory
 from ume_mma.models import MultiModalModel
 from ume_mma.prediction import BranchResult, Prediction, calibrated_result, modality_list, result_of
 
@@ -203,12 +206,18 @@ class Predictor:
         elif len(modalities_each) != len(requests):
             raise ValueError(f"modalities_each has {len(modalities_each)} entries for {len(requests)} requests")
         with self._lock, torch.no_grad():
+            batches = self.stats["encoder_batches"]
             digests: dict[Any, str] = {}  # each file is hashed once per call
             jobs = [self._plan(r, m, digests) for r, m in zip(requests, modalities_each)]
             clips: dict[Path, Any] = {}  # each video is decoded once per call
             for m in sorted({m for job in jobs for m in job.routes}):
                 self._fill(m, jobs, clips)
-            return [job.error or self._finish(job, top_k, subsets) for job in jobs]
+            out = [job.error or self._finish(job, top_k, subsets) for job in jobs]
+            encoded = self.stats["encoder_batches"] > batches
+            del jobs, clips
+        if encoded:  # the encoders' activations and decoded inputs are free now: give them back (~1 ms)
+            release_free_memory()
+        return out
 
     def _plan(self, inputs: Mapping[str, Any], modalities: str | Iterable[str] | None, digests: dict) -> _Job:
         """Routes and cache keys of one request, or a job holding the error that made it invalid."""
