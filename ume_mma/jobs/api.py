@@ -79,6 +79,7 @@ def start_job(
     config: str | os.PathLike[str] | None = None,
     options: dict[str, Any] | None = None,
     annotations: str | bool | None = None,
+    owner: str | None = None,
 ) -> int:
     """Queue a fine-tuning (or training) job and start it when its device is free; returns the job id.
 
@@ -86,7 +87,8 @@ def start_job(
     (e.g. ``{"init_from": "checkpoints/av-digits", "data": "exports/x", "replay": 0.3, "base_data": ...}``).
     ``annotations``: train on the store's current annotations (``True``: every queue; a name: that queue),
     exported into the job's folder. ``options``: runner options (``device`` for local; ``flavor``,
-    ``image``, ``namespace``, ``data_repo``, ``model_repo`` for ``hf``).
+    ``image``, ``namespace``, ``data_repo``, ``model_repo`` for ``hf``). ``owner``: who starts it (the app's
+    user; None from the CLI).
     """
     jobs = job_store(store)
     run = get_runner(runner, jobs)
@@ -104,7 +106,7 @@ def start_job(
                 import torch
 
                 options.setdefault("gpus", torch.cuda.device_count())
-        job_id = jobs.add(cfg.to_dict(), runner, device, options)
+        job_id = jobs.add(cfg.to_dict(), runner, device, options, owner=owner)
     except BaseException:
         if staged is not None:
             shutil.rmtree(staged.parent, ignore_errors=True)
@@ -189,7 +191,7 @@ def job_status(store: Store | JobStore, job_id: int, tail: int = 20) -> dict[str
     checkpoint = Path(job["out_dir"]) / "checkpoint"
     return {
         **{k: job[k] for k in ("id", "state", "runner", "device", "created_at", "started_at", "finished_at")},
-        **{k: job[k] for k in ("exit_code", "error", "remote_id", "out_dir", "config", "options")},
+        **{k: job[k] for k in ("exit_code", "error", "remote_id", "out_dir", "config", "options", "owner")},
         "queue_position": jobs.queue_position(job),
         "progress": summary,
         "recent": recent,
@@ -246,7 +248,7 @@ def list_jobs(store: Store | JobStore) -> list[dict[str, Any]]:
     for job in jobs.list():
         test = ((job["metrics"] or {}).get("test") or {}).get("accuracy", {})
         rows.append(
-            {k: job[k] for k in ("id", "state", "runner", "device", "created_at", "started_at", "finished_at")}
+            {k: job[k] for k in ("id", "state", "runner", "device", "created_at", "started_at", "finished_at", "owner")}
             | {"data": job["config"].get("data"), "init_from": job["config"].get("init_from")}
             | {"chosen": (job["metrics"] or {}).get("chosen"), "test_full": test.get("full"), "error": job["error"]}
         )
