@@ -238,12 +238,20 @@ class Job(PhaseTrainer):
         )
 
 
+def absent_modalities(job: Job) -> list[str]:
+    """The modalities no training sample has (e.g. audio for image-only annotations): a fine-tune keeps the
+    base's branch for them as it is (no uni-modal phase); the fused model learns with them missing."""
+    train = job.inputs[job.cfg.train_split]
+    return [m for m in sorted(job.specs) if not bool(train[m].present.any())]
+
+
 def planned_phases(job: Job) -> list[str]:
     """The training phases of :func:`train_models`, in order (for progress bars before they begin)."""
-    mods = sorted(job.specs)
+    mods, absent = sorted(job.specs), absent_modalities(job)
+    unimodal = [f"unimodal-{m}" for m in mods if m not in absent]
     if len(mods) < 2:
-        return [f"unimodal-{m}" for m in mods]
-    return [f"unimodal-{m}" for m in mods] + ([] if job.finetune else ["naive"]) + ["mma"]
+        return unimodal
+    return unimodal + ([] if job.finetune else ["naive"]) + ["mma"]
 
 
 def train_models(job: Job) -> dict[str, MultiModalModel]:
@@ -252,10 +260,16 @@ def train_models(job: Job) -> dict[str, MultiModalModel]:
     cfg, mods = job.cfg, sorted(job.specs)
     base = job.finetune.base if job.finetune else None
     uni: dict[str, MultiModalModel] = {}
+    absent = absent_modalities(job)
+    if absent and base is None:
+        raise DatasetFormatError(f"{cfg.data}: no training sample has {', '.join(absent)}: its branch cannot learn")
     for m in mods:
         unimodal = MultiModalModel(job.model_config([m], "ume"))
         if base is not None:
             finetune.init_unimodal(unimodal, base)
+        if m in absent:  # nothing to learn from: the base's branch as it is
+            uni[m] = unimodal
+            continue
         uni[m] = job.train(f"unimodal-{m}", unimodal, job.unimodal_epochs(m), job.lr([m]), 0.0)
     models: dict[str, MultiModalModel] = {f"{m}-only": uni[m] for m in mods}
     if len(mods) < 2:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -67,6 +68,12 @@ def validate(cfg: TrainConfig) -> None:
     if cfg.init_from:
         base = finetune.load_base(cfg.init_from)
         finetune.check_labels(data.labels, base, cfg.data)
+        had = {m for s in data.split(cfg.train_split).samples for m in s.present}
+        if not had & set(base.modalities):  # absent modalities are skipped; none at all leaves nothing to learn
+            raise DatasetFormatError(
+                f"the training samples have {', '.join(sorted(had)) or 'no input'}, none of which the base "
+                f"checkpoint uses ({', '.join(base.modalities)}): nothing to fine-tune on"
+            )
         if cfg.base_data:
             finetune.check_labels(load_dataset(cfg.base_data).labels, base, f"base_data {cfg.base_data}")
 
@@ -238,6 +245,20 @@ def resume_job(store: Store | JobStore, job_id: int) -> dict[str, Any]:
         raise JobError(f"job {job_id} changed state meanwhile; try again")
     run.dispatch(job["device"])
     return jobs.get(job_id)
+
+
+def job_name(job_id: int) -> str:
+    """A job's checkpoint by name: ``job-<id>`` (what the app shows instead of the folder's path)."""
+    return f"job-{int(job_id)}"
+
+
+def job_checkpoint(store: Store | JobStore, name: str) -> str | None:
+    """The folder of the checkpoint named ``job-<id>`` (:func:`job_name`) when that job has one, else None."""
+    match = re.fullmatch(r"job-(\d{1,18})", (name or "").strip())
+    if match is None:
+        return None
+    folder = job_store(store).folder(int(match.group(1))) / "out" / "checkpoint"
+    return str(folder) if (folder / "config.json").is_file() else None
 
 
 def list_jobs(store: Store | JobStore) -> list[dict[str, Any]]:
