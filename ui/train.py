@@ -225,12 +225,21 @@ def public_status(status: dict[str, Any], jobs_root: Path) -> dict[str, Any]:
     """A job's status for a client: no server path (no output folder, data folders or runner options; the
     base and the result by name: ``checkpoint`` is ``job-<id>``, which /load_model and /predict take)."""
     out = {k: v for k, v in status.items() if k not in ("out_dir", "options")}
-    config = {k: v for k, v in (status.get("config") or {}).items() if k not in (*PATH_KEYS, "out")}
-    config["init_from"] = shown_ref(config.get("init_from"), jobs_root)
-    out["config"] = config
+    out["config"] = {k: v for k, v in (status.get("config") or {}).items() if k not in (*PATH_KEYS, "out")}
     out["metrics"] = {k: v for k, v in (status.get("metrics") or {}).items() if k != "checkpoint"} or None
     out["checkpoint"] = job_name(status["id"]) if status.get("checkpoint") else None
-    return out
+    return scrub(out, jobs_root)
+
+
+def scrub(value: Any, jobs_root: Path) -> Any:
+    """``value`` with every absolute path in it (a base, a data folder in the metrics) shown by name."""
+    if isinstance(value, dict):
+        return {k: scrub(v, jobs_root) for k, v in value.items()}
+    if isinstance(value, list):
+        return [scrub(v, jobs_root) for v in value]
+    if isinstance(value, str) and value.startswith("/") and len(value) < 4096:
+        return shown_ref(value, jobs_root)
+    return value
 
 
 def handlers(store: Store, access: Access, pool: Any = None) -> SimpleNamespace:
