@@ -229,11 +229,14 @@ def test_jobs_are_their_owners(auth_app):
     jobs = JobStore(store)
     mine = jobs.add({"init_from": str(ROOT / AV), "data": "/srv/x"}, "local", "cpu", {}, owner="alice")
     jobs.move(mine, ["queued"], "interrupted")  # no process: a cancel moves it at once
+    jobs.set(mine, error=f"{jobs.folder(mine)}/data: split 'val' has no samples")
     alice, bob, root = (client(demo, i) for i in range(3))
     status = alice.predict(mine, api_name="/job_status")
     assert status["owner"] == "alice" and status["config"]["init_from"] == AV  # by name, not by path
+    assert status["error"] == f"job-{mine}/data: split 'val' has no samples"
     text = json.dumps(status)
-    assert str(ROOT) not in text and "/srv/x" not in text and "out_dir" not in status and "options" not in status
+    assert str(ROOT) not in text and "/srv/x" not in text and str(jobs.root) not in text
+    assert "out_dir" not in status and "options" not in status
     for api in ("/job_status", "/cancel_job"):
         with pytest.raises(AppError, match=f"No job {mine} of yours here"):
             bob.predict(mine, api_name=api)

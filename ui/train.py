@@ -228,6 +228,9 @@ def public_status(status: dict[str, Any], jobs_root: Path) -> dict[str, Any]:
     out["config"] = {k: v for k, v in (status.get("config") or {}).items() if k not in (*PATH_KEYS, "out")}
     out["metrics"] = {k: v for k, v in (status.get("metrics") or {}).items() if k != "checkpoint"} or None
     out["checkpoint"] = job_name(status["id"]) if status.get("checkpoint") else None
+    if isinstance(out.get("error"), str):  # a message may quote the job's own folders
+        for folder, shown in ((jobs_root, ""), (ROOT, "")):
+            out["error"] = out["error"].replace(f"{folder}/", shown)
     return scrub(out, jobs_root)
 
 
