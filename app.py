@@ -1,12 +1,14 @@
 """UME-MMA Studio: a Gradio UI and API over ``ume_mma.predictor.Predictor``.
 
     python app.py [--checkpoint PATH_OR_REPO] [--host H] [--port P] [--share] [--mcp] [--public]
-                  [--max-file-mb N] [--max-video-seconds S]
+                  [--max-file-mb N] [--max-video-seconds S] [--trusted-proxies ADDR[,ADDR]]
 
 Public mode (``--public``, and always on a Hugging Face Space): checkpoints load only from Space.yaml's list
 (plus this app's own fine-tuning results), uploads are capped lower, each client has at most
-:data:`PUBLIC_PER_CLIENT` calls in flight, nobody names folders on the server, and annotating and training
-need "Sign in with Hugging Face" (or ``--auth``).
+:data:`PUBLIC_PER_CLIENT` calls in flight on every endpoint and :data:`PUBLIC_UPLOAD_MB_PER_MINUTE` MB of
+uploads per minute, nobody names folders on the server, and annotating and training need "Sign in with
+Hugging Face" (or ``--auth``). A client is its socket's address unless that is a proxy named by
+``--trusted-proxies`` (or a Space's proxy): see :mod:`ui.limits`.
 
 The annotation database, its media and the jobs go to the data folder (:mod:`ume_mma.home`: ``$UME_MMA_HOME``,
 ``/data`` on a Space, else the user's data folder) unless ``--db`` names another; the app prints where at start.
@@ -20,8 +22,10 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import inspect
 import os
 import shutil
+import signal
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -29,13 +33,18 @@ from types import SimpleNamespace
 from typing import Any
 
 import gradio as gr
+from fastapi.responses import JSONResponse
+from gradio.route_utils import FnIndexInferError
+from starlette.middleware import Middleware
 
 from ui import annotate as annotate_ui
+from ui import inputs as valid
 from ui import train as train_ui
 from ui.annotate import SHORTCUTS_JS, Access
 from ui.checkpoint import list_checkpoints, model_card, robustness_views, status_line
 from ui.errors import readable, scrub
-from ui.limits import ClientLimiter
+from ui.guards import LoginGuard, UploadBudget
+from ui.limits import ClientLimiter, Proxies
 from ui.predict import (  # noqa: F401 - re-exported: tests and benches use app.<name>
     ASSETS,
     FRAME_HEIGHT,
@@ -65,6 +74,7 @@ BATCH = 16  # concurrent /predict calls served together (batched through the enc
 PUBLIC_MAX_FILE_MB, PUBLIC_MAX_VIDEO_SECONDS = 20, 30  # public mode: upload caps (lower ones given win)
 PUBLIC_PER_CLIENT = 2  # public mode: calls in flight per client address
 LOOPBACK = (None, "127.0.0.1", "localhost", "::1")  # a server bound here is reached from this machine only
+PUBLIC_UPLOAD_MB_PER_MINUTE = 200  # public mode: upload bytes per client address per minute
 CSS = """
 .card {min-width: 140px !important}
 #fused-card {border: 2px solid var(--color-accent) !important}
@@ -92,9 +102,17 @@ class PredictorPool(pool_lib.PredictorPool):
             size, root, allow=allow, allow_roots=allow_roots, any_hub_repo=any_hub_repo, limits=limits, device=device
         )
 
+    names: Callable[[str], str | None] | None = None  # a name -> its folder (a job's checkpoint: ``job-3``)
+
+    def renamed(self, ref: str) -> str:
+        return (self.names(ref) if self.names and isinstance(ref, str) else None) or ref
+
+    def key(self, ref: str) -> str:
+        return super().key(self.renamed(ref))
+
     def get(self, ref: str) -> Loaded:
         try:
-            return super().get(ref)
+            return super().get(self.renamed(ref))
         except UmeMmaError as exc:
             raise gr.Error(scrub(str(exc)), print_exception=False) from exc
 
@@ -113,18 +131,24 @@ def build_demo(
     store: Store | None = None,
     access: Access | None = None,
     per_client: int | None = None,
+    proxies: Proxies | None = None,
+    upload_mb_per_minute: float | None = None,
 ) -> gr.Blocks:
     """The UI and API over ``checkpoint`` (loaded now, so a bad default fails at start-up). ``pool``: the
     shared cache of loaded checkpoints (default: a new one with these limits, on ``device``). With a ``store``
     and an ``access`` rule, the Annotate and Train tabs and their APIs are served too (and jobs left running
-    by an earlier app are brought up to date). ``per_client``: calls in flight per client address (public mode)."""
+    by an earlier app are brought up to date). ``per_client``: calls in flight per client address on every
+    endpoint, ``upload_mb_per_minute``: upload bytes per client per minute (public mode; None = no limit);
+    ``proxies``: whose X-Forwarded-For names the client (default: :meth:`Proxies.from_settings`)."""
     annotating = store is not None and access is not None
     if annotating:
-        from ume_mma.jobs import recover_jobs
+        from ume_mma.jobs import job_checkpoint, recover_jobs
 
         recover_jobs(store)  # a job whose process is gone becomes "interrupted"; queued jobs start
     limits = Limits(max_file_bytes=int(max_file_mb * 2**20), max_video_seconds=max_video_seconds)
     pool = pool or PredictorPool(limits, device=device)
+    if annotating:  # a job's checkpoint by name (``job-3``): what the jobs API shows instead of its path
+        pool.names = lambda ref: job_checkpoint(store, ref)
     first = pool.get(checkpoint)
     mods = first.predictor.modalities
     table, curve, caption = robustness_views(first)
@@ -169,11 +193,13 @@ def build_demo(
             api_in = [
                 *(gr.File(label=k, type="filepath") for k in ("video", "audio", "image")),
                 gr.Textbox(label="text", value=""),
-                gr.Dropdown(list(MODALITIES), value=None, multiselect=True, label="modalities"),
+                gr.JSON(label="modalities", value=None),  # a plain value: the checkpoint says which it has
                 api_ckpt,
             ]
             api_out, api_run, api_rob = gr.JSON(), gr.Button(), gr.Button()
-        demo.client_limiter = ClientLimiter(per_client)  # calls in flight per client address (public mode)
+        demo.proxies = proxies or Proxies.from_settings()
+        demo.upload_budget = upload_mb_per_minute  # MB per client per minute (launch_app enforces it)
+        demo.client_limiter = ClientLimiter(per_client, demo.proxies)  # calls in flight per client (public mode)
         fns = handlers(pool, checkpoint, ui.render, demo.client_limiter)
         private = {"api_visibility": "private"}
         inputs = [ui.video, ui.audio, ui.image, ui.text]
@@ -219,9 +245,36 @@ def build_demo(
             if annotating and source is trn.checkpoint:
                 loaded.success(fns.show_choice, [key, choice], [choice, tabs], **private)
         if annotating:
-            annotate_ui.wire(ann, annotate_ui.handlers(store, access, pool, checkpoint), key, ui)
-            train_ui.wire(trn, train_ui.handlers(store, access, pool), train_tab)
+            limiter = demo.client_limiter
+            annotate_ui.wire(ann, limited(annotate_ui.handlers(store, access, pool, checkpoint), limiter), key, ui)
+            train_ui.wire(trn, limited(train_ui.handlers(store, access, pool), limiter), train_tab)
+            if access.mode != "local":  # MCP calls carry no login: the annotation and jobs tools are not offered
+                hide_from_mcp(demo, ANNOTATION_APIS)
     return demo
+
+
+ANNOTATION_APIS = ("annotate", "import_queue", "next_item", "submit_item", "undo_last", "annotation_stats", "start_job",
+                   "job_status", "cancel_job")  # fmt: skip
+
+
+def limited(fns: SimpleNamespace, limiter: ClientLimiter) -> SimpleNamespace:
+    """Every event function of ``fns`` that takes the request, run inside a slot of the caller's address."""
+    wrap = lambda f: limiter.wrap(f) if callable(f) and "request" in inspect.signature(f).parameters else f  # noqa: E731
+    return SimpleNamespace(**{name: wrap(f) for name, f in vars(fns).items()})
+
+
+def hide_from_mcp(demo: gr.Blocks, api_names: tuple[str, ...]) -> None:
+    """Leave these endpoints out of the MCP server's tools (:func:`launch_app` drops them once Gradio built its
+    MCP server); the HTTP API keeps them, behind the access rule."""
+    demo.mcp_hidden = {f"/{name}" for name in api_names}
+
+
+def drop_mcp_tools(demo: gr.Blocks) -> None:
+    """Remove the endpoints of ``demo.mcp_hidden`` from the launched MCP server (its schema, tool list and
+    calls all read ``tool_to_endpoint``)."""
+    server, hidden = getattr(demo, "mcp_server_obj", None), getattr(demo, "mcp_hidden", set())
+    if server is not None and hidden:
+        server.tool_to_endpoint = {t: e for t, e in server.tool_to_endpoint.items() if e not in hidden}
 
 
 def handlers(
@@ -264,11 +317,14 @@ def handlers(
             checkpoint: the checkpoint to use (a folder under checkpoints/, a local path or a Hub repo id);
                 empty = the app's default.
         """
-        ref = (checkpoint or "").strip() or default
-        return pool.predict(ref, make_inputs(video, audio, image, text), modality_list(modalities) or None).to_dict()
+        ref = valid.text(checkpoint, "checkpoint", valid.REF_MAX_CHARS).strip() or default
+        text, enabled = valid.text(text, "text", valid.TEXT_MAX_CHARS), valid.modalities(modalities)
+        return pool.predict(ref, make_inputs(video, audio, image, text), modality_list(enabled) or None).to_dict()
 
-    def load_model(checkpoint):
+    @limiter.wrap
+    def load_model(checkpoint, request: gr.Request = None):
         """Load a checkpoint for this session: a folder under checkpoints/, a local path or a Hub repo id."""
+        checkpoint = valid.text(checkpoint, "checkpoint", valid.REF_MAX_CHARS)
         item = pool.get(checkpoint)
         return checkpoint.strip(), status_line(item)
 
@@ -295,10 +351,11 @@ def handlers(
         samples, _ = load_examples(pool.get(k).predictor.model.config.task)
         return samples[index] if index is not None and 0 <= index < len(samples) else [gr.skip()] * 4
 
-    def robustness(checkpoint=None):
+    @limiter.wrap
+    def robustness(checkpoint=None, request: gr.Request = None):
         """A checkpoint's stored evaluation: accuracy with all modalities, without each one, and over a
         missing-rate sweep (table, curve, caption). ``checkpoint`` empty = the app's default."""
-        return robustness_views(pool.get((checkpoint or "").strip() or default))
+        return robustness_views(pool.get(valid.text(checkpoint, "checkpoint", valid.REF_MAX_CHARS).strip() or default))
 
     def robustness_ui(k):
         return robustness_views(pool.get(k))
@@ -317,27 +374,66 @@ def handlers(
 
 def launch_app(demo: gr.Blocks, max_file_mb: float = 50, max_cache_mb: float = 1024, **kwargs: Any) -> Any:
     """Launch with the app's theme, upload cap, readable errors and a bounded upload folder: a sweeper keeps
-    Gradio's upload cache under ``max_cache_mb`` (``kwargs`` go to ``launch``)."""
+    Gradio's upload cache under ``max_cache_mb`` (``kwargs`` go to ``launch``). In front of Gradio: the login
+    back-off (:class:`ui.guards.LoginGuard`), the upload budget of a public app (:class:`ui.guards.UploadBudget`)
+    and an HTTP 404 for an unknown ``api_name``."""
     demo.upload_sweeper = UploadSweeper(demo.GRADIO_CACHE, int(max_cache_mb * 2**20)).start()
-    return demo.queue(default_concurrency_limit=4).launch(
+    proxies = getattr(demo, "proxies", None) or Proxies.from_settings()
+    middleware = [Middleware(LoginGuard, proxies=proxies)]
+    if getattr(demo, "upload_budget", None):
+        middleware.append(Middleware(UploadBudget, max_bytes=int(demo.upload_budget * 2**20), proxies=proxies))
+    # uvicorn rewrites the client address from X-Forwarded-For when the peer is in FORWARDED_ALLOW_IPS (by
+    # default 127.0.0.1): off, so that the app sees the socket's peer and applies its own proxy rule (Proxies).
+    os.environ["FORWARDED_ALLOW_IPS"] = ""
+    app_kwargs = {"middleware": middleware, "exception_handlers": {FnIndexInferError: unknown_endpoint}}
+    block = not kwargs.pop("prevent_thread_lock", False)  # blocking comes after the MCP tools are trimmed
+    launched = demo.queue(default_concurrency_limit=4).launch(
         theme=gr.themes.Soft(),
         css=CSS,
         show_error=True,
         max_file_size=int(max_file_mb * 2**20),
         allowed_paths=[str(ASSETS)],
         js=SHORTCUTS_JS,
+        app_kwargs=app_kwargs,
+        prevent_thread_lock=True,
         **kwargs,
     )
+    drop_mcp_tools(demo)
+    if block:
+        demo.block_thread()
+    return launched
+
+
+async def unknown_endpoint(request: Any, exc: Exception) -> JSONResponse:
+    """An ``api_name`` that is not one of the app's endpoints: HTTP 404 (Gradio answers 500)."""
+    name = request.path_params.get("api_name", "")
+    return JSONResponse({"detail": f"no endpoint named {name[:80]!r}; see /gradio_api/info"}, status_code=404)
 
 
 def own_upload_folder() -> str:
     """Give this server process its own Gradio upload folder (unless GRADIO_TEMP_DIR is set), removed at
-    exit, so the upload sweeper only ever sees this app's files."""
+    exit, SIGTERM included, so the upload sweeper only ever sees this app's files."""
     if not os.environ.get("GRADIO_TEMP_DIR"):
         folder = tempfile.mkdtemp(prefix="ume-mma-uploads-")
         atexit.register(shutil.rmtree, folder, ignore_errors=True)
+        remove_on_sigterm(folder)
         os.environ["GRADIO_TEMP_DIR"] = folder
     return os.environ["GRADIO_TEMP_DIR"]
+
+
+def remove_on_sigterm(folder: str) -> None:
+    """On SIGTERM (which skips atexit), remove ``folder``, then end the process as SIGTERM would."""
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def handler(signum: int, frame: Any) -> None:
+        shutil.rmtree(folder, ignore_errors=True)
+        if callable(previous):
+            previous(signum, frame)
+            return
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, handler)
 
 
 def read_auth(path: str | None) -> list[tuple[str, str]] | None:
@@ -459,6 +555,11 @@ def main(argv: list[str] | None = None) -> None:
         "--db", default=None, help="annotation database: SQLite path or postgresql:// URL (default: in UME_MMA_HOME)"
     )
     ap.add_argument("--media-dir", default=None, help="media folder of a PostgreSQL annotation store")
+    ap.add_argument(
+        "--trusted-proxies",
+        default=None,
+        help="ADDR[,ADDR]: proxies whose X-Forwarded-For names the client (default: none; a Space's own proxy)",
+    )
     ap.add_argument("--auth", default=None, help="file of user:password lines (or UME_MMA_AUTH): login required")
     ap.add_argument(
         "--public", action="store_true", help="public mode (always on a Space): Space.yaml's checkpoints only, caps"
@@ -466,6 +567,10 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     if on_cpu(args.device) and not zero_gpu():  # ZeroGPU attaches a GPU later, inside the handlers
         skip_triton()  # models run on the CPU: Triton (GPU kernels) would take 76 MB for nothing
+    try:
+        proxies = Proxies.from_settings(args.trusted_proxies)
+    except ValueError as exc:
+        raise SystemExit(f"app.py: --trusted-proxies: {exc}") from None
     own_upload_folder()
     public = args.public or bool(os.environ.get("SPACE_ID"))
     auth = read_auth(args.auth)
@@ -481,12 +586,14 @@ def main(argv: list[str] | None = None) -> None:
     if store is not None:
         print(f"app.py: {writes_line(store)}", flush=True)
     pool, max_mb, seconds, per_client, line = serving_pool(args, public, auth, store)
+    budget = PUBLIC_UPLOAD_MB_PER_MINUTE if public else None
     if line:
         print(f"app.py: {line}", flush=True)
     try:
         demo = build_demo(
-            args.checkpoint, max_mb, seconds, pool, args.device, store=store, access=access, per_client=per_client
-        )
+            args.checkpoint, max_mb, seconds, pool, args.device, store=store, access=access, per_client=per_client,
+            proxies=proxies, upload_mb_per_minute=budget,
+        )  # fmt: skip
     except gr.Error as exc:
         found = ", ".join(list_checkpoints()) or "none"
         raise SystemExit(f"app.py: {exc.message}\nCheckpoints under {ROOT / 'checkpoints'}: {found}") from None

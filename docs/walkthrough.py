@@ -130,7 +130,10 @@ def main() -> None:
             page.screenshot(path=str(DOCS / "app-train.png"), full_page=True)
             checkpoint = page.locator("#train-state code").last.inner_text().strip()
             # 1 and 4: a held-out failure of the base, then the same sample with the new model
-            before, after = Predictor.from_pretrained(BASE), Predictor.from_pretrained(checkpoint)
+            from ume_mma.jobs import job_checkpoint  # the state line names the job's checkpoint: job-<id>
+
+            folder = job_checkpoint(store, checkpoint)
+            before, after = Predictor.from_pretrained(BASE), Predictor.from_pretrained(folder)
             inputs, label = wrong_then_right(shift, before, after)
             page.get_by_role("tab", name="Predict").click()
             page.locator("#image-input input[type=file]").set_input_files(inputs["image"])

@@ -246,7 +246,7 @@ def test_modalities_given_as_a_string(served, media):
 
 
 def test_unknown_or_unused_modalities_are_refused(served, media):
-    with pytest.raises(AppError, match="not in the list of choices"):
+    with pytest.raises(AppError, match=r"modalities \['smell'\] are not used by this model; it uses"):
         predict(served.client, image=media.image, modalities=["smell"])
     unused = [m for m in MODALITIES if m not in served.predictor.modalities]
     if unused:

@@ -82,7 +82,8 @@ def job(served):
 def test_a_job_started_from_the_api_runs_and_its_checkpoint_loads_in_the_app(served, job):
     c, status = job
     assert status["state"] == "succeeded", status["error"]
-    assert status["config"]["init_from"] == str(served[2])
+    assert status["config"]["init_from"] == served[2].name  # by name: no server path in a job's status
+    assert "out_dir" not in status and str(served[3]) not in str(status)
     from ume_mma.finetune import ANNOTATION_RECIPE  # the tab's small-data recipe; epochs as given
 
     assert {k: status["config"][k] for k in ("head_lr", "mma_lr", "dropout_p", "head_epochs", "batch_size")} == {
@@ -93,12 +94,15 @@ def test_a_job_started_from_the_api_runs_and_its_checkpoint_loads_in_the_app(ser
     assert all(b["state"] == "done" for b in status["bars"]) and status["curve"]
     assert set(status["before"]) >= {"full", "without_audio", "without_image", "missing_rate_0.5"}
     assert status["after"] == status["metrics"]["test"]["accuracy"]
-    checkpoint = Path(status["checkpoint"])
-    assert (checkpoint / "model.safetensors").is_file()
-    c.predict(str(checkpoint), api_name="/load_model")  # the new checkpoint loads in the running app...
+    assert status["checkpoint"] == f"job-{status['id']}"  # the result by name
+    from ume_mma.jobs import JobStore
+
+    assert (JobStore(served[1]).folder(status["id"]) / "out" / "checkpoint" / "model.safetensors").is_file()
+    checkpoint = status["checkpoint"]
+    c.predict(checkpoint, api_name="/load_model")  # the new checkpoint loads in the running app...
     data = served[3] / "pool"
     files = handle_file(str(data / "audio" / "train-b-0.wav")), handle_file(str(data / "images" / "train-b-0.png"))
-    out = c.predict(None, *files, "", [], str(checkpoint), api_name="/predict")
+    out = c.predict(None, *files, "", [], checkpoint, api_name="/predict")
     assert set(out["branches"]) == {"audio", "image"} and out["fused"]["label"] in ("a", "b", "c")  # ...and predicts
 
 
@@ -182,7 +186,7 @@ def test_the_train_tab_follows_a_job_to_its_table_and_uses_the_model(served):
             ARTIFACTS.mkdir(exist_ok=True)
             page.screenshot(path=str(ARTIFACTS / "train-tab.png"), full_page=True)
             page.locator("#train-use").click()  # the session now predicts with the job's checkpoint
-            job_checkpoint = re.compile(r"job-\d+/out/checkpoint$")
+            job_checkpoint = re.compile(r"^job-\d+$")  # the job's checkpoint by name, not by path
             expect(page.locator("#checkpoint input")).to_have_value(job_checkpoint, timeout=WAIT_MS)
             predict_tab = page.get_by_role("tab", name="Predict")
             expect(predict_tab).to_have_attribute("aria-selected", "true", timeout=WAIT_MS)  # back on it

@@ -227,3 +227,44 @@ def test_a_stop_mid_epoch_then_resume_gives_the_uninterrupted_model(base, tmp_pa
     for name in ("unimodal-audio", "unimodal-image", "mma"):
         a, b = _tensors(tmp_path / "a" / "models" / name), _tensors(tmp_path / "b" / "models" / name)
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), name
+
+
+def without(data: Path, modality: str, out: Path) -> Path:
+    """A copy of ``data`` whose rows have no ``modality``."""
+    shutil.copytree(data, out)
+    rows = [json.loads(line) for line in (data / "metadata.jsonl").read_text().splitlines()]
+    for row in rows:
+        row.pop(modality, None)
+    (out / "metadata.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return out
+
+
+def test_a_finetune_on_image_only_data_keeps_the_audio_branch_of_the_base(base, tmp_path):
+    """Annotations without audio (issue 18): data preparation skips the absent audio (no placeholder reaches
+    the audio encoder), no 'unimodal-audio' phase runs, the image branch and the fusion train, and the
+    fine-tuned checkpoint keeps both branches."""
+    data = without(base.new, "audio", tmp_path / "image-only")
+    cfg = _config(base.tmp, tmp_path / "ft", init_from=str(base.checkpoint), data=str(data), epochs=1, mma_epochs=1)
+    metrics = run(cfg, progress=tmp_path / "progress.jsonl")
+    lines = [json.loads(x) for x in (tmp_path / "progress.jsonl").read_text().splitlines()]
+    assert lines[0]["phases"] == ["unimodal-image", "mma"]  # no uni-modal audio phase
+    assert {x["phase"] for x in lines if x["event"] == "phase"} == {"unimodal-image", "mma"}
+    parent = from_pretrained(base.checkpoint, load_encoder_weights=False)
+    child = from_pretrained(tmp_path / "ft" / "models" / "mma", load_encoder_weights=False)
+    assert child.modalities == parent.modalities  # the fine-tune keeps both branches
+    assert not (tmp_path / "ft" / "models" / "unimodal-audio").exists()  # no audio phase, no audio model
+    image = from_pretrained(tmp_path / "ft" / "models" / "unimodal-image", load_encoder_weights=False)
+    assert not torch.equal(parent.heads["image"].weight, image.heads["image"].weight)  # the image branch learned
+    assert metrics["saved"] in ("ume", "mma", "reliability")
+
+
+def test_a_job_on_data_the_base_cannot_use_is_refused_up_front(base, tmp_path):
+    from ume_mma.errors import DatasetFormatError
+    from ume_mma.jobs.api import build_config, validate
+
+    data = without(without(base.new, "audio", tmp_path / "a"), "image", tmp_path / "none")
+    rows = [json.loads(line) | {"text": "words"} for line in (data / "metadata.jsonl").read_text().splitlines()]
+    (data / "metadata.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))  # text only
+    cfg = build_config(None, {"init_from": str(base.checkpoint), "data": str(data)})
+    with pytest.raises(DatasetFormatError, match="none of which the base checkpoint uses \\(audio, image\\)"):
+        validate(cfg)

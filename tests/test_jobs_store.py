@@ -1,5 +1,5 @@
-"""The jobs table: the version 2 -> 3 migration (SQLite and PostgreSQL), conditional state moves, one running
-job per device."""
+"""The jobs table: the version 2 -> 3 -> 4 migrations (SQLite and PostgreSQL), conditional state moves, one
+running job per device, the owner of a job."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ def test_migrates_a_version_2_database(store_url):
     store = open_store(*store_url)  # migrates
     with store.transaction() as conn:
         versions = conn.execute(sa.select(schema.schema_version.c.version).order_by("version")).scalars().all()
-        assert versions == [2, 3]
+        assert versions == [2, 3, 4]
         assert conn.execute(sa.select(schema.queues.c.name)).scalar_one() == "old"  # the data is kept
         assert "ix_jobs_device_state" in {i["name"] for i in sa.inspect(conn).get_indexes("jobs")}
     jobs = JobStore(store)
@@ -38,13 +38,32 @@ def test_migrates_a_version_2_database(store_url):
     store.close()
     open_store(*store_url).close()  # opening a current database again changes nothing
     with _raw_engine(store_url).connect() as conn:
-        assert conn.execute(sa.select(sa.func.count()).select_from(schema.schema_version)).scalar_one() == 2
+        assert conn.execute(sa.select(sa.func.count()).select_from(schema.schema_version)).scalar_one() == 3
+
+
+def test_migrates_a_version_3_database_keeping_its_jobs_without_an_owner(store_url):
+    v3 = schema.build_tables(sa.MetaData(), 3)
+    assert "owner" not in v3["jobs"].c
+    engine = _raw_engine(store_url)
+    with engine.begin() as conn:
+        schema.create_schema(conn, version=3)
+        conn.execute(v3["jobs"].insert().values(id=7, state="succeeded", runner="local", device="cpu", config={},
+                                                options={}, resume=False, out_dir="/x", created_at=1))  # fmt: skip
+    engine.dispose()
+    store = open_store(*store_url)  # migrates
+    jobs = JobStore(store)
+    old = jobs.get(7)
+    assert (old["state"], old["out_dir"], old["owner"]) == ("succeeded", "/x", None)  # kept, no owner
+    assert jobs.get(jobs.add({"n": 1}, "local", "cpu", {}, owner="alice"))["owner"] == "alice"
+    with store.transaction() as conn:
+        assert schema.current_version(conn) == 4
+    store.close()
 
 
 def test_a_new_database_has_the_jobs_table(tmp_path):
     store = open_store(tmp_path / "a.db")
     with store.transaction() as conn:
-        assert schema.current_version(conn) == 3 == schema.SCHEMA_VERSION
+        assert schema.current_version(conn) == 4 == schema.SCHEMA_VERSION
         assert "jobs" in sa.inspect(conn).get_table_names()
     assert JobStore(store).root == tmp_path / "a.db.jobs"
 

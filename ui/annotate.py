@@ -12,13 +12,15 @@ annotator is the local user). Every write returns only after its transaction com
 from __future__ import annotations
 
 import getpass
+import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
 
 import gradio as gr
 
+from ui import inputs as valid
 from ui.errors import readable
 from ui.predict import make_inputs
 from ume_mma.annotate import (
@@ -56,14 +58,24 @@ SHORTCUTS_JS = """() => {
 }"""
 
 
+def admins_from_env() -> frozenset[str]:
+    """``UME_MMA_ADMINS=alice,bob``: the users (of ``--auth``, or Hugging Face names) who see every job."""
+    return frozenset(n.strip() for n in os.environ.get("UME_MMA_ADMINS", "").split(",") if n.strip())
+
+
 @dataclass(frozen=True)
 class Access:
     """How annotators are identified: ``login`` (Gradio auth), ``oauth`` (Sign in with Hugging Face) or
-    ``local`` (a server bound to 127.0.0.1: the local user)."""
+    ``local`` (a server bound to 127.0.0.1: the local user). ``admins`` see and cancel every job; the
+    local user is the only user and sees them all too."""
 
     mode: str
     local_user: str = ""
     server_paths: bool = True  # may a user name folders on the server (import a queue, base data)? Not in public mode
+    admins: frozenset[str] = field(default_factory=admins_from_env)
+
+    def is_admin(self, who: str) -> bool:
+        return self.mode == "local" or who in self.admins
 
     def check_server_path(self, what: str) -> None:
         if not self.server_paths:
@@ -189,18 +201,23 @@ def item_views(item: Any) -> list[Any]:
 
 def flag_dict(value: Any) -> dict[str, Any]:
     """The API's ``flags`` input: a mapping modality -> list of flag names (empty: none)."""
-    if value in (None, "", []):
-        return {}
-    if not isinstance(value, dict):
-        raise InputError('flags is a mapping from a modality to a list of flags, e.g. {"audio": ["noisy"]}')
-    return value
+    return valid.flags(value)
 
 
 def item_number(value: Any) -> int:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        raise InputError(f"item_id must be the id of a queue item (a number), got {value!r}") from None
+    return valid.item_id(value)
+
+
+def queue_name(value: Any) -> str:
+    return valid.text(value, "queue", valid.NAME_MAX_CHARS, "default")
+
+
+def note_text(value: Any) -> str:
+    return valid.text(value, "note", valid.NOTE_MAX_CHARS)
+
+
+def label_text(value: Any) -> str:
+    return valid.text(value, "label", valid.LABEL_MAX_CHARS)
 
 
 def flags_of(values: list[Any]) -> dict[str, list[str]]:
@@ -216,12 +233,19 @@ def handlers(store: Store, access: Access, pool: Any, default: str) -> SimpleNam
 
     def store_annotation(files: tuple, label: str, who: str, flags: Any, note: str, ref: str) -> Any:
         """Predict the inputs with checkpoint ``ref`` (the annotator saw that) and store them with the label."""
+        label, note = label_text(label), note_text(note)
+        files = (*files[:3], valid.text(files[3], "text", valid.TEXT_MAX_CHARS))
         inputs = make_inputs(*files)
-        predictor = pool.get(ref).predictor
+        predictor = pool.get(valid.text(ref, "checkpoint", valid.REF_MAX_CHARS)).predictor
         prediction = predictor.predict(inputs).to_dict()
         return annotate_sample(store, inputs, label, who, predictor.labels, flag_dict(flags), note or "", prediction)
 
-    def refresh(name: str | None) -> tuple[str, list[list[Any]]]:
+    def refresh(name: str | None, request: gr.Request = None, profile: gr.OAuthProfile | None = None):
+        """The queue's progress line and the latest annotations: a read, behind the same sign-in as a write."""
+        access.annotator(request, profile)
+        return shown(name)
+
+    def shown(name: str | None) -> tuple[str, list[list[Any]]]:
         queue = _queue(store, name) if name in queue_names(store) else None
         return stats_line(queue), recent(store)
 
@@ -230,7 +254,7 @@ def handlers(store: Store, access: Access, pool: Any, default: str) -> SimpleNam
         who = access.annotator(request, profile)
         if not name:
             raise gr.Error("Choose a queue (or import a folder first).", print_exception=False)
-        return [*item_views(_queue(store, name).next_item(who)), *refresh(name)]
+        return [*item_views(_queue(store, name).next_item(who)), *shown(name)]
 
     @readable
     def submit_ui(
@@ -250,7 +274,8 @@ def handlers(store: Store, access: Access, pool: Any, default: str) -> SimpleNam
             raise gr.Error("No item: press Next item first.", print_exception=False)
         if not label:
             raise gr.Error("Choose a label first.", print_exception=False)
-        _queue(store, name).submit(item_id, label, access.annotator(request, profile), flags_of(flag_values), note)
+        who = access.annotator(request, profile)
+        _queue(store, name).submit(item_id, label_text(label), who, flags_of(flag_values), note_text(note))
         return next_ui(name, request, profile)
 
     @readable
@@ -264,7 +289,7 @@ def handlers(store: Store, access: Access, pool: Any, default: str) -> SimpleNam
         item = _queue(store, name).undo_last(access.annotator(request, profile))
         if item is None:
             raise gr.Error("Nothing of yours to undo in this queue.", print_exception=False)
-        return [*item_views(item), *refresh(name)]
+        return [*item_views(item), *shown(name)]
 
     def import_folder(folder: Any, name: Any, order: Any, ref: str, progress: Any = None) -> ImportResult:
         """Import a dataset folder on the server as queue ``name`` and predict it with checkpoint ``ref``
@@ -285,10 +310,11 @@ def handlers(store: Store, access: Access, pool: Any, default: str) -> SimpleNam
     def import_ui(folder, name, order, k, request: gr.Request, profile: gr.OAuthProfile | None, progress=gr.Progress()):
         access.annotator(request, profile)  # importing writes too
         access.check_server_path("importing a dataset folder")
+        folder, name = valid.text(folder, "folder", valid.REF_MAX_CHARS), queue_name(name)
         result = import_folder(folder, name, order, k, progress)
         name = result.queue
         note = f"Imported {result.added} items into `{name}` ({result.duplicates} already there) and ordered them."
-        return note, gr.update(choices=queue_names(store), value=name), *refresh(name)
+        return note, gr.update(choices=queue_names(store), value=name), *shown(name)
 
     @readable
     def import_queue(folder=None, queue="default", order="disagreement", checkpoint=None,
@@ -300,7 +326,10 @@ def handlers(store: Store, access: Access, pool: Any, default: str) -> SimpleNam
         caller who may annotate, and never in public mode (no folder on the server is read there)."""
         access.annotator(request, profile)
         access.check_server_path("importing a dataset folder")
-        result = import_folder(folder, queue, order, (checkpoint or "").strip() or default)
+        folder, queue = valid.text(folder, "folder", valid.REF_MAX_CHARS), queue_name(queue)
+        order = valid.text(order, "order", valid.NAME_MAX_CHARS, "disagreement")
+        ref = valid.text(checkpoint, "checkpoint", valid.REF_MAX_CHARS).strip() or default
+        result = import_folder(folder, queue, order, ref)
         total = AnnotationQueue(store, result.queue).stats().total
         return {"queue": result.queue, "added": result.added, "duplicates": result.duplicates, "total": total}
 
@@ -312,7 +341,7 @@ def handlers(store: Store, access: Access, pool: Any, default: str) -> SimpleNam
         "label", "annotator"} once the annotation is committed; it is stored in queue "app" (see
         /annotation_stats("app"))."""
         who = access.annotator(request, profile)
-        ref = (checkpoint or "").strip() or default
+        ref = valid.text(checkpoint, "checkpoint", valid.REF_MAX_CHARS).strip() or default
         return store_annotation((video, audio, image, text), label or "", who, flags, note, ref).to_dict()
 
     @readable
@@ -321,7 +350,7 @@ def handlers(store: Store, access: Access, pool: Any, default: str) -> SimpleNam
             raise gr.Error("Choose the label of this sample first.", print_exception=False)
         done = store_annotation((v, a, i, t), label, access.annotator(request, profile), {}, note, k)
         status = f"Saved: sample {done.sample_id} labelled **{done.label}** by {done.annotator} (queue `{APP_QUEUE}`)."
-        return status, *refresh(APP_QUEUE)
+        return status, *shown(APP_QUEUE)
 
     @readable
     def next_item(queue="default", request: gr.Request = None, profile: gr.OAuthProfile | None = None):
@@ -329,7 +358,7 @@ def handlers(store: Store, access: Access, pool: Any, default: str) -> SimpleNam
         its id, inputs (paths on the server), labels and the checkpoint's predictions; null when none is left.
         A queue comes from /import_queue (a folder; default name "default"); /annotate writes to queue "app".
         A queue that does not exist yet is empty: null."""
-        item = _queue(store, queue).next_item(access.annotator(request, profile))
+        item = _queue(store, queue_name(queue)).next_item(access.annotator(request, profile))
         return item.to_dict() if item else None
 
     @readable
@@ -337,23 +366,24 @@ def handlers(store: Store, access: Access, pool: Any, default: str) -> SimpleNam
                     profile: gr.OAuthProfile | None = None):  # fmt: skip
         """Label a leased item; returns {"id", "item_id", "label", "annotator"} once committed."""
         who = access.annotator(request, profile)
-        number = item_number(item_id)
-        ann = _queue(store, queue).submit(number, label or "", who, flag_dict(flags), note or "")
+        number, label, note = item_number(item_id), label_text(label), note_text(note)
+        ann = _queue(store, queue_name(queue)).submit(number, label, who, flag_dict(flags), note)
         return {"id": ann, "item_id": number, "label": label, "annotator": who}
 
     @readable
     def undo_last(queue="default", request: gr.Request = None, profile: gr.OAuthProfile | None = None):
         """Take back the caller's latest annotation in a queue; its item is leased back and returned (null when
         the caller has nothing to undo there, or the queue does not exist yet)."""
-        item = _queue(store, queue).undo_last(access.annotator(request, profile))
+        item = _queue(store, queue_name(queue)).undo_last(access.annotator(request, profile))
         return item.to_dict() if item else None
 
     @readable
-    def annotation_stats(queue="default"):
+    def annotation_stats(queue="default", request: gr.Request = None, profile: gr.OAuthProfile | None = None):
         """A queue's progress: total = labelled + pending (free) + leased (held now by an annotator), disagreements
         left, annotations per annotator; zero counts for a queue that does not exist yet. /annotate writes to
-        queue "app"; /import_queue makes one from a folder."""
-        return _queue(store, queue).stats().to_dict()
+        queue "app"; /import_queue makes one from a folder. Signed-in callers only, like writes."""
+        access.annotator(request, profile)  # who annotated what is a read of the annotations: signed in only
+        return _queue(store, queue_name(queue)).stats().to_dict()
 
     return SimpleNamespace(**{k: v for k, v in locals().items() if callable(v)})
 
@@ -381,7 +411,7 @@ def wire(ui: SimpleNamespace, fns: SimpleNamespace, key: Any, predict_ui: Simple
         )
         flags, queue = gr.JSON(label="flags", value={}), gr.Textbox(label="queue", value="default")
         item_id, checkpoint, out = (
-            gr.Number(label="item_id", precision=0),
+            gr.JSON(label="item_id"),  # a plain value: the handler checks it (valid.item_id)
             gr.Textbox(label="checkpoint", value=""),
             gr.JSON(),
         )

@@ -11,22 +11,25 @@ from __future__ import annotations
 
 import html
 import time
+from collections.abc import Callable
 from types import SimpleNamespace
 from typing import Any
 
 import gradio as gr
 import pandas as pd
 
+from ui import inputs as valid
 from ui.annotate import Access
 from ui.errors import readable
+from ui.jobview import public_status, shown_ref
 from ume_mma.annotate import queue_names
 from ume_mma.annotate.export import annotation_counts
 from ume_mma.annotate.store import Store
 from ume_mma.data.format import SPLITS
 from ume_mma.finetune import ANNOTATION_RECIPE
-from ume_mma.jobs import cancel_job, job_status, list_jobs, start_job
+from ume_mma.jobs import JobStore, cancel_job, job_status, list_jobs, start_job
 from ume_mma.jobs.hf import DEFAULT_FLAVOR
-from ume_mma.jobs.store import FINISHED
+from ume_mma.jobs.store import FINISHED, JobError
 from ume_mma.report import accuracy_columns, column_title
 
 ALL = "(every queue)"
@@ -79,7 +82,7 @@ def train_tab(store: Store, checkpoints: list[str], default: str) -> SimpleNames
             ui.mma_epochs = gr.Number(ANNOTATION_RECIPE["mma_epochs"], label="Epochs (MMA)", precision=0, minimum=0)
         ui.start = gr.Button("Start fine-tuning", variant="primary", elem_id="train-start")
         with gr.Row():
-            ui.job = gr.Dropdown(job_choices(store), label="Job", scale=3, elem_id="train-job")
+            ui.job = gr.Dropdown([], label="Job", scale=3, elem_id="train-job")  # filled for the signed-in user
             ui.cancel = gr.Button("Cancel job", scale=1, elem_id="train-cancel")
         ui.state = gr.Markdown(elem_id="train-state")
         ui.bars = gr.HTML(elem_id="train-bars")
@@ -98,10 +101,16 @@ def train_tab(store: Store, checkpoints: list[str], default: str) -> SimpleNames
     return ui
 
 
-def job_choices(store: Store) -> list[tuple[str, int]]:
-    """The Job dropdown: ``#id · created · base`` for every job, newest first (the state line says its state)."""
+def job_choices(store: Store, show: Callable[[dict[str, Any]], bool] = lambda job: True) -> list[tuple[str, int]]:
+    """The Job dropdown: ``#id · created · base`` for every job ``show`` accepts, newest first (the state line
+    says its state); the base by name, not by server path."""
     when = lambda t: time.strftime("%Y-%m-%d %H:%M", time.localtime(t))  # noqa: E731
-    return [(f"#{j['id']} · {when(j['created_at'])} · from {j['init_from'] or '-'}", j["id"]) for j in list_jobs(store)]
+    root = JobStore(store).root
+    return [
+        (f"#{j['id']} · {when(j['created_at'])} · from {shown_ref(j['init_from'], root) or '-'}", j["id"])
+        for j in list_jobs(store)
+        if show(j)
+    ]
 
 
 def counts_frame(counts: dict[str, dict[str, int]]) -> pd.DataFrame:
@@ -196,55 +205,84 @@ def log_tail(status: dict[str, Any]) -> str:
 
 
 def job_number(value: Any) -> int:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        raise gr.Error(f"job_id must be a job number, got {value!r}", print_exception=False) from None
+    return valid.item_id(value, "job_id")
 
 
 def handlers(store: Store, access: Access, pool: Any = None) -> SimpleNamespace:
-    """The Train tab's events and the public jobs API (each start, cancel and status needs the access rule).
+    """The Train tab's events and the public jobs API. Every read and write needs the access rule's sign-in;
+    a job is its owner's (status, cancel, the job list), an admin's (``UME_MMA_ADMINS``) and the local user's.
     ``pool``: the app's checkpoint pool; a base checkpoint must be one it may load (its allow-list)."""
+    jobs_root = JobStore(store).root
 
-    def start(base, annotations, base_data, replay, runner, flavor, epochs, mma_epochs) -> int:
-        if not (base or "").strip():
+    def visible(job: dict[str, Any], who: str) -> bool:
+        return access.is_admin(who) or job.get("owner") == who
+
+    def own(job_id: Any, who: str) -> int:
+        """The id of a job ``who`` may see; another's job and a missing one get the same answer."""
+        number = job_number(job_id)
+        try:
+            job = JobStore(store).get(number)
+        except JobError:
+            job = None
+        if job is None or not visible(job, who):
+            raise gr.Error(f"No job {number} of yours here.", print_exception=False)
+        return number
+
+    def choices(who: str) -> list[tuple[str, int]]:
+        return job_choices(store, lambda job: visible(job, who))
+
+    def start(who, base, annotations, base_data, replay, runner, flavor, epochs, mma_epochs) -> int:
+        base = valid.text(base, "base", valid.REF_MAX_CHARS).strip()
+        if not base:
             raise gr.Error("Choose a base checkpoint.", print_exception=False)
-        ref = base.strip()
-        if pool is not None:
-            ref = pool.key(ref)  # as the app loads it: a public app fine-tunes only what it serves
+        annotations = valid.text(annotations, "annotations", valid.NAME_MAX_CHARS).strip()
+        base_data = valid.text(base_data, "base_data", valid.REF_MAX_CHARS).strip()
+        runner = valid.text(runner, "runner", valid.NAME_MAX_CHARS).strip() or "local"
+        flavor = valid.text(flavor, "flavor", valid.NAME_MAX_CHARS).strip()
+        counts = [
+            valid.whole(v, name, *valid.EPOCHS_RANGE) for v, name in ((epochs, "epochs"), (mma_epochs, "mma_epochs"))
+        ]
+        replay = valid.number(replay, "replay", 0.0, 0.9, ANNOTATION_RECIPE["replay"])
+        kind = RUNNERS.get(runner, runner)
+        if kind not in RUNNERS.values():
+            raise gr.Error(f"runner is one of {', '.join(RUNNERS.values())}, got {valid.shorten(runner)}",
+                           print_exception=False)  # fmt: skip
+        ref = (
+            pool.key(base) if pool is not None else base
+        )  # as the app loads it: a public app fine-tunes only what it serves
         # the small-data recipe (ANNOTATION_RECIPE) without its replay, which needs base data
         overrides: dict[str, Any] = {k: v for k, v in ANNOTATION_RECIPE.items() if k != "replay"}
         overrides["init_from"] = ref
-        if (base_data or "").strip():
+        if base_data:
             access.check_server_path("base data")
-            overrides |= {"base_data": base_data.strip(), "replay": float(replay or 0.0)}
-        for key, value in (("epochs", epochs), ("mma_epochs", mma_epochs)):
+            overrides |= {"base_data": base_data, "replay": replay}
+        for key, value in zip(("epochs", "mma_epochs"), counts, strict=True):
             if value is not None:
-                overrides[key] = int(value)
-        kind = RUNNERS.get(runner, runner) or "local"
+                overrides[key] = value
         options = {"flavor": flavor or DEFAULT_FLAVOR} if kind == "hf" else {}
-        queue = True if annotations in (None, "", ALL) else annotations
-        return start_job(store, overrides, kind, options=options, annotations=queue)
+        queue = True if annotations in ("", ALL) else annotations
+        return start_job(store, overrides, kind, options=options, annotations=queue, owner=who)
 
     @readable
-    def counts_ui(queue):
+    def counts_ui(queue, request: gr.Request = None, profile: gr.OAuthProfile | None = None):
+        access.annotator(request, profile)  # the counts per label are a read of the annotations
         counts = annotation_counts(store, None if queue in (None, ALL) else queue)
         return counts_frame(counts)
 
     @readable
     def start_ui(base, queue, base_data, replay, runner, flavor, epochs, mma_epochs, request: gr.Request,
                  profile: gr.OAuthProfile | None):  # fmt: skip
-        access.annotator(request, profile)
-        job_id = start(base, queue, base_data, replay, runner, flavor, epochs, mma_epochs)
-        return gr.update(choices=job_choices(store), value=job_id), gr.Timer(active=True)
+        who = access.annotator(request, profile)
+        job_id = start(who, base, queue, base_data, replay, runner, flavor, epochs, mma_epochs)
+        return gr.update(choices=choices(who), value=job_id), gr.Timer(active=True)
 
     @readable
     def show_ui(job_id, request: gr.Request, profile: gr.OAuthProfile | None):
         if job_id is None:
             return ["", "", PLOT_EMPTY, "", [], gr.update(visible=False), "", gr.Timer(active=False)]
-        access.annotator(request, profile)
-        status = job_status(store, job_number(job_id), tail=12)
+        status = job_status(store, own(job_id, access.annotator(request, profile)), tail=12)
         finished = status["state"] in FINISHED or status["state"] == "interrupted"
+        status = public_status(status, jobs_root)
         ckpt = status.get("checkpoint") or "" if status["state"] == "succeeded" else ""
         return [
             state_line(status),
@@ -259,45 +297,48 @@ def handlers(store: Store, access: Access, pool: Any = None) -> SimpleNamespace:
 
     @readable
     def cancel_ui(job_id, request: gr.Request, profile: gr.OAuthProfile | None):
-        access.annotator(request, profile)
+        who = access.annotator(request, profile)
         if job_id is None:
             raise gr.Error("Choose a job first.", print_exception=False)
-        cancel_job(store, job_number(job_id))
-        return gr.update(choices=job_choices(store), value=job_number(job_id)), gr.Timer(active=True)
+        cancel_job(store, own(job_id, who))
+        return gr.update(choices=choices(who), value=job_number(job_id)), gr.Timer(active=True)
 
     @readable
     def start_job_api(base="", annotations="", base_data="", replay=0.1, runner="local", flavor="", epochs=None,
                       mma_epochs=None, request: gr.Request = None, profile: gr.OAuthProfile | None = None):  # fmt: skip
         """Start a fine-tuning job on the annotations: ``base`` checkpoint (folder or Hub id), ``annotations``
-        (a queue name; empty = every queue), optional ``base_data`` folder with ``replay`` share, ``runner``
-        ("local" or "hf" with a Jobs ``flavor``), ``epochs``/``mma_epochs`` (empty = the recipe's). The other
-        settings are the small-data recipe ``ume_mma.finetune.ANNOTATION_RECIPE``. Returns
-        the job's status (see /job_status); it runs in its own process: poll /job_status."""
-        access.annotator(request, profile)
-        job_id = start(base, annotations, base_data, replay, runner, flavor, epochs, mma_epochs)
-        return job_status(store, job_id, tail=0)
+        (a queue name; empty = every queue), optional ``base_data`` folder with ``replay`` share (0 to 0.9),
+        ``runner`` ("local" or "hf" with a Jobs ``flavor``), ``epochs``/``mma_epochs`` (0 to 1000; empty = the
+        recipe's). The other settings are the small-data recipe ``ume_mma.finetune.ANNOTATION_RECIPE``.
+        Returns the job's status (see /job_status); it runs in its own process: poll /job_status."""
+        who = access.annotator(request, profile)
+        job_id = start(who, base, annotations, base_data, replay, runner, flavor, epochs, mma_epochs)
+        return public_status(job_status(store, job_id, tail=0), jobs_root)
 
     @readable
     def job_status_api(job_id=None, request: gr.Request = None, profile: gr.OAuthProfile | None = None):
         """A job's state (queued, running, succeeded, failed, cancelled, interrupted), progress per phase,
         the loss/accuracy curve, the last progress lines, and before/after accuracies (held-out annotations:
-        ``before``/``after``; base test set: ``base_before``/``base_after``) and its ``checkpoint`` when done."""
-        access.annotator(request, profile)
-        return job_status(store, job_number(job_id))
+        ``before``/``after``; base test set: ``base_before``/``base_after``) and its ``checkpoint`` when done
+        (``job-<id>``: pass it to /predict or /load_model). Only the job's owner (or an admin) sees it."""
+        number = own(job_id, access.annotator(request, profile))
+        return public_status(job_status(store, number), jobs_root)
 
     @readable
     def cancel_job_api(job_id=None, request: gr.Request = None, profile: gr.OAuthProfile | None = None):
-        """Cancel a queued or running job (a running one saves its state and can be resumed from the CLI)."""
-        access.annotator(request, profile)
-        return job_status(store, cancel_job(store, job_number(job_id))["id"], tail=0)
+        """Cancel a queued or running job of yours (a running one saves its state and can be resumed from
+        the CLI)."""
+        number = own(job_id, access.annotator(request, profile))
+        return public_status(job_status(store, cancel_job(store, number)["id"], tail=0), jobs_root)
 
     def runner_ui(runner):
         return gr.update(visible=RUNNERS.get(runner) == "hf")
 
-    def refresh_ui(queue):
+    def refresh_ui(queue, request: gr.Request = None, profile: gr.OAuthProfile | None = None):
+        who = access.annotator(request, profile)  # queue names and the job list are reads too
         names = queue_names(store)
         value = queue if queue in names else ALL
-        return gr.update(choices=[ALL, *names], value=value), gr.update(choices=job_choices(store))
+        return gr.update(choices=[ALL, *names], value=value), gr.update(choices=choices(who))
 
     return SimpleNamespace(**{k: v for k, v in locals().items() if callable(v)})
 
@@ -317,10 +358,10 @@ def wire(ui: SimpleNamespace, fns: SimpleNamespace, tab: gr.Tab) -> None:
     ui.timer.tick(fns.show_ui, ui.job, shown, show_progress="hidden", **private)
     with gr.Column(visible=False):  # inputs of the API-only endpoints
         api = [gr.Textbox(label=name) for name in ("base", "annotations", "base_data")]
-        api += [gr.Number(label="replay", value=ANNOTATION_RECIPE["replay"]), gr.Textbox(label="runner", value="local")]
-        api += [gr.Textbox(label="flavor")]
-        api += [gr.Number(label=name, precision=0) for name in ("epochs", "mma_epochs")]
-        job_id, out = gr.Number(label="job_id", precision=0), gr.JSON()
+        api += [gr.JSON(label="replay"), gr.Textbox(label="runner", value="local")]
+        api += [gr.Textbox(label="flavor")]  # numbers as plain JSON values: the handlers check them (ui.inputs)
+        api += [gr.JSON(label=name) for name in ("epochs", "mma_epochs")]
+        job_id, out = gr.JSON(label="job_id"), gr.JSON()
         buttons = [gr.Button() for _ in range(3)]
     buttons[0].click(fns.start_job_api, api, out, api_name="start_job")
     buttons[1].click(fns.job_status_api, job_id, out, api_name="job_status")

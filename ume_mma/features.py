@@ -79,7 +79,7 @@ def _preprocess_all(
         first.setdefault(source(i), i)
     unique = list(first.values())
     if modality == "text" or not unique:  # tokenizers pad per call: one call keeps one length
-        raws = [load_raw(samples[i], modality, decoder) for i in unique] or [""]
+        raws = [load_raw(samples[i], modality, decoder) for i in unique] or [placeholder(modality, decoder)]
         batch = encoder.preprocess(raws)
     else:
         parts = []
@@ -98,6 +98,24 @@ def _preprocess_all(
     take = (lambda t: t[rows]) if idx else (lambda t: t[:0])
     batch = {k: take(v) for k, v in batch.items()} if isinstance(batch, dict) else take(batch)
     return _scatter(batch, idx, len(samples)), present
+
+
+def placeholder(modality: str, decoder: Decoder) -> Any:
+    """A stand-in input of ``modality`` when no sample has one: it only gives the (all-missing) rows their
+    shape, and is never a present row (an empty text; a second of silence; a black image or clip)."""
+    from PIL import Image
+
+    from ume_mma import io
+
+    if modality == "text":
+        return ""
+    if modality == "audio":
+        import numpy as np
+
+        rate = decoder.audio_rate or 16_000
+        return io.Audio(np.zeros(rate, dtype=np.float32), rate)
+    image = Image.new("RGB", (32, 32))
+    return image if modality == "image" else io.VideoClip([image], [0.0], None)
 
 
 def _scatter(batch: Batch, idx: list[int], n: int) -> Batch:

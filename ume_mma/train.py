@@ -243,12 +243,20 @@ class Job(PhaseTrainer):
         )
 
 
+def absent_modalities(job: Job) -> list[str]:
+    """The modalities no training sample has (e.g. audio for image-only annotations): a fine-tune keeps the
+    base's branch for them as it is (no uni-modal phase); the fused model learns with them missing."""
+    train = job.inputs[job.cfg.train_split]
+    return [m for m in sorted(job.specs) if not bool(train[m].present.any())]
+
+
 def planned_phases(job: Job) -> list[str]:
     """The training phases of :func:`train_models`, in order (for progress bars before they begin)."""
-    mods = sorted(job.specs)
+    mods, absent = sorted(job.specs), absent_modalities(job)
+    unimodal = [f"unimodal-{m}" for m in mods if m not in absent]
     if len(mods) < 2:
-        return [f"unimodal-{m}" for m in mods]
-    return [f"unimodal-{m}" for m in mods] + ([] if job.finetune else ["naive"]) + ["mma"]
+        return unimodal
+    return unimodal + ([] if job.finetune else ["naive"]) + ["mma"]
 
 
 def train_models(job: Job) -> dict[str, MultiModalModel]:
@@ -260,10 +268,17 @@ def train_models(job: Job) -> dict[str, MultiModalModel]:
     guarded = base is not None and cfg.branch_guard
     folds = branchguard.make_folds(job, job.annotated_train) if guarded else None
     fold_models: dict[str, list[MultiModalModel]] = {}
+    absent = absent_modalities(job)
+    if absent and base is None:
+        raise DatasetFormatError(f"{cfg.data}: no training sample has {', '.join(absent)}: its branch cannot learn")
     for m in mods:
         unimodal = MultiModalModel(job.model_config([m], "ume"))
         if base is not None:
             finetune.init_unimodal(unimodal, base)
+        if m in absent:  # nothing to learn from: the base's branch as it is (frozen while the fusion is refitted)
+            uni[m] = unimodal
+            job.keep_base.add(m)
+            continue
         uni[m] = job.train(f"unimodal-{m}", unimodal, job.unimodal_epochs(m), job.lr([m]), 0.0)
         if guarded:  # the fine-tuned branch replaces the base's only if not worse
             job.guard[m], fold_models[m] = branchguard.check_branch(job, m, base, folds)

@@ -88,6 +88,9 @@ def validate_annotation(
             raise InputError(f"unknown modality {modality!r} in flags; known: {', '.join(MODALITIES)}")
         if modality not in present:
             raise InputError(f"flags for {modality!r}, but this sample has no {modality}")
+        if not isinstance(names, str | list | tuple | set) or not all(isinstance(n, str) for n in names):
+            known = ", ".join(schema.FLAGS)
+            raise InputError(f"flags for {modality} are a list of flag names ({known}); got {names!r}")
         names = [names] if isinstance(names, str) else list(names)
         bad = sorted(set(names) - set(schema.FLAGS))
         if bad:

@@ -8,6 +8,8 @@ Versions:
      (queue, state, rank, position) and for an annotator's last annotation.
   3. ``jobs``: fine-tuning jobs (``ume_mma.jobs``): state, runner, device, config, process or remote id,
      times, final metrics, output folder, error; an index for the next queued job of a device.
+  4. ``jobs.owner``: who started a job (the app's signed-in user; NULL for a job of the CLI or of an
+     older version, which only an admin or the local user sees).
 
 ``create_schema`` builds the current version in an empty database; ``ensure_schema`` migrates an older
 one in place, in one transaction, and refuses a database written by a newer version of this code.
@@ -22,7 +24,7 @@ import sqlalchemy as sa
 
 from ume_mma.errors import StoreError
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 FLAGS = ("noisy", "irrelevant", "corrupt")  # per-modality flags an annotator may set
 STATES = ("pending", "done")  # a queue item is handed out while pending; done once annotated
 JOB_STATES = ("queued", "running", "succeeded", "failed", "cancelled", "interrupted")
@@ -33,11 +35,11 @@ def build_tables(metadata: sa.MetaData, version: int = SCHEMA_VERSION) -> dict[s
     tables = _sample_tables(metadata)
     tables.update(_work_tables(metadata, version))
     if version >= 3:
-        tables["jobs"] = _jobs_table(metadata)
+        tables["jobs"] = _jobs_table(metadata, version)
     return tables
 
 
-def _jobs_table(metadata: sa.MetaData) -> sa.Table:
+def _jobs_table(metadata: sa.MetaData, version: int = SCHEMA_VERSION) -> sa.Table:
     """Fine-tuning jobs (version 3). ``state`` is one of JOB_STATES; ``process`` identifies a local job's
     process group (``"<pid>:<start time>"``, so a reused pid is not mistaken for it)."""
     jobs = sa.Table(
@@ -61,6 +63,7 @@ def _jobs_table(metadata: sa.MetaData) -> sa.Table:
         sa.Column("exit_code", sa.Integer),
         sa.Column("metrics", sa.JSON),  # the final metrics (chosen model, test accuracy, before/after)
         sa.Column("error", sa.Text),
+        *([sa.Column("owner", sa.String(200))] if version >= 4 else []),  # who started it (version 4)
     )
     sa.Index("ix_jobs_device_state", jobs.c.device, jobs.c.state, jobs.c.id)
     return jobs
@@ -170,7 +173,11 @@ def _migrate_2_to_3(conn: sa.Connection) -> None:
     build_tables(sa.MetaData(), 3)["jobs"].create(conn)  # with its index
 
 
-MIGRATIONS: dict[int, Callable[[sa.Connection], None]] = {2: _migrate_1_to_2, 3: _migrate_2_to_3}
+def _migrate_3_to_4(conn: sa.Connection) -> None:
+    conn.execute(sa.text("ALTER TABLE jobs ADD COLUMN owner VARCHAR(200)"))  # existing jobs: no owner (NULL)
+
+
+MIGRATIONS: dict[int, Callable[[sa.Connection], None]] = {2: _migrate_1_to_2, 3: _migrate_2_to_3, 4: _migrate_3_to_4}
 
 
 def current_version(conn: sa.Connection) -> int | None:

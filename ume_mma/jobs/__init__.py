@@ -12,7 +12,16 @@ CLI: ``python -m ume_mma.jobs start|status|cancel|resume|list``.
 """
 
 from ume_mma.jobs import hf, local  # noqa: F401  (the runners register themselves)
-from ume_mma.jobs.api import cancel_job, job_status, list_jobs, recover_jobs, resume_job, start_job
+from ume_mma.jobs.api import (
+    cancel_job,
+    job_checkpoint,
+    job_name,
+    job_status,
+    list_jobs,
+    recover_jobs,
+    resume_job,
+    start_job,
+)
 from ume_mma.jobs.runners import RUNNERS, Runner, get_runner, register_runner
 from ume_mma.jobs.store import JobError, JobStore
 
@@ -23,6 +32,8 @@ __all__ = [
     "Runner",
     "cancel_job",
     "get_runner",
+    "job_checkpoint",
+    "job_name",
     "job_status",
     "list_jobs",
     "recover_jobs",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -73,6 +74,12 @@ def validate(cfg: TrainConfig) -> None:
         base, _ = load_model_config(cfg.init_from)  # labels and modalities first: a misfit is refused at once
         check_modalities(base.modalities, data.modalities, model=f"init_from={cfg.init_from}", data=cfg.data)
         finetune.check_labels(data.labels, base, cfg.data)
+        had = {m for s in data.split(cfg.train_split).samples for m in s.present}
+        if not had & set(base.modalities):  # absent modalities are skipped; none at all leaves nothing to learn
+            raise DatasetFormatError(
+                f"the training samples have {', '.join(sorted(had)) or 'no input'}, none of which the base "
+                f"checkpoint uses ({', '.join(base.modalities)}): nothing to fine-tune on"
+            )
         if cfg.base_data:
             finetune.check_labels(load_dataset(cfg.base_data).labels, base, f"base_data {cfg.base_data}")
         finetune.load_base(cfg.init_from)  # then the weights load (or the job is refused)
@@ -86,6 +93,7 @@ def start_job(
     config: str | os.PathLike[str] | None = None,
     options: dict[str, Any] | None = None,
     annotations: str | bool | None = None,
+    owner: str | None = None,
 ) -> int:
     """Queue a fine-tuning (or training) job and start it when its device is free; returns the job id.
 
@@ -93,7 +101,8 @@ def start_job(
     (e.g. ``{"init_from": "checkpoints/av-digits", "data": "exports/x", "replay": 0.3, "base_data": ...}``).
     ``annotations``: train on the store's current annotations (``True``: every queue; a name: that queue),
     exported into the job's folder. ``options``: runner options (``device`` for local; ``flavor``,
-    ``image``, ``namespace``, ``data_repo``, ``model_repo`` for ``hf``).
+    ``image``, ``namespace``, ``data_repo``, ``model_repo`` for ``hf``). ``owner``: who starts it (the app's
+    user; None from the CLI).
     """
     jobs = job_store(store)
     run = get_runner(runner, jobs)
@@ -111,7 +120,7 @@ def start_job(
                 import torch
 
                 options.setdefault("gpus", torch.cuda.device_count())
-        job_id = jobs.add(cfg.to_dict(), runner, device, options)
+        job_id = jobs.add(cfg.to_dict(), runner, device, options, owner=owner)
     except BaseException:
         if staged is not None:
             shutil.rmtree(staged.parent, ignore_errors=True)
@@ -196,7 +205,7 @@ def job_status(store: Store | JobStore, job_id: int, tail: int = 20) -> dict[str
     checkpoint = Path(job["out_dir"]) / "checkpoint"
     return {
         **{k: job[k] for k in ("id", "state", "runner", "device", "created_at", "started_at", "finished_at")},
-        **{k: job[k] for k in ("exit_code", "error", "remote_id", "out_dir", "config", "options")},
+        **{k: job[k] for k in ("exit_code", "error", "remote_id", "out_dir", "config", "options", "owner")},
         "queue_position": jobs.queue_position(job),
         "progress": summary,
         "recent": recent,
@@ -245,6 +254,20 @@ def resume_job(store: Store | JobStore, job_id: int) -> dict[str, Any]:
     return jobs.get(job_id)
 
 
+def job_name(job_id: int) -> str:
+    """A job's checkpoint by name: ``job-<id>`` (what the app shows instead of the folder's path)."""
+    return f"job-{int(job_id)}"
+
+
+def job_checkpoint(store: Store | JobStore, name: str) -> str | None:
+    """The folder of the checkpoint named ``job-<id>`` (:func:`job_name`) when that job has one, else None."""
+    match = re.fullmatch(r"job-(\d{1,18})", (name or "").strip())
+    if match is None:
+        return None
+    folder = job_store(store).folder(int(match.group(1))) / "out" / "checkpoint"
+    return str(folder) if (folder / "config.json").is_file() else None
+
+
 def list_jobs(store: Store | JobStore) -> list[dict[str, Any]]:
     """Every job, newest first: id, state, runner, device, times, data, init_from, chosen model and accuracy."""
     jobs = job_store(store)
@@ -253,7 +276,7 @@ def list_jobs(store: Store | JobStore) -> list[dict[str, Any]]:
     for job in jobs.list():
         test = ((job["metrics"] or {}).get("test") or {}).get("accuracy", {})
         rows.append(
-            {k: job[k] for k in ("id", "state", "runner", "device", "created_at", "started_at", "finished_at")}
+            {k: job[k] for k in ("id", "state", "runner", "device", "created_at", "started_at", "finished_at", "owner")}
             | {"data": job["config"].get("data"), "init_from": job["config"].get("init_from")}
             | {"chosen": (job["metrics"] or {}).get("chosen"), "test_full": test.get("full"), "error": job["error"]}
         )

@@ -42,10 +42,14 @@ class JobStore:
     def folder(self, job_id: int) -> Path:
         return self.root / f"job-{job_id}"
 
-    def add(self, config: dict[str, Any], runner: str, device: str, options: dict[str, Any]) -> int:
-        """Insert a queued job; its config's ``out`` becomes ``<folder>/out``. Returns the job id."""
+    def add(
+        self, config: dict[str, Any], runner: str, device: str, options: dict[str, Any], owner: str | None = None
+    ) -> int:
+        """Insert a queued job started by ``owner``; its config's ``out`` becomes ``<folder>/out``. Returns
+        the job id."""
         with self.store.transaction() as conn:
             row = dict(state="queued", runner=runner, device=device, config=config, options=options, resume=False)
+            row["owner"] = owner
             job_id = conn.execute(
                 jobs.insert().values(**row, out_dir="", created_at=self.clock())
             ).inserted_primary_key[0]
