@@ -95,6 +95,8 @@ def test_a_job_started_from_the_api_runs_and_its_checkpoint_loads_in_the_app(ser
     assert set(status["before"]) >= {"full", "without_audio", "without_image", "missing_rate_0.5"}
     assert status["after"] == status["metrics"]["test"]["accuracy"]
     assert status["checkpoint"] == f"job-{status['id']}"  # the result by name
+    evidence = status["metrics"]["finetune"]["evidence"]  # a few held-out annotations cannot tell
+    assert evidence["n"] == status["metrics"]["test"]["n"] < 20 and evidence["verdict"] == "too few to tell"
     from ume_mma.jobs import JobStore
 
     assert (JobStore(served[1]).folder(status["id"]) / "out" / "checkpoint" / "model.safetensors").is_file()
@@ -183,6 +185,7 @@ def test_the_train_tab_follows_a_job_to_its_table_and_uses_the_model(served):
             table = page.locator("#train-table")
             expect(table).to_contain_text("held-out annotations", timeout=WAIT_MS)
             expect(table).to_contain_text("after", timeout=WAIT_MS)
+            expect(page.locator("#train-state")).to_contain_text("too few to tell", timeout=WAIT_MS)
             ARTIFACTS.mkdir(exist_ok=True)
             page.screenshot(path=str(ARTIFACTS / "train-tab.png"), full_page=True)
             page.locator("#train-use").click()  # the session now predicts with the job's checkpoint

@@ -259,12 +259,13 @@ def test_a_finetune_on_image_only_data_keeps_the_audio_branch_of_the_base(base, 
 
 
 def test_a_job_on_data_the_base_cannot_use_is_refused_up_front(base, tmp_path):
-    from ume_mma.errors import DatasetFormatError
+    from ume_mma.compat import IncompatibleDataError
     from ume_mma.jobs.api import build_config, validate
 
     data = without(without(base.new, "audio", tmp_path / "a"), "image", tmp_path / "none")
     rows = [json.loads(line) | {"text": "words"} for line in (data / "metadata.jsonl").read_text().splitlines()]
     (data / "metadata.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))  # text only
     cfg = build_config(None, {"init_from": str(base.checkpoint), "data": str(data)})
-    with pytest.raises(DatasetFormatError, match="none of which the base checkpoint uses \\(audio, image\\)"):
+    # refused before anything loads: the data's modalities against the base's config (ume_mma.compat)
+    with pytest.raises(IncompatibleDataError, match="has text, but init_from=.* reads audio, image: no modality"):
         validate(cfg)

@@ -188,9 +188,24 @@ def state_line(status: dict[str, Any]) -> str:
     if s == "succeeded" and status.get("checkpoint"):
         chosen = (status.get("metrics") or {}).get("chosen")
         parts.append(f"chose `{chosen}`; checkpoint `{status['checkpoint']}`")
+        evidence = ((status.get("metrics") or {}).get("finetune") or {}).get("evidence")
+        if evidence:
+            parts.append(evidence_line(evidence))
     if status.get("error"):
         parts.append(f"error: {status['error']}")
     return " · ".join(parts)
+
+
+def evidence_line(e: dict[str, Any]) -> str:
+    """What the held-out annotations can tell, in words: the accuracy after with its 95% interval, before, and the
+    verdict (``too few to tell`` below 20 items or while the interval holds the base's accuracy)."""
+    low, high = e["after_interval"]
+    verdict = {"better": "better than the base", "worse": "**worse than the base**"}.get(e["verdict"])
+    said = verdict or "**too few to tell** a better model from a worse one: label more, or trust the cross-validation"
+    return (
+        f"held-out annotations: {e['n']}; after {100 * e['after']:.1f}% (95% interval {100 * low:.0f}-"
+        f"{100 * high:.0f}%) vs base {100 * e['before']:.1f}%: {said}"
+    )
 
 
 def log_tail(status: dict[str, Any]) -> str:

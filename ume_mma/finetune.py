@@ -59,8 +59,12 @@ class FineTune:
     base_after: dict[str, Any] | None = None  # the chosen model on base_data's test split
 
     def record(self, after: dict[str, Any]) -> dict[str, Any]:
-        """The ``finetune`` entry of metrics.json and of the checkpoint's metrics.json."""
+        """The ``finetune`` entry of metrics.json and of the checkpoint's metrics.json; ``evidence``: what the
+        held-out annotations can tell (:func:`ume_mma.evidence.held_out_evidence`)."""
+        from ume_mma.evidence import held_out_evidence
+
         return {
+            "evidence": held_out_evidence(self.before, after),
             "init_from": self.init_from,
             "data": self.data,
             "base_data": self.base_data,
