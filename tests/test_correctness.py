@@ -14,16 +14,14 @@ import pytest
 import torch
 from PIL import Image
 
-from tests.tiny import make_noise_shift, make_tiny_dataset
+from tests.tiny import make_noise_shift, make_tiny_dataset, train_tiny_model
 from ume_mma import correctness as co
 from ume_mma import correctness_fit as cf
 from ume_mma.calibrate import calibrate, split_features
 from ume_mma.checkpoint import from_pretrained, save_pretrained
 from ume_mma.data.format import load_dataset
 from ume_mma.drift import Drift, list_drifts
-from ume_mma.evaluate import targets_of
-from ume_mma.features import prepare
-from ume_mma.models import ModelConfig, MultiModalModel
+from ume_mma.models import MultiModalModel
 from ume_mma.registry import get_spec
 
 FIXTURE = Path(__file__).parent / "fixtures" / "tiny_checkpoint_v1"
@@ -42,26 +40,8 @@ class Tiny(NamedTuple):
 def tiny(tmp_path_factory) -> Tiny:
     """A two-branch model (image band + audio tone) trained for a few seconds, calibrated, with its estimate."""
     root = make_tiny_dataset(tmp_path_factory.mktemp("corr") / "data", {"train": 20, "val": 12, "test": 12})
-    torch.manual_seed(0)
-    model = MultiModalModel(ModelConfig(task="tiny", labels=["a", "b", "c"], encoders=ENC, fusion="mma", fill="token"))
+    model = train_tiny_model(root)
     data = load_dataset(root)
-    train = data.split("train").samples
-    inputs = {m: prepare(train, m, model.encoders[m], None) for m in model.modalities}
-    y = targets_of(train, model.labels)
-    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
-    g = torch.Generator().manual_seed(0)
-    model.train()
-    for step in range(60):
-        present = {m: torch.rand(len(y), generator=g) > (0.3 if step % 2 else 0.0) for m in model.modalities}
-        present["audio"] |= ~present["image"]
-        out = model({m: x.data for m, x in inputs.items()}, present)
-        loss = torch.nn.functional.cross_entropy(out.fused, y)
-        for m in model.modalities:
-            loss = loss + torch.nn.functional.cross_entropy(out.branches[m], y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    model.eval()
     sets = {s: split_features(model, data.split(s).samples, None, s) for s in ("train", "val")}
     calibrated, _ = calibrate(model, sets["train"], sets["val"], fusion="keep")
     config, report = cf.fit_on_dataset(calibrated, root)

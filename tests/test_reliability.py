@@ -16,7 +16,7 @@ from PIL import Image
 from safetensors.torch import load_file
 
 from tests.fixtures.make_tiny_checkpoint import fixture_inputs
-from tests.tiny import make_tiny_dataset
+from tests.tiny import make_tiny_dataset, train_tiny_model
 from ume_mma.calibrate import (
     FeatureSet,
     attach,
@@ -49,29 +49,8 @@ class Tiny(NamedTuple):
 def tiny(tmp_path_factory) -> Tiny:
     """A real two-branch model trained for a few seconds on the tiny dataset (image band + audio tone)."""
     root = make_tiny_dataset(tmp_path_factory.mktemp("rel") / "data", {"train": 20, "val": 12, "test": 12})
-    torch.manual_seed(0)
-    model = MultiModalModel(ModelConfig(task="tiny", labels=["a", "b", "c"], encoders=ENC, fusion="mma", fill="token"))
+    model = train_tiny_model(root)
     data = load_dataset(root)
-    from ume_mma.evaluate import targets_of
-    from ume_mma.features import prepare
-
-    train = data.split("train").samples
-    inputs = {m: prepare(train, m, model.encoders[m], None) for m in model.modalities}
-    y = targets_of(train, model.labels)
-    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
-    g = torch.Generator().manual_seed(0)
-    model.train()
-    for step in range(60):
-        present = {m: torch.rand(len(y), generator=g) > (0.3 if step % 2 else 0.0) for m in model.modalities}
-        present["audio"] |= ~present["image"]
-        out = model({m: x.data for m, x in inputs.items()}, present)
-        loss = torch.nn.functional.cross_entropy(out.fused, y)
-        for m in model.modalities:  # every branch learns alone too
-            loss = loss + torch.nn.functional.cross_entropy(out.branches[m], y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    model.eval()
     sets = {s: split_features(model, data.split(s).samples, None, s) for s in ("train", "val", "test")}
     return Tiny(root, model, sets)
 
