@@ -93,6 +93,30 @@ def targets(runs: list[dict], shipped: dict[str, dict]) -> dict[str, Any]:
     return out
 
 
+def table(result: dict[str, Any]) -> str:
+    """Markdown: per shift and setting, the held-out fused accuracy (mean, worst seed), each branch (mean) and the
+    original test (mean), against the shipped checkpoint's."""
+    lines = ["| shift | base data | guard | held-out fused, mean (worst) | audio | image | original test | kept |",
+             "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    for shift, ship in result["shipped"].items():
+        h, o = ship["heldout"], ship["original_test"]
+        lines.append(f"| {shift} | shipped | - | {100 * h['fused']:.1f} | {100 * h['audio']:.1f} | "
+                     f"{100 * h['image']:.1f} | {100 * o['fused']:.1f} | - |")  # fmt: skip
+        for key, t in result["targets"].items():
+            if not key.startswith(f"{shift}/"):
+                continue
+            _, base_data, guard = key.split("/")
+            rows = [r for r in result["runs"] if r["shift"] == shift and r["base_data"] == base_data
+                    and r["guard"] == (guard == "guard-on")]  # fmt: skip
+            mean = {m: sum(r["accuracy"]["heldout"][m] for r in rows) / len(rows) for m in ("audio", "image")}
+            orig = sum(r["accuracy"]["original_test"]["fused"] for r in rows) / len(rows)
+            kept = ",".join(sorted({m for r in rows for m in r["kept"]})) or "-"
+            lines.append(f"| {shift} | {base_data} | {guard[6:]} | {100 * t['heldout_fused_mean']:.1f} "
+                         f"({100 * t['heldout_fused_worst']:.1f}) | {100 * mean['audio']:.1f} | "
+                         f"{100 * mean['image']:.1f} | {100 * orig:.1f} | {kept} |")  # fmt: skip
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--work", type=Path, default=Path("~/.cache/ume_mma/loop"), help="data and feature cache")
@@ -152,6 +176,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "elapsed_s": round(time.time() - t0, 1),
     }
     print(json.dumps(result["targets"], indent=1))
+    print(table(result))
     if args.save:
         args.out.write_text(json.dumps(result, indent=2) + "\n")
     store.close()
