@@ -70,7 +70,8 @@ def commands(block: Block) -> list[str]:
         pending = ""
         words = shlex.split(line, comments=True)
         if words:
-            out.append(" ".join(words))
+            quoted = (shlex.quote(w) if any(c.isspace() for c in w) else w for w in words)  # a quoted word stays one
+            out.append(" ".join(quoted))
     return out
 
 

@@ -10,29 +10,33 @@ sys.path.insert(0, str(ROOT / "bench"))
 import bench_fewlabel  # noqa: E402
 
 RESULT = json.loads((ROOT / "bench" / "results" / "fewlabel.json").read_text())
+MEMORY = json.loads((ROOT / "bench" / "results" / "fewlabel_memory.json").read_text())  # no base data: the memory
 
 
-def _mean(shift: str, base_data: str, guard: bool, split: str) -> str:
-    rows = [r for r in RESULT["runs"] if (r["shift"], r["base_data"], r["guard"]) == (shift, base_data, guard)]
+def _mean(shift: str, base_data: str, guard: bool, split: str, result: dict = RESULT) -> str:
+    rows = [r for r in result["runs"] if (r["shift"], r["base_data"], r["guard"]) == (shift, base_data, guard)]
     return f"{100 * sum(r['accuracy'][split]['fused'] for r in rows) / len(rows):.1f}%"
 
 
-def test_the_docs_table_is_the_results_file():
-    assert RESULT["seeds"] == 3 and RESULT["k"] == 50
-    assert bench_fewlabel.table(RESULT) in (ROOT / "docs" / "finetune.md").read_text()
+def test_the_docs_tables_are_the_results_files():
+    docs = (ROOT / "docs" / "finetune.md").read_text()
+    for result in (RESULT, MEMORY):
+        assert result["seeds"] == 3 and result["k"] == 50
+        assert bench_fewlabel.table(result) in docs
 
 
 def test_the_readme_quotes_the_guarded_runs():
     readme = " ".join((ROOT / "README.md").read_text().split())
-    replay, none = _mean("both", "replay", True, "heldout"), _mean("both", "none", True, "heldout")
-    kept = _mean("both", "replay", True, "original_test"), _mean("both", "none", True, "original_test")
-    assert f"goes to {replay} with 10% replay of the original data and {none} without it (3 seeds)" in readme
+    replay, none = _mean("both", "replay", True, "heldout"), _mean("both", "none", True, "heldout", MEMORY)
+    kept = _mean("both", "replay", True, "original_test"), _mean("both", "none", True, "original_test", MEMORY)
+    assert f"goes to {replay} with 10% replay of the original data and {none} without a base data folder" in readme
     assert f"the original test set stays at {kept[0]} and {kept[1]}" in readme
+    assert "replay memory of 300 training rows" in readme
 
 
 def test_the_targets_follow_from_the_runs():
-    t = bench_fewlabel.targets(RESULT["runs"], RESULT["shipped"])
-    assert t == RESULT["targets"]
+    for result in (RESULT, MEMORY):
+        assert bench_fewlabel.targets(result["runs"], result["shipped"]) == result["targets"]
 
 
 def test_the_docs_reason_for_the_image_shift_is_in_the_runs():

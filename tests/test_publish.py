@@ -44,7 +44,8 @@ def test_push_checkpoint_sends_the_folder_with_the_cards_hub_metadata(api):
     plan = push_checkpoint(AV, "me/av-digits")
     api.create_repo.assert_called_once_with("me/av-digits", repo_type="model", private=False, exist_ok=True)
     files = committed(api)
-    assert sorted(files) == ["README.md", "config.json", "metrics.json", "model.safetensors"]
+    # the shipped av-digits checkpoint carries a replay memory (ume_mma.replaymemory): it travels with it
+    assert sorted(files) == ["README.md", "config.json", "metrics.json", "model.safetensors", "replay.safetensors"]
     assert api.create_commit.call_args.kwargs["repo_type"] == "model" and plan["commit"] == "c0ffee"
     card = files["README.md"].decode()
     front = yaml.safe_load(card.split("---\n", 2)[1])
@@ -113,7 +114,8 @@ def test_deploy_space_uploads_exactly_what_the_space_needs(api, tmp_path, monkey
     assert sorted(files) == [
         "README.md", "Space.yaml", "app.py", "assets/a.png", "assets/examples.json",
         "checkpoints/av-digits/README.md", "checkpoints/av-digits/config.json", "checkpoints/av-digits/metrics.json",
-        "checkpoints/av-digits/model.safetensors", "docs/app.png", "docs/index.md", "docs/results/plot.png",
+        "checkpoints/av-digits/model.safetensors", "checkpoints/av-digits/replay.safetensors",
+        "docs/app.png", "docs/index.md", "docs/results/plot.png",
         "requirements.txt", "ui/__init__.py", "ui/predict.py",
         "ume_mma/__init__.py", "ume_mma/data/x.py",
     ]  # fmt: skip

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from ume_mma.evaluate import fused_accuracy, model_features
-from ume_mma.features import ModalityInputs
+from ume_mma.features import ModalityInputs, concat
 from ume_mma.models import MultiModalModel
 from ume_mma.progress import ProgressLog
 
@@ -60,12 +60,7 @@ def _take(x: ModalityInputs, rows: torch.Tensor) -> ModalityInputs:
     return ModalityInputs(x.rows(rows), x.present[rows], x.is_features)
 
 
-def _cat(a: ModalityInputs, b: ModalityInputs) -> ModalityInputs:
-    if isinstance(a.data, dict):
-        data: Any = {k: torch.cat([a.data[k], b.data[k]]) for k in a.data}
-    else:
-        data = torch.cat([a.data, b.data])
-    return ModalityInputs(data, torch.cat([a.present, b.present]), a.is_features)
+_cat = concat
 
 
 def _unimodal(job: Job, m: str, base: MultiModalModel) -> MultiModalModel:

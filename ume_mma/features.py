@@ -41,6 +41,15 @@ class ModalityInputs:
         return self.data[index]
 
 
+def concat(a: ModalityInputs, b: ModalityInputs) -> ModalityInputs:
+    """The rows of ``a`` then those of ``b`` (the same modality and kind)."""
+    if isinstance(a.data, dict):
+        data: Any = {k: torch.cat([a.data[k], b.data[k]]) for k in a.data}
+    else:
+        data = torch.cat([a.data, b.data])
+    return ModalityInputs(data, torch.cat([a.present, b.present]), a.is_features)
+
+
 def load_raw(sample: Any, modality: str, decoder: Decoder) -> Any:
     """Decode one sample's input for ``modality`` into what the encoder's preprocess takes, through the
     library's one decode path (the predictor's): same limits, same audio window."""

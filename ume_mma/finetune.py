@@ -57,6 +57,7 @@ class FineTune:
     before: dict[str, Any] | None = None  # the base checkpoint on this run's test split
     base_before: dict[str, Any] | None = None  # the base checkpoint on base_data's test split (with base_data)
     base_after: dict[str, Any] | None = None  # the chosen model on base_data's test split
+    memory: dict[str, Any] | None = None  # the base checkpoint's replay memory mixed in (rows, source, licence)
 
     def record(self, after: dict[str, Any]) -> dict[str, Any]:
         """The ``finetune`` entry of metrics.json and of the checkpoint's metrics.json; ``evidence``: what the
@@ -70,6 +71,7 @@ class FineTune:
             "base_data": self.base_data,
             "replay": self.replay,
             "replay_rows": len(self.replay_ids),
+            "replay_memory": self.memory,
             "before": self.before,
             "after": after,
             "base_before": self.base_before,
@@ -156,6 +158,12 @@ def notes(record: dict[str, Any]) -> str:
         lines.append(
             f"- **Replay:** {record['replay_rows']} rows ({record['replay']:.0%} of the train split) "
             f"of `{record['base_data']}`"
+        )
+    if record.get("replay_memory"):
+        mem = record["replay_memory"]
+        lines.append(
+            f"- **Replay memory:** {mem['rows']} training rows carried by the parent (`{mem['source']}`; "
+            f"{mem['licence']})"
         )
     rows = [(["before (parent)"], "before", [record["before"]["accuracy"]])] if record.get("before") else []
     rows.append((["after"], "after", [record["after"]["accuracy"]]))

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ume_mma.errors import CheckpointError, InputError, UmeMmaError
+from ume_mma.replaymemory import FILE as REPLAY_FILE
 from ume_mma.space import CHECKPOINT_FILES, DATA_MOUNT, REPO_ID, ROOT, SpaceConfig, load_space_config
 
 LIBRARY = "ume_mma"
@@ -57,6 +58,9 @@ class Upload:
 
         source = self.content if self.content is not None else str(self.local)
         return CommitOperationAdd(path_in_repo=self.path_in_repo, path_or_fileobj=source)
+
+
+OPTIONAL_FILES = (REPLAY_FILE,)  # pushed and deployed where a checkpoint folder has them
 
 
 # ------------------------------------------------------------------------------------------------ checkpoints
@@ -106,7 +110,7 @@ def checkpoint_uploads(folder: str | Path) -> tuple[list[Upload], dict[str, Any]
     body = text.split("---\n", 2)[2] if text.startswith("---\n") else text or render_model_card(model.config, metrics)
     rendered = ModelCard(f"---\n{data.to_yaml()}\n---\n{body.lstrip()}")
     meta = rendered.data.to_dict()  # what the Hub will read back
-    uploads = [Upload(name, folder / name) for name in CHECKPOINT_FILES if name != "README.md"]
+    uploads = [Upload(name, folder / name) for name in (*CHECKPOINT_FILES, *OPTIONAL_FILES) if name != "README.md"]
     uploads = [u for u in uploads if u.local.is_file()]
     uploads.append(Upload("README.md", content=str(rendered).encode("utf-8")))
     return sorted(uploads, key=lambda u: u.path_in_repo), meta
@@ -151,7 +155,8 @@ def space_uploads(cfg: SpaceConfig, root: Path = ROOT) -> list[Upload]:
     for top, pattern, dest in SPACE_MOVED:
         uploads += [Upload(f"{dest}/{p.name}", p) for p in sorted((root / top).glob(pattern)) if p.is_file()]
     for ref in cfg.local_checkpoints:
-        uploads += [Upload(f"{ref}/{n}", root / ref / n) for n in CHECKPOINT_FILES if (root / ref / n).is_file()]
+        names = (*CHECKPOINT_FILES, *OPTIONAL_FILES)  # a replay memory where the checkpoint carries one
+        uploads += [Upload(f"{ref}/{n}", root / ref / n) for n in names if (root / ref / n).is_file()]
     readme = readme_with_front_matter((root / SPACE_README).read_text(encoding="utf-8"), cfg.front_matter())
     uploads.append(Upload("README.md", content=readme.encode("utf-8")))
     return sorted(uploads, key=lambda u: u.path_in_repo)

@@ -109,7 +109,8 @@ class Job(PhaseTrainer):
         self.targets: dict[str, torch.Tensor] = {}
         self.groups: dict[str, list[str | None]] = {}
         self._prepare_splits(data, replay)
-        self.annotated_train = len(self.targets[cfg.train_split]) - len(replay)  # the new data's train rows
+        memory = self._add_replay_memory() if self.finetune and not cfg.base_data and cfg.replay_memory else 0
+        self.annotated_train = len(self.targets[cfg.train_split]) - len(replay) - memory  # the new data's train rows
         self.guard: dict[str, dict[str, Any]] = {}  # a fine-tune's branch-guard verdicts (ume_mma.branchguard)
         self.cv_choice: dict[str, Any] | None = None  # a fine-tune's cross-validated UME/MMA choice
         self.keep_base: set[str] = set()  # branches kept from the base: frozen while the fusion is refitted
@@ -151,6 +152,23 @@ class Job(PhaseTrainer):
                 self.inputs[split] = {m: prepare(samples, m, protos[m], cache, split) for m in self.specs}
             self.targets[split] = targets_of(samples, self.labels)
             self.groups[split] = [s.group for s in samples]
+
+    def _add_replay_memory(self) -> int:
+        """Append the base checkpoint's replay memory (if it carries one for these encoders) to the train split;
+        returns its rows."""
+        from ume_mma import hub, replaymemory
+        from ume_mma.features import concat
+
+        loaded = replaymemory.load(hub.resolve(self.cfg.init_from), self.finetune.base)
+        if loaded is None:
+            return 0
+        inputs, targets, meta = loaded
+        split = self.cfg.train_split
+        self.inputs[split] = {m: concat(x, inputs[m]) for m, x in self.inputs[split].items()}
+        self.targets[split] = torch.cat([self.targets[split], targets])
+        self.groups[split] = [*self.groups[split], *([None] * len(targets))]
+        self.finetune.memory = {"rows": len(targets), "source": meta.get("source"), "licence": meta.get("licence")}
+        return len(targets)
 
     def model_config(self, modalities: list[str], fusion: str) -> ModelConfig:
         return ModelConfig(

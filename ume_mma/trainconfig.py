@@ -55,6 +55,8 @@ class TrainConfig:
     # fine-tune: a branch keeps the base's encoder and head where its fine-tuned version is worse by K-fold
     # cross-validation over the annotations' groups (ume_mma.branchguard); cv_folds = K
     branch_guard: bool = True
+    # fine-tune without base_data: mix in the replay memory the base checkpoint carries (ume_mma.replaymemory)
+    replay_memory: bool = True
     cv_folds: int = 5
 
     def to_dict(self) -> dict[str, Any]:
