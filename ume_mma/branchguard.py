@@ -21,13 +21,14 @@ from __future__ import annotations
 import dataclasses
 import random
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import torch
 
+from ume_mma import finetune
 from ume_mma.evaluate import fused_accuracy, model_features
 from ume_mma.features import ModalityInputs, concat
 from ume_mma.models import MultiModalModel
@@ -64,8 +65,6 @@ _cat = concat
 
 
 def _unimodal(job: Job, m: str, base: MultiModalModel) -> MultiModalModel:
-    from ume_mma import finetune
-
     return finetune.init_unimodal(MultiModalModel(job.model_config([m], "ume")), base)
 
 
@@ -156,14 +155,17 @@ def check_branch(
 
 
 def choose_fusion(
-    job: Job, base: MultiModalModel, folds: Folds, fold_models: dict[str, list[MultiModalModel]], tie: str
+    job: Job,
+    base: MultiModalModel,
+    folds: Folds,
+    fold_models: dict[str, list[MultiModalModel]],
+    choose: Callable[[dict[str, float], str], str],
+    tie: str,
 ) -> dict[str, Any]:
     """UME or MMA by the same cross-validation: per fold, UME and MMA are built from that fold's branches (the
     base's where the guard kept it) and MMA is refitted on the fold's training rows; both answer the held-out
     fold with every modality as present as it is. ``{"chosen", "ume": acc, "mma": acc, "rows", "folds"}``; a tie
-    keeps ``tie`` (the base's fusion)."""
-    from ume_mma.train import choose_ume_mma
-
+    keeps ``tie`` (the base's fusion); ``choose``: the run's UME-MMA rule (``ume_mma.train.choose_ume_mma``)."""
     cfg, mods = job.cfg, sorted(job.specs)
     right = {"ume": 0, "mma": 0}
     for k, fold in enumerate(folds.folds):
@@ -176,7 +178,7 @@ def choose_fusion(
         right["ume"] += _right(ume, folds, fold, mods)
         right["mma"] += _right(mma, folds, fold, mods)
     acc = {name: round(right[name] / len(folds.targets), 4) for name in right}
-    return {"chosen": choose_ume_mma(acc, tie), **acc, "rows": len(folds.targets), "folds": len(folds.folds)}
+    return {"chosen": choose(acc, tie), **acc, "rows": len(folds.targets), "folds": len(folds.folds)}
 
 
 def notes(verdicts: dict[str, dict[str, Any]], choice: dict[str, Any] | None = None) -> str:

@@ -16,6 +16,7 @@ from typing import Any
 
 from ume_mma.checkpoint import from_pretrained
 from ume_mma.errors import UmeMmaError
+from ume_mma.evidence import held_out_evidence
 from ume_mma.models import ModelConfig, MultiModalModel
 from ume_mma.report import accuracy_table
 from ume_mma.trainconfig import ConfigError, TrainConfig
@@ -62,8 +63,6 @@ class FineTune:
     def record(self, after: dict[str, Any]) -> dict[str, Any]:
         """The ``finetune`` entry of metrics.json and of the checkpoint's metrics.json; ``evidence``: what the
         held-out annotations can tell (:func:`ume_mma.evidence.held_out_evidence`)."""
-        from ume_mma.evidence import held_out_evidence
-
         return {
             "evidence": held_out_evidence(self.before, after),
             "init_from": self.init_from,
@@ -172,8 +171,4 @@ def notes(record: dict[str, Any]) -> str:
         base_rows = [(["before (parent)"], "before", [record["base_before"]["accuracy"]]),
                      (["after"], "after", [record["base_after"]["accuracy"]])]  # fmt: skip
         lines += ["", f"Test split of the base data `{record['base_data']}`:", "", accuracy_table(["model"], base_rows)]
-    if record.get("branch_guard"):
-        from ume_mma.branchguard import notes as guard_notes
-
-        lines.append(guard_notes(record["branch_guard"], record.get("cv_choice")))
     return "\n".join(lines)

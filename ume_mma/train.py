@@ -31,13 +31,13 @@ from typing import Any
 
 import torch
 
-from ume_mma import branchguard, finetune, trainstate
+from ume_mma import branchguard, finetune, hub, replaymemory, trainstate
 from ume_mma.calibrate import FeatureSet, calibrate
 from ume_mma.calibrate import notes as reliability_notes
 from ume_mma.device import DEVICE_CHOICES, resolve_device
 from ume_mma.errors import DatasetFormatError, UmeMmaError
 from ume_mma.evaluate import evaluate_features, fused_accuracy, model_features, targets_of
-from ume_mma.features import prepare
+from ume_mma.features import concat, prepare
 from ume_mma.models import ModelConfig, MultiModalModel
 from ume_mma.progress import EXIT_STOPPED, ProgressLog, Stopped, StopRequest
 from ume_mma.registry import create_encoder, get_spec
@@ -156,9 +156,6 @@ class Job(PhaseTrainer):
     def _add_replay_memory(self) -> int:
         """Append the base checkpoint's replay memory (if it carries one for these encoders) to the train split;
         returns its rows."""
-        from ume_mma import hub, replaymemory
-        from ume_mma.features import concat
-
         loaded = replaymemory.load(hub.resolve(self.cfg.init_from), self.finetune.base)
         if loaded is None:
             return 0
@@ -309,7 +306,7 @@ def train_models(job: Job) -> dict[str, MultiModalModel]:
         return models
     models["ume"] = job.fused_from_unimodal(uni, "ume", fill="drop")
     if folds is not None:  # UME or MMA by the same folds: a few validation items cannot tell them apart
-        job.cv_choice = branchguard.choose_fusion(job, base, folds, fold_models, tie=base.config.fusion)
+        job.cv_choice = branchguard.choose_fusion(job, base, folds, fold_models, choose_ume_mma, base.config.fusion)
         job.log(f"[cross-validated choice] {job.cv_choice}")
     if base is None:
         naive = MultiModalModel(job.model_config(mods, "naive"))
@@ -404,6 +401,8 @@ def _save_outputs(out: Path, metrics: dict[str, Any], chosen: MultiModalModel) -
     card_metrics = dict(metrics["test"][metrics["saved"]])
     if "finetune" in metrics:
         notes += "\n\n" + finetune.notes(metrics["finetune"])
+        if metrics["finetune"].get("branch_guard"):
+            notes += "\n" + branchguard.notes(metrics["finetune"]["branch_guard"], metrics["finetune"].get("cv_choice"))
         card_metrics["finetune"] = metrics["finetune"]
     trainstate.save_checkpoint(chosen, out / "checkpoint", metrics=card_metrics, card_notes=notes)
 
