@@ -30,7 +30,7 @@ import torch
 
 from ume_mma import finetune
 from ume_mma.evaluate import fused_accuracy, model_features
-from ume_mma.features import ModalityInputs, concat
+from ume_mma.features import ModalityInputs, concat, take
 from ume_mma.models import MultiModalModel
 from ume_mma.progress import ProgressLog
 
@@ -57,13 +57,6 @@ def group_folds(groups: list[str | None], k: int, seed: int) -> list[list[int]]:
     return [sorted(f) for f in folds]
 
 
-def _take(x: ModalityInputs, rows: torch.Tensor) -> ModalityInputs:
-    return ModalityInputs(x.rows(rows), x.present[rows], x.is_features)
-
-
-_cat = concat
-
-
 def _unimodal(job: Job, m: str, base: MultiModalModel) -> MultiModalModel:
     return finetune.init_unimodal(MultiModalModel(job.model_config([m], "ume")), base)
 
@@ -85,7 +78,7 @@ def make_folds(job: Job, annotated_train: int) -> Folds | None:
     :data:`MIN_ROWS` rows or two groups (nothing to tell)."""
     cfg = job.cfg
     head = torch.arange(annotated_train)
-    pool = {m: _cat(_take(job.inputs[cfg.train_split][m], head), job.inputs[cfg.val_split][m]) for m in job.specs}
+    pool = {m: concat(take(job.inputs[cfg.train_split][m], head), job.inputs[cfg.val_split][m]) for m in job.specs}
     targets = torch.cat([job.targets[cfg.train_split][:annotated_train], job.targets[cfg.val_split]])
     groups = list(job.groups[cfg.train_split][:annotated_train]) + list(job.groups[cfg.val_split])
     folds = group_folds(groups, cfg.cv_folds, cfg.seed)
@@ -103,7 +96,7 @@ def _fold_training(job: Job, folds: Folds, k: int, mods: list[str]) -> Iterator[
     fit = torch.tensor([i for i in range(len(folds.targets)) if i not in held])
     train = job.inputs[cfg.train_split]
     split = f"{CV}{'+'.join(mods)}-{k}"
-    job.inputs[split] = {m: _cat(_take(folds.pool[m], fit), _take(train[m], folds.replay)) for m in mods}
+    job.inputs[split] = {m: concat(take(folds.pool[m], fit), take(train[m], folds.replay)) for m in mods}
     job.targets[split] = torch.cat([folds.targets[fit], job.targets[cfg.train_split][folds.replay]])
     saved, rng = (job.cfg, job.progress), torch.get_rng_state()
     job.cfg = dataclasses.replace(cfg, train_split=split, save_all=False, repair=None)
@@ -122,7 +115,7 @@ def _right(model: MultiModalModel, folds: Folds, rows: list[int], mods: list[str
     if not rows:
         return 0
     index = torch.tensor(rows)
-    scored = {m: _take(folds.pool[m], index) for m in mods}
+    scored = {m: take(folds.pool[m], index) for m in mods}
     dev = model.heads[mods[0]].weight.device
     feats = {m: f.to(dev) for m, f in model_features(model, scored).items()}
     present = {m: x.present.to(dev) for m, x in scored.items()}

@@ -41,6 +41,11 @@ class ModalityInputs:
         return self.data[index]
 
 
+def take(x: ModalityInputs, rows: torch.Tensor) -> ModalityInputs:
+    """The rows ``rows`` (``LongTensor[K]``) of ``x``."""
+    return ModalityInputs(x.rows(rows), x.present[rows], x.is_features)
+
+
 def concat(a: ModalityInputs, b: ModalityInputs) -> ModalityInputs:
     """The rows of ``a`` then those of ``b`` (the same modality and kind)."""
     if isinstance(a.data, dict):
