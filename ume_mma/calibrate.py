@@ -66,8 +66,11 @@ class FeatureSet:
 
 
 def base_mode(model: MultiModalModel) -> str:
-    """The mode a reliability-aware model weighs: its own fusion, or the base of a ``reliability`` model."""
+    """The mode a weighing model weighs: its own fusion, or the base of a ``reliability`` or ``correctness``
+    model."""
     cfg = model.config
+    if cfg.fusion == "correctness":
+        return cfg.correctness["base"]
     return cfg.reliability["base"] if cfg.fusion == "reliability" else cfg.fusion
 
 
@@ -116,14 +119,17 @@ def attach(
     alpha: float = 0.0,
 ) -> MultiModalModel:
     """``model`` with these reliability fields (sharing its encoders and heads). ``fusion``: ``"reliability"``
-    weighs the model's base mode with ``alpha``; another name sets that mode; None keeps the model's fusion."""
+    weighs the model's base mode with ``alpha``; another name sets that mode; None keeps the model's fusion.
+    A correctness estimate rests on the old fields, so it is dropped (refit it: :mod:`ume_mma.correctness_fit`);
+    a ``correctness`` model falls back to its base mode."""
     base = base_mode(model)
     mode = fusion or model.config.fusion
+    mode = base if mode == "correctness" else mode
     rel = {"score": SCORE, "fitted_on": fitted_on, "branches": branches}
     if mode == "reliability":
         alpha = alpha if fusion else float(model.config.reliability["alpha"])
         rel |= {"base": base, "alpha": float(alpha)}
-    config = dataclasses.replace(model.config, fusion=mode, reliability=rel)
+    config = dataclasses.replace(model.config, fusion=mode, reliability=rel, correctness=None)
     new = model.derive(config)
     for m, s in stats.items():
         new.reliability[m].load_state_dict(s.state_dict())

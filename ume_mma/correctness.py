@@ -25,7 +25,10 @@ What a checkpoint stores (``ModelConfig.correctness``, a few numbers per branch;
 which load unchanged; a config with it is format version 3)::
 
     {"model": "logistic", "features": [...FEATURES], "fitted_on": {...},
-     "branches": {m: {"mean": [F floats], "scale": [F floats], "weights": [F floats], "bias": float}}}
+     "branches": {m: {"mean": [F floats], "scale": [F floats], "weights": [F floats], "bias": float}},
+     "base": "mma", "alpha": 2.0,      # read only by fusion="correctness" (ume_mma.fusion.correctness)
+     "abstain": 0.5,                   # "uncertain" below this for every present branch (default 0.5)
+     "choice": {...}}                  # what ume_mma.drift_choice measured when it chose the fusion
 
 It needs the model's ``reliability`` fields (the temperatures and checks) for every branch it covers.
 """
@@ -37,7 +40,6 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from ume_mma.reliability import norm_deviation, standardised
 
 if TYPE_CHECKING:
     from ume_mma.models import MultiModalModel
@@ -48,6 +50,8 @@ MODEL = "logistic"
 CONF_CLAMP = 12.0
 Z_CLAMP = (-10.0, 30.0)
 L2 = 1e-2  # ridge penalty on the standardised weights
+ABSTAIN = 0.5  # "uncertain" when every present branch's estimate is below this (``correctness["abstain"]``)
+FUSION_KEYS = ("base", "alpha", "abstain", "choice")  # optional keys: fusion="correctness" and the abstain flag
 
 
 def signals(
@@ -69,26 +73,36 @@ def signals(
 
 
 @torch.no_grad()
-def branch_signals(model: MultiModalModel, feats: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+def branch_signals(
+    model: MultiModalModel, feats: dict[str, torch.Tensor], logits: dict[str, torch.Tensor] | None = None
+) -> dict[str, torch.Tensor]:
     """:func:`signals` of every branch of ``model`` that has reliability fields and features in ``feats``
-    (modality -> ``Tensor[B, D_m]``): modality -> ``Tensor[B, F]``."""
+    (modality -> ``Tensor[B, D_m]``): modality -> ``Tensor[B, F]``. ``logits``: the branches' ``Tensor[B, C]``
+    when the caller has them already (else the heads are run)."""
     if model.reliability is None:
         raise ValueError("a correctness estimate needs the model's reliability fields (python -m ume_mma.calibrate)")
     out = {}
-    for m, f in feats.items():
-        if m not in model.reliability:
-            continue
-        b = model.reliability.branches[m]
-        stats = model.reliability[m]
-        logits = model.heads[m](f.to(model.heads[m].weight.device))
-        f = f.to(stats.center.device)
-        dz = standardised(stats.distance(f).log(), b["q50"], b["q95"])
-        nz = None
-        if "norm" in b:
-            n = b["norm"]
-            nz = standardised(norm_deviation(f, n["center"]), n["q50"], n["q99"])
-        out[m] = signals(logits, float(b["temperature"]), dz, nz)
+    for m, (dz, nz) in model.reliability.checks(feats).items():
+        z = logits[m] if logits is not None and m in logits else model.heads[m](feats[m].to(model.heads[m].weight.device))
+        out[m] = signals(z, float(model.reliability.branches[m]["temperature"]), dz, nz)
     return out
+
+
+def uncertain(
+    estimate: dict[str, torch.Tensor], present: dict[str, torch.Tensor], threshold: float = ABSTAIN
+) -> torch.Tensor:
+    """``BoolTensor[B]``: rows where every present branch with an estimate is below ``threshold`` (no present
+    branch is more likely right than wrong, at the default 0.5). A row whose present branches have no estimate
+    is never uncertain."""
+    rows = next(iter(present.values()))
+    low = torch.ones_like(rows, dtype=torch.bool)
+    covered = torch.zeros_like(low)
+    for m, c in estimate.items():
+        if m in present:
+            p = present[m].to(low.device)
+            low &= ~p | (c.to(low.device) < threshold)
+            covered |= p
+    return low & covered
 
 
 class Correctness:
@@ -105,6 +119,10 @@ class Correctness:
     @property
     def modalities(self) -> list[str]:
         return sorted(self.params)
+
+    @property
+    def abstain(self) -> float:
+        return float(self.data.get("abstain", ABSTAIN))
 
     def logit(self, modality: str, s: torch.Tensor) -> torch.Tensor:
         """The estimate's log-odds for ``s`` (``Tensor[B, F]``) of branch ``modality`` -> ``Tensor[B]``."""
@@ -160,6 +178,10 @@ def check_config(data: Any, modalities: list[str] | None = None, reliable: list[
     branches = data.get("branches")
     if not isinstance(branches, dict) or not branches:
         raise ValueError("correctness needs a 'branches' table: modality -> {mean, scale, weights, bias}")
+    if "abstain" in data and not (isinstance(data["abstain"], (int, float)) and 0 <= data["abstain"] <= 1):
+        raise ValueError(f"correctness 'abstain' is a probability in [0, 1], got {data['abstain']!r}")
+    if "alpha" in data and not (isinstance(data["alpha"], (int, float)) and data["alpha"] >= 0):
+        raise ValueError(f"correctness 'alpha' must be a number >= 0, got {data['alpha']!r}")
     for m, b in branches.items():
         if modalities is not None and m not in modalities:
             raise ValueError(f"correctness of {m!r}, which is not a modality of the model {modalities}")

@@ -15,7 +15,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from ume_mma.correctness import Correctness, branch_signals
 from ume_mma.correctness import check_config as check_correctness
+from ume_mma.correctness import uncertain as estimate_uncertain
 from ume_mma.encoders.base import Batch, batch_size
 from ume_mma.errors import InputError
 from ume_mma.factory import create_encoder
@@ -99,13 +101,18 @@ class ModelOutput:
     samples are meaningless: read them through ``present``); ``present``: the mask used;
     ``reliability``: modality -> ``Tensor[B]`` in [0, 1] for the branches with reliability statistics and
     features (None when the model has none; rows of missing samples are meaningless); ``weights``: modality ->
-    ``Tensor[B]``, the weight the fusion mode gave each branch (None for modes that weigh none)."""
+    ``Tensor[B]``, the weight the fusion mode gave each branch (None for modes that weigh none);
+    ``correctness``: modality -> ``Tensor[B]``, the estimated probability that the branch is right (None when
+    the model has no estimate); ``uncertain``: ``BoolTensor[B]``, rows where no present branch is estimated
+    more likely right than the model's abstain threshold (None without an estimate)."""
 
     fused: torch.Tensor
     branches: dict[str, torch.Tensor]
     present: dict[str, torch.Tensor]
     reliability: dict[str, torch.Tensor] | None = None
     weights: dict[str, torch.Tensor] | None = None
+    correctness: dict[str, torch.Tensor] | None = None
+    uncertain: torch.Tensor | None = None
 
     def fused_probs(self) -> torch.Tensor:
         return self.fused.softmax(dim=-1)  # (B, C)
@@ -134,6 +141,7 @@ class MultiModalModel(nn.Module):
                     given if given is not None else nn.Parameter(torch.zeros(self.encoders[m].embed_dim))
                 )
         self.reliability = Reliability(config) if config.reliability is not None else None
+        self.correctness = Correctness(config.correctness) if config.correctness is not None else None
 
     def derive(self, config: ModelConfig) -> MultiModalModel:
         """A model with ``config`` (another fusion mode or fill, reliability fields) sharing this model's encoders,
@@ -186,13 +194,15 @@ class MultiModalModel(nn.Module):
         feats: dict[str, torch.Tensor],
         present: dict[str, torch.Tensor],
         reliability: dict[str, torch.Tensor] | None = None,
+        correctness: dict[str, torch.Tensor] | None = None,
     ) -> ModelOutput:
         """Heads + fusion from encoder outputs (used directly when features are cached).
 
         ``feats``: modality -> ``Tensor[B, D_m]`` (may omit modalities missing in every sample);
         ``present``: modality -> ``BoolTensor[B]``; a modality absent from it counts as missing.
         ``reliability``: ``self.reliability(feats)`` computed earlier for these features (a caller that caches
-        it, modality -> ``Tensor[B]``); computed here when None.
+        it, modality -> ``Tensor[B]``); computed here when None. ``correctness`` likewise, for a model with a
+        correctness estimate (:mod:`ume_mma.correctness`).
         """
         b = self._batch_size(feats, present)
         device = self.heads[self.modalities[0]].weight.device
@@ -207,6 +217,14 @@ class MultiModalModel(nn.Module):
             reliability = None  # a model without statistics reports none, whatever was passed
         elif reliability is None:
             reliability = self.reliability(feats)  # (B,) each
+        uncertain = None
+        if self.correctness is not None:
+            if correctness is None:
+                correctness = self.correctness(branch_signals(self, feats, branches))  # (B,) each
+            correctness = {m: c.to(device) for m, c in correctness.items()}
+            uncertain = estimate_uncertain(correctness, mask, self.correctness.abstain)
+        else:
+            correctness = None
         inputs = FusionInputs(
             branches=branches,
             feats={m: feats[m] for m in self.modalities if m in feats},
@@ -216,9 +234,11 @@ class MultiModalModel(nn.Module):
             fill=self.config.fill,
             num_classes=len(self.labels),
             reliability=reliability,
+            correctness=correctness,
         )
         fused = self.fusion(inputs)  # (B, C)
-        return ModelOutput(fused, branches, mask, reliability, self.fusion.branch_weights(inputs))
+        weights = self.fusion.branch_weights(inputs)
+        return ModelOutput(fused, branches, mask, reliability, weights, correctness, uncertain)
 
     @staticmethod
     def _batch_size(feats: dict[str, torch.Tensor], present: dict[str, torch.Tensor]) -> int:

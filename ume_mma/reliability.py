@@ -204,21 +204,28 @@ class Reliability(nn.ModuleDict):
         b = self.branches.get(modality)
         return float(b["temperature"]) if b else None
 
-    def scores(self, feats: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """``z`` per modality that has statistics and features (modality -> ``Tensor[B]``, float64): how far past
-        its threshold the input is (0 at the threshold, larger = farther from the training data), the larger of
-        the distance check and, when stored, the feature-norm check. The reliability is ``sigmoid(-z)``."""
+    def checks(self, feats: dict[str, torch.Tensor]) -> dict[str, tuple[torch.Tensor, torch.Tensor | None]]:
+        """Both checks' ``z`` per modality that has statistics and features: modality -> (distance ``Tensor[B]``,
+        feature norm ``Tensor[B]`` or None where the branch stores no norm check), float64; 0 at the check's
+        threshold, larger = farther from the training data."""
         out = {}
         for m, f in feats.items():
             if m not in self:
                 continue
             b = self.branches[m]
-            z = standardised(log_score(self[m], f), b["q50"], b["q95"])
+            dz = standardised(log_score(self[m], f), b["q50"], b["q95"])
+            nz = None
             if "norm" in b:
                 n = b["norm"]
-                z = torch.maximum(z, standardised(norm_deviation(f, n["center"]), n["q50"], n["q99"]))
-            out[m] = z
+                nz = standardised(norm_deviation(f, n["center"]), n["q50"], n["q99"])
+            out[m] = (dz, nz)
         return out
+
+    def scores(self, feats: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """``z`` per modality that has statistics and features (modality -> ``Tensor[B]``, float64): how far past
+        its threshold the input is (0 at the threshold, larger = farther from the training data), the larger of
+        the distance check and, when stored, the feature-norm check. The reliability is ``sigmoid(-z)``."""
+        return {m: dz if nz is None else torch.maximum(dz, nz) for m, (dz, nz) in self.checks(feats).items()}
 
     def forward(self, feats: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Reliability in [0, 1] per modality that has statistics and features: modality -> ``Tensor[B]``."""

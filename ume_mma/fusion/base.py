@@ -36,6 +36,8 @@ class FusionInputs:
         num_classes: C.
         reliability: modality -> ``Tensor[B]`` in [0, 1] (1 = like the training data), for the branches the
             model has reliability statistics for (:mod:`ume_mma.reliability`); None when it has none.
+        correctness: modality -> ``Tensor[B]`` in [0, 1], the estimated probability that the branch is right
+            (:mod:`ume_mma.correctness`), for the branches the model has an estimate for; None when it has none.
     """
 
     branches: dict[str, torch.Tensor]
@@ -46,6 +48,7 @@ class FusionInputs:
     fill: str
     num_classes: int
     reliability: dict[str, torch.Tensor] | None = None
+    correctness: dict[str, torch.Tensor] | None = None
 
 
 class Fusion(nn.Module):

@@ -1,0 +1,64 @@
+"""``correctness``: a base fusion mode whose present branches are weighed by the estimated probability that each
+is right on this input (:mod:`ume_mma.correctness`), so a branch that is probably wrong fades and one that is
+probably right counts, on one scale for every modality.
+
+Per sample, each present branch m has an estimate ``c_m = P(branch m is right | input)`` and the weight
+``w_m = (c_m / max_present c) ** alpha`` (:func:`ume_mma.fusion.reliability.branch_weights`): the branch most
+likely right keeps weight exactly 1. Unlike the ``reliability`` mode, which weighs by how *familiar* an input
+is (a Mahalanobis percentile, not comparable from one encoder to another), the estimate is a probability of
+being right, fitted on validation data plus simulated drift. The weights go to the base mode
+(``ModelConfig.correctness["base"]``: ``mma``, ``naive`` or ``ume``). Hence:
+
+- a sample with one present branch fuses bitwise as the base mode (its weight is 1);
+- a missing modality behaves exactly as in the base mode (presence masks and ``fill`` as before);
+- ``alpha = 0``, or branches equally likely right, give the base mode's output;
+- large ``alpha`` follows the branch most likely right.
+
+``alpha`` is chosen on in-distribution validation *and* held-out simulated drift families
+(:mod:`ume_mma.drift_choice`) and stored in the config.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+
+from ume_mma.fusion.base import Fusion, FusionInputs, get_fusion, register_fusion
+from ume_mma.fusion.reliability import branch_weights
+
+if TYPE_CHECKING:
+    from ume_mma.models import ModelConfig
+
+
+@register_fusion("correctness")
+class CorrectnessFusion(Fusion):
+    """A base mode (``config.correctness["base"]``) with present branches weighed by ``(c_m / c_max) ** alpha``."""
+
+    description = "a base fusion whose present branches are weighed by the estimated chance each is right"
+    uses_fill = True  # the base's fill applies (a UME base records fill="drop")
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__(config)
+        self.check_config(config)
+        self.base = get_fusion(config.correctness["base"])(config)
+        self.alpha = float(config.correctness["alpha"])
+
+    @classmethod
+    def check_config(cls, config: ModelConfig) -> None:
+        est = config.correctness or {}
+        if "base" not in est or "alpha" not in est:
+            raise ValueError("fusion 'correctness' needs a correctness estimate with a 'base' mode and 'alpha'")
+        base = get_fusion(est["base"])
+        if base is cls or not base.takes_weights:
+            raise ValueError(f"fusion 'correctness' cannot weigh the branches of {est['base']!r}")
+        if not base.uses_fill and config.fill != "drop":
+            raise ValueError(f"fusion 'correctness' on {est['base']!r} (which drops missing branches) needs fill='drop'")
+        if not float(est["alpha"]) >= 0:
+            raise ValueError(f"correctness alpha must be >= 0, got {est['alpha']!r}")
+
+    def branch_weights(self, x: FusionInputs) -> dict[str, torch.Tensor]:
+        return branch_weights(x.correctness or {}, x.present, self.alpha)
+
+    def forward(self, x: FusionInputs) -> torch.Tensor:
+        return self.base(x, self.branch_weights(x))  # (B, C)
