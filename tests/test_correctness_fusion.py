@@ -80,6 +80,15 @@ def test_the_branch_estimated_wrong_fades_and_the_one_estimated_right_counts():
     assert torch.allclose(w["image"], torch.tensor([(0.3 / 0.9) ** 2, 1.0, 1.0]))
 
 
+def test_a_dead_zone_keeps_branches_near_the_best_at_full_weight():
+    present = {"audio": torch.tensor([True, True]), "image": torch.tensor([True, True])}
+    est = {"audio": torch.tensor([0.9, 0.9]), "image": torch.tensor([0.7, 0.3])}
+    w = branch_weights(est, present, alpha=2.0, tau=0.5)
+    assert w["image"][0] == 1.0  # 0.7 is within a factor 0.5 of 0.9: trusted as in the base
+    assert torch.isclose(w["image"][1], torch.tensor((0.3 / (0.5 * 0.9)) ** 2))
+    assert bool((w["audio"] == 1.0).all())
+
+
 def test_the_model_output_carries_the_estimate_weights_and_uncertain(tiny):
     feats, present = _feats(tiny)
     out = dc.configure(tiny.fitted, "correctness", 2.0).forward_features(feats, present)
@@ -171,3 +180,63 @@ def test_the_cli_refuses_to_choose_on_a_test_split(tiny, tmp_path, capsys):
     assert dc.main([str(tiny.root), str(tiny.root), "--out", str(tmp_path / "x"), "--split", "test"]) == 2
     assert "never chosen on a test split" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
+
+
+@pytest.fixture(scope="module")
+def served(tiny, tmp_path_factory):
+    """The app on the tiny checkpoint with fusion by correctness, and one that abstains on every input."""
+    gr = pytest.importorskip("gradio")
+    from gradio_client import Client
+
+    import app
+    from ume_mma.predictor import Limits
+
+    root = tmp_path_factory.mktemp("served")
+    weighed = dc.configure(tiny.fitted, "correctness", 4.0)
+    save_pretrained(weighed, root / "weighed")
+    est = dict(weighed.config.correctness) | {"abstain": 1.0}
+    save_pretrained(cf.with_correctness(weighed, est), root / "abstains")
+    pool = app.PredictorPool(Limits())
+    demo = app.build_demo(str(root / "weighed"), pool=pool)
+    app.launch_app(demo, prevent_thread_lock=True, quiet=True)
+    try:
+        yield {"client": Client(demo.local_url, verbose=False), "root": root, "pool": pool, "gr": gr, "app": app}
+    finally:
+        demo.close()
+
+
+def _inputs(tiny: Tiny) -> dict[str, str]:
+    row = load_dataset(tiny.root).split("test").samples[0]
+    return {"image": str(tiny.root / row.image), "audio": str(tiny.root / row.audio)}
+
+
+def test_predict_returns_each_branch_s_estimate_weight_and_the_uncertain_flag(served, tiny):
+    from gradio_client import handle_file
+
+    files = {k: handle_file(v) for k, v in _inputs(tiny).items()}
+    r = served["client"].predict(**files, checkpoint=str(served["root"] / "weighed"), api_name="/predict")
+    assert r["fusion"] == "correctness" and r["uncertain"] is r["fused"]["uncertain"]
+    assert isinstance(r["uncertain"], bool)
+    for m, b in r["branches"].items():
+        assert 0 <= b["estimated_accuracy"] <= 1 and 0 < b["fusion_weight"] <= 1
+        assert r["fused"]["weights"][m] == b["fusion_weight"]
+    assert max(b["fusion_weight"] for b in r["branches"].values()) == 1.0
+    sure = served["client"].predict(**files, checkpoint=str(served["root"] / "abstains"), api_name="/predict")
+    assert sure["uncertain"] is True
+
+
+def test_the_cards_show_estimate_weight_and_the_uncertain_note(served, tiny):
+    gr, app = served["gr"], served["app"]
+    render = app.make_render(gr.Label(num_top_classes=3), gr.JSON())
+    ref = str(served["root"] / "abstains")
+    fns = app.handlers(served["pool"], ref, render)
+    inputs = _inputs(tiny)
+    _, _, views, _ = fns.predict_ui(None, inputs["audio"], inputs["image"], "", ref, None)
+    both = views["subsets"]["audio+image"]
+    assert "uncertain" in both[0]["label"]
+    labels = [v["label"] for v in both[1:5] if isinstance(v, dict) and "label" in v]
+    shown = [x for x in labels if x.startswith(("audio", "image"))]
+    assert len(shown) == 2 and all("est." in x and "% right" in x and "weight" in x for x in shown)
+    alone = views["subsets"]["image"]
+    image_card = next(v["label"] for v in alone[1:5] if v.get("label", "").startswith("image"))
+    assert "weight 1.00" in image_card  # alone, a branch has weight 1 whatever its estimate

@@ -80,15 +80,38 @@ def percent(result: Any, label: str) -> str:
     return f"{100 * result.confidences.get(label, 0.0):.1f}%"
 
 
-def reliability_note(branch: Any) -> str:
-    """How far a branch's input is from its training data, for its card's title and the sources table: empty
-    for a checkpoint without reliability statistics."""
+TRUSTED = 0.5  # a flagged branch whose weight is at least this still counts in the fused answer: say why
+
+
+def reliability_note(branch: Any, weight: float | None = None) -> str:
+    """A branch's state for its card's title and the sources table: its estimated chance of being right (a
+    checkpoint with a correctness estimate), its weight in the fused answer (a weighing fusion), how far its
+    input is from its training data (reliability statistics); empty for a checkpoint with none of them. A
+    branch flagged off its distribution that the fusion still trusts says why: its estimate."""
+    parts = []
+    est = getattr(branch, "estimated_accuracy", None)
+    weight = getattr(branch, "fusion_weight", None) if weight is None else weight
+    if est is not None:
+        parts.append(f"est. {100 * est:.0f}% right")
+    if weight is not None:
+        parts.append(f"weight {weight:.2f}")
     r = getattr(branch, "reliability", None)
-    if r is None:
-        return ""
-    if branch.off_distribution:
-        return f"⚠ off its training distribution (reliability {r:.2f})"
-    return f"reliability {r:.2f}"
+    if r is not None:
+        if branch.off_distribution:
+            flag = f"⚠ off its training distribution (reliability {r:.2f})"
+            if weight is not None and weight >= TRUSTED and est is not None:
+                flag += f", still trusted: its answer is estimated {100 * est:.0f}% likely right"
+            parts.append(flag)
+        else:
+            parts.append(f"reliability {r:.2f}")
+    return " · ".join(parts)
+
+
+def fused_note(fused: Any) -> str:
+    """The fused card's warning when no present branch is trustworthy (empty otherwise)."""
+    if getattr(fused, "uncertain", None):
+        return "⚠ uncertain: no branch is likely right on this input (annotate it to teach the model)"
+    return ""
 
 
 def sources_table(
@@ -100,7 +123,7 @@ def sources_table(
         if m not in enabled:
             fed, answer = "*switched off*", "–"
         elif pred is not None and m in pred.branches:
-            note = reliability_note(pred.branches[m])
+            note = reliability_note(pred.branches[m], (pred.fused.weights or {}).get(m))
             fed, answer = pred.sources[m], f"**{pred.branches[m].label}**" + (f" · {note}" if note else "")
         else:
             fed = pred.sources.get(m, "*no input*") if pred is not None else "*no input*"
@@ -110,7 +133,9 @@ def sources_table(
         if m not in modalities:  # an input this checkpoint cannot use: say so
             rows.append(f"| {m} | *{note}* | – |")
     if pred is not None and fused:
-        rows.append(f"| **fused** ({pred.fusion}) | {', '.join(pred.modalities_used)} | **{pred.fused.label}** |")
+        note = fused_note(pred.fused)
+        answer = f"**{pred.fused.label}**" + (f" · {note}" if note else "")
+        rows.append(f"| **fused** ({pred.fusion}) | {', '.join(pred.modalities_used)} | {answer} |")
     return "\n".join(rows)
 
 
@@ -160,9 +185,12 @@ def view_values(pred: Prediction | None, modalities: list[str], enabled: Sequenc
         branch = shown.branches.get(m) if shown is not None else None
         state = "off" if m not in enabled else ("" if branch else "no input")
         value = branch.confidences if branch else {"": state or "–"}  # a card never goes blank: it says why
-        state = state or reliability_note(branch)  # a present branch: how far its input is from its training data
+        weight = (shown.fused.weights or {}).get(m) if shown is not None else None
+        state = state or reliability_note(branch, weight)  # a present branch: its estimate, weight, reliability
         cards.append(render("card", value, label=m + (f" · {state}" if state else "")))
     fused_label = f"fused · {shown.fusion}" if shown is not None else "fused"
+    if shown is not None and fused_note(shown.fused):
+        fused_label += f" · {fused_note(shown.fused)}"
     fused = render("fused", shown.fused.confidences if shown is not None else {"": "–"}, label=fused_label)
     note = "" if shown is not None else empty_note(pred, enabled) + "\n\n"
     return [

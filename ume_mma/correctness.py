@@ -26,7 +26,7 @@ which load unchanged; a config with it is format version 3)::
 
     {"model": "logistic", "features": [...FEATURES], "fitted_on": {...},
      "branches": {m: {"mean": [F floats], "scale": [F floats], "weights": [F floats], "bias": float}},
-     "base": "mma", "alpha": 2.0,      # read only by fusion="correctness" (ume_mma.fusion.correctness)
+     "base": "mma", "alpha": 2.0, "tau": 0.5,  # read only by fusion="correctness" (ume_mma.fusion.correctness)
      "abstain": 0.5,                   # "uncertain" below this for every present branch (default 0.5)
      "choice": {...}}                  # what ume_mma.drift_choice measured when it chose the fusion
 
@@ -51,7 +51,6 @@ CONF_CLAMP = 12.0
 Z_CLAMP = (-10.0, 30.0)
 L2 = 1e-2  # ridge penalty on the standardised weights
 ABSTAIN = 0.5  # "uncertain" when every present branch's estimate is below this (``correctness["abstain"]``)
-FUSION_KEYS = ("base", "alpha", "abstain", "choice")  # optional keys: fusion="correctness" and the abstain flag
 
 
 def signals(

@@ -35,6 +35,7 @@ from ume_mma.evaluate import fused_accuracy
 from ume_mma.models import MultiModalModel
 
 ALPHAS = (0.5, 1.0, 2.0, 4.0, 8.0)  # strengths of the correctness mode tried
+TAUS = (1.0, 0.7, 0.5)  # its dead zones: branches within this factor of the best estimate keep weight 1
 COST = 0.005  # in-distribution validation accuracy a weighing mode may cost against the base (0.5 points)
 RULE = (
     "the best mean accuracy over held-out drift families of validation among the candidates whose "
@@ -79,21 +80,23 @@ def drift_set(
     return DriftSet(clean, conditions)
 
 
-def candidates(model: MultiModalModel) -> list[tuple[str, float]]:
-    """``(mode, alpha)`` pairs to try: the base mode, then ``reliability`` and ``correctness`` at each strength
-    (those the model has the fields for)."""
-    out = [(base_mode(model), 0.0)]
+def candidates(model: MultiModalModel) -> list[tuple[str, float, float]]:
+    """``(mode, alpha, tau)`` to try: the base mode, then ``reliability`` at each strength and ``correctness`` at
+    each dead zone and strength (those the model has the fields for)."""
+    out = [(base_mode(model), 0.0, 1.0)]
     if model.reliability is not None:
-        out += [("reliability", float(a)) for a in RELIABILITY_ALPHAS if a > 0]
+        out += [("reliability", float(a), 1.0) for a in RELIABILITY_ALPHAS if a > 0]
     if model.config.correctness is not None:
-        out += [("correctness", float(a)) for a in ALPHAS]
+        out += [("correctness", float(a), float(t)) for t in TAUS for a in ALPHAS]
     return out
 
 
-def configure(model: MultiModalModel, mode: str, alpha: float = 0.0, choice: dict | None = None) -> MultiModalModel:
-    """``model`` with fusion ``mode`` at ``alpha`` (sharing its encoders, heads and statistics): ``reliability``
-    and ``correctness`` weigh the model's base mode; any other name is that mode. ``choice``: the record to keep
-    in ``correctness["choice"]``."""
+def configure(
+    model: MultiModalModel, mode: str, alpha: float = 0.0, tau: float = 1.0, choice: dict | None = None
+) -> MultiModalModel:
+    """``model`` with fusion ``mode`` at ``alpha`` (and, for ``correctness``, dead zone ``tau``), sharing its
+    encoders, heads and statistics: ``reliability`` and ``correctness`` weigh the model's base mode; any other
+    name is that mode. ``choice``: the record to keep in ``correctness["choice"]``."""
     base = base_mode(model)
     rel = model.config.reliability
     est = model.config.correctness
@@ -102,9 +105,9 @@ def configure(model: MultiModalModel, mode: str, alpha: float = 0.0, choice: dic
         if mode == "reliability":
             rel |= {"base": base, "alpha": float(alpha)}
     if est is not None:
-        est = {k: v for k, v in est.items() if k not in ("base", "alpha", "choice")}
+        est = {k: v for k, v in est.items() if k not in ("base", "alpha", "tau", "choice")}
         if mode == "correctness":
-            est |= {"base": base, "alpha": float(alpha)}
+            est |= {"base": base, "alpha": float(alpha)} | ({"tau": float(tau)} if tau != 1.0 else {})
         if choice is not None:
             est["choice"] = choice
     new = model.derive(dataclasses.replace(model.config, fusion=mode, reliability=rel, correctness=est))
@@ -113,8 +116,11 @@ def configure(model: MultiModalModel, mode: str, alpha: float = 0.0, choice: dic
     return new
 
 
-def key(mode: str, alpha: float) -> str:
-    return mode if mode not in ("reliability", "correctness") else f"{mode}@{alpha:g}"
+def key(mode: str, alpha: float, tau: float = 1.0) -> str:
+    """``"mma"``, ``"reliability@2"``, ``"correctness@4"``, ``"correctness@4/0.5"`` (alpha 4, tau 0.5)."""
+    if mode not in ("reliability", "correctness"):
+        return mode
+    return f"{mode}@{alpha:g}" + (f"/{tau:g}" if tau != 1.0 else "")
 
 
 def score(model: MultiModalModel, data: DriftSet) -> dict[str, Any]:
@@ -129,9 +135,12 @@ def choose(model: MultiModalModel, data: DriftSet, cost: float = COST) -> tuple[
     """The candidate :data:`RULE` picks, configured, and the record (every candidate's scores, the choice)."""
     model.eval()
     table: dict[str, dict[str, Any]] = {}
-    for mode, alpha in candidates(model):
-        table[key(mode, alpha)] = {"mode": mode, "alpha": alpha} | score(configure(model, mode, alpha), data)
+    for mode, alpha, tau in candidates(model):
+        scores = score(configure(model, mode, alpha, tau), data)
+        table[key(mode, alpha, tau)] = {"mode": mode, "alpha": alpha, "tau": tau} | scores
     base = table[key(base_mode(model), 0.0)]
+    for r in table.values():  # the largest loss against the base on any held-out drift condition
+        r["worst"] = min((r["drift"][c] - base["drift"][c] for c in r["drift"]), default=0.0)
     admissible = [k for k, r in table.items() if r["full"] >= base["full"] - cost - 1e-9]
     order = list(table)
     best = max(admissible, key=lambda k: (round(table[k]["drift_mean"], 9), -order.index(k)))
@@ -142,12 +151,13 @@ def choose(model: MultiModalModel, data: DriftSet, cost: float = COST) -> tuple[
         "chosen": best,
         "mode": chosen["mode"],
         "alpha": chosen["alpha"],
+        "tau": chosen["tau"],
         "base": base_mode(model),
         "conditions": sorted(data.conditions),
         "n_val": len(data.clean.targets),
-        "table": {k: {"full": r["full"], "drift_mean": r["drift_mean"]} for k, r in table.items()},
+        "table": {k: {"full": r["full"], "drift_mean": r["drift_mean"], "worst": r["worst"]} for k, r in table.items()},
     }
-    return configure(model, chosen["mode"], chosen["alpha"], record), record
+    return configure(model, chosen["mode"], chosen["alpha"], chosen["tau"], record), record
 
 
 def notes(record: dict[str, Any]) -> str:
@@ -160,12 +170,12 @@ def notes(record: dict[str, Any]) -> str:
         f"Validation: {record['n_val']} samples, clean and through {len(record['conditions'])} held-out drift "
         f"conditions ({', '.join(record['conditions'])}).",
         "",
-        "| candidate | full, % | mean under held-out drift, % |",
-        "|---|---|---|",
+        "| candidate | full, % | mean under held-out drift, % | worst condition vs base, points |",
+        "|---|---|---|---|",
     ]
     for k, r in record["table"].items():
         mark = " (chosen)" if k == record["chosen"] else ""
-        lines.append(f"| {k}{mark} | {100 * r['full']:.1f} | {100 * r['drift_mean']:.1f} |")
+        lines.append(f"| {k}{mark} | {100 * r['full']:.1f} | {100 * r['drift_mean']:.1f} | {100 * r['worst']:+.1f} |")
     if "correctness" in record.get("fit", {}):
         lines += ["", f"Correctness estimate fitted on: {record['fit']['correctness']}."]
     return "\n".join(lines)

@@ -11,7 +11,7 @@ from PIL import Image
 
 from ume_mma.errors import InputError
 
-__all__ = ["BranchResult", "Prediction", "calibrated_result", "modality_list", "result_of"]
+__all__ = ["BranchResult", "Prediction", "calibrated_result", "fused_result", "modality_list", "result_of"]
 
 
 @dataclass
@@ -25,8 +25,16 @@ class BranchResult:
       validation inputs, 0.5 at their 95th percentile, towards 0 beyond);
     - ``off_distribution``: ``reliability < 0.5``, i.e. farther than 95% of validation inputs.
 
-    ``fusion_weight`` (key only for a checkpoint whose fusion mode weighs branches, ``reliability``): how much the
-    branch counted in the fused answer, 0..1 (1 = as in the base fusion; the most reliable branch has 1).
+    ``fusion_weight`` (key only for a checkpoint whose fusion mode weighs branches, ``reliability`` or
+    ``correctness``): how much the branch counted in the fused answer, 0..1 (1 = as in the base fusion; the
+    branch weighed highest has 1).
+
+    ``estimated_accuracy`` (key only for a branch of a checkpoint with a correctness estimate,
+    :mod:`ume_mma.correctness`): the estimated probability that this branch's answer is right on this input.
+
+    For a fused result of such a checkpoint: ``uncertain`` (no present branch is estimated more likely right
+    than the checkpoint's abstain threshold) and, for a weighing mode, ``weights`` (modality -> its weight in
+    this fused answer).
     """
 
     label: str
@@ -35,6 +43,9 @@ class BranchResult:
     reliability: float | None = None
     off_distribution: bool | None = None
     fusion_weight: float | None = None
+    estimated_accuracy: float | None = None
+    uncertain: bool | None = None
+    weights: dict[str, float] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"label": self.label, "confidences": self.confidences}
@@ -46,6 +57,12 @@ class BranchResult:
             }
         if self.fusion_weight is not None:
             out["fusion_weight"] = self.fusion_weight
+        if self.estimated_accuracy is not None:
+            out["estimated_accuracy"] = self.estimated_accuracy
+        if self.uncertain is not None:
+            out["uncertain"] = self.uncertain
+        if self.weights is not None:
+            out["weights"] = self.weights
         return out
 
 
@@ -66,8 +83,13 @@ class Prediction:
     # for: a UI can then switch modalities off without another call (branches do not depend on the subset).
     subsets: dict[str, BranchResult] = field(default_factory=dict)
 
+    @property
+    def uncertain(self) -> bool | None:
+        """Whether no present branch is trustworthy (None: the checkpoint has no correctness estimate)."""
+        return self.fused.uncertain
+
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "checkpoint": self.checkpoint,
             "fusion": self.fusion,
             "modalities_used": self.modalities_used,
@@ -75,6 +97,9 @@ class Prediction:
             "branches": {m: b.to_dict() for m, b in self.branches.items()},
             "sources": self.sources,
         }
+        if self.uncertain is not None:
+            out["uncertain"] = self.uncertain
+        return out
 
 
 def modality_list(modalities: str | Iterable[str] | None) -> list[str] | None:
@@ -109,14 +134,32 @@ def calibrated_result(
     temperature: float | None,
     reliability: float | None,
     weight: float | None = None,
+    estimate: float | None = None,
 ) -> BranchResult:
     """A branch's result from its logits (``Tensor[C]``), with the calibrated confidence, reliability and
     off-distribution flag when the checkpoint has a ``temperature`` and the branch a ``reliability``, and its
-    fusion ``weight`` when the fusion mode weighs branches."""
+    fusion ``weight`` when the fusion mode weighs branches and its correctness ``estimate`` when the checkpoint
+    has one."""
     result = result_of(logits.softmax(-1), labels, top_k)
     result.fusion_weight = None if weight is None else round(float(weight), 6)
+    result.estimated_accuracy = None if estimate is None else round(float(estimate), 6)
     if temperature is not None and reliability is not None:
         result.calibrated_confidence = round(float((logits.double() / temperature).softmax(-1).max()), 6)
         result.reliability = round(float(reliability), 6)
         result.off_distribution = bool(reliability < 0.5)
+    return result
+
+
+def fused_result(
+    probs: torch.Tensor,
+    labels: list[str],
+    top_k: int | None,
+    uncertain: bool | None = None,
+    weights: dict[str, float] | None = None,
+) -> BranchResult:
+    """The fused result from its probabilities (``Tensor[C]``), with the ``uncertain`` flag and the present
+    branches' ``weights`` where the checkpoint gives them."""
+    result = result_of(probs, labels, top_k)
+    result.uncertain = None if uncertain is None else bool(uncertain)
+    result.weights = None if weights is None else {m: round(float(w), 6) for m, w in sorted(weights.items())}
     return result

@@ -33,7 +33,7 @@ from ume_mma.encoders.base import to_device
 from ume_mma.errors import InputError, UmeMmaError
 from ume_mma.memory import release_free_memory
 from ume_mma.models import MultiModalModel
-from ume_mma.prediction import BranchResult, Prediction, calibrated_result, modality_list, result_of
+from ume_mma.prediction import BranchResult, Prediction, calibrated_result, fused_result, modality_list, result_of
 
 __all__ = ["BranchResult", "Limits", "Prediction", "Predictor", "file_hash", "modality_list", "nbytes"]
 
@@ -366,7 +366,7 @@ class Predictor:
         present = {m: torch.ones(1, dtype=torch.bool, device=self.device) for m in feats}
         reliability = self._reliability(job, feats)
         out = self.model.forward_features(feats, present, reliability)
-        labels, rel, w = self.labels, out.reliability or {}, out.weights or {}
+        labels, rel, w, est = self.labels, out.reliability or {}, out.weights or {}, out.correctness or {}
         try:
             branches = {
                 m: calibrated_result(
@@ -376,18 +376,21 @@ class Predictor:
                     self.model.temperature(m),
                     float(rel[m][0]) if m in rel else None,
                     float(w[m][0]) if m in w else None,
+                    float(est[m][0]) if m in est else None,
                 )
                 for m in sorted(feats)
             }
+            unsure = bool(out.uncertain[0]) if out.uncertain is not None else None
+            weights = {m: float(v[0]) for m, v in w.items() if m in feats} if out.weights is not None else None
             return Prediction(
                 checkpoint=self.name,
                 fusion=self.model.config.fusion,
                 modalities_used=sorted(feats),
-                fused=result_of(out.fused_probs()[0], labels, top_k),
+                fused=fused_result(out.fused_probs()[0], labels, top_k, unsure, weights),
                 branches=branches,
                 sources=sources,
                 frames=frames,
-                subsets=self._subsets(feats, top_k, reliability) if subsets else {},
+                subsets=self._subsets(feats, top_k, reliability, out.correctness) if subsets else {},
             )
         except InputError as e:
             return e
@@ -409,14 +412,26 @@ class Predictor:
         return {m: r for m, r in known.items() if r is not None}
 
     def _subsets(
-        self, feats: dict[str, torch.Tensor], top_k: int | None, reliability: dict[str, torch.Tensor] | None = None
+        self,
+        feats: dict[str, torch.Tensor],
+        top_k: int | None,
+        reliability: dict[str, torch.Tensor] | None = None,
+        correctness: dict[str, torch.Tensor] | None = None,
     ) -> dict[str, BranchResult]:
         """Fused result of every non-empty subset of ``feats`` (modality -> ``Tensor[1, D]``), as one batch
-        of S = 2^M - 1 rows whose presence masks differ (``reliability``: the branches' scores, ``Tensor[1]``)."""
+        of S = 2^M - 1 rows whose presence masks differ (``reliability`` and ``correctness``: the branches'
+        scores and estimates, ``Tensor[1]`` each), each with its ``uncertain`` flag and weights where given."""
         mods = sorted(feats)
         combos = [c for r in range(1, len(mods) + 1) for c in itertools.combinations(mods, r)]  # S subsets
         batch = {m: feats[m].expand(len(combos), -1) for m in mods}  # (S, D) each
         present = {m: torch.tensor([m in c for c in combos], device=self.device) for m in mods}  # (S,) each
         rel = {m: r.expand(len(combos)) for m, r in reliability.items()} if reliability is not None else None
-        probs = self.model.forward_features(batch, present, rel).fused_probs()  # (S, C)
-        return {"+".join(c): result_of(probs[i], self.labels, top_k) for i, c in enumerate(combos)}
+        est = {m: c.expand(len(combos)) for m, c in correctness.items()} if correctness is not None else None
+        out = self.model.forward_features(batch, present, rel, est)
+        probs = out.fused_probs()  # (S, C)
+        results = {}
+        for i, c in enumerate(combos):
+            unsure = bool(out.uncertain[i]) if out.uncertain is not None else None
+            w = {m: float(out.weights[m][i]) for m in c} if out.weights is not None else None
+            results["+".join(c)] = fused_result(probs[i], self.labels, top_k, unsure, w)
+        return results

@@ -3,8 +3,10 @@ is right on this input (:mod:`ume_mma.correctness`), so a branch that is probabl
 probably right counts, on one scale for every modality.
 
 Per sample, each present branch m has an estimate ``c_m = P(branch m is right | input)`` and the weight
-``w_m = (c_m / max_present c) ** alpha`` (:func:`ume_mma.fusion.reliability.branch_weights`): the branch most
-likely right keeps weight exactly 1. Unlike the ``reliability`` mode, which weighs by how *familiar* an input
+``w_m = min(1, (c_m / (tau * max_present c)) ** alpha)`` (:func:`ume_mma.fusion.reliability.branch_weights`):
+the branch most likely right keeps weight exactly 1, and so does every branch within a factor ``tau`` of it
+(``tau`` < 1 keeps the base's complementary fusion of branches that are both fairly likely right and fades only
+a branch far less likely right than the best). Unlike the ``reliability`` mode, which weighs by how *familiar* an input
 is (a Mahalanobis percentile, not comparable from one encoder to another), the estimate is a probability of
 being right, fitted on validation data plus simulated drift. The weights go to the base mode
 (``ModelConfig.correctness["base"]``: ``mma``, ``naive`` or ``ume``). Hence:
@@ -43,6 +45,7 @@ class CorrectnessFusion(Fusion):
         self.check_config(config)
         self.base = get_fusion(config.correctness["base"])(config)
         self.alpha = float(config.correctness["alpha"])
+        self.tau = float(config.correctness.get("tau", 1.0))
 
     @classmethod
     def check_config(cls, config: ModelConfig) -> None:
@@ -56,9 +59,11 @@ class CorrectnessFusion(Fusion):
             raise ValueError(f"fusion 'correctness' on {est['base']!r} (which drops missing branches) needs fill='drop'")
         if not float(est["alpha"]) >= 0:
             raise ValueError(f"correctness alpha must be >= 0, got {est['alpha']!r}")
+        if not 0 < float(est.get("tau", 1.0)) <= 1:
+            raise ValueError(f"correctness tau must be in (0, 1], got {est.get('tau')!r}")
 
     def branch_weights(self, x: FusionInputs) -> dict[str, torch.Tensor]:
-        return branch_weights(x.correctness or {}, x.present, self.alpha)
+        return branch_weights(x.correctness or {}, x.present, self.alpha, self.tau)
 
     def forward(self, x: FusionInputs) -> torch.Tensor:
         return self.base(x, self.branch_weights(x))  # (B, C)

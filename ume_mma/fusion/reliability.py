@@ -17,6 +17,7 @@ probabilities). Hence:
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING
 
 import torch
@@ -30,10 +31,11 @@ R_MIN = 1e-6  # reliabilities are clamped here before the log: weights stay fini
 
 
 def branch_weights(
-    reliability: dict[str, torch.Tensor], present: dict[str, torch.Tensor], alpha: float
+    reliability: dict[str, torch.Tensor], present: dict[str, torch.Tensor], alpha: float, tau: float = 1.0
 ) -> dict[str, torch.Tensor]:
-    """``w_m = (r_m / max over present r) ** alpha``: modality -> ``Tensor[B]`` in (0, 1], exactly 1 for the most
-    reliable present branch and for rows where m is missing. Modalities without a reliability count as r = 1."""
+    """``w_m = min(1, (r_m / (tau * max over present r)) ** alpha)``: modality -> ``Tensor[B]`` in (0, 1], exactly
+    1 for the most reliable present branch, for those within a factor ``tau`` (0 < tau <= 1) of it and for rows
+    where m is missing. Modalities without a reliability count as r = 1."""
     mods = sorted(present)
     ones = torch.ones_like(present[mods[0]], dtype=torch.float32)
     log_w = torch.stack(
@@ -42,7 +44,8 @@ def branch_weights(
     mask = torch.stack([present[m] for m in mods])  # (M, B)
     top = log_w.masked_fill(~mask, float("-inf")).amax(0)  # (B,)
     top = torch.where(torch.isfinite(top), top, torch.zeros_like(top))
-    w = (log_w - top).exp().where(mask, torch.ones_like(log_w))  # (M, B)
+    rel = (log_w - top - alpha * math.log(tau)).clamp_max(0.0) if tau != 1.0 else log_w - top
+    w = rel.exp().where(mask, torch.ones_like(log_w))  # (M, B)
     return {m: w[i] for i, m in enumerate(mods)}
 
 
