@@ -9,7 +9,8 @@ base's validation split and its *fitting* drift families, the fusion chosen on v
 families). Nothing here is fitted: every set below is only measured. ``DIR`` holds the sets
 ``bench/bench_correctness.py`` names, plus ``avds-both``. Per set: each branch's accuracy, ``better_branch``,
 the fused accuracy of ``mma`` (the base, as trained), ``reliability@a`` (the shipped weighting, or alpha 2 where
-the checkpoint ships none), ``chosen`` (what the rule chose) and ``correctness@a/tau`` for each tried strength and dead zone;
+the checkpoint ships none), ``chosen`` (what the rule chose) and ``correctness@a/tau`` for each tried strength
+and dead zone;
 ``gap`` = chosen - better branch (goal >= -1 point), ``cost`` = chosen - mma (goal >= -0.5 points); the AUROC
 (right answers positive) of each branch's estimate (goal >= 0.85). ``--save`` writes
 bench/results/fusion_drift.json.
@@ -84,7 +85,8 @@ def measure(models: dict[str, Any], samples: list) -> dict[str, Any]:
     if est.uncertain is not None and bool(est.uncertain.any()):
         fused = est.fused.argmax(-1) == y
         out["accuracy_when_uncertain"] = 100 * float(fused[est.uncertain].double().mean())
-        out["accuracy_when_sure"] = 100 * float(fused[~est.uncertain].double().mean()) if bool((~est.uncertain).any()) else None
+        sure = ~est.uncertain
+        out["accuracy_when_sure"] = 100 * float(fused[sure].double().mean()) if bool(sure.any()) else None
     return out
 
 

@@ -40,7 +40,6 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-
 if TYPE_CHECKING:
     from ume_mma.models import MultiModalModel
 
@@ -82,7 +81,8 @@ def branch_signals(
         raise ValueError("a correctness estimate needs the model's reliability fields (python -m ume_mma.calibrate)")
     out = {}
     for m, (dz, nz) in model.reliability.checks(feats).items():
-        z = logits[m] if logits is not None and m in logits else model.heads[m](feats[m].to(model.heads[m].weight.device))
+        head = model.heads[m]
+        z = logits[m] if logits is not None and m in logits else head(feats[m].to(head.weight.device))
         out[m] = signals(z, float(model.reliability.branches[m]["temperature"]), dz, nz)
     return out
 

@@ -255,7 +255,8 @@ def main(argv: list[str] | None = None) -> int:
         metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
         if args.test_split != "none" and args.test_split in data.splits:
             meta = dict(kv.split("=", 1) for kv in args.test_meta)
-            test = [s for s in data.split(args.test_split).samples if all(str(s.meta.get(k)) == v for k, v in meta.items())]
+            rows = data.split(args.test_split).samples
+            test = [s for s in rows if all(str(s.meta.get(k)) == v for k, v in meta.items())]
             metrics |= evaluate_samples(chosen, test, seed=args.seed) | {"split": args.test_split}
         metrics["fusion_choice"] = {k: v for k, v in record.items() if k != "fit_report"}
         kept = carried_notes(args.checkpoint)

@@ -33,7 +33,7 @@ from ume_mma.encoders.base import to_device
 from ume_mma.errors import InputError, UmeMmaError
 from ume_mma.memory import release_free_memory
 from ume_mma.models import MultiModalModel
-from ume_mma.prediction import BranchResult, Prediction, calibrated_result, fused_result, modality_list, result_of
+from ume_mma.prediction import BranchResult, Prediction, calibrated_result, fused_result, modality_list
 
 __all__ = ["BranchResult", "Limits", "Prediction", "Predictor", "file_hash", "modality_list", "nbytes"]
 

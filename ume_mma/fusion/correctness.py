@@ -56,7 +56,9 @@ class CorrectnessFusion(Fusion):
         if base is cls or not base.takes_weights:
             raise ValueError(f"fusion 'correctness' cannot weigh the branches of {est['base']!r}")
         if not base.uses_fill and config.fill != "drop":
-            raise ValueError(f"fusion 'correctness' on {est['base']!r} (which drops missing branches) needs fill='drop'")
+            raise ValueError(
+                f"fusion 'correctness' on {est['base']!r} (which drops missing branches) needs fill='drop'"
+            )
         if not float(est["alpha"]) >= 0:
             raise ValueError(f"correctness alpha must be >= 0, got {est['alpha']!r}")
         if not 0 < float(est.get("tau", 1.0)) <= 1:
