@@ -67,6 +67,7 @@ from ume_mma.memory import skip_triton
 from ume_mma.pool import Loaded
 from ume_mma.predictor import Limits, modality_list
 from ume_mma.registry import MODALITIES
+from ume_mma.uncertainlog import UncertainLog
 
 ROOT = Path(__file__).resolve().parent
 DEFAULT_CHECKPOINT = "checkpoints/av-digits"
@@ -133,6 +134,7 @@ def build_demo(
     per_client: int | None = None,
     proxies: Proxies | None = None,
     upload_mb_per_minute: float | None = None,
+    keep_uncertain: str | None = None,
 ) -> gr.Blocks:
     """The UI and API over ``checkpoint`` (loaded now, so a bad default fails at start-up). ``pool``: the
     shared cache of loaded checkpoints (default: a new one with these limits, on ``device``). With a ``store``
@@ -200,7 +202,8 @@ def build_demo(
         demo.proxies = proxies or Proxies.from_settings()
         demo.upload_budget = upload_mb_per_minute  # MB per client per minute (launch_app enforces it)
         demo.client_limiter = ClientLimiter(per_client, demo.proxies)  # calls in flight per client (public mode)
-        fns = handlers(pool, checkpoint, ui.render, demo.client_limiter)
+        keep = UncertainLog(keep_uncertain) if keep_uncertain else None  # opt-in: uncertain inputs kept to annotate
+        fns = handlers(pool, checkpoint, ui.render, demo.client_limiter, keep)
         private = {"api_visibility": "private"}
         inputs = [ui.video, ui.audio, ui.image, ui.text]
         views_out = [ui.fused, *ui.cards, ui.sources, ui.chart, ui.raw]
@@ -278,10 +281,15 @@ def drop_mcp_tools(demo: gr.Blocks) -> None:
 
 
 def handlers(
-    pool: PredictorPool, default: str, render: Callable[..., Any], limiter: ClientLimiter | None = None
+    pool: PredictorPool,
+    default: str,
+    render: Callable[..., Any],
+    limiter: ClientLimiter | None = None,
+    keep: UncertainLog | None = None,
 ) -> SimpleNamespace:
     """The event functions; ``k`` is the session's checkpoint key (a gr.State, never an API input). Predictions
-    run inside a slot of the caller's address (``limiter``: at most so many in flight per client)."""
+    run inside a slot of the caller's address (``limiter``: at most so many in flight per client). ``keep``:
+    where the inputs of uncertain predictions are kept for annotation (None: nowhere)."""
     limiter = limiter or ClientLimiter(None)
 
     @limiter.wrap
@@ -292,12 +300,16 @@ def handlers(
         predictor = item.predictor
         inputs = make_inputs(v, a, i, t)
         pred = item.batcher.predict(inputs, None, subsets=True) if any(inputs.values()) else None
+        if keep is not None and pred is not None:
+            keep.keep(inputs, pred)
         video = inputs["video"] if pred is not None and pred.frames else None
         if video == shown and video is not None:
             frames = gr.skip()  # the same video: its frames are on screen already
         else:
             frames = gr.update(value=thumbnails(pred.frames) if video else None, visible=bool(video))
-        label = gr.update(choices=predictor.labels, value=pred.fused.label if pred else None)
+        unsure = pred is not None and bool(pred.uncertain)  # no branch likely right: ask for the true label now
+        title = "Its true label · ⚠ the model is uncertain here: annotate this" if unsure else "Its true label"
+        label = gr.update(choices=predictor.labels, value=pred.fused.label if pred else None, label=title)
         return frames, video, views_payload(pred, predictor.modalities, render), label
 
     @limiter.wrap
@@ -319,7 +331,11 @@ def handlers(
         """
         ref = valid.text(checkpoint, "checkpoint", valid.REF_MAX_CHARS).strip() or default
         text, enabled = valid.text(text, "text", valid.TEXT_MAX_CHARS), valid.modalities(modalities)
-        return pool.predict(ref, make_inputs(video, audio, image, text), modality_list(enabled) or None).to_dict()
+        inputs = make_inputs(video, audio, image, text)
+        pred = pool.predict(ref, inputs, modality_list(enabled) or None)
+        if keep is not None:
+            keep.keep(inputs, pred)
+        return pred.to_dict()
 
     @limiter.wrap
     def load_model(checkpoint, request: gr.Request = None):
@@ -560,6 +576,12 @@ def main(argv: list[str] | None = None) -> None:
         default=None,
         help="ADDR[,ADDR]: proxies whose X-Forwarded-For names the client (default: none; a Space's own proxy)",
     )
+    ap.add_argument(
+        "--keep-uncertain",
+        default=None,
+        metavar="FOLDER",
+        help="keep the inputs of uncertain predictions in FOLDER (dataset format, no labels) to annotate later",
+    )
     ap.add_argument("--auth", default=None, help="file of user:password lines (or UME_MMA_AUTH): login required")
     ap.add_argument(
         "--public", action="store_true", help="public mode (always on a Space): Space.yaml's checkpoints only, caps"
@@ -592,7 +614,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         demo = build_demo(
             args.checkpoint, max_mb, seconds, pool, args.device, store=store, access=access, per_client=per_client,
-            proxies=proxies, upload_mb_per_minute=budget,
+            proxies=proxies, upload_mb_per_minute=budget, keep_uncertain=args.keep_uncertain,
         )  # fmt: skip
     except gr.Error as exc:
         found = ", ".join(list_checkpoints()) or "none"
