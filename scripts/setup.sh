@@ -5,8 +5,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Debian packages: real spoken digits and synthetic voices (av-digits), test videos, emoji fonts and
-# Unicode data (emoji-vl), Chromium for the browser test, sox for audio tools.
+# Unicode data (emoji-vl), Chromium for the browser test, sox for audio tools; fonts (printed digits) and
+# Festival voices (speech), two of the shifted test sets' sources.
 APT_PACKAGES=(espeak-ng flite sox opencv-doc chromium fonts-noto-color-emoji unicode-data unicode-cldr-core
+  fonts-dejavu-core fonts-liberation2 fonts-freefont-ttf fonts-urw-base35
+  festival festvox-kdlpc16k festvox-italp16k festvox-itapc16k festvox-ru
   asterisk-core-sounds-en-wav asterisk-core-sounds-es-wav asterisk-core-sounds-fr-wav
   asterisk-core-sounds-it-wav asterisk-core-sounds-ru-wav asterisk-prompt-it-menardi-wav
   asterisk-prompt-es-co asterisk-prompt-fr-armelle postgresql)

@@ -154,3 +154,145 @@ def test_bad_requests_are_refused_in_words(av_bases: dict[str, Path], tmp_path: 
     with pytest.raises(DatasetFormatError, match="build_info.json"):
         build_shifted(bare, out, "image")
     assert not out.exists()
+
+
+# New sources (``--source``): printed digits, Festival voices, German and Spanish keywords.
+
+
+def _base_pixels(folder: Path) -> dict[str, bytes]:
+    return {s.id: s.path("image").read_bytes() for s in load_dataset(folder, split="test")}
+
+
+@pytest.mark.parametrize("setting", ["clean", "hard"])
+def test_av_digits_image_from_fonts(av_bases: dict[str, Path], tmp_path: Path, setting: str) -> None:
+    """Printed digits: only the image changes, MNIST format, several fonts, none the same as the opencv source."""
+    from ume_mma.data.printed import font_files
+
+    try:
+        font_files()
+    except MissingDependencyError as exc:
+        pytest.skip(str(exc))
+    out = tmp_path / "fonts"
+    base = av_bases[setting]
+    assert cli(["build", "shifted", str(out), "--base", str(base), "--shift", "image", "--source", "fonts"]) == 0
+    _same_except(base, out, "image")
+    info = json.loads((out / "build_info.json").read_text())
+    assert info["source_name"] == "fonts" and "fonts-urw-base35" in info["source"]
+    rows = list(load_dataset(out))
+    fonts = {Path(s.image).stem.rsplit("_", 2)[0] for s in rows}
+    assert len(fonts) >= 5, fonts
+    for s in rows:
+        assert Path(s.image).stem.rsplit("_", 2)[1] == s.label  # the file drawn is the row's digit
+        px = np.asarray(Image.open(s.path("image")), dtype=np.float64) / 255
+        assert px.shape == (28, 28)
+        if setting == "clean":  # white on black, centred by mass like MNIST (+-1 px move, +-1 rounding)
+            frame = np.concatenate([px[:2].ravel(), px[-2:].ravel(), px[:, :2].ravel(), px[:, -2:].ravel()])
+            assert frame.mean() < 0.08 and px.max() == 1.0
+            cy, cx = (np.indices(px.shape) * px).sum((1, 2)) / px.sum()
+            assert abs(cy - 13.5) <= 2.5 and abs(cx - 13.5) <= 2.5
+    opencv = tmp_path / "opencv"
+    from ume_mma.data.shifted import build_shifted
+
+    build_shifted(base, opencv, "image")  # the default source is unchanged, and not the fonts
+    assert json.loads((opencv / "build_info.json").read_text())["source_name"] == "opencv"
+    other = {s.id: s.path("image").read_bytes() for s in load_dataset(opencv)}
+    assert sum(other[s.id] != s.path("image").read_bytes() for s in rows) >= 0.9 * len(rows)
+    if setting == "hard":  # the base's own 4 principal components, as the opencv path
+        from ume_mma.data.av_digits import PCA_K, train_images
+        from ume_mma.data.mnist import pca_project
+
+        x = np.stack([np.asarray(Image.open(s.path("image")), dtype=np.float64) / 255 for s in rows])
+        again, _ = pca_project(train_images(0), x, PCA_K)
+        assert float(np.abs(again - x).mean()) < 0.01
+
+
+def test_printed_digits_are_readable_by_their_label() -> None:
+    """Each take is nearer (on average) to the other fonts' takes of its digit than to those of other digits."""
+    from ume_mma.data.printed import font_files, printed_pool
+
+    try:
+        font_files()
+    except MissingDependencyError as exc:
+        pytest.skip(str(exc))
+    pool = printed_pool(0, takes=1)
+    x = np.stack([p[0].ravel() for p in pool])
+    y = np.array([p[1] for p in pool])
+    means = np.stack([x[y == d].mean(0) for d in range(10)])
+    nearest = np.argmin(((x[:, None, :] - means[None]) ** 2).sum(-1), axis=1)
+    assert (nearest == y).mean() > 0.8
+    assert len({p[2] for p in pool}) >= 20 and len(pool) == 10 * len({p[2] for p in pool})
+
+
+def test_av_digits_audio_from_festival(av_bases: dict[str, Path], tmp_path: Path) -> None:
+    """Festival voices: only the audio changes; 1 s at 8 kHz of speech; voices no build here uses."""
+    import soundfile as sf
+
+    from ume_mma.data.festival import VOICES, require_voices
+    from ume_mma.data.shift import HELDOUT_SPEAKERS, POOL_SPEAKERS
+    from ume_mma.data.speech import ESPEAK_LANGS, FLITE_VOICES, TEST_SPEAKERS
+
+    try:
+        require_voices()
+    except MissingDependencyError as exc:
+        pytest.skip(str(exc))
+    heard = {*HELDOUT_SPEAKERS, *POOL_SPEAKERS, *TEST_SPEAKERS, *FLITE_VOICES, *ESPEAK_LANGS, "kal_diphone"}
+    assert not {v.split("_")[0] for v in VOICES} & {v.split("_")[0] for v in heard}
+    base = av_bases["clean"]
+    out = tmp_path / "fest"
+    assert cli(["build", "shifted", str(out), "--base", str(base), "--shift", "audio", "--source", "festival"]) == 0
+    _same_except(base, out, "audio")
+    info = json.loads((out / "build_info.json").read_text())
+    assert info["source_name"] == "festival" and info["left_out"] == 0
+    rows = list(load_dataset(out))
+    assert {s.audio.split("/")[2].removeprefix("festival_") for s in rows} <= set(VOICES)
+    assert len({s.audio.split("/")[2] for s in rows}) >= 3
+    base_voices = {s.meta.get("speaker") or s.group for s in load_dataset(base, split="test")}
+    assert not base_voices & {s.audio.split("/")[2] for s in rows}
+    for s in rows:
+        assert Path(s.audio).stem.split("_")[0] == s.label  # the digit spoken is the row's label
+        x, sr = sf.read(s.path("audio"))
+        assert sr == 8000 and len(x) == 8000 and np.abs(x).max() > 0.05
+
+
+def test_festival_takes_differ_and_follow_the_seed() -> None:
+    from ume_mma.data.festival import clip_pool
+
+    a, b = clip_pool(0), clip_pool(1)
+    assert a == clip_pool(0) and a != b and len(a) == 4 * 10 * 4
+    assert len({c.stretch for c in a}) > 100 and all(0.85 <= c.stretch <= 1.25 for c in a)
+
+
+@pytest.mark.parametrize("lang", ["de", "es"])
+def test_emoji_text_in_another_language(emoji_base: Path, tmp_path: Path, lang: str) -> None:
+    """German / Spanish CLDR keywords without the emoji's names; only the text changes, and not to French."""
+    from ume_mma.data.emoji_meta import load_cldr
+    from ume_mma.data.shifted import build_shifted
+
+    out = build_shifted(emoji_base, tmp_path / lang, "text", source=lang)
+    info = json.loads((out / "build_info.json").read_text())
+    assert info["source_name"] == lang and f"{lang}.xml" in info["source"]
+    rows = list(load_dataset(out))
+    base = {s.id: s for s in load_dataset(emoji_base, split="test")}
+    assert len(rows) == len(base)
+    for s in rows:
+        b = base[s.id]
+        assert s.label == b.label and s.group == b.group
+        assert s.path("image").read_bytes() == b.path("image").read_bytes()
+        assert {k: v for k, v in s.meta.items() if k not in ("shifted", "shift_source")} == b.meta
+    assert sum(s.text != base[s.id].text for s in rows) >= 0.5 * len(rows)
+    fr = {s.id: s.text for s in load_dataset(build_shifted(emoji_base, tmp_path / "fr", "text"))}
+    assert sum(s.text != fr[s.id] for s in rows) >= 0.5 * len(rows)
+    keywords, names = load_cldr(lang)
+    grinning = [s for s in rows if s.meta["unified"] == "1F600"]
+    if grinning:  # its keywords in that language, minus the words of its name there
+        name = names["\U0001f600"].lower().split()
+        assert grinning[0].text and not any(w in grinning[0].text.lower().split() for w in name)
+
+
+def test_unknown_source_is_refused_in_words(av_bases: dict[str, Path], tmp_path: Path, capsys) -> None:
+    out = tmp_path / "x"
+    args = ["build", "shifted", str(out), "--base", str(av_bases["clean"]), "--shift", "image", "--source", "de"]
+    assert cli(args) == 1
+    assert "opencv, fonts, not 'de'" in capsys.readouterr().err and not out.exists()
+    with pytest.raises(SystemExit):
+        cli(["build", "av-digits", str(out), "--source", "fonts"])

@@ -2,8 +2,9 @@
 ``python -m ume_mma.data build emoji-vl OUT [--seed N] [--limit N]``,
 ``python -m ume_mma.data build av-digits-shift OUT [--shift image|audio|both] [--seed N] [--limit N]``
 (the av-digits pairs under a shift the shipped checkpoint never saw: pool/held-out parts),
-``python -m ume_mma.data build shifted OUT --base DIR --shift image|audio|text [--seed N]`` (DIR's test split with
-one modality from a source its models never saw: :mod:`ume_mma.data.shifted`),
+``python -m ume_mma.data build shifted OUT --base DIR --shift image|audio|text [--source NAME] [--seed N]`` (DIR's
+test split with one modality from a source its models never saw: :mod:`ume_mma.data.shifted`; av-digits image
+opencv|fonts, audio telephone|festival; emoji-vl image openmoji, text fr|de|es),
 ``python -m ume_mma.data validate DIR``."""
 
 from __future__ import annotations
@@ -58,6 +59,12 @@ def main(argv: list[str] | None = None) -> int:
         help="av-digits-shift: image|audio|both (default both); shifted: the modality to replace",
     )
     build.add_argument("--base", default=None, help="shifted only: the built benchmark whose test split is shifted")
+    build.add_argument(
+        "--source",
+        default=None,
+        help="shifted only: where the new inputs come from (av-digits image opencv|fonts, audio telephone|festival; "
+        "emoji-vl image openmoji, text fr|de|es; default the first)",
+    )
     build.add_argument("--seed", type=int, default=0)
     build.add_argument(
         "--limit", type=int, default=None, help="av-digits(-shift): rows per split; emoji-vl: number of emoji"
@@ -75,12 +82,14 @@ def main(argv: list[str] | None = None) -> int:
             parser.error("--shift applies to av-digits-shift and shifted only")
         if (args.base is not None) != (args.benchmark == "shifted"):
             parser.error("shifted needs --base (and only shifted takes it)")
+        if args.source is not None and args.benchmark != "shifted":
+            parser.error("--source applies to shifted only")
         if args.benchmark == "shifted":
             if args.shift is None or args.shift == "both":
                 parser.error("shifted needs --shift image, audio or text")
             from ume_mma.data.shifted import build_shifted
 
-            out = build_shifted(args.base, args.out, args.shift, seed=args.seed)
+            out = build_shifted(args.base, args.out, args.shift, seed=args.seed, source=args.source)
         elif args.benchmark == "av-digits-shift":
             if args.shift == "text":
                 parser.error("av-digits-shift shifts image, audio or both")
