@@ -7,7 +7,9 @@ detection (AUROC of its correctness estimate). A script, not a test.
 ``CK_*``: checkpoints re-chosen by ``python -m ume_mma.drift_choice`` (a correctness estimate fitted on the
 base's validation split and its *fitting* drift families, the fusion chosen on validation and the *held-out*
 families). Nothing here is fitted: every set below is only measured. ``DIR`` holds the sets
-``bench/bench_correctness.py`` names, plus ``avds-both``. Per set: each branch's accuracy, ``better_branch``,
+``bench/bench_correctness.py`` names, plus ``avds-both`` and the second sources of ``build shifted --source``
+(``av-shifted-image-fonts``, ``av-shifted-audio-festival``, ``emoji-shifted-text-de``, ``-es``). Per set:
+each branch's accuracy, ``better_branch``,
 the fused accuracy of ``mma`` (the base, as trained), ``reliability@a`` (the shipped weighting, or alpha 2 where
 the checkpoint ships none), ``chosen`` (what the rule chose) and ``correctness@a/tau`` for each tried strength
 and dead zone;
@@ -45,15 +47,20 @@ SETS = {
         "av-digits-shift image (new writers)": ("avds-image", "image", None),
         "av-digits-shift audio (new voices)": ("avds-audio", "audio", None),
         "av-digits-shift both": ("avds-both", "both", None),
+        "new source: printed digits (77 fonts)": ("av-shifted-image-fonts", "image", None),
+        "new source: Festival voices": ("av-shifted-audio-festival", "audio", None),
     },
     "emoji-vl": {
         "in-distribution": ("emoji-vl", None, {"style": "twitter"}),
         "cross-style (Google drawings)": ("emoji-vl", "image", {"style": "google"}),
         "shifted image (OpenMoji)": ("emoji-shifted-image", "image", None),
         "shifted text (French)": ("emoji-shifted-text", "text", None),
+        "new source: German keywords": ("emoji-shifted-text-de", "text", None),
+        "new source: Spanish keywords": ("emoji-shifted-text-es", "text", None),
     },
 }
 GAP_GOAL, COST_GOAL, AUROC_GOAL = -1.0, -0.5, 0.85
+RELIABILITY_ALPHA = {"av-digits": 2.0, "emoji-vl": 4.0}
 
 
 def _rows(folder: Path, meta: dict | None, limit: int) -> list:
@@ -94,8 +101,7 @@ def bench_checkpoint(name: str, chosen_dir: Path, data: Path, limit: int) -> dic
     chosen = from_pretrained(chosen_dir).eval()
     record = chosen.config.correctness["choice"]
     models = {"chosen": chosen, "mma": dc.configure(chosen, dc.base_mode(chosen))}
-    shipped = from_pretrained(ROOT / "checkpoints" / name).config
-    alpha = shipped.reliability["alpha"] if shipped.fusion == "reliability" else 2.0
+    alpha = RELIABILITY_ALPHA[name]  # the weighting each checkpoint shipped with before (none on av-digits: 2)
     models[f"reliability@{alpha:g}"] = dc.configure(chosen, "reliability", alpha)
     for mode, a, tau in dc.candidates(chosen):
         if mode == "correctness":

@@ -354,3 +354,26 @@ def test_evaluate_cli_without_splits_evaluates_every_sample(trained, tmp_path, c
     assert f"no sample of {data} has a split: evaluating all {len(rows)} samples" in capsys.readouterr().out
     m = json.loads(out.read_text())
     assert m["n"] == len(rows) == 84 and m["split"] == "all" and "no sample has a split" in m["split_note"]
+
+
+def test_training_can_choose_the_fusion_under_drift(trained, tmp_path):
+    """drift_choice=true: the run fits a correctness estimate and chooses the fusion on validation and held-out
+    drift families; the saved checkpoint carries the estimate, the choice and its card section."""
+    from ume_mma.checkpoint import from_pretrained
+
+    metrics = run(_config(trained.tmp, tmp_path / "run", drift_choice="true", drift_choice_rows=12))
+    record = metrics["drift_choice"]
+    assert "skipped" not in record, record
+    assert record["conditions"] and record["table"][record["base"]]["worst"] == 0.0
+    ok = [
+        k
+        for k, r in record["table"].items()
+        if min(r["full"] - record["table"][record["base"]]["full"], r["worst"]) >= -0.005 - 1e-9
+    ]
+    assert record["chosen"] in ok
+    model = from_pretrained(tmp_path / "run" / "checkpoint")
+    assert model.config.correctness is not None and model.config.fusion == record["mode"]
+    assert model.config.correctness["choice"]["chosen"] == record["chosen"]
+    assert "## Fusion chosen under drift" in (tmp_path / "run" / "checkpoint" / "README.md").read_text()
+    saved = metrics["saved"]
+    assert metrics["test"]["ume-mma"] == metrics["test"][saved]

@@ -109,6 +109,7 @@ class Job(PhaseTrainer):
         self.targets: dict[str, torch.Tensor] = {}
         self.groups: dict[str, list[str | None]] = {}
         self._prepare_splits(data, replay)
+        self.val_samples = self._split_samples(data, cfg.val_split)  # decoded again only by the drift choice
         memory = self._add_replay_memory() if self.finetune and not cfg.base_data and cfg.replay_memory else 0
         self.annotated_train = len(self.targets[cfg.train_split]) - len(replay) - memory  # the new data's train rows
         self.guard: dict[str, dict[str, Any]] = {}  # a fine-tune's branch-guard verdicts (ume_mma.branchguard)
@@ -210,6 +211,26 @@ class Job(PhaseTrainer):
         fusion = "auto" if len(model.modalities) > 1 else "keep"
         stats_set, val = self.feature_set(model, cfg.train_split), self.feature_set(model, cfg.val_split)
         return calibrate(model, stats_set, val, cfg.seed, fusion, fitted_on=fitted_on)
+
+    def choose_under_drift(self, model: MultiModalModel) -> tuple[MultiModalModel, dict[str, Any]]:
+        """``model`` (calibrated) with a correctness estimate fitted on validation + the fitting drift families
+        and the fusion chosen on validation + the held-out families (:mod:`ume_mma.drift_choice`), and the
+        record; ``model`` itself and ``{"skipped": why}`` where no estimate can be fitted (a branch always right
+        on validation, a single modality)."""
+        from ume_mma import drift_choice
+        from ume_mma.correctness_fit import fit_correctness, with_correctness
+
+        if len(model.modalities) < 2 or model.reliability is None:
+            return model, {"skipped": "the drift choice weighs two or more calibrated branches"}
+        rows = self.val_samples[: self.cfg.drift_choice_rows]
+        base = drift_choice.configure(model, base_mode(model))
+        try:
+            est, report = fit_correctness(base, rows, seed=self.cfg.seed, fitted_on={"data": self.cfg.data})
+        except ValueError as exc:
+            return model, {"skipped": str(exc)}
+        fitted = with_correctness(base, est)
+        chosen, record = drift_choice.choose(fitted, drift_choice.drift_set(fitted, rows, seed=self.cfg.seed))
+        return chosen, record | {"fit_report": report}
 
     def shifted_record(self, models: dict[str, MultiModalModel], calibrated: str) -> dict[str, Any]:
         """Per ``cfg.shifted`` set: every model's full accuracy there (``accuracy``), the branch accuracies of
@@ -356,7 +377,12 @@ def _run(cfg: TrainConfig, resume: bool, device: str, progress: str | Path | Non
         chosen = choose_ume_mma({name: v["accuracy"]["full"] for name, v in val.items()}, tie)
     final, calibration = job.calibrate(models[chosen])
     saved = "reliability" if calibration["adopted"] else chosen
-    if calibration["adopted"]:
+    drift_record = None
+    if cfg.drift_choice:
+        final, drift_record = job.choose_under_drift(final)
+        if "chosen" in drift_record:
+            saved = drift_record["chosen"] if drift_record["mode"] != drift_record["base"] else chosen
+    if saved != chosen:
         val[saved], test[saved] = job.evaluate(final, cfg.val_split), job.evaluate(final, cfg.test_split)
     test["ume-mma"] = test[saved]  # the UME-MMA model as saved (reliability-weighted when validation adopted it)
     metrics = {
@@ -364,6 +390,7 @@ def _run(cfg: TrainConfig, resume: bool, device: str, progress: str | Path | Non
         "rule": CHOICE_RULE,
         "saved": saved,
         "calibration": calibration,
+        **({"drift_choice": {k: v for k, v in drift_record.items() if k != "fit_report"}} if drift_record else {}),
         "val": val,
         "test": test,
         "task": cfg.task,
@@ -398,6 +425,10 @@ def _save_outputs(out: Path, metrics: dict[str, Any], chosen: MultiModalModel) -
     a fine-tune's parent and before/after)."""
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
     notes = results_notes(metrics) + "\n\n" + reliability_notes(metrics["calibration"])
+    if "chosen" in metrics.get("drift_choice", {}):
+        from ume_mma.drift_choice import notes as drift_notes
+
+        notes += "\n\n" + drift_notes(metrics["drift_choice"])
     card_metrics = dict(metrics["test"][metrics["saved"]])
     if "finetune" in metrics:
         notes += "\n\n" + finetune.notes(metrics["finetune"])

@@ -58,6 +58,11 @@ class TrainConfig:
     # fine-tune without base_data: mix in the replay memory the base checkpoint carries (ume_mma.replaymemory)
     replay_memory: bool = True
     cv_folds: int = 5
+    # after calibration, fit the per-branch correctness estimate on validation + the fitting drift families and
+    # choose the fusion (base, reliability or correctness weighting, and its strength) on validation + the
+    # held-out families (ume_mma.drift_choice), on at most drift_choice_rows validation rows
+    drift_choice: bool = False
+    drift_choice_rows: int = 200
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
