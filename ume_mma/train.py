@@ -96,10 +96,11 @@ class Job(PhaseTrainer):
         self.progress = ProgressLog(progress, enabled=self.accelerator.is_main_process)
         self.stop = StopRequest()
         data = load_dataset(cfg.data)
-        self.finetune = finetune.start(cfg, data.labels) if cfg.init_from else None
+        train_labels = data.split(cfg.train_split).labels
+        self.finetune = finetune.start(cfg, data.labels, train_labels) if cfg.init_from else None
         replay = finetune.replay_samples(cfg, self.finetune) if self.finetune else []
         set_seed(cfg.seed)
-        if self.finetune:  # the base's labels (in its order) and its complete encoder specs
+        if self.finetune:  # the base's labels (in its order, new ones appended) and its complete encoder specs
             base = self.finetune.base.to(self.accelerator.device)
             self.labels, self.specs = list(base.labels), {m: base.config.spec(m) for m in base.modalities}
         else:
@@ -175,6 +176,7 @@ class Job(PhaseTrainer):
             fill=self.cfg.fill,
             encoders={m: self.specs[m].to_dict() for m in modalities},
             training=self.cfg.to_dict(),
+            label_history=self.finetune.base.config.label_history if self.finetune else None,
         )
 
     def fused_from_unimodal(self, uni: dict[str, MultiModalModel], fusion: str, fill: str) -> MultiModalModel:
