@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -39,22 +41,25 @@ def _datasets() -> Any:
     return datasets
 
 
-def load_source(source: str) -> dict[str, Any]:
-    """split name -> ``datasets.Dataset`` of ``source`` (see the module docstring for what it may be)."""
+def load_source(source: str, cache_dir: str | None = None) -> dict[str, Any]:
+    """split name -> ``datasets.Dataset`` of ``source`` (see the module docstring for what it may be). Local files
+    are read through ``cache_dir`` (give a fresh one: the datasets cache keys a local folder by its name and
+    patterns, so another folder of the same name could be read from a stale cache)."""
     ds = _datasets()
     path = Path(source).expanduser()
+    local = {"cache_dir": cache_dir} if cache_dir else {}
     try:
         if path.is_dir() and ((path / "dataset_dict.json").is_file() or (path / "state.json").is_file()):
             loaded = ds.load_from_disk(str(path))
         elif path.is_file() and path.suffix == ".parquet":
-            loaded = ds.load_dataset("parquet", data_files={"train": str(path)})
+            loaded = ds.load_dataset("parquet", data_files={"train": str(path)}, **local)
         elif path.is_dir() and not (path / "README.md").is_file() and list(path.glob("*.parquet")):
             files = sorted(str(p) for p in path.glob("*.parquet"))
-            loaded = ds.load_dataset("parquet", data_files={"train": files})
+            loaded = ds.load_dataset("parquet", data_files={"train": files}, **local)
         elif path.exists() or "/" in source or not path.is_absolute():
             if not path.exists() and os.environ.get("HF_HUB_OFFLINE") == "1":
                 raise ImportRefused(f"{source}: no such folder or file, and the Hub is off (HF_HUB_OFFLINE=1)")
-            loaded = ds.load_dataset(str(path) if path.exists() else source)
+            loaded = ds.load_dataset(str(path), **local) if path.exists() else ds.load_dataset(source)
         else:
             raise ImportRefused(f"{source}: no such folder or file")
     except ImportRefused:
@@ -141,7 +146,12 @@ def _media(st: Staging, value: Any, field: str, where: str, stem: str, base: Pat
 
 def import_hf(source: str, out: str | os.PathLike[str], columns: dict[str, str] | None = None, seed: int = 0) -> Path:
     """Import a Hugging Face dataset (``source``) into the folder ``out`` (new); returns ``out``."""
-    parts = load_source(source)
+    with tempfile.TemporaryDirectory(prefix="ume-mma-hf-") as cache:
+        return _import(load_source(source, cache), source, out, columns, seed)
+
+
+def _import(parts: dict[str, Any], source: str, out: str | os.PathLike[str], columns: dict[str, str] | None,
+            seed: int) -> Path:  # fmt: skip
     ours = {name: SPLIT_ALIASES.get(name.lower()) for name in parts}
     keep_splits = all(ours.values()) and len(set(ours.values())) == len(ours)
     base = Path(source).expanduser() if Path(source).expanduser().is_dir() else None
@@ -219,15 +229,25 @@ def export_hf(folder: str | os.PathLike[str], out: str | os.PathLike[str] | None
     target = Path(out).expanduser().resolve() if out else data.root
     if target != data.root and target.exists() and any(target.iterdir()):
         raise ImportRefused(f"{target} exists and is not an empty folder: choose a new output folder")
+    old = target / "data"
+    if old.exists() and (not old.is_dir() or any(p.suffix != ".parquet" for p in old.iterdir())):
+        raise ImportRefused(f"{old} holds files other than an earlier export's parquet: export into a new folder")
     datasets = _datasets()
     labels, modalities = data.labels, data.modalities
     features = _features(labels, modalities)
-    (target / "data").mkdir(parents=True, exist_ok=True)
-    splits = [s for s in SPLITS if data.split(s).samples]
-    for split in splits:
-        table = _table(data.split(split).samples, labels, modalities)
-        ds = datasets.Dataset(table.cast(features.arrow_schema), info=datasets.DatasetInfo(features=features))
-        ds.to_parquet(str(target / "data" / f"{HF_SPLIT[split]}-00000-of-00001.parquet"))
-    readme = target / "README.md"
-    readme.write_text(_card(readme.read_text(encoding="utf-8") if readme.is_file() else "", splits))
+    target.mkdir(parents=True, exist_ok=True)
+    staged = Path(tempfile.mkdtemp(prefix=".hf-data.", dir=target))  # complete before it replaces data/
+    try:
+        splits = [s for s in SPLITS if data.split(s).samples]
+        for split in splits:
+            table = _table(data.split(split).samples, labels, modalities)
+            ds = datasets.Dataset(table.cast(features.arrow_schema), info=datasets.DatasetInfo(features=features))
+            ds.to_parquet(str(staged / f"{HF_SPLIT[split]}-00000-of-00001.parquet"))
+        readme = target / "README.md"
+        card = _card(readme.read_text(encoding="utf-8") if readme.is_file() else "", splits)
+        shutil.rmtree(target / "data", ignore_errors=True)
+        os.replace(staged, target / "data")
+        readme.write_text(card, encoding="utf-8")
+    finally:
+        shutil.rmtree(staged, ignore_errors=True)
     return target
