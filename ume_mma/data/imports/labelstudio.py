@@ -174,7 +174,7 @@ def export_label_studio(store: Any, queue: str, out: str | os.PathLike[str]) -> 
                 if m == "text":
                     data[m] = value
                     continue
-                (tmp / "media").mkdir(exist_ok=True)
+                (tmp / "media" / value).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(store.media.path(value), tmp / "media" / value)
                 data[m] = f"/data/local-files/?d={target.name}/media/{value}"
             anns = [{"result": [_choice(a["label"], modalities[0])], "was_cancelled": False} for a in r["annotations"]]

@@ -17,7 +17,7 @@ def queue_rows(store: Any, queue: str) -> tuple[list[str], list[dict[str, Any]]]
     text), ``prediction`` (``Prediction.to_dict()`` or None) and ``annotations`` (``label``, ``annotator``, oldest
     first). An unknown or empty queue is refused."""
     q = AnnotationQueue(store, queue)
-    if not q.exists():
+    if not q.exists:
         raise ImportRefused(f"no queue {queue!r} in this store")
     i, s, a = schema.queue_items, schema.samples, schema.annotations
     query = (
