@@ -216,3 +216,15 @@ def test_the_cli_imports_and_refuses_in_one_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err == f"error: {tmp_path / 'none.csv'}: no such CSV file\n"
     _nothing_left(tmp_path, "o2")
+
+
+def test_split_names_and_the_seeded_split():
+    from ume_mma.data.imports.staging import hashed_split, split_name
+
+    assert [split_name(n, "x") for n in ("train", "Validation", "valid", "dev", "val", "test", None, "")] == [
+        "train", "val", "val", "val", "val", "test", None, None]  # fmt: skip
+    with pytest.raises(ImportRefused, match="x: split 'holdout' is not one of"):
+        split_name("holdout", "x")
+    splits = [hashed_split(f"id-{i}", seed=0) for i in range(2000)]
+    shares = [splits.count(s) / len(splits) for s in ("train", "val", "test")]
+    assert shares == pytest.approx([0.8, 0.1, 0.1], abs=0.03) and hashed_split("id-1", 0) == splits[1]

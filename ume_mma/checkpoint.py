@@ -12,7 +12,7 @@ from typing import Any
 from ume_mma import __version__, hub
 from ume_mma.errors import CheckpointError
 from ume_mma.fusion import get_fusion
-from ume_mma.labelgrow import card_line
+from ume_mma.labelhistory import card_line
 from ume_mma.memory import release_free_memory
 from ume_mma.models import FORMAT_VERSION, ModelConfig, MultiModalModel
 

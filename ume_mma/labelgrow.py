@@ -87,11 +87,3 @@ def grow(model: MultiModalModel, added: list[str], *, parent: str, source: str) 
                 state[f"{m}.{name}"] = value.clone()
         new.reliability.load_state_dict(state)
     return new.train(model.training)
-
-
-def card_line(label_history: list[dict] | None) -> list[str]:
-    """The model card's line on where the labels came from (none without a history)."""
-    if not label_history:
-        return []
-    parts = [f"{', '.join(h['labels'])} from `{h['source']}`" for h in label_history]
-    return ["- **Label history:** " + "; ".join(parts)]

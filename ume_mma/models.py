@@ -20,6 +20,7 @@ from ume_mma.encoders.base import Batch, batch_size
 from ume_mma.errors import InputError
 from ume_mma.factory import create_encoder
 from ume_mma.fusion import FILLS, FusionInputs, get_fusion
+from ume_mma.labelhistory import check_history
 from ume_mma.registry import EncoderSpec, strict_from_dict
 from ume_mma.reliability import Reliability, check_config
 
@@ -285,17 +286,6 @@ class MultiModalModel(nn.Module):
             fused.encoders[m].load_state_dict(model.encoders[m].state_dict())
             fused.heads[m].load_state_dict(model.heads[m].state_dict())
         return fused
-
-
-def check_history(history: Any, labels: list[str]) -> None:
-    """Raise ``ValueError`` unless ``history`` is ``[{"source": str, "labels": [str, ...]}, ...]`` whose labels,
-    in order, are exactly ``labels``."""
-    ok = isinstance(history, list) and all(
-        isinstance(h, dict) and set(h) == {"source", "labels"} and isinstance(h["source"], str)
-        and isinstance(h["labels"], list) for h in history
-    )  # fmt: skip
-    if not ok or [label for h in history for label in h["labels"]] != list(labels):
-        raise ValueError(f"label_history must list each label once, in label order, with its source; got {history!r}")
 
 
 def _external(spec: EncoderSpec) -> bool:
