@@ -228,3 +228,13 @@ def test_split_names_and_the_seeded_split():
     splits = [hashed_split(f"id-{i}", seed=0) for i in range(2000)]
     shares = [splits.count(s) / len(splits) for s in ("train", "val", "test")]
     assert shares == pytest.approx([0.8, 0.1, 0.1], abs=0.03) and hashed_split("id-1", 0) == splits[1]
+
+
+def test_a_source_without_a_validation_split_gets_one_from_its_train_rows(tmp_path):
+    dd = hf_dataset(n=12)
+    del dd["validation"]  # train and test only, as many datasets come
+    dd.save_to_disk(str(tmp_path / "disk"))
+    ds = load_dataset(import_hf(str(tmp_path / "disk"), tmp_path / "out"))
+    assert len(ds.split("test")) == 36, "the source's test split is kept as it is"
+    train, val = len(ds.split("train")), len(ds.split("val"))
+    assert train + val == 36 and 1 <= val <= 10  # about 1 in 9 of the train rows

@@ -57,7 +57,7 @@ def import_folder(src: str | os.PathLike[str], out: str | os.PathLike[str], seed
     if not root.is_dir():
         raise ImportRefused(f"{src}: not a folder")
     pairs = _label_dirs(root)
-    with Staging(out) as st:
+    with Staging(out, seed=seed) as st:
         for split, folder in pairs:
             stems: dict[str, dict[str, Path]] = defaultdict(dict)
             for f in _visible(folder):
@@ -101,7 +101,7 @@ def import_csv(
     if not set(columns) & {*FILE_MODALITIES, "text"}:
         raise ImportRefused(f"{path}: no input column (image, audio, video or text); the columns are {columns}")
     unknown = sorted(set(columns) - used)
-    with Staging(out) as st:
+    with Staging(out, seed=seed) as st:
         for n, row in enumerate(rows, start=2):  # line 1 is the header
             where = f"{csv_path.name} line {n}"
             value = (row.get(label) or "").strip()

@@ -156,7 +156,7 @@ def _import(parts: dict[str, Any], source: str, out: str | os.PathLike[str], col
     keep_splits = all(ours.values()) and len(set(ours.values())) == len(ours)
     base = Path(source).expanduser() if Path(source).expanduser().is_dir() else None
     seen: set[str] = set()
-    with Staging(out) as st:
+    with Staging(out, seed=seed) as st:
         for name, ds in parts.items():
             where = f"{source} [{name}]"
             mapping = map_columns(dict(ds.features), columns, where)

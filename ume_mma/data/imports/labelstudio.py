@@ -101,7 +101,7 @@ def import_label_studio(
     if bad:
         raise ImportRefused(f"unknown modality {bad} to map; map {', '.join(MODALITIES)}")
     tasks, unlabelled = _tasks(path), 0
-    with Staging(out) as st:
+    with Staging(out, seed=seed) as st:
         for n, task in enumerate(tasks):
             where = f"{path.name} task {task.get('id', n) if isinstance(task, dict) else n}"
             data = task.get("data") if isinstance(task, dict) else None

@@ -44,6 +44,26 @@ def hashed_split(key: str, seed: int = 0, fractions: tuple[float, float, float] 
     return SPLITS[-1]
 
 
+SHARES = {"train": 0.8, "val": 0.1, "test": 0.1}
+
+
+def complete_splits(samples: list[Sample], seed: int = 0) -> list[str]:
+    """Where the source's own splits leave ``val`` or ``test`` empty (a dataset with ``train`` and ``test`` only),
+    its ``train`` rows are split by :func:`hashed_split` among ``train`` and the missing splits, in the proportions
+    of 80/10/10 (train/test sources: 1 in 9 train rows becomes val). Returns the splits filled."""
+    have = {s.split for s in samples}
+    missing = [name for name in SPLITS if name not in have]
+    if not missing or "train" not in have:
+        return []
+    names = ["train", *missing]
+    total = sum(SHARES[n] for n in names)
+    fractions = tuple(SHARES[n] / total if n in names else 0.0 for n in SPLITS)
+    for s in samples:
+        if s.split == "train":
+            s.split = hashed_split(s.group or s.id or s.label, seed, fractions)
+    return missing
+
+
 def check_decodes(
     path: Path, modality: str, where: str, limits: Limits | None = None, shown: str | None = None
 ) -> None:
@@ -60,14 +80,14 @@ def check_decodes(
 class Staging:
     """A dataset folder under construction beside ``out`` (``with Staging(out) as st: ...``): ``add_file`` and
     ``add_bytes`` place checked media under ``media/<modality>/``; ``samples`` collects the lines; leaving the
-    block writes ``metadata.jsonl``, reads it back and renames the folder to ``out``. Any error removes it all.
-    ``out`` must be new or an empty folder."""
+    block fills empty splits from train (:func:`complete_splits`, ``seed``), writes ``metadata.jsonl``, reads it
+    back and renames the folder to ``out``. Any error removes it all. ``out`` must be new or an empty folder."""
 
-    def __init__(self, out: str | os.PathLike[str], limits: Limits | None = None) -> None:
+    def __init__(self, out: str | os.PathLike[str], limits: Limits | None = None, seed: int = 0) -> None:
         self.out = Path(out).expanduser().resolve()
         if self.out.exists() and (not self.out.is_dir() or any(self.out.iterdir())):
             raise ImportRefused(f"{self.out} exists and is not an empty folder: choose a new output folder")
-        self.limits = limits or Limits()
+        self.limits, self.seed = limits or Limits(), seed
         self.samples: list[Sample] = []
         self.tmp: Path | None = None
 
@@ -90,6 +110,7 @@ class Staging:
     def _finish(self) -> None:
         if not self.samples:
             raise ImportRefused("nothing to import: no samples")
+        complete_splits(self.samples, self.seed)
         write_dataset(self.tmp, self.samples)
         load_dataset(self.tmp)  # what we wrote must read back
         if self.out.exists():
