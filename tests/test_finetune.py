@@ -151,7 +151,7 @@ def _cli_config(base: Base, folder: Path, **keys) -> Path:
     return path
 
 
-def test_a_label_the_base_does_not_know_grows_the_heads(base, tmp_path):
+def test_a_label_the_base_does_not_know_grows_the_heads(base, tmp_path, capsys):
     """Data with labels a, b and a new one (zebra: the c rows relabelled): the heads grow by one row; before any
     step the old rows are the base's, bitwise, the new row is their mean with a lower bias, and the result records
     the label history in its config, its card and its metrics."""
@@ -160,6 +160,7 @@ def test_a_label_the_base_does_not_know_grows_the_heads(base, tmp_path):
     data = _relabel(base.new, tmp_path / "d", "c", "zebra")
     cfg = _config(base.tmp, tmp_path / "ft", init_from=str(base.checkpoint), data=str(data), epochs=0, mma_epochs=0)
     metrics = run(cfg)
+    assert "[new labels] zebra: the heads grow from 3 to 4 labels" in capsys.readouterr().out
     parent = from_pretrained(base.checkpoint, load_encoder_weights=False)
     child = from_pretrained(tmp_path / "ft" / "models" / "mma", load_encoder_weights=False)
     assert child.labels == ["a", "b", "c", "zebra"] and child.config.format_version == 4

@@ -343,6 +343,9 @@ def _run(cfg: TrainConfig, resume: bool, device: str, progress: str | Path | Non
         phases=planned_phases(job), threads=torch.get_num_threads(), nice=os.nice(0) if hasattr(os, "nice") else None,
     )  # fmt: skip
     if job.finetune:
+        if job.finetune.added_labels:
+            job.log(f"[new labels] {', '.join(job.finetune.added_labels)}: the heads grow from "
+                    f"{len(job.finetune.base_labels)} to {len(job.labels)} labels")  # fmt: skip
         job.finetune.before = job.evaluate(job.finetune.base, cfg.test_split)
         job.progress.write("eval", name="before", accuracy=job.finetune.before["accuracy"])
         if BASE_TEST in job.inputs:
