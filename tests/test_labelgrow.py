@@ -114,3 +114,16 @@ def test_bad_growth_and_bad_histories_are_refused():
     data = base.config.to_dict() | {"label_history": [{"source": "p", "labels": base.labels[:-1]}]}
     with pytest.raises(ValueError, match="label_history must list each label once"):
         ModelConfig.from_dict(data)
+
+
+def test_new_labels_are_sorted_and_misfits_named():
+    from ume_mma.finetune import LabelMismatchError, check_new_labels
+
+    base = _load("emoji-vl").config
+    known = base.labels[:2]
+    assert check_new_labels([*known, "zebra", "yak"], [*known, "zebra", "yak"], base, "d") == ["yak", "zebra"]
+    assert check_new_labels(known, known[:1], base, "d") == []  # old labels need no training rows
+    with pytest.raises(LabelMismatchError, match=r"d: new labels \['yak'\] .* have no training rows"):
+        check_new_labels([*known, "yak"], known, base, "d")
+    with pytest.raises(LabelMismatchError, match="no label in common"):
+        check_new_labels(["yak"], ["yak"], base, "d")

@@ -155,3 +155,22 @@ def test_the_cli_both_ways(tmp_path, capsys):
     assert len(tasks) == 10 and all(t["annotations"] == [] and t["predictions"] == [] for t in tasks)
     assert main(["export", "label-studio", str(tmp_path / "x"), "--queue", "nope", "--db", db]) == 1
     assert capsys.readouterr().err == "error: no queue 'nope' in this store\n" and not (tmp_path / "x").exists()
+
+
+def test_several_choices_controls_need_from_name_and_urls_resolve_under_the_media_root(tmp_path):
+    from ume_mma.data.imports.labelstudio import resolve
+
+    path, rows = ls_export(tmp_path)
+    tasks = json.loads(path.read_text())
+    for t in tasks[:10]:  # a second Choices control (say, the speaker) beside the class
+        t["annotations"][-1]["result"].append(_choice("f", control="speaker"))
+    path.write_text(json.dumps(tasks))
+    with pytest.raises(ImportRefused, match=r"several Choices controls \['class', 'speaker'\]: pick one"):
+        import_label_studio(path, tmp_path / "out", media_root=tmp_path / "files")
+    out, _ = import_label_studio(path, tmp_path / "out", media_root=tmp_path / "files", from_name="class")
+    assert "f" not in load_dataset(out).labels
+    root = tmp_path / "files"
+    assert resolve("/data/upload/3/01-train-a-0.wav", root, "t") == root / "upload" / "3" / "01-train-a-0.wav"
+    assert resolve("/data/upload/9/x.png", root, "t") == root / "x.png"  # not under upload/9: by its name
+    assert resolve("/data/local-files/?d=pool%2Fimages%2Fa.png", root, "t") == root / "pool" / "images" / "a.png"
+    assert resolve("pool/a.png", root, "t") == root / "pool" / "a.png"
