@@ -29,6 +29,7 @@ from urllib.parse import parse_qs, unquote, urlparse
 from xml.sax.saxutils import quoteattr
 
 from ume_mma.data.format import FILE_MODALITIES, Sample
+from ume_mma.data.imports.queue_rows import queue_rows
 from ume_mma.data.imports.staging import ImportRefused, Staging, hashed_split, require_labels, split_name
 from ume_mma.registry import MODALITIES
 
@@ -154,8 +155,6 @@ def predictions(prediction: dict[str, Any] | None, to_name: str) -> list[dict[st
 
 def export_label_studio(store: Any, queue: str, out: str | os.PathLike[str]) -> Path:
     """Write ``queue`` of ``store`` as Label Studio tasks into the new folder ``out`` (see the module docstring)."""
-    from ume_mma.data.imports.queue_rows import queue_rows
-
     target = Path(out).expanduser().resolve()
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
         raise ImportRefused(f"{target} exists and is not an empty folder: choose a new export folder")
