@@ -144,6 +144,30 @@ def test_a_job_can_be_cancelled_from_the_api(served, job):
     assert status["state"] == "cancelled" and status["progress"]["last_event"] == "stopped"
 
 
+def test_a_queue_with_a_label_the_base_does_not_know_trains_a_grown_model(served):
+    """Annotations with a new label (the c items labelled "zebra"): /start_job accepts them, and the job's
+    checkpoint has the base's labels, then zebra, with the label history in its config."""
+    demo, store, base, tmp = served
+    data = make_tiny_dataset(tmp / "zebra-pool", {"train": 6}, seed=3)
+    rows = (data / "metadata.jsonl").read_text().replace('"label": "c"', '"label": "zebra"')
+    (data / "metadata.jsonl").write_text(rows)
+    import_dataset(store, data, "zebra")
+    queue = AnnotationQueue(store, "zebra")
+    while (item := queue.next_item("tester")) is not None:
+        queue.submit(item.id, item.given_label, "tester")
+    c = Client(demo.local_url, verbose=False)
+    started = c.predict(str(base), "zebra", "", 0.0, "local", "", 1, 1, api_name="/start_job")
+    status = wait_for(finished(c, started["id"]), "the job to finish")
+    assert status["state"] == "succeeded", status["error"]
+    from ume_mma.checkpoint import load_config
+    from ume_mma.jobs import JobStore
+
+    config, _ = load_config(JobStore(store).folder(status["id"]) / "out" / "checkpoint")
+    assert config.labels == ["a", "b", "c", "zebra"]
+    assert [h["labels"] for h in config.label_history] == [["a", "b", "c"], ["zebra"]]
+    assert status["metrics"]["finetune"]["added_labels"] == ["zebra"]
+
+
 def test_the_jobs_api_needs_the_access_rule(tmp_path, monkeypatch):
     from tests.test_app_annotate import as_space
 

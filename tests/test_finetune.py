@@ -1,5 +1,6 @@
 """Fine-tuning from a checkpoint (``init_from``): every part of the base is loaded, replay mixes base rows,
-the output records its parent, and bad input (unknown label, a base that does not load) is refused."""
+the output records its parent, new labels grow the heads, and bad input (no label in common, a new label without
+training rows, a base that does not load) is refused."""
 
 from __future__ import annotations
 
@@ -150,13 +151,74 @@ def _cli_config(base: Base, folder: Path, **keys) -> Path:
     return path
 
 
-def test_a_label_the_base_does_not_know_is_refused(base, tmp_path, capsys):
+def test_a_label_the_base_does_not_know_grows_the_heads(base, tmp_path, capsys):
+    """Data with labels a, b and a new one (zebra: the c rows relabelled): the heads grow by one row; before any
+    step the old rows are the base's, bitwise, the new row is their mean with a lower bias, and the result records
+    the label history in its config, its card and its metrics."""
+    from ume_mma.labelgrow import GROW_MARGIN
+
     data = _relabel(base.new, tmp_path / "d", "c", "zebra")
+    cfg = _config(base.tmp, tmp_path / "ft", init_from=str(base.checkpoint), data=str(data), epochs=0, mma_epochs=0)
+    metrics = run(cfg)
+    assert "[new labels] zebra: the heads grow from 3 to 4 labels" in capsys.readouterr().out
+    parent = from_pretrained(base.checkpoint, load_encoder_weights=False)
+    child = from_pretrained(tmp_path / "ft" / "models" / "mma", load_encoder_weights=False)
+    assert child.labels == ["a", "b", "c", "zebra"] and child.config.format_version == 4
+    assert child.config.label_history == [
+        {"source": str(base.checkpoint), "labels": ["a", "b", "c"]},
+        {"source": str(data), "labels": ["zebra"]},
+    ]
+    for m in parent.modalities:
+        old, new = parent.heads[m], child.heads[m]
+        assert torch.equal(new.weight[:3], old.weight) and torch.equal(new.bias[:3], old.bias)
+        assert torch.allclose(new.weight[3], old.weight.mean(0)) and new.bias[3].item() == pytest.approx(
+            old.bias.mean().item() - GROW_MARGIN, abs=1e-6
+        )
+    record = metrics["finetune"]
+    assert (record["base_labels"], record["added_labels"]) == (["a", "b", "c"], ["zebra"])
+    assert record["before"]["accuracy"] == metrics["test"]["mma"]["accuracy"]  # nothing trained: the grown base
+    card = (tmp_path / "ft" / "checkpoint" / "README.md").read_text()
+    assert f"**Label history:** a, b, c from `{base.checkpoint}`; zebra from `{data}`" in card
+    assert "**New labels:** zebra" in card
+
+
+def test_a_finetune_learns_the_new_label(base, tmp_path):
+    new = make_tiny_dataset(tmp_path / "new", {"train": 8, "val": 3, "test": 3}, seed=2)
+    data = _relabel(new, tmp_path / "d", "c", "zebra")
+    keys = dict(init_from=str(base.checkpoint), data=str(data), epochs=10, mma_epochs=4, lr=1e-2, head_lr=1e-2)
+    metrics = run(_config(base.tmp, tmp_path / "ft", branch_guard=False, **keys))
+    record = metrics["finetune"]
+    # before: the grown base never answers zebra (a third of the test rows); after: it learned to
+    assert record["before"]["accuracy"]["full"] <= 2 / 3 + 1e-6
+    assert record["after"]["accuracy"]["full"] > record["before"]["accuracy"]["full"]
+    child = from_pretrained(tmp_path / "ft" / "checkpoint", load_encoder_weights=False)
+    assert child.labels == ["a", "b", "c", "zebra"] and child.config.label_history[1]["labels"] == ["zebra"]
+    # a fine-tune of the fine-tune keeps the history and adds to it
+    again = _relabel(data, tmp_path / "d2", "zebra", "yak")
+    run(_config(base.tmp, tmp_path / "ft2", init_from=str(tmp_path / "ft" / "checkpoint"), data=str(again),
+                epochs=0, mma_epochs=0))  # fmt: skip
+    grand = from_pretrained(tmp_path / "ft2" / "models" / "mma", load_encoder_weights=False)
+    assert grand.labels == ["a", "b", "c", "zebra", "yak"]
+    assert [h["labels"] for h in grand.config.label_history] == [["a", "b", "c"], ["zebra"], ["yak"]]
+
+
+@pytest.mark.parametrize("case", ["no label in common", "a new label without training rows"])
+def test_labels_that_cannot_extend_the_base_are_refused(base, tmp_path, capsys, case):
+    data = Path(shutil.copytree(base.new, tmp_path / "d"))
+    rows = [json.loads(line) for line in (data / "metadata.jsonl").read_text().splitlines()]
+    for r in rows:
+        if case == "no label in common":
+            r["label"] = r["label"].upper()
+        elif r["split"] != "train" and r["label"] == "c":
+            r["label"] = "zebra"
+    (data / "metadata.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     config = _cli_config(base, tmp_path, data=str(data))
     assert main([str(config), f"init_from={base.checkpoint}"]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("error: ") and "['zebra']" in err and "does not know" in err and err.count("\n") == 1
-    assert not (tmp_path / "out" / "checkpoint").exists()
+    assert err.startswith("error: ") and err.count("\n") == 1
+    expected = "no label in common" if case == "no label in common" else "new labels ['zebra'] (the base"
+    assert expected in err and "does not know" in err
+    assert not (tmp_path / "out").exists()
 
 
 def test_replayed_base_data_must_have_the_base_labels(base, tmp_path, capsys):

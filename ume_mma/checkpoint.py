@@ -12,6 +12,7 @@ from typing import Any
 from ume_mma import __version__, hub
 from ume_mma.errors import CheckpointError
 from ume_mma.fusion import get_fusion
+from ume_mma.labelhistory import card_line
 from ume_mma.memory import release_free_memory
 from ume_mma.models import FORMAT_VERSION, ModelConfig, MultiModalModel
 
@@ -134,6 +135,7 @@ def render_model_card(config: ModelConfig, metrics: dict[str, Any] | None, notes
         f"- **Missing-modality fill:** `{config.fill}`"
         + ("" if fusion.uses_fill else f" ({config.fusion.upper()} always drops missing branches)"),
         f"- **Labels ({len(config.labels)}):** {', '.join(config.labels)}",
+        *card_line(config.label_history),
         *_reliability_lines(config),
         "- **Encoders:**",
     ]

@@ -2,9 +2,12 @@
 
 The base checkpoint gives every part a fine-tune starts from: the encoders and branch heads (the uni-modal
 models start from them), the fusion's own parameters, the UME weights and the learned missing-modality
-tokens (the MMA model gets them). Labels are the base's, in the base's order: a dataset with a label the
-base does not know is refused (:class:`LabelMismatchError`). ``replay`` mixes a seeded share of the base
-dataset's train split into training, so that the model keeps what it knew.
+tokens (the MMA model gets them). Labels are the base's, in the base's order, then the data's labels the base
+does not know (sorted): the heads grow by one row each (:mod:`ume_mma.labelgrow`: the old rows and the base's
+answers are kept) and the config and card record the label history. Data that shares no label with the base
+(the wrong checkpoint?), or whose new label has no training row, is refused (:class:`LabelMismatchError`).
+``replay`` mixes a seeded share of the base dataset's train split into training, so that the model keeps what it
+knew.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ume_mma import labelgrow
 from ume_mma.checkpoint import from_pretrained
 from ume_mma.errors import UmeMmaError
 from ume_mma.evidence import held_out_evidence
@@ -38,7 +42,8 @@ ANNOTATION_RECIPE: dict[str, Any] = {
 
 
 class LabelMismatchError(ConfigError):
-    """The data has a label the base checkpoint does not know (a usage error: exit status 2)."""
+    """The data's labels cannot extend the base checkpoint's: none in common, a new label without training rows,
+    or replayed base data with a label the base does not know (a usage error: exit status 2)."""
 
 
 class BaseLoadError(ConfigError):
@@ -59,6 +64,8 @@ class FineTune:
     base_before: dict[str, Any] | None = None  # the base checkpoint on base_data's test split (with base_data)
     base_after: dict[str, Any] | None = None  # the chosen model on base_data's test split
     memory: dict[str, Any] | None = None  # the base checkpoint's replay memory mixed in (rows, source, licence)
+    base_labels: list[str] = field(default_factory=list)  # the base checkpoint's own labels (before growing)
+    added_labels: list[str] = field(default_factory=list)  # the data's labels the base did not know
 
     def record(self, after: dict[str, Any]) -> dict[str, Any]:
         """The ``finetune`` entry of metrics.json and of the checkpoint's metrics.json; ``evidence``: what the
@@ -75,6 +82,8 @@ class FineTune:
             "after": after,
             "base_before": self.base_before,
             "base_after": self.base_after,
+            "base_labels": self.base_labels,
+            "added_labels": self.added_labels,
         }
 
 
@@ -86,22 +95,46 @@ def load_base(ref: str) -> MultiModalModel:
         raise BaseLoadError(f"init_from={ref!r}: the base checkpoint does not load: {exc}") from None
 
 
-def check_labels(labels: Iterable[str], base: MultiModalModel | ModelConfig, where: str) -> None:
-    """Every label of ``where`` must be one of the base checkpoint's labels."""
-    unknown = sorted(set(labels) - set(base.labels))
+def check_labels(labels: Iterable[str], base_labels: list[str], where: str) -> None:
+    """Every label of ``where`` must be one of the base checkpoint's own ``base_labels`` (replayed base data)."""
+    unknown = sorted(set(labels) - set(base_labels))
     if unknown:
         raise LabelMismatchError(
-            f"{where} has labels {unknown} that the base checkpoint does not know (it knows {base.labels}); "
-            "a fine-tune keeps the base checkpoint's labels"
+            f"{where} has labels {unknown} that the base checkpoint does not know (it knows {base_labels}); "
+            "replayed base data must be the base checkpoint's own data"
         )
 
 
-def start(cfg: TrainConfig, data_labels: list[str]) -> FineTune:
-    """Load and check the base of a fine-tune: it loads, and it knows every label of the data."""
+def check_new_labels(labels: Iterable[str], train_labels: Iterable[str], base: MultiModalModel | ModelConfig,
+                     where: str) -> list[str]:  # fmt: skip
+    """The labels of ``where`` the base does not know (sorted; the heads grow by them). Refused: data that shares
+    no label with the base (the base knows none of it: a new task, not a fine-tune), and a new label without a
+    row in the train split (``train_labels``: nothing would teach it)."""
+    labels = sorted(set(labels))
+    added = labelgrow.added_labels(base.labels, labels)
+    if added and len(added) == len(labels):
+        raise LabelMismatchError(
+            f"{where} has labels {added} that the base checkpoint does not know (it knows {base.labels}); no label "
+            "in common: is this the base of this data? A fine-tune adds labels to a base that knows some of them"
+        )
+    untaught = sorted(set(added) - set(train_labels))
+    if untaught:
+        raise LabelMismatchError(
+            f"{where}: new labels {untaught} (the base checkpoint does not know them) have no training rows: "
+            "a new label needs examples in the train split"
+        )
+    return added
+
+
+def start(cfg: TrainConfig, data_labels: list[str], train_labels: Iterable[str] | None = None) -> FineTune:
+    """Load and check the base of a fine-tune (:func:`check_new_labels`; ``train_labels`` default: every label)
+    and grow its heads by the data's new labels."""
     assert cfg.init_from
     base = load_base(cfg.init_from)
-    check_labels(data_labels, base, cfg.data)
-    return FineTune(cfg.init_from, base, cfg.data, cfg.base_data, cfg.replay)
+    added = check_new_labels(data_labels, data_labels if train_labels is None else train_labels, base, cfg.data)
+    own = list(base.labels)
+    base = labelgrow.grow(base, added, parent=cfg.init_from, source=cfg.data)
+    return FineTune(cfg.init_from, base, cfg.data, cfg.base_data, cfg.replay, base_labels=own, added_labels=added)
 
 
 def replay_samples(cfg: TrainConfig, ft: FineTune) -> list[Any]:
@@ -111,7 +144,7 @@ def replay_samples(cfg: TrainConfig, ft: FineTune) -> list[Any]:
     from ume_mma.data.format import load_dataset
 
     rows = load_dataset(cfg.base_data).split(cfg.train_split).samples
-    check_labels({s.label for s in rows}, ft.base, f"base_data {cfg.base_data}")
+    check_labels({s.label for s in rows}, ft.base_labels, f"base_data {cfg.base_data}")
     k = round(cfg.replay * len(rows))
     picked = sorted(random.Random(cfg.seed).sample(range(len(rows)), k))
     samples = [rows[i] for i in picked]
@@ -157,6 +190,11 @@ def notes(record: dict[str, Any]) -> str:
         lines.append(
             f"- **Replay:** {record['replay_rows']} rows ({record['replay']:.0%} of the train split) "
             f"of `{record['base_data']}`"
+        )
+    if record.get("added_labels"):
+        lines.append(
+            f"- **New labels:** {', '.join(record['added_labels'])} (the heads grew by one row each; the parent's "
+            f"labels {', '.join(record['base_labels'])} kept their rows)"
         )
     if record.get("replay_memory"):
         mem = record["replay_memory"]

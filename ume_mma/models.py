@@ -22,10 +22,12 @@ from ume_mma.encoders.base import Batch, batch_size
 from ume_mma.errors import InputError
 from ume_mma.factory import create_encoder
 from ume_mma.fusion import FILLS, FusionInputs, get_fusion
+from ume_mma.labelhistory import check_history
 from ume_mma.registry import EncoderSpec, strict_from_dict
 from ume_mma.reliability import Reliability, check_config
 
-FORMAT_VERSION = 3  # the newest checkpoint format this library reads (2: ``reliability``, 3: ``correctness``)
+FORMAT_VERSION = 4  # the newest checkpoint format this library reads (2: ``reliability``, 3: ``correctness``,
+# 4: ``label_history``)
 
 
 @dataclass
@@ -43,6 +45,9 @@ class ModelConfig:
     is written as format version 2 (older libraries refuse it with a clear message); one without it stays 1.
     ``correctness``: the per-branch estimate of P(the branch is right) (:mod:`ume_mma.correctness`; needs the
     ``reliability`` fields of each branch it covers); a config with it is format version 3, None otherwise.
+    ``label_history``: where the labels came from when a fine-tune grew the label set
+    (:mod:`ume_mma.labelgrow`): ``[{"source": ..., "labels": [...]}, ...]`` in label order, the first entry the
+    labels of the original checkpoint; a config with it is format version 4, None (omitted) otherwise.
     """
 
     task: str
@@ -54,6 +59,7 @@ class ModelConfig:
     training: dict[str, Any] = field(default_factory=dict)
     reliability: dict[str, Any] | None = None
     correctness: dict[str, Any] | None = None
+    label_history: list[dict[str, Any]] | None = None
     format_version: int = 1
 
     def __post_init__(self) -> None:
@@ -71,6 +77,9 @@ class ModelConfig:
             reliable = sorted((self.reliability or {}).get("branches", {}))
             check_correctness(self.correctness, self.modalities, reliable)
             self.format_version = max(self.format_version, 3)
+        if self.label_history is not None:
+            check_history(self.label_history, self.labels)
+            self.format_version = max(self.format_version, 4)
         mode.check_config(self)
 
     @property
@@ -84,7 +93,7 @@ class ModelConfig:
         """The ``config.json`` fields; ``reliability`` and ``correctness`` only when set (configs without them
         read as before)."""
         data = dataclasses.asdict(self)
-        for key in ("reliability", "correctness"):
+        for key in ("reliability", "correctness", "label_history"):
             if data[key] is None:
                 del data[key]
         return data
@@ -143,16 +152,20 @@ class MultiModalModel(nn.Module):
         self.reliability = Reliability(config) if config.reliability is not None else None
         self.correctness = Correctness(config.correctness) if config.correctness is not None else None
 
-    def derive(self, config: ModelConfig) -> MultiModalModel:
+    def derive(self, config: ModelConfig, heads: nn.ModuleDict | None = None) -> MultiModalModel:
         """A model with ``config`` (another fusion mode or fill, reliability fields) sharing this model's encoders,
         heads and the missing tokens it needs (new ones start at zero); ``config`` must have the same labels and
-        encoders. Its reliability statistics (if any) start empty: load them (:func:`ume_mma.calibrate.attach`)."""
-        if (config.labels, config.encoders) != (self.labels, self.config.encoders):
+        encoders. Its reliability statistics (if any) start empty: load them (:func:`ume_mma.calibrate.attach`).
+        ``heads`` (modality -> ``Linear(D_m, len(config.labels))``) replace the heads: then the labels may differ
+        (a grown label set, :mod:`ume_mma.labelgrow`)."""
+        if config.encoders != self.config.encoders or (heads is None and config.labels != self.labels):
             raise ValueError("a derived model keeps the labels and encoders of its model")
+        if heads is not None and any(heads[m].out_features != len(config.labels) for m in config.modalities):
+            raise ValueError(f"derived heads need {len(config.labels)} outputs, one per label")
         new = MultiModalModel.__new__(MultiModalModel)
         nn.Module.__init__(new)
         new.config = config
-        new.encoders, new.heads = self.encoders, self.heads
+        new.encoders, new.heads = self.encoders, self.heads if heads is None else heads
         new._init_fusion(config, self.missing_tokens)
         if type(new.fusion) is type(self.fusion):
             new.fusion.load_state_dict(self.fusion.state_dict())
@@ -286,6 +299,7 @@ class MultiModalModel(nn.Module):
             fill=fill,
             ume_weights=ume_weights,
             training=dict(training or {}),
+            label_history=first.label_history,
         )
         fused = cls(config)
         for m, model in models.items():

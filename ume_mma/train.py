@@ -96,10 +96,11 @@ class Job(PhaseTrainer):
         self.progress = ProgressLog(progress, enabled=self.accelerator.is_main_process)
         self.stop = StopRequest()
         data = load_dataset(cfg.data)
-        self.finetune = finetune.start(cfg, data.labels) if cfg.init_from else None
+        train_labels = data.split(cfg.train_split).labels
+        self.finetune = finetune.start(cfg, data.labels, train_labels) if cfg.init_from else None
         replay = finetune.replay_samples(cfg, self.finetune) if self.finetune else []
         set_seed(cfg.seed)
-        if self.finetune:  # the base's labels (in its order) and its complete encoder specs
+        if self.finetune:  # the base's labels (in its order, new ones appended) and its complete encoder specs
             base = self.finetune.base.to(self.accelerator.device)
             self.labels, self.specs = list(base.labels), {m: base.config.spec(m) for m in base.modalities}
         else:
@@ -176,6 +177,7 @@ class Job(PhaseTrainer):
             fill=self.cfg.fill,
             encoders={m: self.specs[m].to_dict() for m in modalities},
             training=self.cfg.to_dict(),
+            label_history=self.finetune.base.config.label_history if self.finetune else None,
         )
 
     def fused_from_unimodal(self, uni: dict[str, MultiModalModel], fusion: str, fill: str) -> MultiModalModel:
@@ -362,6 +364,9 @@ def _run(cfg: TrainConfig, resume: bool, device: str, progress: str | Path | Non
         phases=planned_phases(job), threads=torch.get_num_threads(), nice=os.nice(0) if hasattr(os, "nice") else None,
     )  # fmt: skip
     if job.finetune:
+        if job.finetune.added_labels:
+            job.log(f"[new labels] {', '.join(job.finetune.added_labels)}: the heads grow from "
+                    f"{len(job.finetune.base_labels)} to {len(job.labels)} labels")  # fmt: skip
         job.finetune.before = job.evaluate(job.finetune.base, cfg.test_split)
         job.progress.write("eval", name="before", accuracy=job.finetune.before["accuracy"])
         if BASE_TEST in job.inputs:

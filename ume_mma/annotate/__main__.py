@@ -2,7 +2,7 @@
 
     python -m ume_mma.annotate import DATA_DIR [--checkpoint CKPT] [--db PATH_OR_URL] [--order disagreement]
     python -m ume_mma.annotate predict --checkpoint CKPT [--db ...] [--queue default] [--redo] [--order ...]
-    python -m ume_mma.annotate export OUT [--db PATH_OR_URL] [--seed 0] [--push REPO_ID]
+    python -m ume_mma.annotate export OUT [--db PATH_OR_URL] [--seed 0] [--hf] [--push REPO_ID]
     python -m ume_mma.annotate stats [--db PATH_OR_URL]
 
 The default database is ``annotations.db`` in the data folder (:mod:`ume_mma.home`: ``$UME_MMA_HOME``,
@@ -58,7 +58,10 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("out", type=Path)
     exp.add_argument("--queue", default=None, help="only this queue (default: all)")
     exp.add_argument("--seed", type=int, default=0, help="seed of the split hash")
-    exp.add_argument("--push", metavar="REPO_ID", help="also upload as a Hub dataset repo (token: HF_TOKEN)")
+    exp.add_argument("--hf", action="store_true", help="also write it as a Hugging Face dataset (typed parquet)")
+    exp.add_argument(
+        "--push", metavar="REPO_ID", help="also upload as a Hub dataset repo (token: HF_TOKEN; includes --hf)"
+    )
     st = sub.add_parser("stats", parents=[db], help="print counts per queue as JSON")
     st.add_argument("--queue", default=None, help="only this queue (default: all)")
     return parser
@@ -119,6 +122,11 @@ def _export(args: argparse.Namespace) -> int:
     store = _open(args)
     result = export(store, args.out, seed=args.seed, queue=args.queue)
     print(f"exported {sum(sum(v.values()) for v in result.counts.values())} annotations to {result.path}")
+    if args.hf or args.push:  # beside metadata.jsonl: datasets.load_dataset reads the folder (and the Hub repo)
+        from ume_mma.data.imports.hf import export_hf
+
+        export_hf(result.path)
+        print(f"wrote a Hugging Face dataset (Image, Audio, Video, ClassLabel features) in {result.path / 'data'}")
     if args.push:
         print(f"pushed: {push_dataset(result.path, args.push)}")
     return 0

@@ -5,7 +5,10 @@
 ``python -m ume_mma.data build shifted OUT --base DIR --shift image|audio|text [--source NAME] [--seed N]`` (DIR's
 test split with one modality from a source its models never saw: :mod:`ume_mma.data.shifted`; av-digits image
 opencv|fonts, audio telephone|festival; emoji-vl image openmoji, text fr|de|es),
-``python -m ume_mma.data validate DIR``."""
+``python -m ume_mma.data validate DIR``,
+``python -m ume_mma.data import folder|csv|hf|label-studio SRC OUT [...]`` (your own data into the format:
+:mod:`ume_mma.data.imports`), ``python -m ume_mma.data export hf FOLDER [OUT]`` (a Hugging Face dataset with typed
+features) and ``python -m ume_mma.data export label-studio OUT --queue NAME`` (a queue as Label Studio tasks)."""
 
 from __future__ import annotations
 
@@ -15,6 +18,7 @@ import time
 from collections import Counter
 
 from ume_mma.data.format import MODALITIES, SPLITS, load_dataset
+from ume_mma.data.imports import cli as imports_cli
 from ume_mma.errors import UmeMmaError
 
 
@@ -72,10 +76,17 @@ def main(argv: list[str] | None = None) -> int:
     build.add_argument("--quiet", action="store_true", help="no progress bars")
     val = sub.add_parser("validate", help="check a dataset folder and print counts")
     val.add_argument("folder")
+    imports_cli.add_parsers(sub)
     args = parser.parse_args(argv)
     try:
         if args.command == "validate":
             print(_summary(args.folder))
+            return 0
+        if args.command in ("import", "export"):
+            said, out = imports_cli.run(args)
+            print(f"{said} {out}" if out else said)
+            if out:
+                print(_summary(str(out)))
             return 0
         t0 = time.time()
         if args.shift is not None and args.benchmark not in ("av-digits-shift", "shifted"):

@@ -73,7 +73,7 @@ def validate(cfg: TrainConfig) -> None:
     if cfg.init_from:
         base, _ = load_model_config(cfg.init_from)  # labels and modalities first: a misfit is refused at once
         check_modalities(base.modalities, data.modalities, model=f"init_from={cfg.init_from}", data=cfg.data)
-        finetune.check_labels(data.labels, base, cfg.data)
+        finetune.check_new_labels(data.labels, data.split(cfg.train_split).labels, base, cfg.data)
         had = {m for s in data.split(cfg.train_split).samples for m in s.present}
         if not had & set(base.modalities):  # absent modalities are skipped; none at all leaves nothing to learn
             raise DatasetFormatError(
@@ -81,7 +81,7 @@ def validate(cfg: TrainConfig) -> None:
                 f"checkpoint uses ({', '.join(base.modalities)}): nothing to fine-tune on"
             )
         if cfg.base_data:
-            finetune.check_labels(load_dataset(cfg.base_data).labels, base, f"base_data {cfg.base_data}")
+            finetune.check_labels(load_dataset(cfg.base_data).labels, base.labels, f"base_data {cfg.base_data}")
         finetune.load_base(cfg.init_from)  # then the weights load (or the job is refused)
 
 
