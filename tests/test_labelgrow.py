@@ -12,7 +12,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from ume_mma.calibrate import base_mode
 from ume_mma.checkpoint import from_pretrained, save_pretrained
+from ume_mma.drift_choice import configure
 from ume_mma.labelgrow import GROW_MARGIN, grow
 from ume_mma.models import ModelConfig
 
@@ -25,7 +27,7 @@ def _load(name: str):
 
 
 def _ume(model):
-    config = dataclasses.replace(model.config, fusion="ume", fill="drop", reliability=None)
+    config = dataclasses.replace(model.config, fusion="ume", fill="drop", reliability=None, correctness=None)
     return model.derive(config)
 
 
@@ -69,8 +71,11 @@ def test_the_grown_model_answers_like_the_base_on_every_input(model):
     grown = grow(model, NEW, parent="p", source="s")
     feats, present = _inputs(model)
     c = len(model.labels)
+    reference = model  # a correctness-weighted base grows into its base mode (its estimate is for the old labels)
+    if model.config.fusion == "correctness":
+        reference = configure(model, base_mode(model))
     with torch.no_grad():
-        before, after = model.forward_features(feats, present), grown.forward_features(feats, present)
+        before, after = reference.forward_features(feats, present), grown.forward_features(feats, present)
     if model.config.fusion == "ume":  # the same label wherever the base's top two were more than 1 + eps apart
         eps = len(NEW) * math.exp(-GROW_MARGIN) / c
         top2 = before.fused.softmax(-1).topk(2, dim=-1).values
@@ -127,3 +132,17 @@ def test_new_labels_are_sorted_and_misfits_named():
         check_new_labels([*known, "yak"], known, base, "d")
     with pytest.raises(LabelMismatchError, match="no label in common"):
         check_new_labels(["yak"], ["yak"], base, "d")
+
+
+def test_a_correctness_weighted_model_grows_into_its_base_mode():
+    """The shipped checkpoints fuse by estimated correctness; the estimate is fitted for their labels, so a
+    grown model drops it and fuses as the base mode it weighed."""
+    from ume_mma.checkpoint import from_pretrained
+    from ume_mma.labelgrow import grow
+
+    pytest.importorskip("efficientnet_lite_pytorch")
+    model = from_pretrained(Path(__file__).resolve().parents[1] / "checkpoints" / "emoji-vl")
+    assert model.config.fusion == "correctness"
+    grown = grow(model, ["Plants"], parent="checkpoints/emoji-vl", source="plants/")
+    assert grown.config.fusion == model.config.correctness["base"] and grown.config.correctness is None
+    assert grown.labels[-1] == "Plants"

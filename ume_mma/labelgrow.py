@@ -70,11 +70,13 @@ def grow(model: MultiModalModel, added: list[str], *, parent: str, source: str) 
     clash = sorted(set(added) & set(model.labels))
     if clash or len(set(added)) != len(added):
         raise ValueError(f"labels to add must be new and distinct; {clash or added} are not")
+    cfg = model.config
     config = dataclasses.replace(
-        model.config,
+        cfg,
         labels=[*model.labels, *added],
         label_history=history(model, parent, source, added),
-        correctness=None,
+        correctness=None,  # fitted for the old labels; a correctness-weighted model falls back to its base mode
+        fusion=cfg.correctness["base"] if cfg.fusion == "correctness" else cfg.fusion,
     )
     heads = nn.ModuleDict({m: grow_head(model.heads[m], len(added)) for m in model.modalities})
     new = model.derive(config, heads)
