@@ -49,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("--labels", help="comma-separated label set (default: the dataset's and the checkpoint's)")
     imp.add_argument("--seed", type=int, default=0, help="seed of the random order")
     imp.add_argument("--skip-bad", action="store_true", help="leave out bad lines instead of importing nothing")
+    imp.add_argument("--overlap", type=int, default=None, help="give each item to N annotators (default: 1)")
     pred = sub.add_parser("predict", parents=[db], help="(re)run the prediction pass of a queue and rank it")
     pred.add_argument("--checkpoint", required=True, help="checkpoint folder or Hub repo id")
     pred.add_argument("--queue", default="default")
@@ -89,7 +90,9 @@ def _import(args: argparse.Namespace) -> int:
         check_fits(read_unlabelled(args.data_dir), Fit.of(config, f"checkpoint {args.checkpoint}"), str(args.data_dir))
         predictor = Predictor.from_pretrained(args.checkpoint)  # load before writing anything
     store = _open(args)
-    result = import_dataset(store, args.data_dir, args.queue, labels, args.order, args.seed, args.skip_bad)
+    result = import_dataset(
+        store, args.data_dir, args.queue, labels, args.order, args.seed, args.skip_bad, overlap=args.overlap
+    )
     for problem in result.skipped:
         print(f"skipped {problem}", file=sys.stderr)
     if predictor is not None:

@@ -16,6 +16,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from ume_mma.annotate import schema
+from ume_mma.annotate.queue import apply_overlap, check_overlap
 from ume_mma.annotate.rank import ORDERS
 from ume_mma.annotate.store import Store
 from ume_mma.compat import Fit
@@ -83,6 +84,8 @@ def import_dataset(
     seed: int = 0,
     skip_bad: bool = False,
     fit: Fit | None = None,
+    *,
+    overlap: int | None = None,
 ) -> ImportResult:
     """Add every sample of ``data_dir`` to ``queue`` (created if new, appended to otherwise), in file order.
 
@@ -94,9 +97,12 @@ def import_dataset(
     importing a folder twice adds only what is new. Then run ``rank.predict_queue(store, predictor, queue)``
     (in the background) to predict and order it. ``fit``: the checkpoint that will predict it
     (``Fit.of(predictor, name)``); a folder whose labels or modalities do not fit it is refused first.
+    ``overlap``: give each item of the queue to this many annotators (None: keep the queue's, 1 for a new one).
     """
     if order not in ORDERS:
         raise InputError(f"unknown order {order!r}; known: {', '.join(ORDERS)}")
+    if overlap is not None:
+        check_overlap(overlap)
     rows = read_unlabelled(data_dir)
     if fit is not None:
         check_fits(rows, fit, os.fspath(data_dir))
@@ -124,6 +130,8 @@ def import_dataset(
         if items:
             conn.execute(items_t.insert(), items)
         result.added = len(items)
+        if overlap is not None:
+            apply_overlap(conn, queue_id, overlap, store.clock())
     return result
 
 
