@@ -162,6 +162,7 @@ def agreement_report(
         "labels": label_rows,
         "pairs": pairs,
         "annotators": annotators,
+        "gold_items": len(gold),
     }
 
 
@@ -170,7 +171,7 @@ def resolutions(conn: sa.Connection, item_ids: Sequence[int] | sa.Select) -> dic
     rows = conn.execute(
         sa.select(res_t.c.item_id, res_t.c.label)
         .where(res_t.c.item_id.in_(item_ids))
-        .order_by(res_t.c.item_id, res_t.c.created_at, res_t.c.id)
+        .order_by(res_t.c.item_id, res_t.c.seq)
     ).all()
     return {r.item_id: r.label for r in rows}  # the last row of each item wins
 

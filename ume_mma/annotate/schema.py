@@ -61,7 +61,8 @@ def _team_tables(metadata: sa.MetaData) -> dict[str, sa.Table]:
     resolutions = sa.Table(
         "resolutions",
         metadata,
-        sa.Column("id", sa.String(32), primary_key=True),  # uuid4 hex
+        sa.Column("seq", sa.Integer, primary_key=True),  # the order of changes
+        sa.Column("id", sa.String(32), nullable=False, unique=True),  # uuid4 hex: unique across stores and exports
         sa.Column("item_id", sa.Integer, sa.ForeignKey("queue_items.id"), nullable=False),
         sa.Column("before", sa.String(200)),  # the item's resolution before this change (NULL: none)
         sa.Column("label", sa.String(200)),  # after: the resolved label (NULL: the resolution was withdrawn)
