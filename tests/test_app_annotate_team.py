@@ -208,3 +208,33 @@ def test_a_reviewer_resolves_export_uses_it_and_the_history_keeps_every_change(t
     assert r2["id"] in lines and lines[r2["id"]].label == truth and lines[r2["id"]].meta["resolved_by"] == "rita"
     assert sorted(result.unresolved) == sorted(disagree - {first})  # disagreements nobody resolved: left out
     assert len(lines) == 8 - len(disagree) + 1
+
+
+def test_the_tabs_progress_line_and_panels_follow_the_roles(team):
+    """The Annotate tab's own events (private endpoints), called as the app calls them."""
+    from types import SimpleNamespace
+
+    from ui import review as review_ui
+    from ui.annotate import stats_line
+    from ume_mma.annotate import AnnotationQueue
+
+    assert team.given, "runs after the overlap test"
+    line = stats_line(AnnotationQueue(team.store, "team"))
+    assert line.startswith("**8 of 8 done** in `team` (16 of 16 labels given, 2 annotators per item)")
+    access = Access("login", roles=ROLES, admins=frozenset(), reviewers=frozenset())
+    fns = review_ui.handlers(team.store, access)
+    as_user = {name: SimpleNamespace(username=name) for name, _ in USERS}
+    report = team.c["rita"].predict("team", api_name="/annotation_stats")["agreement"]
+    summary, people, labels, pairs = fns.agreement_ui("team", as_user["bob"], None)
+    assert f"Krippendorff's alpha **{report['krippendorff_alpha']}** on 8 items" in summary
+    assert {row[0] for row in people} == set(ANNOTATORS) and all(row[5:] == ["", ""] for row in people)
+    _, people, _, _ = fns.agreement_ui("team", as_user["rita"], None)
+    assert [row[5] for row in people] == [report["annotators"][n]["gold_items"] for n in sorted(ANNOTATORS)]
+    with pytest.raises(gr.Error, match="Only a reviewer may read everyone's labels; cy is annotator"):
+        fns.review_ui("team", "disagree", as_user["cy"], None)
+    rows, label_choices, first = fns.review_ui("team", "disagree", as_user["rita"], None)
+    disagree = {i for i, u in team.given.items() if len(set(u.values())) > 1}
+    assert {r[0] for r in rows} == disagree and first == rows[0][0]
+    assert "9" in label_choices["choices"] or ("9", "9") in label_choices["choices"]
+    status, _, history = fns.resolve_ui("team", first, "7", "", "disagree", as_user["adam"], None)  # an admin may too
+    assert "resolved as **7** by adam" in status and history[-1][1:5] == ["adam", "resolve", history[-2][4], "7"]

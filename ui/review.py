@@ -145,7 +145,8 @@ def handlers(store: Store, access: Access) -> SimpleNamespace:
         reviewer(request, profile, "read everyone's labels")
         name = queue_of(name)
         items = review_items(store, name, which or "disagree")
-        labels = AnnotationQueue(store, name).labels() if AnnotationQueue(store, name).exists else []
+        queue = AnnotationQueue(store, name)
+        labels = queue.labels() if queue.exists else []
         first = items[0]["item_id"] if items else None
         return review_rows(items), gr.update(choices=labels, value=None), first
 

@@ -182,8 +182,9 @@ class AnnotationQueue:
     def labels(self, conn: sa.Connection | None = None) -> list[str]:
         """The labels an annotation of this queue may use (the import's, the dataset's, the checkpoint's)."""
         if conn is None:
+            queue_id = self.id  # looked up before the transaction (the lookup opens one of its own)
             with self.store.transaction() as own:
-                return self.labels(own)
+                return list(own.execute(sa.select(queues_t.c.labels).where(queues_t.c.id == queue_id)).scalar() or [])
         return list(conn.execute(sa.select(queues_t.c.labels).where(queues_t.c.id == self.id)).scalar() or [])
 
     def overlap(self, conn: sa.Connection | None = None) -> int:

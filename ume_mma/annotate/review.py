@@ -35,7 +35,7 @@ def _predicted(prediction: dict[str, Any] | None) -> dict[str, str]:
 def review_items(store: Store, queue: str, which: str = "disagree", limit: int = 200) -> list[dict[str, Any]]:
     """Items of ``queue`` to review, oldest first: ``which`` = "disagree" (two or more current labels, not
     all the same), "model" (the labels' majority is not the model's fused label) or "all" (every item with a
-    label). Each: item and sample ids, inputs, state, gold label, the annotations (annotator, label, flags,
+    label). Each: item, sample and source ids, inputs, state, gold label, the annotations (annotator, label, flags,
     note, time), the model's per-branch and fused labels, and the current resolution (None)."""
     if which not in WHICH:
         raise InputError(f"which is one of {', '.join(WHICH)}, got {which!r}")
@@ -65,6 +65,7 @@ def review_items(store: Store, queue: str, which: str = "disagree", limit: int =
                 {
                     "item_id": item["id"],
                     "sample_id": item["sample_id"],
+                    "source_id": sample["source_id"],
                     "state": item["state"],
                     "inputs": sample_dict(store.media, sample)["inputs"],
                     "gold": item["gold"],
