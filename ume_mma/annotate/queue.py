@@ -257,7 +257,9 @@ class AnnotationQueue:
                     .order_by(*order)
                     .limit(1)
                 )
-                item_id = conn.execute(held).scalar()
+                item_id = conn.execute(held.with_for_update(of=items_t)).scalar()
+                if item_id is not None and not self._places(conn, item_id, annotator, now)[3]:
+                    continue  # its lease ended while we waited for the row: look again
                 if item_id is None:
                     query = sa.select(items_t.c.id).where(self._open_to(annotator, now, overlap)).order_by(*order)
                     item_id = conn.execute(query.limit(1).with_for_update(of=items_t, skip_locked=True)).scalar()
