@@ -238,3 +238,22 @@ def test_the_tabs_progress_line_and_panels_follow_the_roles(team):
     assert "9" in label_choices["choices"] or ("9", "9") in label_choices["choices"]
     status, _, history = fns.resolve_ui("team", first, "7", "", "disagree", as_user["adam"], None)  # an admin may too
     assert "resolved as **7** by adam" in status and history[-1][1:5] == ["adam", "resolve", history[-2][4], "7"]
+
+
+def labelled_team_app(tmp: Path, access: Access, auth=None):
+    """An app over queue "team" (ROWS, overlap 2, predicted by av-digits) that ann, bob and cy have labelled
+    in turns through the library (with MISTAKES): for the browser test and the docs' screenshots."""
+    from ume_mma.annotate import AnnotationQueue, import_dataset, predict_queue
+
+    store = open_store(tmp / "team.db")
+    pool = app.PredictorPool(Limits())
+    import_dataset(store, labelled_folder(tmp / "data", ROWS), "team", order="file", overlap=2)
+    predict_queue(store, pool.get(AV).predictor, "team", show_progress=False)
+    queue = AnnotationQueue(store, "team")
+    for who in ANNOTATORS * 4:
+        item = queue.next_item(who)
+        if item is not None:
+            queue.submit(item.id, label_of(who, item.source_id), who, note=f"note of {who}")
+    demo = app.build_demo(AV, pool=pool, store=store, access=access)
+    app.launch_app(demo, prevent_thread_lock=True, quiet=True, auth=auth)
+    return demo, store
