@@ -4,6 +4,7 @@ a version 4 database (its leases kept)."""
 
 from __future__ import annotations
 
+import json
 import threading
 from collections import Counter, defaultdict
 from concurrent.futures import ThreadPoolExecutor
@@ -160,3 +161,109 @@ def test_every_label_counts_once_per_annotator_under_concurrent_submits(store_ur
         results = list(pool.map(submit, ["ann", "bob", "cy"]))
     assert Counter(len(r) == 32 for r in results) == Counter({True: 2, False: 1}), results
     assert queue.item(item.id).state == "done" and queue.store.counts()["annotations"] == 2
+
+
+def test_gold_items_are_a_seeded_share_of_the_labelled_lines_and_never_shown(store_url, tmp_path):
+    data = make_tiny_dataset(tmp_path / "data", {"train": 6})  # 18 labelled items
+    url, media = store_url
+    store = open_store(url, media)
+    import_dataset(store, data, "g", gold=0.5)
+    queue = AnnotationQueue(store, "g")
+    with store.transaction() as conn:
+        rows = conn.execute(
+            sa.select(schema.queue_items.c.id, schema.queue_items.c.gold, schema.samples.c.given_label).join(
+                schema.samples
+            )
+        ).all()
+    gold = {r.id: r.gold for r in rows if r.gold is not None}
+    assert 3 <= len(gold) <= 15 and all(r.gold == r.given_label for r in rows if r.gold)  # the known label
+    again = open_store(tmp_path / "again.db")  # the same folder and seed choose the same lines
+    import_dataset(again, data, "g", gold=0.5)
+    with again.transaction() as conn:
+        assert len(
+            conn.execute(sa.select(schema.queue_items.c.id).where(schema.queue_items.c.gold.is_not(None))).all()
+        ) == len(gold)
+    item = queue.next_item("ann")
+    assert item.given_label is None and "gold" not in item.to_dict()  # no item of a gold queue shows a label
+    queue.submit(item.id, "a", "ann")
+    row = queue_agreement(store, "g")["annotators"]["ann"]
+    assert row["gold_items"] == (1 if item.id in gold else 0)
+    if item.id in gold:
+        assert row["gold_accuracy"] == (1.0 if gold[item.id] == "a" else 0.0)
+    unlabelled = make_tiny_dataset(tmp_path / "bare", {"train": 1})
+    rows = [json.loads(line) for line in (unlabelled / "metadata.jsonl").read_text().splitlines()]
+    (unlabelled / "metadata.jsonl").write_text("".join(json.dumps({**r, "label": None}) + "\n" for r in rows))
+    with pytest.raises(InputError, match="gold items need known labels"):
+        import_dataset(store, unlabelled, "g2", gold=0.2)
+    for bad in (-0.1, 1.5, "half", True):
+        with pytest.raises(InputError, match="gold must be a share from 0 to 1"):
+            import_dataset(store, data, "g3", gold=bad)
+    assert queue_names_of(store) == ["g"]
+
+
+def queue_names_of(store):
+    from ume_mma.annotate import queue_names
+
+    return queue_names(store)
+
+
+def test_review_lists_disagreements_and_model_disagreements_and_export_uses_resolutions(store_url, tmp_path):
+    from ume_mma.annotate.export import export
+    from ume_mma.annotate.review import history, resolve, review_items
+    from ume_mma.data.format import load_dataset
+
+    data = make_tiny_dataset(tmp_path / "data", {"train": 1})  # 3 items a b c
+    queue = _queue(store_url, data, order="file", overlap=2)
+    store = queue.store
+    fused = {"fused": {"label": "c", "confidences": {"c": 1.0}}, "branches": {"image": {"label": "c"}}}
+    with store.transaction() as conn:
+        conn.execute(schema.queue_items.update().values(prediction=fused))
+    for who, labels in (("ann", ["a", "b", "c"]), ("bob", ["a", "c", "c"])):
+        for label in labels:
+            item = queue.next_item(who)
+            queue.submit(item.id, label, who, note=f"{who} says {label}")
+    ids = sorted(i.id for i in [queue.item(n) for n in range(1, 4)])
+    disagree = review_items(store, "default")
+    assert [d["item_id"] for d in disagree] == [ids[1]] and disagree[0]["predicted"] == {"image": "c", "fused": "c"}
+    assert [(a["annotator"], a["label"], a["note"]) for a in disagree[0]["annotations"]] == [
+        ("ann", "b", "ann says b"), ("bob", "c", "bob says c")
+    ]  # fmt: skip
+    model = review_items(store, "default", "model")  # the majority differs from the fused answer "c"
+    assert [d["item_id"] for d in model] == [ids[0], ids[1]]  # a,a -> a; b,c -> no majority
+    with pytest.raises(InputError, match="which is one of"):
+        review_items(store, "default", "some")
+    with pytest.raises(InputError, match="unknown label 'z'"):
+        resolve(store, "default", ids[1], "z", "rita")
+    with pytest.raises(LeaseError, match="has no item 99"):
+        resolve(store, "default", 99, "b", "rita")
+    first = resolve(store, "default", ids[1], "c", "rita", note="the image is a c")
+    second = resolve(store, "default", ids[1], "b", "rita", note="no: b")
+    assert (first["before"], second["before"]) == (None, "c")
+    steps = [(e["what"], e["who"], e["before"], e["after"]) for e in history(store, "default", ids[1])]
+    assert steps == [("label", "ann", None, "b"), ("label", "bob", None, "c"), ("resolve", "rita", None, "c"),
+                     ("resolve", "rita", "c", "b")]  # fmt: skip
+    result = export(store, tmp_path / "out", queue="default")
+    lines = {s.id: s for s in load_dataset(tmp_path / "out").samples}
+    assert result.unresolved == [] and len(lines) == 3 and lines[second["id"]].label == "b"
+    assert lines[second["id"]].meta["labels"] == {"ann": "b", "bob": "c"}
+    assert store.counts()["annotations"] == 6  # nothing was lost: every label stays in the store
+
+
+def test_a_direct_annotation_in_a_team_queue_leaves_its_item_open_for_more_labels(store_url, tmp_path):
+    from ume_mma.annotate.direct import annotate_sample
+
+    data = make_tiny_dataset(tmp_path / "data", {"train": 1})
+    url, media = store_url
+    store = open_store(url, media)
+    image = str(next((data / "images").glob("*.png")))
+    annotate_sample(store, {"image": image}, "a", "ann", ["a", "b"], queue="team")
+    queue = AnnotationQueue(store, "team")
+    assert queue.stats().labelled == 1  # overlap 1: done
+    queue.set_overlap(2)
+    annotate_sample(store, {"image": image}, "b", "ann", ["a", "b"], queue="team")
+    s = queue.stats()
+    assert (s.total, s.labelled, s.labels_given) == (2, 0, 2)  # both wait for a second annotator
+    assert queue.next_item("ann") is None  # ann labelled both
+    item = queue.next_item("bob")
+    queue.submit(item.id, "a", "bob")
+    assert queue.stats().labelled == 1
