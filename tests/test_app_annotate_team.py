@@ -108,6 +108,24 @@ def test_each_role_is_refused_what_it_may_not_do(team):
     assert team.store.counts()["queues"] == 0  # nothing was imported
 
 
+def test_bad_team_inputs_are_refused_in_words_and_change_nothing(team):
+    c, folder = team.c, labelled_folder(team.tmp / "bad", ROWS[:1])
+    for overlap in (0, 51, "two", 1.5):
+        with pytest.raises(AppError, match="overlap must be a whole number from 1 to 50"):
+            c["adam"].predict(str(folder), "team", "file", "", overlap, 0.0, api_name="/import_queue")
+    with pytest.raises(AppError, match="gold must be a number from 0 to 1"):
+        c["adam"].predict(str(folder), "team", "file", "", 2, 2, api_name="/import_queue")
+    with pytest.raises(AppError, match="give overlap"):
+        c["adam"].predict("team", None, api_name="/configure_queue")
+    with pytest.raises(AppError, match="no queue named 'nope'"):
+        c["adam"].predict("nope", 2, api_name="/configure_queue")
+    with pytest.raises(AppError, match="which is one of disagree, model, all"):
+        c["rita"].predict("team", "everything", api_name="/review_items")
+    with pytest.raises(AppError, match="item_id must be the id of a queue item"):
+        c["rita"].predict("x", "7", "", "team", api_name="/resolve_item")
+    assert team.store.counts()["queues"] == 0 and c["rita"].predict("nope", "all", api_name="/review_items") == []
+
+
 def test_overlap_two_gives_each_item_two_labels_from_two_people_and_hides_the_others(team):
     c = team.c
     done = c["adam"].predict(str(labelled_folder(team.tmp / "data", ROWS)), "team", "file", "", 2, 0.0,
