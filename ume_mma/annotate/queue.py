@@ -218,15 +218,14 @@ class AnnotationQueue:
         )
 
     def _places(self, conn: sa.Connection, item_id: int, annotator: str, now: float) -> tuple[int, int, bool, bool]:
-        """(labels, others' unexpired leases, labelled by ``annotator``, leased to it) of an item, now."""
-        labels = conn.execute(
-            sa.select(annotations_t.c.annotator).where(current(sa.literal(item_id)))
-        ).scalars().all()  # fmt: skip
-        held = conn.execute(
-            sa.select(leases_t.c.annotator).where(leases_t.c.item_id == item_id, leases_t.c.expires > now)
-        ).scalars().all()  # fmt: skip
-        others = [h for h in held if h != annotator]
-        return len(labels), len(others), annotator in labels, annotator in held
+        """(labels, others' unexpired leases, labelled by ``annotator``, leased to it) of an item, now (one query)."""
+        item = sa.literal(item_id)
+        mine = sa.exists().where(current(item), annotations_t.c.annotator == annotator)
+        held = sa.exists().where(
+            leases_t.c.item_id == item, leases_t.c.annotator == annotator, leases_t.c.expires > now
+        )
+        row = conn.execute(sa.select(_labels_of(item), _leases_of(item, now, but=annotator), mine, held)).one()
+        return int(row[0]), int(row[1]), bool(row[2]), bool(row[3])
 
     def _lease(self, conn: sa.Connection, item_id: int, annotator: str, expires: float, now: float) -> None:
         """(Re)write ``annotator``'s lease of an item, dropping the item's expired leases."""
@@ -236,7 +235,6 @@ class AnnotationQueue:
             )
         )
         conn.execute(leases_t.insert().values(item_id=item_id, annotator=annotator, expires=expires))
-        conn.execute(items_t.update().where(items_t.c.id == item_id).values(updated_at=now))
 
     def next_item(self, annotator: str, lease_seconds: float = DEFAULT_LEASE_SECONDS) -> Item | None:
         """Lease the best item ``annotator`` may take for ``lease_seconds`` and return it; the item the
@@ -258,17 +256,19 @@ class AnnotationQueue:
                     .limit(1)
                 )
                 item_id = conn.execute(held.with_for_update(of=items_t)).scalar()
-                if item_id is not None and not self._places(conn, item_id, annotator, now)[3]:
+                serialized = conn.dialect.name == "sqlite"  # BEGIN IMMEDIATE: what we read stays true until commit
+                if item_id is not None and not serialized and not self._places(conn, item_id, annotator, now)[3]:
                     continue  # its lease ended while we waited for the row: look again
                 if item_id is None:
                     query = sa.select(items_t.c.id).where(self._open_to(annotator, now, overlap)).order_by(*order)
                     item_id = conn.execute(query.limit(1).with_for_update(of=items_t, skip_locked=True)).scalar()
                     if item_id is None:
                         return None
-                    labels, others, mine, _ = self._places(conn, item_id, annotator, now)  # under the row lock
-                    state = conn.execute(sa.select(items_t.c.state).where(items_t.c.id == item_id)).scalar()
-                    if mine or labels + others >= overlap or state != "pending":
-                        continue
+                    if not serialized:  # PostgreSQL: count the places again, now that the row is locked
+                        labels, others, mine, _ = self._places(conn, item_id, annotator, now)
+                        state = conn.execute(sa.select(items_t.c.state).where(items_t.c.id == item_id)).scalar()
+                        if mine or labels + others >= overlap or state != "pending":
+                            continue
                 self._lease(conn, item_id, annotator, now + lease_seconds, now)
                 return self._item(conn, item_id, viewer=annotator)
         raise LeaseError("could not lease an item: too many concurrent clients, try again")
@@ -280,8 +280,11 @@ class AnnotationQueue:
             return self._item(conn, item_id)
 
     def has_gold(self, conn: sa.Connection) -> bool:
-        gold = sa.select(items_t.c.id).where(items_t.c.queue_id == self.id, items_t.c.gold.is_not(None)).limit(1)
-        return conn.execute(gold).first() is not None
+        """Whether any item of this queue is a gold item."""
+        return bool(conn.execute(sa.select(self._gold_exists())).scalar())
+
+    def _gold_exists(self) -> sa.Exists:
+        return sa.exists().where(items_t.c.queue_id == self.id, items_t.c.gold.is_not(None))
 
     def _item(self, conn: sa.Connection, item_id: int, lock: bool = False, viewer: str | None = None) -> Item:
         query = sa.select(items_t).where(items_t.c.id == item_id, items_t.c.queue_id == self.id)
@@ -302,11 +305,14 @@ class AnnotationQueue:
         ).all()
         lease = next((h for h in held if h.annotator == viewer), held[0] if held else None)
         keep = ("id", "sample_id", "position", "rank", "state", "prediction", "disagree", "margin", "confidence")
+        labels, gold = conn.execute(
+            sa.select(queues_t.c.labels, self._gold_exists()).where(queues_t.c.id == self.id)
+        ).one()  # fmt: skip
         return Item(
             queue=self.name,
             inputs=sample["inputs"],
-            labels=self.labels(conn),
-            given_label=None if self.has_gold(conn) else sample["given_label"],
+            labels=list(labels or []),
+            given_label=None if gold else sample["given_label"],
             group=sample["group"],
             source_id=sample["source_id"],
             names=sample["names"],
@@ -315,10 +321,11 @@ class AnnotationQueue:
             **{k: row[k] for k in keep},
         )
 
-    def _claim(self, conn: sa.Connection, item_id: int, annotator: str) -> Item:
+    def _claim(self, conn: sa.Connection, item_id: int, annotator: str) -> tuple[Item, int, int]:
         """The item, locked for this transaction, checked to be pending, not labelled by ``annotator`` yet,
         and with a place for it (its own lease, or labels plus others' unexpired leases below the overlap).
-        Two concurrent submits of one item: the second waits for the lock, then sees the item done."""
+        Two concurrent submits of one item: the second waits for the lock, then sees the item done. Returns the
+        item, its current labels and the queue's overlap."""
         item = self._item(conn, item_id, lock=True, viewer=annotator)
         if item.state != "pending":
             raise LeaseError(f"item {item_id} is already labelled")
@@ -326,7 +333,8 @@ class AnnotationQueue:
         labels, others, mine, holds = self._places(conn, item_id, annotator, now)
         if mine:
             raise LeaseError(f"item {item_id} is already labelled by {annotator!r}")
-        if not holds and labels + others >= self.overlap(conn):
+        overlap = self.overlap(conn)
+        if not holds and labels + others >= overlap:
             holder = conn.execute(
                 sa.select(leases_t.c.annotator, leases_t.c.expires)
                 .where(leases_t.c.item_id == item_id, leases_t.c.expires > now, leases_t.c.annotator != annotator)
@@ -336,7 +344,7 @@ class AnnotationQueue:
             if holder is not None:
                 raise LeaseError(f"item {item_id} is leased to {holder.annotator!r} until {holder.expires:.0f}")
             raise LeaseError(f"item {item_id} is already labelled")
-        return item
+        return item, labels, overlap
 
     def submit(
         self,
@@ -356,7 +364,7 @@ class AnnotationQueue:
         if not isinstance(note, str):
             raise InputError(f"note must be a string, got {type(note).__name__}")
         with self.store.transaction() as conn:
-            item = self._claim(conn, item_id, annotator)
+            item, labels, overlap = self._claim(conn, item_id, annotator)
             clean = validate_annotation(label, flags, item.labels, item.inputs)
             now, ann_id = self.store.clock(), uuid.uuid4().hex
             prediction = item.prediction if item.prediction and "error" not in item.prediction else None
@@ -368,8 +376,7 @@ class AnnotationQueue:
                 )
             )  # fmt: skip
             conn.execute(leases_t.delete().where(leases_t.c.item_id == item.id, leases_t.c.annotator == annotator))
-            labels = self._places(conn, item.id, annotator, now)[0]
-            state = "done" if labels >= self.overlap(conn) else "pending"
+            state = "done" if labels + 1 >= overlap else "pending"  # the item row is locked: labels is current
             conn.execute(items_t.update().where(items_t.c.id == item.id).values(state=state, updated_at=now))
             return ann_id
 
