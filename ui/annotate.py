@@ -512,7 +512,7 @@ def wire(ui: SimpleNamespace, fns: SimpleNamespace, key: Any, predict_ui: Simple
     buttons[4].click(fns.annotation_stats, queue, out, api_name="annotation_stats")
     with gr.Column(visible=False):  # /import_queue: a folder on the server becomes a queue
         folder, order = gr.Textbox(label="folder"), gr.Textbox(label="order", value="disagreement")
-        overlap, gold = gr.JSON(label="overlap", value=None), gr.JSON(label="gold", value=None)
+        overlap, gold = gr.JSON(label="overlap", value=None), gr.JSON(label="gold", value=0.0)
         import_btn, configure_btn = gr.Button(), gr.Button()
     import_btn.click(fns.import_queue, [folder, queue, order, checkpoint, overlap, gold], out, api_name="import_queue")
     configure_btn.click(fns.configure_queue, [queue, overlap], out, api_name="configure_queue")
