@@ -38,7 +38,8 @@ def test_migrates_a_version_2_database(store_url):
     store.close()
     open_store(*store_url).close()  # opening a current database again changes nothing
     with _raw_engine(store_url).connect() as conn:
-        assert conn.execute(sa.select(sa.func.count()).select_from(schema.schema_version)).scalar_one() == schema.SCHEMA_VERSION - 1
+        rows = conn.execute(sa.select(sa.func.count()).select_from(schema.schema_version)).scalar_one()
+        assert rows == schema.SCHEMA_VERSION - 1
 
 
 def test_migrates_a_version_3_database_keeping_its_jobs_without_an_owner(store_url):
