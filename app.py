@@ -39,8 +39,9 @@ from starlette.middleware import Middleware
 
 from ui import annotate as annotate_ui
 from ui import inputs as valid
+from ui import review as review_ui
 from ui import train as train_ui
-from ui.annotate import SHORTCUTS_JS, Access
+from ui.annotate import ROLES, SHORTCUTS_JS, Access
 from ui.checkpoint import list_checkpoints, model_card, robustness_views, status_line
 from ui.errors import readable, scrub
 from ui.guards import LoginGuard, UploadBudget
@@ -251,13 +252,15 @@ def build_demo(
             limiter = demo.client_limiter
             annotate_ui.wire(ann, limited(annotate_ui.handlers(store, access, pool, checkpoint), limiter), key, ui)
             train_ui.wire(trn, limited(train_ui.handlers(store, access, pool), limiter), train_tab)
+            review_ui.wire(ann.team, limited(review_ui.handlers(store, access), limiter), ann.queue)
             if access.mode != "local":  # MCP calls carry no login: the annotation and jobs tools are not offered
                 hide_from_mcp(demo, ANNOTATION_APIS)
     return demo
 
 
 ANNOTATION_APIS = ("annotate", "import_queue", "next_item", "submit_item", "undo_last", "annotation_stats", "start_job",
-                   "job_status", "cancel_job")  # fmt: skip
+                   "job_status", "cancel_job", "configure_queue", "review_items", "resolve_item",
+                   "item_history")  # fmt: skip
 
 
 def limited(fns: SimpleNamespace, limiter: ClientLimiter) -> SimpleNamespace:
@@ -452,31 +455,53 @@ def remove_on_sigterm(folder: str) -> None:
     signal.signal(signal.SIGTERM, handler)
 
 
-def read_auth(path: str | None) -> list[tuple[str, str]] | None:
-    """``user:password`` lines from ``--auth FILE`` or, without it, the ``UME_MMA_AUTH`` variable (the same
-    lines); None when neither is given. Blank lines and ``#`` comments are skipped."""
+def read_users(path: str | None) -> list[tuple[str, str, str | None]] | None:
+    """``user:password[:role]`` lines from ``--auth FILE`` or, without it, the ``UME_MMA_AUTH`` variable (the
+    same lines); None when neither is given. Blank lines and ``#`` comments are skipped. The role
+    (annotator, reviewer or admin) is the last ``:`` field when it is one of those words; a two-column line
+    has no role (the user is an annotator unless ``UME_MMA_ADMINS``/``UME_MMA_REVIEWERS`` name it)."""
     text = Path(path).read_text(encoding="utf-8") if path else os.environ.get("UME_MMA_AUTH")
     if text is None:
         return None
-    pairs = [
-        tuple(line.strip().split(":", 1)) for line in text.splitlines() if line.strip() and not line.startswith("#")
-    ]
-    bad = [p[0] for p in pairs if len(p) != 2 or not all(p)]
-    if bad or not pairs:
-        raise SystemExit(f"app.py: auth needs user:password lines; bad: {bad or 'no line at all'}")
-    return [(u, pw) for u, pw in pairs]
+    users, bad = [], []
+    for line in text.splitlines():
+        if not line.strip() or line.startswith("#"):
+            continue
+        fields = line.strip().split(":", 1)
+        role = None
+        if len(fields) == 2 and ":" in fields[1] and fields[1].rsplit(":", 1)[1].strip() in ROLES:
+            fields[1], role = fields[1].rsplit(":", 1)
+            role = role.strip()
+        if len(fields) != 2 or not all(fields):
+            bad.append(fields[0])
+            continue
+        users.append((fields[0], fields[1], role))
+    if bad or not users:
+        raise SystemExit(f"app.py: auth needs user:password[:role] lines; bad: {bad or 'no line at all'}")
+    return users
+
+
+def read_auth(path: str | None) -> list[tuple[str, str]] | None:
+    """The (user, password) pairs of :func:`read_users` (what Gradio's login takes)."""
+    users = read_users(path)
+    return None if users is None else [(u, pw) for u, pw, _ in users]
+
+
+def read_roles(path: str | None) -> dict[str, str]:
+    """user -> role of the ``--auth`` lines that name one (the third column)."""
+    return {u: role for u, _, role in read_users(path) or [] if role}
 
 
 def access_rule(
-    auth: list | None, host: str | None, share: bool = False, public: bool = False
+    auth: list | None, host: str | None, share: bool = False, public: bool = False, roles: dict | None = None
 ) -> tuple[Access | None, str]:
     """Who may annotate and train, and a line saying so at start: logged-in users (``--auth``), Hugging Face
     users on a Space with ``hf_oauth: true``, the local user on 127.0.0.1; else (another address, a public
     ``--share`` link, or public mode without a sign-in) nobody: predict only. In public mode nobody may name
-    folders on the server."""
+    folders on the server. ``roles``: user -> role, from the ``--auth`` file's third column."""
     paths = not public
     if auth:
-        return Access("login", server_paths=paths), "annotation: on, for the users of --auth"
+        return Access("login", server_paths=paths, roles=dict(roles or {})), "annotation: on, for the users of --auth"
     if share:
         return None, "annotation: OFF: a --share link is public and there is no --auth; serving predict only"
     if os.environ.get("SPACE_ID") and os.environ.get("OAUTH_CLIENT_ID"):
@@ -582,7 +607,7 @@ def main(argv: list[str] | None = None) -> None:
         metavar="FOLDER",
         help="keep the inputs of uncertain predictions in FOLDER (dataset format, no labels) to annotate later",
     )
-    ap.add_argument("--auth", default=None, help="file of user:password lines (or UME_MMA_AUTH): login required")
+    ap.add_argument("--auth", default=None, help="file of user:password[:role] lines (or UME_MMA_AUTH): login required")
     ap.add_argument(
         "--public", action="store_true", help="public mode (always on a Space): Space.yaml's checkpoints only, caps"
     )
@@ -596,7 +621,7 @@ def main(argv: list[str] | None = None) -> None:
     own_upload_folder()
     public = args.public or bool(os.environ.get("SPACE_ID"))
     auth = read_auth(args.auth)
-    access, line = access_rule(auth, args.host, args.share, public)
+    access, line = access_rule(auth, args.host, args.share, public, read_roles(args.auth))
     store = None
     if access is not None:
         db = args.db or str(default_db())

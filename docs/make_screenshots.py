@@ -83,6 +83,19 @@ def annotate_screenshot() -> None:
         demo.close()
 
 
+def team_screenshots() -> None:
+    """docs/app-agreement.png and docs/app-review.png: the Annotate tab's Agreement and Review panels on a
+    queue that three annotators labelled with overlap 2 (as the browser test does)."""
+    import shutil
+    import subprocess
+
+    run = [sys.executable, "-m", "pytest", "-q", "tests/test_browser.py", "-k", "agreement_table"]
+    subprocess.run(run, cwd=ROOT, check=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    for name in ("agreement", "review"):
+        shutil.copyfile(ROOT / "tests" / "artifacts" / f"{name}.png", ROOT / "docs" / f"app-{name}.png")
+
+
 if __name__ == "__main__":
     main()
     annotate_screenshot()
+    team_screenshots()

@@ -404,7 +404,8 @@ def test_a_queue_that_does_not_exist_reads_as_empty(store_url, tiny):
     queue = AnnotationQueue(store, "later")
     assert not queue.exists and queue.next_item("alice") is None and queue.undo_last("alice") is None
     assert queue.stats().to_dict() == {
-        "total": 0, "labelled": 0, "pending": 0, "leased": 0, "disagreements_left": 0, "annotators": {}
+        "total": 0, "labelled": 0, "pending": 0, "leased": 0, "disagreements_left": 0, "annotators": {},
+        "overlap": 1, "labels_given": 0,
     }  # fmt: skip
     with pytest.raises(LeaseError, match="queue 'later' has no item 1") as exc:
         queue.submit(1, "a", "alice")

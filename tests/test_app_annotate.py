@@ -194,6 +194,24 @@ def test_read_auth(tmp_path, monkeypatch):
         app.read_auth(str(path))
 
 
+def test_roles_from_the_auth_file_and_the_environment(tmp_path, monkeypatch):
+    """A third column names the role; a two-column line (an existing file) is an annotator, unless
+    UME_MMA_ADMINS / UME_MMA_REVIEWERS name the user; a password may hold colons."""
+    path = tmp_path / "users"
+    path.write_text("ann:pw\nrita:p:w:reviewer\nadam:pw:admin\nbob:pw:boss\n")
+    assert app.read_auth(str(path)) == [("ann", "pw"), ("rita", "p:w"), ("adam", "pw"), ("bob", "pw:boss")]
+    roles = app.read_roles(str(path))
+    assert roles == {"rita": "reviewer", "adam": "admin"}
+    monkeypatch.setenv("UME_MMA_ADMINS", "bob")
+    monkeypatch.setenv("UME_MMA_REVIEWERS", "cy")
+    access, _ = app.access_rule(app.read_auth(str(path)), "0.0.0.0", roles=roles)
+    assert [access.role(u) for u in ("ann", "rita", "adam", "bob", "cy")] == [
+        "annotator", "reviewer", "admin", "admin", "reviewer"
+    ]  # fmt: skip
+    assert access.may("adam", "reviewer") and not access.may("rita", "admin") and access.is_admin("bob")
+    assert Access("local", "me").role("me") == "admin"  # the local user of a 127.0.0.1 server
+
+
 def test_annotate_this_from_the_predict_tab(tmp_path):
     """The Predict tab's "Annotate this": the inputs on screen, the chosen label, committed to queue "app"."""
     store = open_store(tmp_path / "ann.db")

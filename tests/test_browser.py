@@ -130,6 +130,54 @@ def test_annotating_a_queue_item_moves_the_progress_count(page, tmp_path):
     assert store.counts()["annotations"] == 1
 
 
+def test_the_agreement_table_and_the_review_view(page, tmp_path):
+    """The Annotate tab's team panels in a real browser, as a reviewer sees them (here the local user, an
+    admin): the agreement line and tables, the items whose labels disagree, a resolution and its history.
+    Saves tests/artifacts/agreement.png and review.png."""
+    from tests.test_app_annotate_team import TRUE, labelled_team_app
+    from ui.annotate import Access
+    from ume_mma.annotate.agreement import queue_agreement
+    from ume_mma.annotate.review import review_items
+
+    demo, store = labelled_team_app(tmp_path, Access("local", "rita"))
+    expect = sync_api.expect
+    try:
+        page = page.context.browser.new_page(viewport={"width": 1400, "height": 1400})
+        page.set_default_timeout(30_000)
+        page.goto(demo.local_url)
+        page.get_by_role("tab", name="Annotate").click()
+        page.locator("#ann-agreement .label-wrap").first.click()
+        page.locator("#ann-agree-refresh").click()
+        alpha = queue_agreement(store, "team")["krippendorff_alpha"]
+        expect(page.locator("#ann-agreement-line")).to_contain_text(f"Krippendorff's alpha {alpha} on 6 items")
+        expect(page.locator("#ann-agree-annotators")).to_contain_text("bob")
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.locator("#ann-agreement").screenshot(path=str(ARTIFACTS / "agreement.png"))
+        page.locator("#ann-review-panel .label-wrap").first.click()
+        page.locator("#ann-review-load").click()
+        first = review_items(store, "team")[0]  # the slips of MISTAKES make some items disagree
+        labels = " · ".join(f"{a['annotator']}: {a['label']}" for a in first["annotations"])
+        expect(page.locator("#ann-review")).to_contain_text(labels)
+        expect(page.locator("#ann-history")).to_contain_text("note of")  # the first item's history, loaded with it
+        truth = TRUE[first["source_id"]]
+        page.locator("#ann-review-label input").click()
+        page.get_by_role("option", name=truth, exact=True).click()
+        page.locator("#ann-review-note textarea").fill("checked the image and the speech")
+        page.locator("#ann-resolve").click()
+        expect(page.locator("#ann-review-status")).to_contain_text(
+            f"Item {first['item_id']} resolved as {truth} by rita"
+        )
+        expect(page.locator("#ann-history")).to_contain_text("resolve")
+        page.locator("#ann-review-panel").screenshot(path=str(ARTIFACTS / "review.png"))
+        page.close()
+    finally:
+        demo.close()
+    with store.transaction() as conn:
+        from ume_mma.annotate import schema
+
+        assert [(r.item_id, r.label) for r in conn.execute(schema.resolutions.select())] == [(first["item_id"], truth)]
+
+
 def test_the_drift_example_shows_an_off_distribution_image_card(page):
     """The shipped av-digits checkpoint is calibrated: its drift example (a digit of another handwriting
     collection + clean speech) shows the image card as off its training distribution, the audio card not; both

@@ -206,7 +206,7 @@ def test_annotation_inputs_are_typed_and_bounded(auth_app):
 
 def test_job_inputs_are_in_range(auth_app):
     demo, store = auth_app
-    url, http = demo.local_url, logged_in(demo.local_url, USERS[0])
+    url, http = demo.local_url, logged_in(demo.local_url, USERS[2])  # root: an admin (only an admin starts jobs)
     jobs_before = JobStore(store).list()
     for epochs, shown in ((-5, "-5"), (10**12, "1000000000000"), ("many", "'many'"), (2.5, "2.5")):
         message = refused(

@@ -108,7 +108,7 @@ def test_no_folder_on_the_server_and_only_served_bases_for_training(tmp_path):
     pool, max_mb, seconds = app.public_pool(args(), None)
     store = open_store(tmp_path / "ann.db")
     users = [("alice", "pw")]
-    access = Access("login", server_paths=False)
+    access = Access("login", server_paths=False, roles={"alice": "admin"})  # only an admin starts jobs
     demo = app.build_demo("checkpoints/av-digits", max_mb, seconds, pool, store=store, access=access, per_client=2)
     app.launch_app(demo, max_mb, prevent_thread_lock=True, quiet=True, auth=users)
     try:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import getpass
 import os
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
@@ -23,6 +24,7 @@ import gradio as gr
 from ui import inputs as valid
 from ui.errors import readable
 from ui.predict import make_inputs
+from ui.review import agreement_for, team_panels
 from ume_mma.annotate import (
     FLAGS,
     ORDERS,
@@ -34,6 +36,7 @@ from ume_mma.annotate import (
 )
 from ume_mma.annotate import schema as db
 from ume_mma.annotate.direct import APP_QUEUE, annotate_sample
+from ume_mma.annotate.queue import MAX_OVERLAP
 from ume_mma.annotate.store import Store
 from ume_mma.compat import Fit
 from ume_mma.errors import InputError
@@ -58,24 +61,64 @@ SHORTCUTS_JS = """() => {
 }"""
 
 
+ROLES = ("annotator", "reviewer", "admin")  # each may do what the roles before it may
+
+
+def names_from_env(variable: str) -> frozenset[str]:
+    """A comma-separated list of user names from an environment variable (empty: none)."""
+    return frozenset(n.strip() for n in os.environ.get(variable, "").split(",") if n.strip())
+
+
 def admins_from_env() -> frozenset[str]:
-    """``UME_MMA_ADMINS=alice,bob``: the users (of ``--auth``, or Hugging Face names) who see every job."""
-    return frozenset(n.strip() for n in os.environ.get("UME_MMA_ADMINS", "").split(",") if n.strip())
+    """``UME_MMA_ADMINS=alice,bob``: the users (of ``--auth``, or Hugging Face names) who are admins."""
+    return names_from_env("UME_MMA_ADMINS")
+
+
+def reviewers_from_env() -> frozenset[str]:
+    """``UME_MMA_REVIEWERS=carol``: the users (of ``--auth``, or Hugging Face names) who are reviewers."""
+    return names_from_env("UME_MMA_REVIEWERS")
 
 
 @dataclass(frozen=True)
 class Access:
     """How annotators are identified: ``login`` (Gradio auth), ``oauth`` (Sign in with Hugging Face) or
-    ``local`` (a server bound to 127.0.0.1: the local user). ``admins`` see and cancel every job; the
-    local user is the only user and sees them all too."""
+    ``local`` (a server bound to 127.0.0.1: the local user, an admin).
+
+    Roles (:data:`ROLES`): an *annotator* labels items; a *reviewer* also reads everyone's labels and
+    resolves disagreements; an *admin* also imports, sets a queue's overlap, starts jobs and sees and
+    cancels every job. A user's role is its ``roles`` entry (the third column of the ``--auth`` file), else
+    admin if named in ``admins`` (``UME_MMA_ADMINS``), reviewer if in ``reviewers`` (``UME_MMA_REVIEWERS``),
+    else annotator (a two-column ``--auth`` line)."""
 
     mode: str
     local_user: str = ""
     server_paths: bool = True  # may a user name folders on the server (import a queue, base data)? Not in public mode
     admins: frozenset[str] = field(default_factory=admins_from_env)
+    roles: Mapping[str, str] = field(default_factory=dict, hash=False)
+    reviewers: frozenset[str] = field(default_factory=reviewers_from_env)
+
+    def role(self, who: str) -> str:
+        if self.mode == "local":
+            return "admin"
+        if who in self.roles:
+            return self.roles[who]
+        return "admin" if who in self.admins else "reviewer" if who in self.reviewers else "annotator"
+
+    def may(self, who: str, role: str) -> bool:
+        """Whether ``who`` has ``role`` or one above it."""
+        return ROLES.index(self.role(who)) >= ROLES.index(role)
+
+    def require(self, who: str, role: str, what: str) -> str:
+        """``who`` if it has ``role`` (or one above), else a ``gr.Error`` saying who may."""
+        if not self.may(who, role):
+            raise gr.Error(
+                f"Only {'an' if role[0] in 'aeiou' else 'a'} {role} may {what}; {who} is {self.role(who)}.",
+                print_exception=False,
+            )
+        return who
 
     def is_admin(self, who: str) -> bool:
-        return self.mode == "local" or who in self.admins
+        return self.may(who, "admin")
 
     def check_server_path(self, what: str) -> None:
         if not self.server_paths:
@@ -102,19 +145,24 @@ def stats_line(queue: AnnotationQueue | None) -> str:
     if queue is None:
         return "*No queue yet: import a dataset folder below, or annotate from the Predict tab.*"
     s = queue.stats()
+    team = f" ({s.labels_given} of {s.total * s.overlap} labels given, {s.overlap} annotators per item)"
     return (
-        f"**{s.labelled} of {s.total} labelled** in `{queue.name}`; {s.disagreements_left} "
+        f"**{s.labelled} of {s.total} {'labelled' if s.overlap == 1 else 'done'}** in `{queue.name}`"
+        f"{team if s.overlap > 1 else ''}; {s.disagreements_left} "
         f"disagreement{'' if s.disagreements_left == 1 else 's'} left; "
         f"{s.leased} leased now"
     )
 
 
-def recent(store: Store, limit: int = 10) -> list[list[Any]]:
-    """The latest annotations (newest first) as table rows."""
+def recent(store: Store, limit: int = 10, who: str | None = None) -> list[list[Any]]:
+    """The latest annotations (newest first) as table rows: ``who``'s only (an annotator never sees another's
+    label), or everyone's (``who`` None: a reviewer's view)."""
     import sqlalchemy as sa
 
     a = db.annotations
     query = sa.select(a.c.created_at, a.c.annotator, a.c.label, a.c.sample_id, a.c.flags, a.c.note, a.c.undone_at)
+    if who is not None:
+        query = query.where(a.c.annotator == who)
     with store.transaction() as conn:
         rows = conn.execute(query.order_by(a.c.created_at.desc()).limit(limit)).all()
     return [
@@ -162,12 +210,20 @@ def annotate_tab(store: Store) -> SimpleNamespace:
                     ui.submit = gr.Button("Submit (Enter)", variant="primary", elem_id="ann-submit")
                     ui.skip = gr.Button("Skip (S)", elem_id="ann-skip")
                     ui.undo = gr.Button("Undo last (U)", elem_id="ann-undo")
-        ui.recent = gr.Dataframe(headers=RECENT_HEADERS, label="Recent annotations", interactive=False)
-        with gr.Accordion("Import a dataset folder as a queue", open=not names):
+        ui.recent = gr.Dataframe(
+            headers=RECENT_HEADERS, label="Recent annotations (yours; a reviewer sees everyone's)", interactive=False
+        )
+        ui.team = team_panels(store)
+        with gr.Accordion("Import a dataset folder as a queue (admins)", open=not names):
             with gr.Row():
                 ui.folder = gr.Textbox(label="Folder with metadata.jsonl (labels optional)", scale=3)
                 ui.new_queue = gr.Textbox(label="Queue name", value="default", scale=1)
                 ui.order = gr.Dropdown(sorted(ORDERS), value="disagreement", label="Order", scale=1)
+            with gr.Row():
+                ui.overlap = gr.Number(value=1, minimum=1, maximum=50, precision=0, label="Annotators per item",
+                                       elem_id="ann-overlap")  # fmt: skip
+                ui.gold = gr.Slider(0, 1, value=0, step=0.05, label="Share of labelled lines as gold items",
+                                    elem_id="ann-gold")  # fmt: skip
             ui.do_import = gr.Button("Import and predict with the loaded checkpoint", elem_id="ann-import")
             ui.import_status = gr.Markdown()
     ui.item_id = gr.State(None)
@@ -242,19 +298,19 @@ def handlers(store: Store, access: Access, pool: Any, default: str) -> SimpleNam
 
     def refresh(name: str | None, request: gr.Request = None, profile: gr.OAuthProfile | None = None):
         """The queue's progress line and the latest annotations: a read, behind the same sign-in as a write."""
-        access.annotator(request, profile)
-        return shown(name)
+        return shown(name, access.annotator(request, profile))
 
-    def shown(name: str | None) -> tuple[str, list[list[Any]]]:
+    def shown(name: str | None, who: str) -> tuple[str, list[list[Any]]]:
+        """The progress line and the latest annotations: the caller's own, everyone's for a reviewer."""
         queue = _queue(store, name) if name in queue_names(store) else None
-        return stats_line(queue), recent(store)
+        return stats_line(queue), recent(store, who=None if access.may(who, "reviewer") else who)
 
     @readable
     def next_ui(name: str | None, request: gr.Request, profile: gr.OAuthProfile | None) -> list[Any]:
         who = access.annotator(request, profile)
         if not name:
             raise gr.Error("Choose a queue (or import a folder first).", print_exception=False)
-        return [*item_views(_queue(store, name).next_item(who)), *shown(name)]
+        return [*item_views(_queue(store, name).next_item(who)), *shown(name, who)]
 
     @readable
     def submit_ui(
@@ -286,12 +342,15 @@ def handlers(store: Store, access: Access, pool: Any, default: str) -> SimpleNam
 
     @readable
     def undo_ui(name, request: gr.Request, profile: gr.OAuthProfile | None):
-        item = _queue(store, name).undo_last(access.annotator(request, profile))
+        who = access.annotator(request, profile)
+        item = _queue(store, name).undo_last(who)
         if item is None:
             raise gr.Error("Nothing of yours to undo in this queue.", print_exception=False)
-        return [*item_views(item), *shown(name)]
+        return [*item_views(item), *shown(name, who)]
 
-    def import_folder(folder: Any, name: Any, order: Any, ref: str, progress: Any = None) -> ImportResult:
+    def import_folder(
+        folder: Any, name: Any, order: Any, ref: str, progress: Any = None, overlap: int | None = None, gold: float = 0
+    ) -> ImportResult:
         """Import a dataset folder on the server as queue ``name`` and predict it with checkpoint ``ref``
         (its labels and modalities must fit the folder: checked before any file is read)."""
         if not isinstance(folder, str) or not folder.strip():
@@ -299,7 +358,9 @@ def handlers(store: Store, access: Access, pool: Any, default: str) -> SimpleNam
         name = name.strip() if isinstance(name, str) and name.strip() else "default"
         predictor = pool.get(ref).predictor
         fit = Fit.of(predictor, f"checkpoint {ref}")
-        result = import_dataset(store, folder.strip(), name, order=(order or "disagreement"), fit=fit)
+        result = import_dataset(
+            store, folder.strip(), name, order=(order or "disagreement"), fit=fit, overlap=overlap, gold=gold
+        )
         report = (lambda d, t: progress((d, t), unit="items")) if progress is not None else None
         if progress is not None:
             progress((0, max(1, result.added)), desc="predicting the queue", unit="items")
@@ -307,29 +368,36 @@ def handlers(store: Store, access: Access, pool: Any, default: str) -> SimpleNam
         return result
 
     @readable
-    def import_ui(folder, name, order, k, request: gr.Request, profile: gr.OAuthProfile | None, progress=gr.Progress()):
-        access.annotator(request, profile)  # importing writes too
+    def import_ui(folder, name, order, overlap, gold, k, request: gr.Request, profile: gr.OAuthProfile | None,
+                  progress=gr.Progress()):  # fmt: skip
+        who = access.annotator(request, profile)  # importing writes too
         access.check_server_path("importing a dataset folder")
+        access.require(who, "admin", "import a queue")
         folder, name = valid.text(folder, "folder", valid.REF_MAX_CHARS), queue_name(name)
-        result = import_folder(folder, name, order, k, progress)
+        overlap = valid.whole(overlap, "overlap", 1, MAX_OVERLAP, 1)
+        result = import_folder(folder, name, order, k, progress, overlap, valid.number(gold, "gold", 0.0, 1.0, 0.0))
         name = result.queue
         note = f"Imported {result.added} items into `{name}` ({result.duplicates} already there) and ordered them."
-        return note, gr.update(choices=queue_names(store), value=name), *shown(name)
+        return note, gr.update(choices=queue_names(store), value=name), *shown(name, who)
 
     @readable
-    def import_queue(folder=None, queue="default", order="disagreement", checkpoint=None,
+    def import_queue(folder=None, queue="default", order="disagreement", checkpoint=None, overlap=None, gold=0.0,
                      request: gr.Request = None, profile: gr.OAuthProfile | None = None):  # fmt: skip
         """Import a dataset folder on the server (metadata.jsonl; labels optional) as a queue (new, or appended
         to: lines already in it are not added again), predicted and ordered with the checkpoint (empty: the
         app's default; its labels and modalities must fit the folder). ``order``: disagreement, confidence,
-        margin, random or file. Returns {"queue", "added", "duplicates", "total"} once committed. For a
-        caller who may annotate, and never in public mode (no folder on the server is read there)."""
-        access.annotator(request, profile)
+        margin, random or file. ``overlap``: annotators per item (empty: the queue's, 1 for a new queue);
+        ``gold``: the share (0 to 1) of the labelled lines that become gold items (their label is never shown).
+        Returns {"queue", "added", "duplicates", "total"} once committed. For an admin, and never in public
+        mode (no folder on the server is read there)."""
+        who = access.annotator(request, profile)
         access.check_server_path("importing a dataset folder")
+        access.require(who, "admin", "import a queue")
         folder, queue = valid.text(folder, "folder", valid.REF_MAX_CHARS), queue_name(queue)
         order = valid.text(order, "order", valid.NAME_MAX_CHARS, "disagreement")
         ref = valid.text(checkpoint, "checkpoint", valid.REF_MAX_CHARS).strip() or default
-        result = import_folder(folder, queue, order, ref)
+        overlap = valid.whole(overlap, "overlap", 1, MAX_OVERLAP)
+        result = import_folder(folder, queue, order, ref, None, overlap, valid.number(gold, "gold", 0.0, 1.0, 0.0))
         total = AnnotationQueue(store, result.queue).stats().total
         return {"queue": result.queue, "added": result.added, "duplicates": result.duplicates, "total": total}
 
@@ -348,9 +416,10 @@ def handlers(store: Store, access: Access, pool: Any, default: str) -> SimpleNam
     def annotate_ui_from_predict(v, a, i, t, label, note, k, request: gr.Request, profile: gr.OAuthProfile | None):
         if not label:
             raise gr.Error("Choose the label of this sample first.", print_exception=False)
-        done = store_annotation((v, a, i, t), label, access.annotator(request, profile), {}, note, k)
+        who = access.annotator(request, profile)
+        done = store_annotation((v, a, i, t), label, who, {}, note, k)
         status = f"Saved: sample {done.sample_id} labelled **{done.label}** by {done.annotator} (queue `{APP_QUEUE}`)."
-        return status, *shown(APP_QUEUE)
+        return status, *shown(APP_QUEUE, who)
 
     @readable
     def next_item(queue="default", request: gr.Request = None, profile: gr.OAuthProfile | None = None):
@@ -379,11 +448,30 @@ def handlers(store: Store, access: Access, pool: Any, default: str) -> SimpleNam
 
     @readable
     def annotation_stats(queue="default", request: gr.Request = None, profile: gr.OAuthProfile | None = None):
-        """A queue's progress: total = labelled + pending (free) + leased (held now by an annotator), disagreements
-        left, annotations per annotator; zero counts for a queue that does not exist yet. /annotate writes to
-        queue "app"; /import_queue makes one from a folder. Signed-in callers only, like writes."""
-        access.annotator(request, profile)  # who annotated what is a read of the annotations: signed in only
-        return _queue(store, queue_name(queue)).stats().to_dict()
+        """A queue's progress: total = labelled (done: ``overlap`` labels each) + pending (free) + leased (held now
+        by an annotator), disagreements left, annotations per annotator, ``overlap`` and ``labels_given``; and
+        ``agreement``: Krippendorff's alpha, Fleiss' kappa, per label, per pair of annotators (Cohen's kappa)
+        and per annotator against the consensus, each with the number of items it rests on, and (for reviewers
+        and admins) each annotator's accuracy on gold items. Zero counts for a queue that does not exist yet.
+        /annotate writes to queue "app"; /import_queue makes one from a folder. Signed-in callers only."""
+        who = access.annotator(request, profile)  # who annotated what is a read of the annotations: signed in only
+        name = queue_name(queue)
+        out = _queue(store, name).stats().to_dict()
+        out["agreement"] = agreement_for(store, access, name, who)
+        return out
+
+    @readable
+    def configure_queue(queue="default", overlap=None, request: gr.Request = None,
+                        profile: gr.OAuthProfile | None = None):  # fmt: skip
+        """Set a queue's ``overlap`` (each item to that many annotators, 1 to 50); items are re-counted, no
+        annotation changes. Admins only. Returns the queue's progress (as /annotation_stats, without agreement)."""
+        access.require(access.annotator(request, profile), "admin", "set a queue's overlap")
+        number = valid.whole(overlap, "overlap", 1, MAX_OVERLAP)
+        if number is None:
+            raise gr.Error("give overlap: the number of annotators per item", print_exception=False)
+        q = _queue(store, queue_name(queue))
+        q.set_overlap(number)
+        return q.stats().to_dict()
 
     return SimpleNamespace(**{k: v for k, v in locals().items() if callable(v)})
 
@@ -399,7 +487,8 @@ def wire(ui: SimpleNamespace, fns: SimpleNamespace, key: Any, predict_ui: Simple
     ui.undo.click(fns.undo_ui, ui.queue, item_out, **private)
     ui.queue.change(fns.refresh, ui.queue, [ui.progress, ui.recent], **private)
     ui.do_import.click(
-        fns.import_ui, [ui.folder, ui.new_queue, ui.order, key], [ui.import_status, ui.queue, ui.progress, ui.recent],
+        fns.import_ui, [ui.folder, ui.new_queue, ui.order, ui.overlap, ui.gold, key],
+        [ui.import_status, ui.queue, ui.progress, ui.recent],
         **private,
     )  # fmt: skip
     with gr.Column(visible=False):  # inputs of the API-only endpoints
@@ -423,8 +512,10 @@ def wire(ui: SimpleNamespace, fns: SimpleNamespace, key: Any, predict_ui: Simple
     buttons[4].click(fns.annotation_stats, queue, out, api_name="annotation_stats")
     with gr.Column(visible=False):  # /import_queue: a folder on the server becomes a queue
         folder, order = gr.Textbox(label="folder"), gr.Textbox(label="order", value="disagreement")
-        import_btn = gr.Button()
-    import_btn.click(fns.import_queue, [folder, queue, order, checkpoint], out, api_name="import_queue")
+        overlap, gold = gr.JSON(label="overlap", value=None), gr.JSON(label="gold", value=0.0)
+        import_btn, configure_btn = gr.Button(), gr.Button()
+    import_btn.click(fns.import_queue, [folder, queue, order, checkpoint, overlap, gold], out, api_name="import_queue")
+    configure_btn.click(fns.configure_queue, [queue, overlap], out, api_name="configure_queue")
     # The Predict tab's "Annotate this": the inputs on screen, the chosen label and note.
     predict_ui.annotate_btn.click(
         fns.annotate_ui_from_predict, [*predict_ui.inputs, predict_ui.annotate_label, predict_ui.annotate_note, key],

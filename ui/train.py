@@ -225,7 +225,8 @@ def job_number(value: Any) -> int:
 
 def handlers(store: Store, access: Access, pool: Any = None) -> SimpleNamespace:
     """The Train tab's events and the public jobs API. Every read and write needs the access rule's sign-in;
-    a job is its owner's (status, cancel, the job list), an admin's (``UME_MMA_ADMINS``) and the local user's.
+    only an admin starts a job; a job is its owner's (status, cancel, the job list) and every admin's (the local
+    user is one).
     ``pool``: the app's checkpoint pool; a base checkpoint must be one it may load (its allow-list)."""
     jobs_root = JobStore(store).root
 
@@ -287,7 +288,7 @@ def handlers(store: Store, access: Access, pool: Any = None) -> SimpleNamespace:
     @readable
     def start_ui(base, queue, base_data, replay, runner, flavor, epochs, mma_epochs, request: gr.Request,
                  profile: gr.OAuthProfile | None):  # fmt: skip
-        who = access.annotator(request, profile)
+        who = access.require(access.annotator(request, profile), "admin", "start a job")
         job_id = start(who, base, queue, base_data, replay, runner, flavor, epochs, mma_epochs)
         return gr.update(choices=choices(who), value=job_id), gr.Timer(active=True)
 
@@ -325,8 +326,8 @@ def handlers(store: Store, access: Access, pool: Any = None) -> SimpleNamespace:
         (a queue name; empty = every queue), optional ``base_data`` folder with ``replay`` share (0 to 0.9),
         ``runner`` ("local" or "hf" with a Jobs ``flavor``), ``epochs``/``mma_epochs`` (0 to 1000; empty = the
         recipe's). The other settings are the small-data recipe ``ume_mma.finetune.ANNOTATION_RECIPE``.
-        Returns the job's status (see /job_status); it runs in its own process: poll /job_status."""
-        who = access.annotator(request, profile)
+        Returns the job's status (see /job_status); it runs in its own process: poll /job_status. Admins only."""
+        who = access.require(access.annotator(request, profile), "admin", "start a job")
         job_id = start(who, base, annotations, base_data, replay, runner, flavor, epochs, mma_epochs)
         return public_status(job_status(store, job_id, tail=0), jobs_root)
 

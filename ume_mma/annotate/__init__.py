@@ -8,6 +8,11 @@ disagreement-first ordering from a checkpoint's predictions, and export to the d
     item = q.next_item("alice")                                # leased for 10 minutes
     q.submit(item.id, "7", "alice", flags={"audio": ["noisy"]}, note="")
     export(store, "out/")                                      # load_dataset("out/") reads it
+
+A team: ``import_dataset(..., overlap=2, gold=0.1)`` gives each item to two annotators and makes a tenth of
+the labelled lines gold items; ``ume_mma.annotate.agreement.queue_agreement(store, queue)`` (Krippendorff's
+alpha, Fleiss' and Cohen's kappa, gold accuracy); ``ume_mma.annotate.review`` (``review_items``, ``resolve``,
+``history``): a reviewer's resolution is what ``export`` writes.
 """
 
 from ume_mma.annotate.export import export, push_dataset

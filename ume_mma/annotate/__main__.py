@@ -49,6 +49,10 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("--labels", help="comma-separated label set (default: the dataset's and the checkpoint's)")
     imp.add_argument("--seed", type=int, default=0, help="seed of the random order")
     imp.add_argument("--skip-bad", action="store_true", help="leave out bad lines instead of importing nothing")
+    imp.add_argument("--overlap", type=int, default=None, help="give each item to N annotators (default: 1)")
+    imp.add_argument(
+        "--gold", type=float, default=0.0, help="share (0-1) of the labelled lines that become gold items (hidden)"
+    )
     pred = sub.add_parser("predict", parents=[db], help="(re)run the prediction pass of a queue and rank it")
     pred.add_argument("--checkpoint", required=True, help="checkpoint folder or Hub repo id")
     pred.add_argument("--queue", default="default")
@@ -62,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument(
         "--push", metavar="REPO_ID", help="also upload as a Hub dataset repo (token: HF_TOKEN; includes --hf)"
     )
-    st = sub.add_parser("stats", parents=[db], help="print counts per queue as JSON")
+    st = sub.add_parser("stats", parents=[db], help="print counts and agreement per queue as JSON")
     st.add_argument("--queue", default=None, help="only this queue (default: all)")
     return parser
 
@@ -92,7 +96,17 @@ def _import(args: argparse.Namespace) -> int:
         check_fits(read_unlabelled(args.data_dir), Fit.of(config, f"checkpoint {args.checkpoint}"), str(args.data_dir))
         predictor = Predictor.from_pretrained(args.checkpoint)  # load before writing anything
     store = _open(args)
-    result = import_dataset(store, args.data_dir, args.queue, labels, args.order, args.seed, args.skip_bad)
+    result = import_dataset(
+        store,
+        args.data_dir,
+        args.queue,
+        labels,
+        args.order,
+        args.seed,
+        args.skip_bad,
+        overlap=args.overlap,
+        gold=args.gold,
+    )
     for problem in result.skipped:
         print(f"skipped {problem}", file=sys.stderr)
     if predictor is not None:
@@ -127,17 +141,21 @@ def _export(args: argparse.Namespace) -> int:
 
         export_hf(result.path)
         print(f"wrote a Hugging Face dataset (Image, Audio, Video, ClassLabel features) in {result.path / 'data'}")
+    if result.unresolved:
+        print(f"left out {len(result.unresolved)} items whose labels disagree and that no reviewer resolved")
     if args.push:
         print(f"pushed: {push_dataset(result.path, args.push)}")
     return 0
 
 
 def _stats(args: argparse.Namespace) -> int:
+    from ume_mma.annotate.agreement import queue_agreement
     from ume_mma.annotate.queue import AnnotationQueue, queue_names
 
     store = _open(args)
     names = [args.queue] if args.queue else queue_names(store)
-    out = {name: AnnotationQueue(store, name).stats().to_dict() for name in names}
+    out = {name: {**AnnotationQueue(store, name).stats().to_dict(), "agreement": queue_agreement(store, name)}
+           for name in names}  # fmt: skip
     print(json.dumps(out, indent=2))
     return 0
 

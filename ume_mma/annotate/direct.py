@@ -1,5 +1,6 @@
 """Annotating a sample directly (no queue to work through): the app's "Annotate this" and the ``/annotate``
-API. The sample, a finished item of the queue ``queue`` (default ``"app"``) and the annotation are written in
+API. The sample, an item of the queue ``queue`` (default ``"app"``; done, unless the queue's overlap asks for
+more labels) and the annotation are written in
 one durable transaction: when the call returns, the annotation is committed; when it raises, nothing is
 stored (no sample row, no media file).
 """
@@ -64,9 +65,11 @@ def annotate_sample(
         items = schema.queue_items
         last = conn.execute(sa.select(sa.func.max(items.c.position)).where(items.c.queue_id == queue_id)).scalar()
         position = (last if last is not None else -1) + 1
+        overlap = conn.execute(sa.select(schema.queues.c.overlap).where(schema.queues.c.id == queue_id)).scalar()
+        state = "done" if (overlap or 1) <= 1 else "pending"  # a team queue wants more labels of it
         item_id = conn.execute(
             items.insert().values(
-                queue_id=queue_id, sample_id=sample_id, position=position, rank=position, state="done", skips=0,
+                queue_id=queue_id, sample_id=sample_id, position=position, rank=position, state=state, skips=0,
                 updated_at=now, prediction=dict(prediction) if prediction else None,
             )
         ).inserted_primary_key[0]  # fmt: skip

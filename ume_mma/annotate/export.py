@@ -1,13 +1,16 @@
 """Export the annotations of a store as a dataset folder that ``ume_mma.data.load_dataset`` and training
 read, and push it to the Hugging Face Hub as a dataset repo.
 
-One line per annotation (undone ones are left out): ``label``, the media files (copied once each, by
-content, under ``media/``), ``text``, ``split``, ``group`` and ``id`` = the annotation id; ``meta`` keeps
-annotator, time, flags, note, checkpoint and what the model predicted. Splits come from a seeded hash of
-the group (or of the sample's content when it has no group), so a group never straddles two splits. A small
-export whose hash leaves a split empty (a few groups: training refuses a dataset without train, val and test)
-moves, for each empty split, the group whose hash is nearest that split's range into it (from the split that has
-the most groups), when there are enough groups for every split.
+One line per item (undone annotations are left out): a reviewer's resolution where there is one
+(``ume_mma.annotate.review``), else the item's one label or the label all its annotators gave; an item whose
+labels disagree and that nobody resolved is left out (``ExportResult.unresolved``). Each line has ``label``,
+the media files (copied once each, by content, under ``media/``), ``text``, ``split``, ``group`` and ``id`` =
+the annotation (or resolution) id; ``meta`` keeps annotator (or ``resolved_by``), time, flags, note, every
+annotator's label (``labels``, where more than one labelled the item), checkpoint and what the model predicted.
+Splits come from a seeded hash of the group (or of the sample's content when it has no group), so a group
+never straddles two splits. A small export whose hash leaves a split empty (a few groups: training refuses a
+dataset without train, val and test) moves, for each empty split, the group whose hash is nearest that split's
+range into it (from the split that has the most groups), when there are enough groups for every split.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import shutil
 import tempfile
 from collections import Counter
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +42,7 @@ class ExportResult:
     path: Path
     counts: dict[str, dict[str, int]]  # label -> split -> number of lines
     annotators: dict[str, int]
+    unresolved: list[int] = field(default_factory=list)  # items whose labels disagree and nobody resolved: left out
 
 
 def _check_fractions(fractions: tuple[float, ...]) -> None:
@@ -88,20 +92,58 @@ def assign_splits(
     return out
 
 
-def _rows(store: Store, queue: str | None) -> list[Mapping[str, Any]]:
-    a, s, i, q = schema.annotations, schema.samples, schema.queue_items, schema.queues
+def _rows(store: Store, queue: str | None, unresolved: list[int] | None = None) -> list[Mapping[str, Any]]:
+    """One row per exported item: a reviewer's resolution where there is one; else its one label, or the
+    label its annotators all gave (an item whose labels disagree and that nobody resolved is left out, and
+    its id appended to ``unresolved``)."""
+    a, s, i, q, r = schema.annotations, schema.samples, schema.queue_items, schema.queues, schema.resolutions
+    sample_cols = (s.c.content_key, s.c.group, s.c.source_id, s.c.text, *(s.c[m] for m in FILE_MODALITIES))
+    where = [q.c.name == queue] if queue is not None else []
     query = (
-        sa.select(a, s.c.content_key, s.c.group, s.c.source_id, s.c.text, *(s.c[m] for m in FILE_MODALITIES))
+        sa.select(a, *sample_cols)
         .join(s, s.c.id == a.c.sample_id)
         .join(i, i.c.id == a.c.item_id)
         .join(q, q.c.id == i.c.queue_id)
-        .where(a.c.undone_at.is_(None))
+        .where(a.c.undone_at.is_(None), *where)
         .order_by(a.c.created_at, a.c.id)
     )
-    if queue is not None:
-        query = query.where(q.c.name == queue)
+    changes = (
+        sa.select(r, i.c.sample_id, i.c.prediction.label("item_prediction"), *sample_cols)
+        .join(i, i.c.id == r.c.item_id)
+        .join(s, s.c.id == i.c.sample_id)
+        .join(q, q.c.id == i.c.queue_id)
+        .where(*where)
+        .order_by(r.c.seq)
+    )
     with store.transaction() as conn:
-        return list(conn.execute(query).mappings())
+        rows = list(conn.execute(query).mappings())
+        resolved = {c["item_id"]: c for c in conn.execute(changes).mappings()}  # the newest change wins
+    by_item: dict[int, list[Mapping[str, Any]]] = {}
+    for row in rows:
+        by_item.setdefault(row["item_id"], []).append(row)
+    out: list[Mapping[str, Any]] = []
+    for item_id in sorted(set(by_item) | set(resolved), key=lambda k: _first_time(by_item, resolved, k)):
+        given = by_item.get(item_id, [])
+        labels = {g["annotator"]: g["label"] for g in given}
+        change = resolved.get(item_id)
+        if change is not None and change["label"] is not None:
+            base = (
+                dict(given[0]) if given else {"flags": {}, "checkpoint": None, "prediction": change["item_prediction"]}
+            )
+            base.update({k: change[k] for k in ("id", "item_id", "sample_id", "label", "created_at", "content_key",
+                                                "group", "source_id", "text", *FILE_MODALITIES)})  # fmt: skip
+            base.update(annotator=change["reviewer"], note=change["note"], labels=labels, resolved=True)
+            out.append(base)
+        elif len(set(labels.values())) == 1:
+            out.append({**given[0], "labels": labels if len(labels) > 1 else {}, "resolved": False})
+        elif given and unresolved is not None:
+            unresolved.append(item_id)
+    return out
+
+
+def _first_time(by_item: dict, resolved: dict, item_id: int) -> tuple[float, str]:
+    first = by_item.get(item_id) or [resolved[item_id]]
+    return first[0]["created_at"], str(first[0]["id"])
 
 
 def _meta(row: Mapping[str, Any]) -> dict[str, Any]:
@@ -111,6 +153,9 @@ def _meta(row: Mapping[str, Any]) -> dict[str, Any]:
         predicted["fused"] = pred["fused"]["label"]
     when = dt.datetime.fromtimestamp(row["created_at"], dt.UTC).isoformat(timespec="seconds")
     meta = {"annotator": row["annotator"], "annotated_at": when, "flags": row["flags"], "note": row["note"]}
+    if row.get("resolved"):
+        meta["resolved_by"] = row["annotator"]  # a reviewer's resolution: annotator/annotated_at are the reviewer's
+    meta["labels"] = row.get("labels") or {}  # annotator -> label, where more than one labelled the item
     meta.update({"checkpoint": row["checkpoint"], "predicted": predicted, "source_id": row["source_id"]})
     return {k: v for k, v in meta.items() if v not in (None, "", {})}
 
@@ -128,9 +173,11 @@ def export(
     out = Path(out_dir).expanduser().resolve()
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise InputError(f"{out} exists and is not an empty folder: choose a new export folder")
-    rows = _rows(store, queue)
+    unresolved: list[int] = []
+    rows = _rows(store, queue, unresolved)
     if not rows:
-        raise InputError("nothing to export: no annotations" + (f" in queue {queue!r}" if queue else ""))
+        why = f" ({len(unresolved)} items whose labels disagree: resolve them first)" if unresolved else ""
+        raise InputError("nothing to export: no annotations" + (f" in queue {queue!r}" if queue else "") + why)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
@@ -148,7 +195,7 @@ def export(
             samples.append(Sample(label=row["label"], text=row["text"], split=split, group=row["group"],
                                   id=row["id"], meta=_meta(row), **files))  # fmt: skip
         write_dataset(tmp, samples)
-        result = ExportResult(out, _counts(samples), dict(Counter(r["annotator"] for r in rows)))
+        result = ExportResult(out, _counts(samples), dict(Counter(r["annotator"] for r in rows)), unresolved)
         (tmp / "README.md").write_text(dataset_card(result, store, seed, fractions, rows), encoding="utf-8")
         load_dataset(tmp)  # what we wrote must read back
         if out.exists():

@@ -7,6 +7,7 @@ An import is all or nothing: one transaction, and media files written for it are
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -16,6 +17,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from ume_mma.annotate import schema
+from ume_mma.annotate.queue import apply_overlap, check_overlap
 from ume_mma.annotate.rank import ORDERS
 from ume_mma.annotate.store import Store
 from ume_mma.compat import Fit
@@ -74,6 +76,11 @@ def _queue_row(conn: sa.Connection, name: str, labels: list[str], source: str, o
     return row["id"]
 
 
+def _share(key: str, seed: int) -> float:
+    """A seeded SHA-256 of a content key mapped to [0, 1) (which lines become gold items)."""
+    return int(hashlib.sha256(f"gold\x00{seed}\x00{key}".encode()).hexdigest()[:16], 16) / 2**64
+
+
 def import_dataset(
     store: Store,
     data_dir: str | os.PathLike[str],
@@ -83,6 +90,9 @@ def import_dataset(
     seed: int = 0,
     skip_bad: bool = False,
     fit: Fit | None = None,
+    *,
+    overlap: int | None = None,
+    gold: float = 0.0,
 ) -> ImportResult:
     """Add every sample of ``data_dir`` to ``queue`` (created if new, appended to otherwise), in file order.
 
@@ -94,10 +104,21 @@ def import_dataset(
     importing a folder twice adds only what is new. Then run ``rank.predict_queue(store, predictor, queue)``
     (in the background) to predict and order it. ``fit``: the checkpoint that will predict it
     (``Fit.of(predictor, name)``); a folder whose labels or modalities do not fit it is refused first.
+    ``overlap``: give each item of the queue to this many annotators (None: keep the queue's, 1 for a new one).
+    ``gold``: the share (0 to 1) of the labelled lines that become gold items, chosen by a seeded hash of their
+    content: their label is the known answer (``queue_items.gold``), never shown to annotators (in a queue with
+    gold items no item shows the dataset's label), and each annotator's accuracy on them is in the agreement
+    stats. ``gold=1`` makes every line of a labelled folder a gold item (a gold set mixed into a queue).
     """
     if order not in ORDERS:
         raise InputError(f"unknown order {order!r}; known: {', '.join(ORDERS)}")
+    if overlap is not None:
+        check_overlap(overlap)
+    if isinstance(gold, bool) or not isinstance(gold, int | float) or not 0.0 <= gold <= 1.0:
+        raise InputError(f"gold must be a share from 0 to 1, got {gold!r}")
     rows = read_unlabelled(data_dir)
+    if gold > 0 and not any(s.label is not None for _, s in rows):
+        raise InputError(f"gold items need known labels, but no line of {data_dir} has a label")
     if fit is not None:
         check_fits(rows, fit, os.fspath(data_dir))
     label_set = sorted(set(labels or ()) | {s.label for _, s in rows if s.label is not None})
@@ -119,11 +140,14 @@ def import_dataset(
                 result.duplicates += 1
                 continue
             pos = start + 1 + len(items)
+            known_label = sample.label if sample.label is not None and _share(key, seed) < gold else None
             items.append(dict(queue_id=queue_id, sample_id=sample_id, position=pos, rank=pos, state="pending",
-                              skips=0, updated_at=store.clock()))  # fmt: skip
+                              skips=0, updated_at=store.clock(), gold=known_label))  # fmt: skip
         if items:
             conn.execute(items_t.insert(), items)
         result.added = len(items)
+        if overlap is not None:
+            apply_overlap(conn, queue_id, overlap, store.clock())
     return result
 
 

@@ -10,6 +10,13 @@ Versions:
      times, final metrics, output folder, error; an index for the next queued job of a device.
   4. ``jobs.owner``: who started a job (the app's signed-in user; NULL for a job of the CLI or of an
      older version, which only an admin or the local user sees).
+  5. Annotation by a team: ``queues.overlap`` (each item to N annotators; 1 for existing queues),
+     ``leases`` (one row per item and annotator: an item of an overlap-N queue is held by up to N people at
+     once; the unexpired leases of ``queue_items.leased_by``/``lease_expires`` move there, and those two
+     columns are no longer written), ``queue_items.gold`` (the known label of a gold item, never shown to
+     annotators), ``resolutions`` (a reviewer's label for an item: every change is a row, with the label
+     before and after, who and when; the newest row is the item's resolution) and an index of the
+     annotations of an item.
 
 ``create_schema`` builds the current version in an empty database; ``ensure_schema`` migrates an older
 one in place, in one transaction, and refuses a database written by a newer version of this code.
@@ -24,7 +31,7 @@ import sqlalchemy as sa
 
 from ume_mma.errors import StoreError
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 FLAGS = ("noisy", "irrelevant", "corrupt")  # per-modality flags an annotator may set
 STATES = ("pending", "done")  # a queue item is handed out while pending; done once annotated
 JOB_STATES = ("queued", "running", "succeeded", "failed", "cancelled", "interrupted")
@@ -32,11 +39,39 @@ JOB_STATES = ("queued", "running", "succeeded", "failed", "cancelled", "interrup
 
 def build_tables(metadata: sa.MetaData, version: int = SCHEMA_VERSION) -> dict[str, sa.Table]:
     """The tables of schema ``version`` in ``metadata`` (older versions are kept to test migrations)."""
-    tables = _sample_tables(metadata)
+    tables = _sample_tables(metadata, version)
     tables.update(_work_tables(metadata, version))
     if version >= 3:
         tables["jobs"] = _jobs_table(metadata, version)
+    if version >= 5:
+        tables.update(_team_tables(metadata))
     return tables
+
+
+def _team_tables(metadata: sa.MetaData) -> dict[str, sa.Table]:
+    """``leases`` and ``resolutions`` (version 5)."""
+    leases = sa.Table(
+        "leases",
+        metadata,
+        sa.Column("item_id", sa.Integer, sa.ForeignKey("queue_items.id"), primary_key=True),
+        sa.Column("annotator", sa.String(200), primary_key=True),
+        sa.Column("expires", sa.Float, nullable=False),
+    )
+    sa.Index("ix_leases_annotator", leases.c.annotator, leases.c.expires)
+    resolutions = sa.Table(
+        "resolutions",
+        metadata,
+        sa.Column("seq", sa.Integer, primary_key=True),  # the order of changes
+        sa.Column("id", sa.String(32), nullable=False, unique=True),  # uuid4 hex: unique across stores and exports
+        sa.Column("item_id", sa.Integer, sa.ForeignKey("queue_items.id"), nullable=False),
+        sa.Column("before", sa.String(200)),  # the item's resolution before this change (NULL: none)
+        sa.Column("label", sa.String(200)),  # after: the resolved label (NULL: the resolution was withdrawn)
+        sa.Column("reviewer", sa.String(200), nullable=False),
+        sa.Column("note", sa.Text, nullable=False),
+        sa.Column("created_at", sa.Float, nullable=False),
+    )
+    sa.Index("ix_resolutions_item", resolutions.c.item_id, resolutions.c.created_at)
+    return {"leases": leases, "resolutions": resolutions}
 
 
 def _jobs_table(metadata: sa.MetaData, version: int = SCHEMA_VERSION) -> sa.Table:
@@ -69,8 +104,8 @@ def _jobs_table(metadata: sa.MetaData, version: int = SCHEMA_VERSION) -> sa.Tabl
     return jobs
 
 
-def _sample_tables(metadata: sa.MetaData) -> dict[str, sa.Table]:
-    """schema_version, samples and queues (unchanged since version 1)."""
+def _sample_tables(metadata: sa.MetaData, version: int = SCHEMA_VERSION) -> dict[str, sa.Table]:
+    """schema_version, samples and queues (version 5: ``queues.overlap``)."""
     return {
         "schema_version": sa.Table(
             "schema_version",
@@ -105,6 +140,7 @@ def _sample_tables(metadata: sa.MetaData) -> dict[str, sa.Table]:
             sa.Column("order", sa.String(20), nullable=False),
             sa.Column("seed", sa.Integer, nullable=False),
             sa.Column("created_at", sa.Float, nullable=False),
+            *([sa.Column("overlap", sa.Integer, nullable=False, server_default="1")] if version >= 5 else []),
         ),
     }
 
@@ -129,6 +165,7 @@ def _work_tables(metadata: sa.MetaData, version: int) -> dict[str, sa.Table]:
         sa.Column("margin", sa.Float),  # fused top-1 minus top-2 probability
         sa.Column("confidence", sa.Float),  # fused top-1 probability
         sa.Column("updated_at", sa.Float, nullable=False),
+        *([sa.Column("gold", sa.String(200))] if version >= 5 else []),  # a gold item's known label
     )
     annotation_columns = [
         sa.Column("id", sa.String(32), primary_key=True),  # uuid4 hex: unique across stores and exports
@@ -149,6 +186,8 @@ def _work_tables(metadata: sa.MetaData, version: int) -> dict[str, sa.Table]:
         items, annotations = tables["queue_items"], tables["annotations"]
         sa.Index("ix_items_next", items.c.queue_id, items.c.state, items.c.rank, items.c.position)
         sa.Index("ix_annotations_annotator", annotations.c.annotator, annotations.c.created_at)
+    if version >= 5:
+        sa.Index("ix_annotations_item", tables["annotations"].c.item_id, tables["annotations"].c.undone_at)
     return tables
 
 
@@ -160,6 +199,8 @@ queue_items = TABLES["queue_items"]
 annotations = TABLES["annotations"]
 schema_version = TABLES["schema_version"]
 jobs = TABLES["jobs"]
+leases = TABLES["leases"]
+resolutions = TABLES["resolutions"]
 
 
 def _migrate_1_to_2(conn: sa.Connection) -> None:
@@ -177,7 +218,28 @@ def _migrate_3_to_4(conn: sa.Connection) -> None:
     conn.execute(sa.text("ALTER TABLE jobs ADD COLUMN owner VARCHAR(200)"))  # existing jobs: no owner (NULL)
 
 
-MIGRATIONS: dict[int, Callable[[sa.Connection], None]] = {2: _migrate_1_to_2, 3: _migrate_2_to_3, 4: _migrate_3_to_4}
+def _migrate_4_to_5(conn: sa.Connection) -> None:
+    conn.execute(sa.text("ALTER TABLE queues ADD COLUMN overlap INTEGER NOT NULL DEFAULT 1"))
+    conn.execute(sa.text("ALTER TABLE queue_items ADD COLUMN gold VARCHAR(200)"))
+    v5 = build_tables(sa.MetaData(), 5)
+    v5["leases"].create(conn)
+    v5["resolutions"].create(conn)
+    next(i for i in v5["annotations"].indexes if i.name == "ix_annotations_item").create(conn)
+    conn.execute(
+        sa.text(
+            "INSERT INTO leases (item_id, annotator, expires) SELECT id, leased_by, lease_expires FROM queue_items"
+            " WHERE leased_by IS NOT NULL AND lease_expires IS NOT NULL AND state = 'pending'"
+        )
+    )  # the held items stay held, by the same annotator, until the same time
+    conn.execute(sa.text("UPDATE queue_items SET leased_by = NULL, lease_expires = NULL"))
+
+
+MIGRATIONS: dict[int, Callable[[sa.Connection], None]] = {
+    2: _migrate_1_to_2,
+    3: _migrate_2_to_3,
+    4: _migrate_3_to_4,
+    5: _migrate_4_to_5,
+}
 
 
 def current_version(conn: sa.Connection) -> int | None:
