@@ -260,10 +260,10 @@ def notes(record: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def carried_notes(checkpoint: str) -> str:
+def carried_notes(checkpoint: str, replaced: str = "## Calibration and reliability") -> str:
     """The sections of a local checkpoint's model card that a recalibrated copy keeps: those between its
-    evaluation table and its usage (the training run's table, data notes), without an older calibration
-    section. ``""`` for a Hub id or a folder without a card."""
+    evaluation table and its usage (the training run's table, data notes), without an older ``replaced``
+    section (the one the copy writes anew). ``""`` for a Hub id or a folder without a card."""
     import re
     from pathlib import Path
 
@@ -271,7 +271,7 @@ def carried_notes(checkpoint: str) -> str:
     if not card.is_file():
         return ""
     parts = re.split(r"(?m)^(?=## )", card.read_text(encoding="utf-8"))
-    skip = ("## Evaluation", "## Usage", "## Calibration and reliability")
+    skip = ("## Evaluation", "## Usage", replaced)
     return "\n".join(p.strip() + "\n" for p in parts[1:] if not p.startswith(skip)).strip()
 
 

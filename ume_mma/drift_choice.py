@@ -28,7 +28,7 @@ from typing import Any
 import torch
 
 from ume_mma.calibrate import ALPHAS as RELIABILITY_ALPHAS
-from ume_mma.calibrate import FeatureSet, base_mode, split_features
+from ume_mma.calibrate import FeatureSet, base_mode, carried_notes, split_features
 from ume_mma.correctness_fit import SEVERITIES, drifted_features
 from ume_mma.decode import Decoder
 from ume_mma.drift import Drift, list_drifts
@@ -182,19 +182,6 @@ def notes(record: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def carried_notes(checkpoint: str) -> str:
-    """A local checkpoint's model card sections a re-chosen copy keeps (without an older choice section)."""
-    import re
-    from pathlib import Path
-
-    card = Path(checkpoint) / "README.md"
-    if not card.is_file():
-        return ""
-    parts = re.split(r"(?m)^(?=## )", card.read_text(encoding="utf-8"))
-    skip = ("## Evaluation", "## Usage", "## Fusion chosen under drift")
-    return "\n".join(p.strip() + "\n" for p in parts[1:] if not p.startswith(skip)).strip()
-
-
 def carried_files(checkpoint: str) -> dict[str, bytes]:
     """Files of a local checkpoint that a re-chosen copy keeps as they are (its replay memory)."""
     from pathlib import Path
@@ -260,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
             test = [s for s in rows if all(str(s.meta.get(k)) == v for k, v in meta.items())]
             metrics |= evaluate_samples(chosen, test, seed=args.seed) | {"split": args.test_split}
         metrics["fusion_choice"] = {k: v for k, v in record.items() if k != "fit_report"}
-        kept = carried_notes(args.checkpoint)
+        kept = carried_notes(args.checkpoint, "## Fusion chosen under drift")
         card = (kept + "\n\n" if kept else "") + notes(record)
         extras = carried_files(args.checkpoint)  # read before the folder may be replaced
         out = save_checkpoint(chosen, args.out, metrics=metrics if "accuracy" in metrics else None, card_notes=card)

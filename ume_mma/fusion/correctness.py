@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from ume_mma.fusion.base import Fusion, FusionInputs, get_fusion, register_fusion
-from ume_mma.fusion.reliability import branch_weights
+from ume_mma.fusion.reliability import branch_weights, check_weighing
 
 if TYPE_CHECKING:
     from ume_mma.models import ModelConfig
@@ -49,18 +49,8 @@ class CorrectnessFusion(Fusion):
 
     @classmethod
     def check_config(cls, config: ModelConfig) -> None:
-        est = config.correctness or {}
-        if "base" not in est or "alpha" not in est:
-            raise ValueError("fusion 'correctness' needs a correctness estimate with a 'base' mode and 'alpha'")
-        base = get_fusion(est["base"])
-        if base is cls or not base.takes_weights:
-            raise ValueError(f"fusion 'correctness' cannot weigh the branches of {est['base']!r}")
-        if not base.uses_fill and config.fill != "drop":
-            raise ValueError(
-                f"fusion 'correctness' on {est['base']!r} (which drops missing branches) needs fill='drop'"
-            )
-        if not float(est["alpha"]) >= 0:
-            raise ValueError(f"correctness alpha must be >= 0, got {est['alpha']!r}")
+        check_weighing(cls, config, config.correctness, "a correctness estimate")
+        est = config.correctness
         if not 0 < float(est.get("tau", 1.0)) <= 1:
             raise ValueError(f"correctness tau must be in (0, 1], got {est.get('tau')!r}")
 

@@ -49,6 +49,21 @@ def branch_weights(
     return {m: w[i] for i, m in enumerate(mods)}
 
 
+def check_weighing(cls: type[Fusion], config: ModelConfig, fields: dict | None, what: str) -> None:
+    """Raise ``ValueError`` unless ``fields`` (the config's ``reliability`` or ``correctness``) name a ``base``
+    mode that takes weights (with the fill it needs) and an ``alpha`` >= 0, for the weighing mode ``cls``."""
+    fields = fields or {}
+    if "base" not in fields or "alpha" not in fields:
+        raise ValueError(f"fusion {cls.name!r} needs {what} with a 'base' mode and 'alpha'")
+    base = get_fusion(fields["base"])
+    if base is cls or not base.takes_weights:
+        raise ValueError(f"fusion {cls.name!r} cannot weigh the branches of {fields['base']!r}")
+    if not base.uses_fill and config.fill != "drop":
+        raise ValueError(f"fusion {cls.name!r} on {fields['base']!r} (which drops missing branches) needs fill='drop'")
+    if not float(fields["alpha"]) >= 0:
+        raise ValueError(f"{cls.name} alpha must be >= 0, got {fields['alpha']!r}")
+
+
 @register_fusion("reliability")
 class ReliabilityFusion(Fusion):
     """A base mode (``config.reliability["base"]``) with present branches weighed by ``(r_m / r_max) ** alpha``."""
@@ -64,18 +79,7 @@ class ReliabilityFusion(Fusion):
 
     @classmethod
     def check_config(cls, config: ModelConfig) -> None:
-        rel = config.reliability or {}
-        if "base" not in rel or "alpha" not in rel:
-            raise ValueError("fusion 'reliability' needs reliability statistics with a 'base' mode and 'alpha'")
-        base = get_fusion(rel["base"])
-        if base is cls or not base.takes_weights:
-            raise ValueError(f"fusion 'reliability' cannot weigh the branches of {rel['base']!r}")
-        if not base.uses_fill and config.fill != "drop":
-            raise ValueError(
-                f"fusion 'reliability' on {rel['base']!r} (which drops missing branches) needs fill='drop'"
-            )
-        if not float(rel["alpha"]) >= 0:
-            raise ValueError(f"reliability alpha must be >= 0, got {rel['alpha']!r}")
+        check_weighing(cls, config, config.reliability, "reliability statistics")
 
     def branch_weights(self, x: FusionInputs) -> dict[str, torch.Tensor]:
         return branch_weights(x.reliability or {}, x.present, self.alpha)
