@@ -48,6 +48,7 @@ from ui.limits import ClientLimiter, Proxies
 from ui.predict import (  # noqa: F401 - re-exported: tests and benches use app.<name>
     ASSETS,
     FRAME_HEIGHT,
+    LATER,
     examples_update,
     input_visibility,
     load_examples,
@@ -55,6 +56,7 @@ from ui.predict import (  # noqa: F401 - re-exported: tests and benches use app.
     make_render,
     predict_tab,
     thumbnails,
+    video_input,
 )
 from ui.uploads import UploadSweeper
 from ui.views import TOGGLE_JS, views_payload
@@ -231,7 +233,7 @@ def build_demo(
         # Up to 16 API calls in flight: the pool runs those that overlap as one batch through the encoders.
         api_run.click(fns.predict, api_in, api_out, api_name="predict", concurrency_limit=BATCH)
         api_rob.click(fns.robustness, api_ckpt, [rob_table, rob_plot, rob_caption], api_name="robustness")
-        view = [card, ui.toggles, *inputs, *ui.cards, ui.examples, ui.frames, ui.views, ui.annotate_label]
+        view = [card, ui.toggles, ui.video_box, *inputs, *ui.cards, ui.examples, ui.frames, ui.views, ui.annotate_label]
         loads = [(load.click, ref, "load_model"), (choice.input, choice, None)]
         if annotating:  # "Use this model" of the Train tab: the job's checkpoint becomes the session's
             loads.append((trn.use.click, trn.checkpoint, None))
@@ -296,7 +298,7 @@ def handlers(
         if video == shown and video is not None:
             frames = gr.skip()  # the same video: its frames are on screen already
         else:
-            frames = gr.update(value=thumbnails(pred.frames) if video else None, visible=bool(video))
+            frames = gr.update(value=thumbnails(pred.frames) if video else None, visible=True if video else LATER)
         label = gr.update(choices=predictor.labels, value=pred.fused.label if pred else None)
         return frames, video, views_payload(pred, predictor.modalities, render), label
 
@@ -334,10 +336,11 @@ def handlers(
         return [
             model_card(predictor),
             gr.update(choices=m, value=m),
+            gr.update(visible=video_input(m)["visible"]),  # the video's upload box and its player
             *input_visibility(m),
             *(gr.update(visible=x in m) for x in MODALITIES),
             examples_update(predictor.model.config.task),
-            gr.update(value=None, visible=False),
+            gr.update(value=None, visible=LATER),
             views_payload(None, m, render),
             gr.update(choices=predictor.labels, value=None),
         ]

@@ -276,7 +276,7 @@ def test_ui_prediction_renders_every_toggle_combination(served, media):
     fns = app.handlers(served.pool, served.ref, render)
     args = [None, inputs.get("audio"), inputs["image"], inputs.get("text", "")]
     frames, shown, views, _ = fns.predict_ui(*args, served.ref, None)
-    assert shown is None and not frames["visible"]  # no video: no frames
+    assert shown is None and frames["visible"] == app.LATER  # no video: no frames (the gallery stays hidden)
     assert len(views["subsets"]) == 2 ** len(served.predictor.modalities)
     other = sorted(inputs)[0]  # audio, or image when the pair is image + text
     alone = served.predictor.predict(inputs, [other])
