@@ -14,6 +14,7 @@ import logging
 import math
 import os
 import re
+import stat
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -82,14 +83,21 @@ class VideoClip:
     fps: float | None
 
 
+# What a stat raises for a path that names no file (as Path.exists and Path.is_file answer False; other errors, such
+# as a permission denied, propagate).
+MISSING_FILE = (FileNotFoundError, NotADirectoryError, ValueError)
+
+
 def _check_file(path: str | os.PathLike) -> Path:
     """The path as a Path if it names a non-empty regular file, else DecodeError."""
-    p = Path(path)
-    if not p.exists():
-        raise DecodeError(p, "file does not exist")
-    if not p.is_file():
+    p = path if isinstance(path, Path) else Path(path)
+    try:
+        st = p.stat()  # one stat answers all three questions
+    except MISSING_FILE:
+        raise DecodeError(p, "file does not exist") from None
+    if not stat.S_ISREG(st.st_mode):
         raise DecodeError(p, "is not a regular file")
-    if p.stat().st_size == 0:
+    if st.st_size == 0:
         raise DecodeError(p, "file is empty (0 bytes)")
     return p
 
