@@ -211,25 +211,35 @@ def build_demo(
         # One listener for every server trigger: a session's runs never overlap, and the last one wins.
         predict_ui = {
             "fn": fns.predict_ui,
-            "inputs": [*inputs, key, shown_video],
-            "outputs": [ui.frames, shown_video, ui.views, ui.annotate_label],
+            "inputs": [*inputs, key],
+            "outputs": [ui.views, ui.annotate_label],
             "preprocess": False,
             "trigger_mode": "always_last",
             "show_progress": "minimal",
             **private,
         }
         show_views = {"fn": None, "inputs": [ui.toggles, ui.views], "outputs": views_out, "js": TOGGLE_JS, **private}
+        # The video's frames follow the answer (their thumbnails, files and gallery cost the first answer ~50 ms
+        # on this CPU, ~150 ms on a busy one); the features and frames are in the predictor's caches by then.
+        show_frames = {
+            "fn": fns.frames_ui,
+            "inputs": [*inputs, key, shown_video],
+            "outputs": [ui.frames, shown_video],
+            "preprocess": False,
+            "show_progress": "hidden",
+            **private,
+        }
         # User actions only (upload, clear, record): an example sets several inputs programmatically and then
         # predicts once, so a half-set example never races the full one.
         files = (ui.video, ui.audio, ui.image)
         triggers = [ui.run.click, ui.text.submit, *(x.upload for x in files), *(x.clear for x in files)]
         triggers.append(ui.audio.stop_recording)
-        gr.on(triggers, **predict_ui).success(**show_views)
+        gr.on(triggers, **predict_ui).success(**show_views).success(**show_frames)
         ui.toggles.change(**show_views, queue=False)
         # An example sets several inputs at once (text does not trigger on change): predict once they are set.
         ui.examples.click(fns.example, [ui.examples, key], inputs, **private).success(**predict_ui).success(
             **show_views
-        )
+        ).success(**show_frames)
         # Up to 16 API calls in flight: the pool runs those that overlap as one batch through the encoders.
         api_run.click(fns.predict, api_in, api_out, api_name="predict", concurrency_limit=BATCH)
         api_rob.click(fns.robustness, api_ckpt, [rob_table, rob_plot, rob_caption], api_name="robustness")
@@ -289,18 +299,25 @@ def handlers(
     @limiter.wrap
     @gpu
     @readable
-    def predict_ui(v, a, i, t, k, shown, request: gr.Request = None):
+    def predict_ui(v, a, i, t, k, request: gr.Request = None):
         item = pool.get(k)  # resolved once per event
         predictor = item.predictor
         inputs = make_inputs(v, a, i, t)
         pred = item.batcher.predict(inputs, None, subsets=True) if any(inputs.values()) else None
-        video = inputs["video"] if pred is not None and pred.frames else None
-        if video == shown and video is not None:
-            frames = gr.skip()  # the same video: its frames are on screen already
-        else:
-            frames = gr.update(value=thumbnails(pred.frames) if video else None, visible=True if video else LATER)
         label = gr.update(choices=predictor.labels, value=pred.fused.label if pred else None)
-        return frames, video, views_payload(pred, predictor.modalities, render), label
+        return views_payload(pred, predictor.modalities, render), label
+
+    @limiter.wrap
+    @readable
+    def frames_ui(v, a, i, t, k, shown, request: gr.Request = None):
+        """The frames sampled from the video that feeds a branch, as thumbnails (after the answer: from the
+        predictor's cache of sampled frames; no model runs, so no GPU is asked for); nothing is sent when the
+        gallery shows that video already, and the gallery is hidden without one."""
+        video, frames = pool.get(k).predictor.shown_frames(make_inputs(v, a, i, t))
+        video = str(video) if video is not None else None
+        if video == shown and video is not None:
+            return gr.skip(), gr.skip()  # the same video: its frames are on screen already
+        return gr.update(value=thumbnails(frames) if video else None, visible=True if video else LATER), video
 
     @limiter.wrap
     @gpu
@@ -365,6 +382,7 @@ def handlers(
 
     return SimpleNamespace(
         predict_ui=predict_ui,
+        frames_ui=frames_ui,
         predict=predict,
         load_model=load_model,
         show_model=show_model,

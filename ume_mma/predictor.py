@@ -311,6 +311,23 @@ class Predictor:
         self.stats["encoder_batches"] += 1
         return [chunk.mean(dim=0) for chunk in out.split([len(rs) for rs in raws])]  # (K_i, D) -> (D,)
 
+    def shown_frames(self, inputs: Mapping[str, Any]) -> tuple[Path | None, list[Any]]:
+        """The video whose sampled frames feed a branch for ``inputs`` (as :meth:`resolve` routes them: none when an
+        image file replaces them) and those frames (``PIL.Image``, at most the decoder's frame side), from the
+        cache of sampled frames when this video was predicted on, else decoded now (no encoder runs);
+        ``(None, [])`` without such a video."""
+        routes = self.resolve(inputs)
+        video = next((value for kind, value, _ in routes.values() if kind in ("frames", "video")), None)
+        if video is None:
+            return None, []
+        with self._lock:
+            digest = file_hash(video)
+            frames = self.frames.get(digest)
+            if frames is None:
+                frames = self.decoder.clip(video).frames
+                self.frames.put(digest, frames)
+        return video, list(frames)
+
     def unused(
         self, inputs: Mapping[str, Any], routes: Mapping[str, Route], enabled: str | Iterable[str] | None = None
     ) -> dict[str, str]:
