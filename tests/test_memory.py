@@ -117,9 +117,10 @@ def test_memory_goes_back_after_a_load_and_after_encoder_calls_only(monkeypatch,
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc_trim and mallinfo2")
 def test_a_trim_with_a_threshold_runs_only_past_it(tmp_path):
-    """``release_free_memory(n)`` trims only when more than ``n`` bytes of the C heap are free: a predict that freed
-    little skips it (a trim costs ~0.4 ms and the page faults after it), one that freed much returns it (in a
-    fresh process: 64 MB of 64 KB blocks written and freed, each with a small block kept after it so that glibc
+    """``release_free_memory(n)`` trims only when more than ``n`` bytes of the C heap were freed since the last
+    trim: a predict that freed little skips it (a trim costs ~0.4 ms and the page faults after it), and so does a
+    call after a trim that freed nothing new (trimmed pages stay free chunks); one that freed much returns it (in
+    a fresh process: 64 MB of 64 KB blocks written and freed, each with a small block kept after it so that glibc
     keeps them in its free lists instead of shrinking the heap at once, then handed back)."""
     if memory.free_heap_bytes() is None:
         pytest.skip("glibc without mallinfo2")
@@ -131,6 +132,7 @@ def test_a_trim_with_a_threshold_runs_only_past_it(tmp_path):
         "[ctypes.memset(b, 1, 1 << 16) for b in blocks]; "
         "[libc.free(ctypes.c_void_p(b)) for b in blocks]; free, before = memory.free_heap_bytes(), rss(); "
         "assert free > 48 << 20, free; assert memory.release_free_memory(16 << 20) is True; "
+        "assert memory.release_free_memory(16 << 20) is False; "  # nothing freed since: the trimmed pages count no more
         "print(round((before - rss()) / 2**20))"
     )
     assert int(run_python(code, tmp_path)) >= 48  # MB back to the OS

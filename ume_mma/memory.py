@@ -48,19 +48,27 @@ def free_heap_bytes() -> int | None:
     return int(info().fordblks)
 
 
+_free_after_trim = 0  # free heap bytes right after the last trim (trimmed pages still count as free chunks)
+
+
 def release_free_memory(min_free_bytes: int = 0) -> bool:
-    """Return the C heap's free pages to the OS (glibc ``malloc_trim(0)``) when more than ``min_free_bytes`` of it
-    are free (always where that cannot be read, and for 0); returns whether it trimmed (False where there is no
-    such call). A threshold keeps a small call cheap: trimming after every small allocation costs ~0.4 ms and the
-    page faults of the next call that touches those pages again, for a few MB the process would reuse anyway."""
+    """Return the C heap's free pages to the OS (glibc ``malloc_trim(0)``) when more than ``min_free_bytes`` were
+    freed since the last trim (always where that cannot be read, and for 0); returns whether it trimmed (False
+    where there is no such call). Trimmed pages stay free chunks of the heap, so what counts is the growth of the
+    free bytes since the last trim. A threshold keeps a small call cheap: trimming after every small allocation
+    costs ~0.4 ms and the page faults of the next call that touches those pages again, for a few MB the process
+    would reuse anyway."""
+    global _free_after_trim
     libc = _libc()
     if libc is None:
         return False
     if min_free_bytes > 0:
         free = free_heap_bytes()
-        if free is not None and free <= min_free_bytes:
+        if free is not None and free - _free_after_trim <= min_free_bytes:
+            _free_after_trim = min(_free_after_trim, free)  # reused since: count new frees from here
             return False
     libc.malloc_trim(0)
+    _free_after_trim = free_heap_bytes() or 0
     return True
 
 
