@@ -49,6 +49,7 @@ from ui.limits import ClientLimiter, Proxies
 from ui.predict import (  # noqa: F401 - re-exported: tests and benches use app.<name>
     ASSETS,
     FRAME_HEIGHT,
+    LATER,
     examples_update,
     input_visibility,
     load_examples,
@@ -56,6 +57,7 @@ from ui.predict import (  # noqa: F401 - re-exported: tests and benches use app.
     make_render,
     predict_tab,
     thumbnails,
+    video_input,
 )
 from ui.uploads import UploadSweeper
 from ui.views import TOGGLE_JS, views_payload
@@ -213,29 +215,39 @@ def build_demo(
         # One listener for every server trigger: a session's runs never overlap, and the last one wins.
         predict_ui = {
             "fn": fns.predict_ui,
-            "inputs": [*inputs, key, shown_video],
-            "outputs": [ui.frames, shown_video, ui.views, ui.annotate_label],
+            "inputs": [*inputs, key],
+            "outputs": [ui.views, ui.annotate_label],
             "preprocess": False,
             "trigger_mode": "always_last",
             "show_progress": "minimal",
             **private,
         }
         show_views = {"fn": None, "inputs": [ui.toggles, ui.views], "outputs": views_out, "js": TOGGLE_JS, **private}
+        # The video's frames follow the answer (their thumbnails, files and gallery cost the first answer ~50 ms
+        # on this CPU, ~150 ms on a busy one); the features and frames are in the predictor's caches by then.
+        show_frames = {
+            "fn": fns.frames_ui,
+            "inputs": [*inputs, key, shown_video],
+            "outputs": [ui.frames, shown_video],
+            "preprocess": False,
+            "show_progress": "hidden",
+            **private,
+        }
         # User actions only (upload, clear, record): an example sets several inputs programmatically and then
         # predicts once, so a half-set example never races the full one.
         files = (ui.video, ui.audio, ui.image)
         triggers = [ui.run.click, ui.text.submit, *(x.upload for x in files), *(x.clear for x in files)]
         triggers.append(ui.audio.stop_recording)
-        gr.on(triggers, **predict_ui).success(**show_views)
+        gr.on(triggers, **predict_ui).success(**show_views).success(**show_frames)
         ui.toggles.change(**show_views, queue=False)
         # An example sets several inputs at once (text does not trigger on change): predict once they are set.
         ui.examples.click(fns.example, [ui.examples, key], inputs, **private).success(**predict_ui).success(
             **show_views
-        )
+        ).success(**show_frames)
         # Up to 16 API calls in flight: the pool runs those that overlap as one batch through the encoders.
         api_run.click(fns.predict, api_in, api_out, api_name="predict", concurrency_limit=BATCH)
         api_rob.click(fns.robustness, api_ckpt, [rob_table, rob_plot, rob_caption], api_name="robustness")
-        view = [card, ui.toggles, *inputs, *ui.cards, ui.examples, ui.frames, ui.views, ui.annotate_label]
+        view = [card, ui.toggles, ui.video_box, *inputs, *ui.cards, ui.examples, ui.frames, ui.views, ui.annotate_label]
         loads = [(load.click, ref, "load_model"), (choice.input, choice, None)]
         if annotating:  # "Use this model" of the Train tab: the job's checkpoint becomes the session's
             loads.append((trn.use.click, trn.checkpoint, None))
@@ -298,22 +310,29 @@ def handlers(
     @limiter.wrap
     @gpu
     @readable
-    def predict_ui(v, a, i, t, k, shown, request: gr.Request = None):
+    def predict_ui(v, a, i, t, k, request: gr.Request = None):
         item = pool.get(k)  # resolved once per event
         predictor = item.predictor
         inputs = make_inputs(v, a, i, t)
         pred = item.batcher.predict(inputs, None, subsets=True) if any(inputs.values()) else None
         if keep is not None and pred is not None:
             keep.keep(inputs, pred)
-        video = inputs["video"] if pred is not None and pred.frames else None
-        if video == shown and video is not None:
-            frames = gr.skip()  # the same video: its frames are on screen already
-        else:
-            frames = gr.update(value=thumbnails(pred.frames) if video else None, visible=bool(video))
         unsure = pred is not None and bool(pred.uncertain)  # no branch likely right: ask for the true label now
         title = "Its true label · ⚠ the model is uncertain here: annotate this" if unsure else "Its true label"
         label = gr.update(choices=predictor.labels, value=pred.fused.label if pred else None, label=title)
-        return frames, video, views_payload(pred, predictor.modalities, render), label
+        return views_payload(pred, predictor.modalities, render), label
+
+    @limiter.wrap
+    @readable
+    def frames_ui(v, a, i, t, k, shown, request: gr.Request = None):
+        """The frames sampled from the video that feeds a branch, as thumbnails (after the answer: from the
+        predictor's cache of sampled frames; no model runs, so no GPU is asked for); nothing is sent when the
+        gallery shows that video already, and the gallery is hidden without one."""
+        video, frames = pool.get(k).predictor.shown_frames(make_inputs(v, a, i, t))
+        video = str(video) if video is not None else None
+        if video == shown and video is not None:
+            return gr.skip(), gr.skip()  # the same video: its frames are on screen already
+        return gr.update(value=thumbnails(frames) if video else None, visible=True if video else LATER), video
 
     @limiter.wrap
     @gpu
@@ -353,10 +372,11 @@ def handlers(
         return [
             model_card(predictor),
             gr.update(choices=m, value=m),
+            gr.update(visible=video_input(m)["visible"]),  # the video's upload box and its player
             *input_visibility(m),
             *(gr.update(visible=x in m) for x in MODALITIES),
             examples_update(predictor.model.config.task),
-            gr.update(value=None, visible=False),
+            gr.update(value=None, visible=LATER),
             views_payload(None, m, render),
             gr.update(choices=predictor.labels, value=None),
         ]
@@ -381,6 +401,7 @@ def handlers(
 
     return SimpleNamespace(
         predict_ui=predict_ui,
+        frames_ui=frames_ui,
         predict=predict,
         load_model=load_model,
         show_model=show_model,

@@ -8,9 +8,11 @@ and measures, inside the page (``performance.now()`` and one ``requestAnimationF
 Playwright's own waits poll at 100 ms+):
 - toggle: untick / re-tick "image" until the image card, the sources table and the chart have ALL changed
   (median and range of ``--repeats`` of each);
-- first result: from handing the file to the page until the fused card shows a label, against the
-  encoders' own time on the same video (measured in this process on a fresh predictor) plus the upload
-  alone (POST of the same file to the app's upload route).
+- first result: from handing the file to the page until the fused card shows a label (goal: 300 ms), the
+  median over ``--first-repeats`` fresh pages (each the page's first upload, of a clip the server has not seen:
+  one run varies by hundreds of ms on a shared machine), against the encoders' own time on the same video
+  (measured in this process on a fresh predictor) plus the upload alone (POST of the same file to the app's
+  upload route).
 Prints a table; ``--save`` writes bench/results/toggle.json.
 """
 
@@ -93,10 +95,15 @@ def upload_time(url: str, video: Path, repeats: int = 3) -> float:
     return statistics.median(times)
 
 
-def measure(page, video: Path, repeats: int) -> dict:
+def first_result(page, video: Path) -> float:
+    """Ms from handing ``video`` to the page's video input until the fused card shows a label."""
     page.evaluate("() => { window.__t0 = performance.now(); }")
     page.locator("#video-input input[type=file]").set_input_files(str(video))
-    first_ms = page.evaluate(RESULT_JS)
+    return page.evaluate(RESULT_JS)
+
+
+def measure(page, video: Path, repeats: int) -> dict:
+    first_ms = first_result(page, video)
     page.wait_for_timeout(500)
     off, on = [], []
     for _ in range(repeats):
@@ -112,13 +119,20 @@ def main() -> None:
     ap.add_argument("--checkpoint", default="checkpoints/av-digits")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--port", type=int, default=7871)
+    ap.add_argument("--first-repeats", type=int, default=5, help="first results, each on a fresh page")
     ap.add_argument("--save", action="store_true", help="write bench/results/toggle.json")
     args = ap.parse_args()
     from playwright.sync_api import sync_playwright
 
     from tests.media import make_video
 
-    video = make_video(Path(tempfile.mkdtemp()) / "ten_seconds.mp4", seconds=10.0, size=(320, 240), fps=25)
+    folder = Path(tempfile.mkdtemp())
+    video = make_video(folder / "ten_seconds.mp4", seconds=10.0, size=(320, 240), fps=25)
+    others = [  # the same clip with another tone: other content, so no cached features
+        make_video(folder / f"ten_seconds_{i}.mp4", seconds=10.0, size=(320, 240), fps=25, tone_hz=440.0 + 20 * i)
+        for i in range(1, args.first_repeats)
+    ]
+    load = os.getloadavg()[0]
     proc = serve_app(args.port, "--checkpoint", args.checkpoint)
     url = f"http://127.0.0.1:{args.port}/"
     try:
@@ -128,6 +142,14 @@ def main() -> None:
             page.goto(url)
             page.locator("#toggles").wait_for()
             got = measure(page, video, args.repeats)
+            firsts = [got["first_result_ms"]]
+            for clip in others:  # a fresh page each: the first upload of that page, a clip the server has not seen
+                page = browser.new_page(viewport={"width": 1400, "height": 1000})
+                page.goto(url)
+                page.locator("#toggles").wait_for()
+                page.wait_for_timeout(1000)
+                firsts.append(first_result(page, clip))
+                page.close()
             browser.close()
         upload_s = upload_time(url, video)
     finally:
@@ -141,9 +163,12 @@ def main() -> None:
         "toggle_median_ms": round(statistics.median(toggles), 1),
         "toggle_range_ms": [round(min(toggles), 1), round(max(toggles), 1)],
         **{k: [round(x, 1) for x in v] if isinstance(v, list) else round(v, 1) for k, v in got.items()},
+        "first_result_ms": round(statistics.median(firsts), 1),  # the median of the fresh pages
+        "first_results_ms": [round(x, 1) for x in firsts],
+        "load_average_before": round(load, 2),
         "encoders_ms": round(1000 * enc_s, 1),
         "upload_ms": round(1000 * upload_s, 1),
-        "first_result_vs_encoders_plus_upload": round(got["first_result_ms"] / (1000 * (enc_s + upload_s)), 2),
+        "first_result_vs_encoders_plus_upload": round(statistics.median(firsts) / (1000 * (enc_s + upload_s)), 2),
         "first_result_budget_ms": round(1000 * (1.5 * enc_s + upload_s), 1),
     }
     print("| measure | result |\n|---|---|")
@@ -152,9 +177,11 @@ def main() -> None:
         f"(range {result['toggle_range_ms'][0]}–{result['toggle_range_ms'][1]}) |"
     )
     print(
-        f"| first result, 10 s video | {result['first_result_ms']} ms (budget 1.5 x encoders "
-        f"{result['encoders_ms']} ms + upload {result['upload_ms']} ms = {result['first_result_budget_ms']} ms) |"
+        f"| first result, 10 s video (median of {len(firsts)} fresh pages; range {min(firsts):.0f}–{max(firsts):.0f}) "
+        f"| {result['first_result_ms']} ms (goal 300 ms; encoders {result['encoders_ms']} ms, upload "
+        f"{result['upload_ms']} ms) |"
     )
+    print(f"\nload average before: {result['load_average_before']}")
     if args.save:
         out = ROOT / "bench" / "results" / "toggle.json"
         out.write_text(json.dumps(result, indent=2) + "\n")

@@ -275,8 +275,9 @@ def test_ui_prediction_renders_every_toggle_combination(served, media):
     render = app.make_render(gr.Label(num_top_classes=3), gr.JSON())
     fns = app.handlers(served.pool, served.ref, render)
     args = [None, inputs.get("audio"), inputs["image"], inputs.get("text", "")]
-    frames, shown, views, _ = fns.predict_ui(*args, served.ref, None)
-    assert shown is None and not frames["visible"]  # no video: no frames
+    views, _ = fns.predict_ui(*args, served.ref)
+    frames, shown = fns.frames_ui(*args, served.ref, None)
+    assert shown is None and frames["visible"] == app.LATER  # no video: no frames (the gallery stays hidden)
     assert len(views["subsets"]) == 2 ** len(served.predictor.modalities)
     other = sorted(inputs)[0]  # audio, or image when the pair is image + text
     alone = served.predictor.predict(inputs, [other])
@@ -288,11 +289,16 @@ def test_ui_sends_a_video_s_frames_once(served, media):
     needs(served, "image")
     render = app.make_render(gr.Label(num_top_classes=3), gr.JSON())
     fns = app.handlers(served.pool, served.ref, render)
-    frames, shown, views, _ = fns.predict_ui(str(media.video), None, None, "", served.ref, None)
-    assert shown == str(media.video) and frames["visible"] and len(frames["value"]) == 8
+    views, _ = fns.predict_ui(str(media.video), None, None, "", served.ref)
+    calls = served.predictor.stats["encoder_batches"]
+    frames, shown = fns.frames_ui(str(media.video), None, None, "", served.ref, None)  # after the answer
+    assert served.predictor.stats["encoder_batches"] == calls  # the cached frames: no encoder ran
+    assert shown == str(media.video) and frames["visible"] is True and len(frames["value"]) == 8
     assert max(f.size[1] for f in frames["value"]) <= app.FRAME_HEIGHT  # thumbnails, not full frames
-    again, *_ = fns.predict_ui(str(media.video), None, None, "", served.ref, shown)
+    again, *_ = fns.frames_ui(str(media.video), None, None, "", served.ref, shown)
     assert again == gr.skip()  # the same video: its frames are not sent again
+    replaced, shown = fns.frames_ui(str(media.video), None, str(media.image), "", served.ref, shown)
+    assert shown is None and replaced["visible"] == app.LATER  # an image file replaces the frames: none shown
 
 
 def test_public_endpoints_take_only_real_inputs(served):

@@ -85,6 +85,39 @@ def test_switching_a_modality_off_updates_the_fused_card(served, page):
     page.screenshot(path=str(ARTIFACTS / "browser.png"), full_page=True)
 
 
+PREVIEW = """() => { const v = document.querySelector('#video-preview video');
+  return v ? {src: v.src, duration: v.duration, muted: v.muted, ready: v.readyState} : null; }"""
+
+
+def test_an_uploaded_video_plays_in_its_preview_and_ffmpeg_wasm_is_never_fetched(served, page, tmp_path):
+    """The video input is a file input plus a non-interactive player: the clip plays (with its sound, not muted)
+    and the page never fetches ffmpeg.wasm (31 MB), which Gradio's interactive gr.Video loads for its trimming
+    tool on the first upload, before the answer could be drawn."""
+    from tests.media import make_video
+
+    url, predictor, _ = served
+    video = make_video(tmp_path / "clip.mp4", seconds=3.0, size=(64, 48), fps=10)
+    page = page.context.browser.new_page(viewport={"width": 1400, "height": 1000})  # no inputs left by other tests
+    page.set_default_timeout(30_000)
+    requests: list[str] = []
+    page.on("request", lambda r: requests.append(r.url))
+    page.goto(url)
+    page.locator("#video-input input[type=file]").set_input_files(str(video))
+    expect = sync_api.expect
+    expect(page.locator("#sources")).to_contain_text("frames sampled from video clip.mp4")
+    expect(page.locator("#fused-card [data-testid='label-output-value']")).to_have_text(
+        predictor.predict({"video": str(video)}).fused.label
+    )
+    expect(page.locator("#video-preview video")).to_be_visible()
+    page.wait_for_function("() => document.querySelector('#video-preview video').readyState >= 1")
+    shown = page.evaluate(PREVIEW)
+    assert shown["src"].endswith("/clip.mp4") and abs(shown["duration"] - 3.0) < 0.2 and not shown["muted"], shown
+    assert not [u for u in requests if "ffmpeg" in u], [u for u in requests if "ffmpeg" in u]
+    page.locator("#video-input button[aria-label='Clear']").click()  # cleared: the player goes with it
+    expect(page.locator("#video-preview video")).to_be_hidden()
+    page.close()
+
+
 def test_a_checkpoint_brings_its_examples_and_a_video_example_shows_its_frames(page):
     """The tiny checkpoint has no examples; choosing the shipped av-digits one shows its examples."""
     sync_api.expect(page.locator("#examples")).to_be_hidden()
@@ -95,6 +128,7 @@ def test_a_checkpoint_brings_its_examples_and_a_video_example_shows_its_frames(p
     frames = page.locator("#frames img")
     sync_api.expect(frames).to_have_count(8)
     sync_api.expect(page.locator("#sources")).to_contain_text("soundtrack of video video_3.mp4")
+    page.wait_for_function("() => (document.querySelector('#video-preview video') || {}).src?.endsWith('video_3.mp4')")
     page.screenshot(path=str(ARTIFACTS / "browser_video.png"), full_page=True)
 
 

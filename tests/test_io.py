@@ -22,6 +22,7 @@ from tests.media import (
     second_level,
     truncate_copy,
 )
+from ume_mma import io
 from ume_mma.errors import DecodeError
 from ume_mma.io import MAX_IMAGE_PIXELS, Audio, VideoClip, load_audio, load_image, load_video, probe_kind, resample
 
@@ -298,8 +299,34 @@ def test_load_video_seeks_instead_of_decoding_everything(media: Path, monkeypatc
     clip = load_video(media / "long.mp4", num_frames=8)  # 60 s, 600 frames, a keyframe every 2 s
     assert clip.duration == pytest.approx(60.0) and clip.audio is None
     check_frames(clip, 8)
-    assert len(spies) == 1 and spies[0].seeks == 8
+    assert len(spies) == 2 and spies[0].seeks == 8  # the file, and its keyframe probe (no decoding)
     assert spies[0].packets < 250, spies[0].packets  # at most ~one GOP per sampled frame, not 600
+    assert spies[1].packets <= 7, spies[1].packets  # one packet per frame after the first: where a seek lands
+
+
+def test_load_video_decodes_forward_past_a_keyframe_it_would_seek_back_to(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A 10 s clip with one keyframe (x264's default GOP at 25 fps): seeking for each of 8 frames would decode
+    from the start each time (~1,100 packets); decoding forward from the first gives the same frames and
+    times, bit for bit, from ~250 packets."""
+    video = make_video(tmp_path / "one_gop.mp4", seconds=10.0, with_audio=False, size=(64, 48), fps=25)
+    spies: list[SpyContainer] = []
+    real_open = av.open
+
+    def spy_open(*args, **kwargs):
+        spies.append(SpyContainer(real_open(*args, **kwargs)))
+        return spies[-1]
+
+    monkeypatch.setattr(av, "open", spy_open)
+    forward = load_video(video, num_frames=8)
+    assert spies[0].seeks == 1 and spies[0].packets <= 250, (spies[0].seeks, spies[0].packets)
+    spies.clear()
+    monkeypatch.setattr(io._KeyframeProbe, "keyframe_time", lambda self, target: None)  # unknown: seek each time
+    seeking = load_video(video, num_frames=8)
+    assert spies[0].seeks == 8 and spies[0].packets > 800, (spies[0].seeks, spies[0].packets)
+    assert forward.frame_times == seeking.frame_times
+    assert all(np.array_equal(np.asarray(a), np.asarray(b)) for a, b in zip(forward.frames, seeking.frames))
 
 
 def test_load_video_max_seconds(media: Path) -> None:

@@ -106,13 +106,36 @@ def test_memory_goes_back_after_a_load_and_after_encoder_calls_only(monkeypatch,
     assert memory.release_free_memory() is True
     calls = []
     monkeypatch.setattr(checkpoint, "release_free_memory", lambda: calls.append("load"))
-    monkeypatch.setattr(predictor, "release_free_memory", lambda: calls.append("predict"))
+    monkeypatch.setattr(predictor, "release_free_memory", lambda *_: calls.append("predict"))
     p = Predictor.from_pretrained(AV_DIGITS)
     assert calls == ["load"]
     inputs = {"image": str(ROOT / "assets" / "agree_7_image_7.png")}
     first = p.predict(inputs)
     assert calls == ["load", "predict"]  # the encoder ran: its memory goes back
     assert p.predict(inputs).to_dict() == first.to_dict() and calls == ["load", "predict"]  # a cache hit: nothing
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc_trim and mallinfo2")
+def test_a_trim_with_a_threshold_runs_only_past_it(tmp_path):
+    """``release_free_memory(n)`` trims only when more than ``n`` bytes of the C heap were freed since the last
+    trim: a predict that freed little skips it (a trim costs ~0.4 ms and the page faults after it), and so does a
+    call after a trim that freed nothing new (trimmed pages stay free chunks); one that freed much returns it (in
+    a fresh process: 64 MB of 64 KB blocks written and freed, each with a small block kept after it so that glibc
+    keeps them in its free lists instead of shrinking the heap at once, then handed back)."""
+    if memory.free_heap_bytes() is None:
+        pytest.skip("glibc without mallinfo2")
+    code = (
+        "import ctypes; from ume_mma import memory; libc = memory._libc(); libc.malloc.restype = ctypes.c_void_p; "
+        "rss = lambda: int(open('/proc/self/statm').read().split()[1]) * 4096; memory.release_free_memory(); "
+        "assert memory.release_free_memory(1 << 40) is False; "
+        "pairs = [(libc.malloc(1 << 16), libc.malloc(64)) for _ in range(1024)]; blocks = [b for b, _ in pairs]; "
+        "[ctypes.memset(b, 1, 1 << 16) for b in blocks]; "
+        "[libc.free(ctypes.c_void_p(b)) for b in blocks]; free, before = memory.free_heap_bytes(), rss(); "
+        "assert free > 48 << 20, free; assert memory.release_free_memory(16 << 20) is True; "
+        "assert memory.release_free_memory(16 << 20) is False; "  # nothing freed since: the trimmed pages count no more
+        "print(round((before - rss()) / 2**20))"
+    )
+    assert int(run_python(code, tmp_path)) >= 48  # MB back to the OS
 
 
 def run_python(code: str, tmp_path: Path) -> str:

@@ -77,6 +77,22 @@ def test_video_feeds_frames_and_soundtrack(predictor, tmp_path, files):
     assert p2.sources["audio"] == "audio file x.wav"
 
 
+def test_shown_frames_are_the_predicted_frames_without_an_encoder_call(predictor, tmp_path, files):
+    """The frames a UI shows after an answer: those the prediction used (from the cache of sampled frames), or
+    decoded on a miss; none when an image file replaces them or there is no video. No encoder runs."""
+    video = make_video(tmp_path / "v.mp4", seconds=2.0, with_audio=True)
+    p = predictor.predict({"video": str(video)})
+    calls = predictor.stats["encoder_calls"]
+    shown, frames = predictor.shown_frames({"video": str(video)})
+    assert shown == video and [f.tobytes() for f in frames] == [f.tobytes() for f in p.frames]
+    predictor.clear_cache()
+    again = predictor.shown_frames({"video": str(video)})[1]  # a miss: decoded, the same frames
+    assert [f.tobytes() for f in again] == [f.tobytes() for f in p.frames]
+    assert predictor.shown_frames({"video": str(video), "image": files["image"]}) == (None, [])
+    assert predictor.shown_frames({"audio": files["audio"]}) == (None, [])
+    assert predictor.stats["encoder_calls"] == calls
+
+
 def test_silent_video_has_no_audio_branch(predictor, tmp_path):
     video = make_video(tmp_path / "s.mp4", seconds=1.5, with_audio=False)
     p = predictor.predict({"video": str(video)})

@@ -112,6 +112,27 @@ def test_distance_follows_loaded_statistics():
     assert torch.allclose(a.distance(q).float(), expected, rtol=1e-4)
 
 
+def test_distance_of_one_row_equals_its_row_in_any_batch():
+    """The distance (float64 numpy, in blocks of ``BLOCK`` rows, one product for projections and class-mean dot
+    products) equals the direct float64 formula, for a batch over several blocks and for each row alone."""
+    from ume_mma.reliability import BLOCK
+
+    g = torch.Generator().manual_seed(1)
+    x, y = torch.randn(400, 24, generator=g) * 3 + 5, torch.randint(4, (400,), generator=g)
+    stats = BranchStats.fit(x, y, 4, rank=6)
+    q = torch.randn(2 * BLOCK + 5, 24, generator=g) * 4 + 5
+    s = {k: v.double() for k, v in stats.state_dict().items()}
+    diff = q.double()[:, None] - s["means"][None]  # [B, C, D]
+    proj = diff @ s["basis"]  # [B, C, k]
+    rest = diff.square().sum(-1) - proj.square().sum(-1)
+    direct = ((proj.square() * s["inv_var"]).sum(-1) + s["inv_res"] * rest).min(1).values
+    got = stats.distance(q)
+    assert got.dtype == torch.float64 and got.shape == (len(q),)
+    assert torch.allclose(got, direct, rtol=1e-9, atol=0)
+    for i in (0, BLOCK - 1, BLOCK, len(q) - 1):
+        assert torch.allclose(stats.distance(q[i : i + 1])[0], got[i], rtol=1e-12, atol=0)
+
+
 def test_out_of_fold_thresholds_are_not_optimistic(tiny):
     """Statistics fitted on the rows they score make them look closer than new rows: with one split for both,
     the thresholds come from out-of-fold scores and sit above the in-sample ones."""

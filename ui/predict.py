@@ -19,6 +19,12 @@ from ume_mma.registry import MODALITIES
 ROOT = Path(__file__).resolve().parent.parent
 ASSETS = ROOT / "assets"
 FRAME_HEIGHT = 128  # pixels: the gallery's frame thumbnails
+# The uploaded video's file value -> the player's value, in the browser (no server round trip): shown while a
+# video is there, hidden once it is cleared. Both components hold a FileData.
+PREVIEW_JS = """(file) => ({"__type__": "update", "value": file || null, "visible": file ? true : "hidden"})"""
+# Components shown only after a prediction are rendered hidden from the start ("hidden": in the page, not shown), so
+# the browser has loaded their code before the first answer instead of fetching it while that answer is drawn.
+LATER = "hidden"
 
 
 def file_path(value: Any) -> str | None:
@@ -101,7 +107,21 @@ def predict_tab(mods: list[str], task: str, labels: list[str] | None = None, ann
     ui = SimpleNamespace()
     with gr.Row():
         with gr.Column(scale=2):
-            ui.video = gr.Video(sources=["upload"], height=200, elem_id="video-input", **props(video_input(mods)))
+            # The video is uploaded through a file input and shown by a non-interactive player: Gradio's
+            # interactive gr.Video mounts a trimming tool that fetches and compiles ffmpeg.wasm (31 MB) on the first
+            # upload, which held the first answer back by ~450 ms. The player plays the clip with its sound.
+            with gr.Column(visible=video_input(mods)["visible"], elem_id="video-box") as ui.video_box:
+                ui.video = gr.File(
+                    file_types=["video"], type="filepath", height=90, elem_id="video-input", **props(video_input(mods))
+                )
+                ui.video_preview = gr.Video(
+                    label="The video (plays with its sound)",
+                    interactive=False,
+                    height=200,
+                    visible=LATER,
+                    elem_id="video-preview",
+                )
+            ui.video.change(None, ui.video, ui.video_preview, js=PREVIEW_JS, queue=False, api_visibility="private")
             with gr.Row():
                 ui.audio = gr.Audio(
                     label="Audio",
@@ -127,7 +147,7 @@ def predict_tab(mods: list[str], task: str, labels: list[str] | None = None, ann
             )
             ui.run = gr.Button("Predict", variant="primary")
             ui.examples = gr.Dataset(
-                components=[ui.video, ui.audio, ui.image, ui.text],
+                components=[ui.video_preview, ui.audio, ui.image, ui.text],  # a video example shows as a clip
                 label="Examples for this checkpoint (held-out test data)",
                 type="index",
                 elem_id="examples",
@@ -147,7 +167,7 @@ def predict_tab(mods: list[str], task: str, labels: list[str] | None = None, ann
                 columns=8,
                 height=130,
                 object_fit="contain",
-                visible=False,
+                visible=LATER,
                 elem_id="frames",
             )
             with gr.Accordion("Raw result (the /predict API returns this JSON)", open=False):

@@ -23,6 +23,7 @@ kind           source              decoded to (a list of raws for one input)
 
 from __future__ import annotations
 
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,10 +54,14 @@ class Limits:
 
 def check_file(path: str | Path, limits: Limits) -> Path:
     """``path`` as a Path if it is a file within ``limits.max_file_bytes``, else ``DecodeError``."""
-    p = Path(path)
-    if not p.is_file():
+    p = path if isinstance(path, Path) else Path(path)
+    try:
+        st = p.stat()
+    except io.MISSING_FILE:
+        st = None
+    if st is None or not stat.S_ISREG(st.st_mode):
         raise DecodeError(p, "file does not exist")
-    size, cap = p.stat().st_size, limits.max_file_bytes
+    size, cap = st.st_size, limits.max_file_bytes
     if cap is not None and size > cap:
         raise DecodeError(p, f"file is {size / 2**20:.1f} MB, the limit is {cap / 2**20:.0f} MB")
     return p

@@ -14,6 +14,7 @@ import logging
 import math
 import os
 import re
+import stat
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -82,14 +83,21 @@ class VideoClip:
     fps: float | None
 
 
+# What a stat raises for a path that names no file (as Path.exists and Path.is_file answer False; other errors, such
+# as a permission denied, propagate).
+MISSING_FILE = (FileNotFoundError, NotADirectoryError, ValueError)
+
+
 def _check_file(path: str | os.PathLike) -> Path:
     """The path as a Path if it names a non-empty regular file, else DecodeError."""
-    p = Path(path)
-    if not p.exists():
-        raise DecodeError(p, "file does not exist")
-    if not p.is_file():
+    p = path if isinstance(path, Path) else Path(path)
+    try:
+        st = p.stat()  # one stat answers all three questions
+    except MISSING_FILE:
+        raise DecodeError(p, "file does not exist") from None
+    if not stat.S_ISREG(st.st_mode):
         raise DecodeError(p, "is not a regular file")
-    if p.stat().st_size == 0:
+    if st.st_size == 0:
         raise DecodeError(p, "file is empty (0 bytes)")
     return p
 
@@ -415,12 +423,15 @@ def load_video(
         _too_long(p, "video", duration, max_seconds)
         fps = float(stream.average_rate or stream.guessed_rate or 0) or None
         frames, times = [], []
-        for i in range(num_frames):
-            target = start + (i + 0.5) * duration / num_frames
-            frame = _frame_at(p, container, stream, target, fps)
-            _check_size(p, "video frames", frame.width, frame.height, max_pixels)  # the header may lie
-            frames.append(frame.to_image(**_fit(frame.width, frame.height, max_side)))
-            times.append((frame.time if frame.time is not None else target) - start)
+        with _KeyframeProbe(p) as probe:
+            at = None  # time of the last frame decoded (the decoder's position), None before the first
+            for i in range(num_frames):
+                target = start + (i + 0.5) * duration / num_frames
+                frame = _next_frame_at(p, container, stream, target, fps, at, probe)
+                at = frame.time
+                _check_size(p, "video frames", frame.width, frame.height, max_pixels)  # the header may lie
+                frames.append(frame.to_image(**_fit(frame.width, frame.height, max_side)))
+                times.append((frame.time if frame.time is not None else target) - start)
         has_audio = bool(container.streams.audio)
     audio = _soundtrack(p, audio_sample_rate, audio_window) if has_audio and audio_window != 0 else None
     return VideoClip(frames, times, audio, duration, fps)
@@ -470,12 +481,72 @@ def _video_duration(container: Any, stream: Any, start: float) -> float:
     return end - start
 
 
-def _frame_at(p: Path, container: Any, stream: Any, target: float, fps: float | None) -> Any:
-    """Seek to the keyframe before `target` (seconds) and decode forward to the first frame at/after it."""
+class _KeyframeProbe:
+    """A second handle on a video file that tells, without decoding, which keyframe a seek to a time lands on
+    (the first packet the demuxer gives after that seek), so that :func:`load_video` decodes forward instead of
+    seeking back to a keyframe it has already decoded past. A clip with one keyframe every 10 s (x264's default
+    for 25 fps) otherwise decodes from its start again for each of its K frames."""
+
+    def __init__(self, p: Path) -> None:
+        self.p, self.container = p, None
+
+    def __enter__(self) -> _KeyframeProbe:
+        import av
+
+        try:
+            self.container = av.open(str(self.p), metadata_errors="ignore")
+        except (av.error.FFmpegError, OSError, ValueError):
+            self.container = None  # no probe: every frame is found by seeking, as before
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.container is not None:
+            self.container.close()
+
+    def keyframe_time(self, target: float) -> float | None:
+        """Seconds of the keyframe a seek to ``target`` reaches; None when unknown (no probe, no timestamps)."""
+        import av
+
+        if self.container is None:
+            return None
+        stream = _video_stream(self.container)
+        if stream is None or not stream.time_base:
+            return None
+        try:
+            self.container.seek(int(target / float(stream.time_base)), stream=stream)
+            for packet in self.container.demux(stream):
+                if packet.pts is not None and packet.time_base is not None:
+                    return float(packet.pts * packet.time_base)
+                if packet.size:  # a packet without a timestamp: cannot tell
+                    return None
+        except (av.error.FFmpegError, StopIteration):
+            return None
+        return None
+
+
+def _next_frame_at(
+    p: Path, container: Any, stream: Any, target: float, fps: float | None, at: float | None, probe: _KeyframeProbe
+) -> Any:
+    """The first frame at/after ``target``: decoded forward from the decoder's position ``at`` when the keyframe
+    a seek would reach is not after it (the same frames a seek gives, with less decoding), else by seeking."""
+    if at is not None and target > at:
+        key = probe.keyframe_time(target)
+        if key is not None and key <= at:
+            try:
+                return _frame_at(p, container, stream, target, fps, seek=False)
+            except DecodeError:
+                pass  # the stream ended on the way: seek, as for any other frame
+    return _frame_at(p, container, stream, target, fps)
+
+
+def _frame_at(p: Path, container: Any, stream: Any, target: float, fps: float | None, seek: bool = True) -> Any:
+    """Seek to the keyframe before `target` (seconds) and decode forward to the first frame at/after it
+    (``seek=False``: decode forward from where the decoder is)."""
     import av
 
     try:
-        container.seek(int(target / float(stream.time_base)), stream=stream)
+        if seek:
+            container.seek(int(target / float(stream.time_base)), stream=stream)
     except av.error.FFmpegError:
         pass  # unseekable: decode forward from where we are
     last = None

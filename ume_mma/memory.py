@@ -28,12 +28,47 @@ def _libc() -> Any:
     return libc if libc is not None and hasattr(libc, "malloc_trim") else None
 
 
-def release_free_memory() -> bool:
-    """Return the C heap's free pages to the OS (glibc ``malloc_trim(0)``); False where there is no such call."""
+class _MallInfo2(ctypes.Structure):
+    """glibc's ``struct mallinfo2`` (2.33+): byte counts of the C heap, summed over every arena."""
+
+    _fields_ = [
+        (name, ctypes.c_size_t)
+        for name in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks")
+    ] + [("keepcost", ctypes.c_size_t)]
+
+
+def free_heap_bytes() -> int | None:
+    """Bytes of the C heap that are free but still held by the process (glibc ``mallinfo2().fordblks``, every
+    arena; a few microseconds); None where glibc has no ``mallinfo2`` (before 2.33, or not glibc)."""
+    libc = _libc()
+    info = getattr(libc, "mallinfo2", None) if libc is not None else None
+    if info is None:
+        return None
+    info.restype = _MallInfo2
+    return int(info().fordblks)
+
+
+_free_after_trim = 0  # free heap bytes right after the last trim (trimmed pages still count as free chunks)
+
+
+def release_free_memory(min_free_bytes: int = 0) -> bool:
+    """Return the C heap's free pages to the OS (glibc ``malloc_trim(0)``) when more than ``min_free_bytes`` were
+    freed since the last trim (always where that cannot be read, and for 0); returns whether it trimmed (False
+    where there is no such call). Trimmed pages stay free chunks of the heap, so what counts is the growth of the
+    free bytes since the last trim. A threshold keeps a small call cheap: trimming after every small allocation
+    costs ~0.4 ms and the page faults of the next call that touches those pages again, for a few MB the process
+    would reuse anyway."""
+    global _free_after_trim
     libc = _libc()
     if libc is None:
         return False
+    if min_free_bytes > 0:
+        free = free_heap_bytes()
+        if free is not None and free - _free_after_trim <= min_free_bytes:
+            _free_after_trim = min(_free_after_trim, free)  # reused since: count new frees from here
+            return False
     libc.malloc_trim(0)
+    _free_after_trim = free_heap_bytes() or 0
     return True
 
 

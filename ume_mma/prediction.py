@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -120,10 +121,14 @@ def modality_list(modalities: str | Iterable[str] | None) -> list[str] | None:
 def result_of(probs: torch.Tensor, labels: list[str], top_k: int | None) -> BranchResult:
     """``probs`` (``Tensor[C]``, any device) -> labels ranked by probability, as plain Python floats. Scores
     that are not finite raise InputError (a NaN would reach a client as a null confidence)."""
-    if not bool(torch.isfinite(probs).all()):
+    return _ranked(probs.float().cpu().tolist(), labels, top_k)
+
+
+def _ranked(values: list[float], labels: list[str], top_k: int | None) -> BranchResult:
+    """:func:`result_of` of probabilities already read out as Python floats."""
+    if not all(map(math.isfinite, values)):
         raise InputError("the model gave NaN or infinite scores for these inputs; check them for corrupt data")
-    values = probs.float().cpu().tolist()
-    order = sorted(range(len(values)), key=lambda i: -values[i])[: top_k or len(labels)]
+    order = sorted(range(len(values)), key=values.__getitem__, reverse=True)[: top_k or len(labels)]
     return BranchResult(label=labels[order[0]], confidences={labels[i]: round(values[i], 6) for i in order})
 
 
@@ -139,12 +144,13 @@ def calibrated_result(
     """A branch's result from its logits (``Tensor[C]``), with the calibrated confidence, reliability and
     off-distribution flag when the checkpoint has a ``temperature`` and the branch a ``reliability``, and its
     fusion ``weight`` when the fusion mode weighs branches and its correctness ``estimate`` when the checkpoint
-    has one."""
+    has one. The calibrated confidence is computed in Python floats from the logits read out once (a batch of
+    one: no tensor operations to dispatch)."""
     result = result_of(logits.softmax(-1), labels, top_k)
     result.fusion_weight = None if weight is None else round(float(weight), 6)
     result.estimated_accuracy = None if estimate is None else round(float(estimate), 6)
     if temperature is not None and reliability is not None:
-        result.calibrated_confidence = round(float((logits.double() / temperature).softmax(-1).max()), 6)
+        result.calibrated_confidence = round(top_probability(logits.double().cpu().tolist(), temperature), 6)
         result.reliability = round(float(reliability), 6)
         result.off_distribution = bool(reliability < 0.5)
     return result
@@ -163,3 +169,9 @@ def fused_result(
     result.uncertain = None if uncertain is None else bool(uncertain)
     result.weights = None if weights is None else {m: round(float(w), 6) for m, w in sorted(weights.items())}
     return result
+
+
+def top_probability(logits: list[float], temperature: float) -> float:
+    """The largest probability of ``softmax(logits / temperature)`` (``logits``: C finite floats)."""
+    top = max(logits)
+    return 1.0 / math.fsum(math.exp((z - top) / temperature) for z in logits)

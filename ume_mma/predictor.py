@@ -8,7 +8,8 @@ per modality (what a server batching concurrent requests wants).
 Memory is bounded in bytes whatever users send: video frames are scaled down while decoding to what the image
 encoder needs, and both caches (encoder outputs, sampled frames) forget their oldest entries past a byte budget.
 After a call that ran an encoder, the memory its activations and decoded inputs held goes back to the OS
-(:func:`ume_mma.memory.release_free_memory`), so a server's resident memory does not stay at its peak.
+(:func:`ume_mma.memory.release_free_memory`) once more than :data:`TRIM_FREE_MB` of the C heap is free, so a
+server's resident memory does not stay at its peak.
 Scores are never NaN: a branch whose features are not finite is left out (``sources`` says why), and scores
 that are not finite are an ``InputError``. ``sources`` also says why an input that was given is not used (a
 text given to a checkpoint without a text branch).
@@ -24,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from ume_mma.cache import ByteLRU, nbytes
@@ -38,9 +40,17 @@ from ume_mma.prediction import BranchResult, Prediction, calibrated_result, fuse
 __all__ = ["BranchResult", "Limits", "Prediction", "Predictor", "file_hash", "modality_list", "nbytes"]
 
 INPUT_KEYS = ("video", "audio", "image", "text")
+TRIM_FREE_MB = 16  # free heap memory kept for reuse after an encoder call; more goes back to the OS
 CACHE_MB = 64  # default byte bound of the encoder-output cache and of the sampled-frames cache (each)
 _MISS = object()  # a cache miss (a cached None means "the input has nothing for this modality")
 Route = tuple[str, Any, str]  # (source kind, path or text, description)
+
+
+def all_finite(t: torch.Tensor) -> bool:
+    """Whether every value of ``t`` is finite (numpy for a CPU tensor: one call, not torch's composite check)."""
+    if t.device.type == "cpu" and t.dtype in (torch.float32, torch.float64):
+        return bool(np.isfinite(t.detach().numpy()).all())
+    return bool(torch.isfinite(t).all())
 
 
 def file_hash(path: str | Path) -> str:
@@ -215,8 +225,8 @@ class Predictor:
             out = [job.error or self._finish(job, top_k, subsets) for job in jobs]
             encoded = self.stats["encoder_batches"] > batches
             del jobs, clips
-        if encoded:  # the encoders' activations and decoded inputs are free now: give them back (~1 ms)
-            release_free_memory()
+        if encoded:  # the encoders' activations and decoded inputs are free now: give them back when large
+            release_free_memory(TRIM_FREE_MB * 2**20)
         return out
 
     def _plan(self, inputs: Mapping[str, Any], modalities: str | Iterable[str] | None, digests: dict) -> _Job:
@@ -301,6 +311,23 @@ class Predictor:
         self.stats["encoder_batches"] += 1
         return [chunk.mean(dim=0) for chunk in out.split([len(rs) for rs in raws])]  # (K_i, D) -> (D,)
 
+    def shown_frames(self, inputs: Mapping[str, Any]) -> tuple[Path | None, list[Any]]:
+        """The video whose sampled frames feed a branch for ``inputs`` (as :meth:`resolve` routes them: none when an
+        image file replaces them) and those frames (``PIL.Image``, at most the decoder's frame side), from the
+        cache of sampled frames when this video was predicted on, else decoded now (no encoder runs);
+        ``(None, [])`` without such a video."""
+        routes = self.resolve(inputs)
+        video = next((value for kind, value, _ in routes.values() if kind in ("frames", "video")), None)
+        if video is None:
+            return None, []
+        with self._lock:
+            digest = file_hash(video)
+            frames = self.frames.get(digest)
+            if frames is None:
+                frames = self.decoder.clip(video).frames
+                self.frames.put(digest, frames)
+        return video, list(frames)
+
     def unused(
         self, inputs: Mapping[str, Any], routes: Mapping[str, Route], enabled: str | Iterable[str] | None = None
     ) -> dict[str, str]:
@@ -355,7 +382,7 @@ class Predictor:
             f = job.feats[m]
             if f is None:
                 sources[m] = f"no input: video {Path(value).name} has no soundtrack"
-            elif not bool(torch.isfinite(f).all()):
+            elif not all_finite(f):
                 sources[m] = f"not used: the {m} encoder gave NaN or infinite values for the {desc}"
             else:
                 feats[m], sources[m] = f.unsqueeze(0), desc  # (1, D)

@@ -27,7 +27,8 @@ What a checkpoint stores (``ModelConfig.reliability``, all small; absent in olde
 
 plus, per modality, the buffers of :class:`BranchStats` in ``model.safetensors`` under ``reliability.<m>.``:
 ``center`` ``[D]``, ``means`` ``[C, D]``, ``basis`` ``[D, k]``, ``inv_var`` ``[k]``, ``inv_res`` ``[1]``. At
-predict time a branch costs two ``[1, D] x [D, C + k]`` products: negligible next to its encoder.
+predict time a branch costs one ``[1, D] x [D, k + C]`` product and a few vector operations, in float64 numpy
+(tens of microseconds): negligible next to its encoder.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -120,42 +122,69 @@ class BranchStats(nn.Module):
         stats.inv_res.fill_(float(1 / evals[k:].mean()) if k < d else 0.0)
         return stats
 
-    def _fixed(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """``(means - center [C, D], (means - center) @ basis [C, k], inv_var - inv_res [k])``: what every call
-        shares, recomputed only when a buffer changes (a load, ``fit`` or ``.to()``)."""
+    def _fixed(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, float]:
+        """What every call shares, in float64 numpy, recomputed only when a buffer changes (a load, ``fit`` or
+        ``.to()``): ``center [D]``, ``[basis | (means - center).T] [D, k + C]``, ``(means - center) @ basis [C, k]``,
+        ``|means - center|^2 [C]``, ``inv_var - inv_res [k]`` and ``inv_res``."""
         key = [(t.data_ptr(), t._version) for t in (self.center, self.means, self.basis, self.inv_var, self.inv_res)]
         if getattr(self, "_fixed_key", None) != key:
-            m = self.means - self.center
-            self._fixed_parts = (m, m @ self.basis, self.inv_var - self.inv_res)
+            center, means, basis = (_np64(t) for t in (self.center, self.means, self.basis))
+            m = means - center  # [C, D]
+            inv_res = float(self.inv_res)
+            self._fixed_parts = (
+                center,
+                np.ascontiguousarray(np.concatenate([basis, m.T], axis=1)),
+                m @ basis,
+                (m * m).sum(1),
+                _np64(self.inv_var) - inv_res,
+                inv_res,
+            )
             self._fixed_key = key
         return self._fixed_parts
 
     def distance(self, feats: torch.Tensor) -> torch.Tensor:
-        """Squared Mahalanobis distance to the nearest class mean, ``Tensor[B]`` (float64), for ``feats`` ``[B, D]``.
-        Float32 arithmetic on centred features (a few small matrix products, no copies of the statistics)."""
-        z = feats.float() - self.center  # [B, D]
-        m, mb, w = self._fixed()  # [C, D], [C, k], [k]
-        proj = (z @ self.basis).unsqueeze(1) - mb.unsqueeze(0)  # [B, C, k]
-        sq = (z.unsqueeze(1) - m.unsqueeze(0)).square().sum(-1) if len(z) <= 64 else _sq_dist(z, m)  # [B, C]
-        d2 = (proj * proj * w).sum(-1) + self.inv_res * sq  # [B, C]
-        return d2.min(dim=1).values.double().clamp_min(EPS)
+        """Squared Mahalanobis distance to the nearest class mean, ``Tensor[B]`` (float64, on the CPU), for
+        ``feats`` ``[B, D]`` (any device). Float64 numpy on centred features, in blocks of :data:`BLOCK` rows:
+        one ``[B, D] x [D, k + C]`` product gives both the projections on the basis and the dot products with the
+        class means (a batch of one costs a few microseconds, not the dispatch of a dozen torch operations)."""
+        return torch.from_numpy(self.distance_np(_np64(feats)))
+
+    def distance_np(self, x: np.ndarray) -> np.ndarray:
+        """:meth:`distance` of float64 features ``x`` ``[B, D]`` -> ``[B]`` float64."""
+        center, proj_means, mb, m2, w, inv_res = self._fixed()
+        k = mb.shape[1]
+        out = np.empty(len(x))
+        for i in range(0, len(x), BLOCK):
+            z = x[i : i + BLOCK] - center  # [b, D]
+            y = z @ proj_means  # [b, k + C]: projections on the basis, then z . (mean_c - center)
+            proj = y[:, None, :k] - mb[None]  # [b, C, k]
+            sq = np.maximum((z * z).sum(1, keepdims=True) - 2 * y[:, k:] + m2, 0)  # [b, C] = |z - m_c|^2
+            d2 = (proj * proj * w).sum(-1) + inv_res * sq  # [b, C]
+            out[i : i + BLOCK] = d2.min(1)
+        return np.maximum(out, EPS)
 
 
-def _sq_dist(z: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
-    """``|z_b - m_c|^2`` as ``Tensor[B, C]`` through one product (large batches)."""
-    return ((z * z).sum(1, keepdim=True) - 2 * z @ m.T + (m * m).sum(1).unsqueeze(0)).clamp_min(0)
+BLOCK = 1024  # rows per block of BranchStats.distance (bounds its temporaries: [BLOCK, C, k] and [BLOCK, D])
+
+
+def _np64(t: torch.Tensor) -> np.ndarray:
+    """``t`` as a float64 numpy array on the CPU (no copy when it already is one)."""
+    return t.detach().to("cpu", torch.float64).numpy()
 
 
 def log_score(stats: BranchStats, feats: torch.Tensor) -> torch.Tensor:
     """The reliability score ``u = log d^2`` (``Tensor[B]``, float64): larger = farther from the training data."""
-    return stats.distance(feats).log()
+    return torch.from_numpy(np.log(stats.distance_np(_np64(feats))))
+
+
+def _tau(q50: float, q_hi: float) -> float:
+    return max(q_hi - q50, 1e-6) / math.log(R_MEDIAN / (1 - R_MEDIAN))
 
 
 def standardised(u: torch.Tensor, q50: float, q_hi: float) -> torch.Tensor:
     """``z = (u - q_hi) / tau`` (``Tensor[B]``, float64), ``tau = (q_hi - q50) / ln 19``: ``sigmoid(-z)`` is 0.95 at
     ``q50`` and 0.5 at ``q_hi``."""
-    tau = max(q_hi - q50, 1e-6) / math.log(R_MEDIAN / (1 - R_MEDIAN))
-    return (u.double() - q_hi) / tau
+    return (u.double() - q_hi) / _tau(q50, q_hi)
 
 
 def reliability_of(u: torch.Tensor, q50: float, q95: float) -> torch.Tensor:
@@ -164,13 +193,17 @@ def reliability_of(u: torch.Tensor, q50: float, q95: float) -> torch.Tensor:
 
 
 def log_norm(feats: torch.Tensor) -> torch.Tensor:
-    """``log ||f||`` per row of ``feats`` ``[B, D]`` (``Tensor[B]``, float64)."""
-    return feats.double().norm(dim=1).clamp_min(EPS).log()
+    """``log ||f||`` per row of ``feats`` ``[B, D]`` (``Tensor[B]``, float64, on the CPU)."""
+    return torch.from_numpy(_log_norm_np(_np64(feats)))
 
 
 def norm_deviation(feats: torch.Tensor, center: float) -> torch.Tensor:
-    """``|log ||f|| - center|`` per row of ``feats`` ``[B, D]`` (``Tensor[B]``, float64)."""
-    return (log_norm(feats) - center).abs()
+    """``|log ||f|| - center|`` per row of ``feats`` ``[B, D]`` (``Tensor[B]``, float64, on the CPU)."""
+    return torch.from_numpy(np.abs(_log_norm_np(_np64(feats)) - center))
+
+
+def _log_norm_np(x: np.ndarray) -> np.ndarray:
+    return np.log(np.maximum(np.sqrt((x * x).sum(1)), EPS))
 
 
 def fit_norm(train: torch.Tensor, val: torch.Tensor) -> dict[str, float]:
@@ -206,19 +239,20 @@ class Reliability(nn.ModuleDict):
 
     def checks(self, feats: dict[str, torch.Tensor]) -> dict[str, tuple[torch.Tensor, torch.Tensor | None]]:
         """Both checks' ``z`` per modality that has statistics and features: modality -> (distance ``Tensor[B]``,
-        feature norm ``Tensor[B]`` or None where the branch stores no norm check), float64; 0 at the check's
-        threshold, larger = farther from the training data."""
+        feature norm ``Tensor[B]`` or None where the branch stores no norm check), float64 on the CPU; 0 at the
+        check's threshold, larger = farther from the training data. Numpy on each branch's features, converted
+        once (the same arithmetic as :func:`log_score`, :func:`norm_deviation` and :func:`standardised`)."""
         out = {}
         for m, f in feats.items():
             if m not in self:
                 continue
-            b = self.branches[m]
-            dz = standardised(log_score(self[m], f), b["q50"], b["q95"])
+            b, x = self.branches[m], _np64(f)
+            dz = (np.log(self[m].distance_np(x)) - b["q95"]) / _tau(b["q50"], b["q95"])
             nz = None
             if "norm" in b:
                 n = b["norm"]
-                nz = standardised(norm_deviation(f, n["center"]), n["q50"], n["q99"])
-            out[m] = (dz, nz)
+                nz = torch.from_numpy((np.abs(_log_norm_np(x) - n["center"]) - n["q99"]) / _tau(n["q50"], n["q99"]))
+            out[m] = (torch.from_numpy(dz), nz)
         return out
 
     def scores(self, feats: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -228,7 +262,8 @@ class Reliability(nn.ModuleDict):
         return {m: dz if nz is None else torch.maximum(dz, nz) for m, (dz, nz) in self.checks(feats).items()}
 
     def forward(self, feats: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Reliability in [0, 1] per modality that has statistics and features: modality -> ``Tensor[B]``."""
+        """Reliability in [0, 1] per modality that has statistics and features: modality -> ``Tensor[B]`` (float32,
+        on the features' device)."""
         return {m: torch.sigmoid(-z).float().to(feats[m].device) for m, z in self.scores(feats).items()}
 
 

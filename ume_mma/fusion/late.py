@@ -35,7 +35,10 @@ class LateFusion(Fusion):
                 fill = x.missing_tokens[m].expand(b, -1)  # (B, D_m)
             else:
                 fill = torch.zeros(b, head.in_features, device=device)
-            term = head(fill if f is None else torch.where(keep, f, fill))
+            if f is not None and bool(present.all()):  # every sample present: the branch's own logits (no 2nd head)
+                term = x.branches[m]
+            else:
+                term = head(fill if f is None else torch.where(keep, f, fill))
             if w is not None:
                 term = torch.where(keep, w.unsqueeze(1), torch.ones_like(w).unsqueeze(1)) * term
             fused = fused + term
