@@ -235,7 +235,8 @@ def test_the_cards_show_estimate_weight_and_the_uncertain_note(served, tiny):
     ref = str(served["root"] / "abstains")
     fns = app.handlers(served["pool"], ref, render)
     inputs = _inputs(tiny)
-    _, _, views, _ = fns.predict_ui(None, inputs["audio"], inputs["image"], "", ref, None)
+    views, label = fns.predict_ui(None, inputs["audio"], inputs["image"], "", ref)
+    assert "uncertain here: annotate this" in label["label"]  # the Predict tab asks for the true label
     both = views["subsets"]["audio+image"]
     assert "uncertain" in both[0]["label"]
     labels = [v["label"] for v in both[1:5] if isinstance(v, dict) and "label" in v]
