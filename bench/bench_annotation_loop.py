@@ -138,9 +138,14 @@ def run_job(store: Any, queue: str, overrides: dict[str, Any], options: dict[str
     return status
 
 
-def overrides_for(settings: dict[str, Any], seed: int, base_data: Path, cache: Path) -> dict[str, Any]:
-    return {"init_from": str(ROOT / CHECKPOINT), "base_data": str(base_data), "seed": seed, "eval_repeats": 1,
-            "cache_dir": str(cache), **settings}  # fmt: skip
+def overrides_for(settings: dict[str, Any], seed: int, base_data: Path | None, cache: Path) -> dict[str, Any]:
+    """The job's overrides; without ``base_data`` (a new user's case) no replay: the checkpoint's replay memory."""
+    out = {"init_from": str(ROOT / CHECKPOINT), "base_data": str(base_data), "seed": seed, "eval_repeats": 1,
+           "cache_dir": str(cache), **settings}  # fmt: skip
+    if base_data is None:
+        del out["base_data"]
+        out.pop("replay", None)
+    return out
 
 
 class Evaluator:
@@ -331,6 +336,22 @@ def targets(rows: list[dict], shipped: dict[str, dict], ks: list[int], timing: f
     return out
 
 
+def order_targets(rows: list[dict], ks: list[int], orders: list[str]) -> dict[str, Any]:
+    """Issue 20's queue-order targets: held-out fused accuracy per order and K (mean over seeds), whether ``mixed``
+    is at least ``random`` at every K, and the smallest K at which ``mixed`` reaches ``random``'s K = 100."""
+    means = {o: {str(k): mean_acc(rows, o, k) for k in ks} for o in orders}
+    out: dict[str, Any] = {"heldout_fused_mean": means}
+    if "mixed" in orders and "random" in orders:
+        mixed, rand = means["mixed"], means["random"]
+        out["mixed_minus_random"] = {k: mixed[k] - rand[k] for k in mixed}
+        out["mixed_ge_random_every_k"] = all(mixed[k] >= rand[k] for k in mixed)
+        r100 = rand.get("100")
+        reach = [k for k in sorted(ks) if r100 is not None and mixed[str(k)] >= r100]
+        out["mixed_k_reaching_random_k100"] = reach[0] if reach else None
+        out["reach_target_k"] = 60
+    return out
+
+
 def plot(rows: list[dict], shipped: dict[str, dict], ks: list[int], path: Path, seeds: int) -> None:
     import matplotlib
 
@@ -391,6 +412,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--sweep", action="store_true", help="choose the settings on the pool's validation first")
     ap.add_argument("--settings", type=json.loads, default=None, help="JSON settings instead of SETTINGS")
     ap.add_argument("--limit", type=int, default=None, help="rows per split of both datasets (tests)")
+    ap.add_argument(
+        "--base-setting",
+        choices=["replay", "none"],
+        default="replay",
+        help="replay: 10%% of the original train split; none: no base data folder (the replay memory)",
+    )
     ap.add_argument("--no-latency", action="store_true")
     ap.add_argument("--idle-calls", type=int, default=40)
     ap.add_argument("--port", type=int, default=7879)
@@ -418,7 +445,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     pool = part_view(shift, "train", tmp / "pool")
 
     def make_job(settings: dict[str, Any]) -> Any:
-        return lambda queue, seed: run_job(store, queue, overrides_for(settings, seed, base, cache))
+        given = base if args.base_setting == "replay" else None
+        return lambda queue, seed: run_job(store, queue, overrides_for(settings, seed, given, cache))
 
     settings, scores = dict(args.settings or SETTINGS), None
     if args.sweep:
@@ -449,7 +477,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "shipped": shipped,
         "runs": rows,
         "latency": latency,
+        "base_setting": args.base_setting,
         "targets": targets(rows, shipped, args.ks, timing, latency),
+        "order_targets": order_targets(rows, args.ks, args.orders),
         "machine": machine() | {"load_avg_1min_before": load_before},
         "command": "HF_HUB_OFFLINE=1 .venv/bin/python bench/bench_annotation_loop.py " + " ".join(sys.argv[1:]),
         "elapsed_s": round(time.time() - t_start, 1),

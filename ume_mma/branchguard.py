@@ -7,13 +7,14 @@ predicted by a copy fine-tuned on the other folds, and by the base branch. Annot
 wrong cannot show what a fine-tune loses where it was right, so the base's own rows in the training split (the
 replay memory the checkpoint carries, or replay of ``base_data``) are dealt into the same folds and scored too:
 fold ``k``'s base rows are never trained on by fold ``k``'s copy. The branch keeps the base's encoder and head
-where the pooled fine-tuned accuracy is below the base's on the annotations, or more than :data:`BASE_TOLERANCE`
-below it on the base's rows; they stay frozen (and in eval mode) while the fusion is refitted (MMA), so the saved
-checkpoint's branch is the base's, bit for bit.
+where the pooled fine-tuned accuracy is below the base's on the annotations, or below it on the base's rows by
+more than :data:`BASE_TOLERANCE` and beyond chance (:func:`ume_mma.evidence.paired_worse`: McNemar's exact test);
+they stay frozen (and in eval mode) while the fusion is refitted (MMA), so the saved checkpoint's branch is the
+base's, bit for bit.
 
 The same folds then choose between UME and MMA (:func:`choose_fusion`): a validation split of a few annotations
 (often one item) cannot tell them apart, and an MMA refitted on fifty items can fall below both of its branches.
-A fusion more than :data:`BASE_TOLERANCE` below the other on the base's rows is not chosen.
+A fusion worse than the other on the base's rows (by the same test) is not chosen.
 
 With fewer than :data:`MIN_ROWS` rows or two groups there is nothing to tell: the branch is fine-tuned as before,
 the choice is made on validation, and the verdict says so. The verdicts go into ``metrics.json`` and the model
@@ -33,7 +34,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from ume_mma import finetune
-from ume_mma.evaluate import fused_accuracy, model_features
+from ume_mma.evaluate import model_features
+from ume_mma.evidence import paired_worse
 from ume_mma.features import ModalityInputs, concat, take
 from ume_mma.models import MultiModalModel
 from ume_mma.progress import ProgressLog
@@ -130,19 +132,21 @@ def _fold_training(job: Job, folds: Folds, k: int, mods: list[str]) -> Iterator[
         shutil.rmtree(job.out / "state" / split, ignore_errors=True)  # nothing resumes a fold
 
 
-def _right(
+@torch.no_grad()
+def _hits(
     model: MultiModalModel, inputs: dict[str, ModalityInputs], targets: torch.Tensor, rows: list[int], mods: list[str]
-) -> int:
-    """How many of ``rows`` (indices into ``inputs``, ``targets`` ``Tensor[N]``) ``model`` answers right with
-    ``mods`` as present as they are."""
+) -> torch.Tensor:
+    """``Tensor[len(rows)]`` of bools: whether ``model`` answers each of ``rows`` (indices into ``inputs``,
+    ``targets`` ``Tensor[N]``) right with ``mods`` as present as they are (a row with none of them: wrong)."""
     if not rows:
-        return 0
+        return torch.zeros(0, dtype=torch.bool)
     index = torch.tensor(rows)
     scored = {m: take(inputs[m], index) for m in mods}
     dev = model.heads[mods[0]].weight.device
     feats = {m: f.to(dev) for m, f in model_features(model, scored).items()}
     present = {m: x.present.to(dev) for m, x in scored.items()}
-    return round(fused_accuracy(model, feats, present, targets[index].to(dev)) * len(rows))
+    out = model.forward_features(feats, present).fused.argmax(-1).cpu() == targets[index]
+    return out & torch.stack([x.present for x in scored.values()]).any(dim=0)
 
 
 def _with(inputs: dict[str, ModalityInputs], m: str, rows: list[int]) -> list[int]:
@@ -161,9 +165,7 @@ def check_branch(
         rows = job.annotated_train + len(job.targets[job.cfg.val_split])
         return {"kept": "finetuned", "rows": rows, "reason": "too few annotations to tell"}, []
     base_model, models = _unimodal(job, m, base), []
-    right = {"base": 0, "finetuned": 0, "base_rows.base": 0, "base_rows.finetuned": 0}
-    with_m = _with(folds.pool, m, list(range(len(folds.targets))))
-    base_with_m = _with(folds.base_inputs, m, list(range(len(folds.base_targets))))
+    hits: dict[str, list[torch.Tensor]] = {"base": [], "finetuned": [], "base_rows.base": [], "base_rows.finetuned": []}
     for k, fold in enumerate(folds.folds):
         with _fold_training(job, folds, k, [m]) as split:
             models.append(job.train(split, _unimodal(job, m, base), job.unimodal_epochs(m), job.lr([m]), 0.0))
@@ -171,18 +173,20 @@ def check_branch(
                   ("base_rows.", folds.base_inputs, folds.base_targets, folds.base_folds[k]))  # fmt: skip
         for prefix, inputs, targets, rows in scored:
             held = _with(inputs, m, rows)
-            right[prefix + "base"] += _right(base_model, inputs, targets, held, [m])
-            right[prefix + "finetuned"] += _right(models[-1], inputs, targets, held, [m])
-    if len(with_m) < MIN_ROWS:
-        return {"kept": "finetuned", "rows": len(with_m), "reason": "too few annotations to tell"}, models
-    acc = {name: round(right[name] / len(with_m), 4) for name in ("base", "finetuned")}
-    verdict: dict[str, Any] = {"kept": "finetuned", **acc, "rows": len(with_m), "folds": len(folds.folds)}
+            hits[prefix + "base"].append(_hits(base_model, inputs, targets, held, [m]))
+            hits[prefix + "finetuned"].append(_hits(models[-1], inputs, targets, held, [m]))
+    h = {name: torch.cat(v) for name, v in hits.items()}
+    if len(h["base"]) < MIN_ROWS:
+        return {"kept": "finetuned", "rows": len(h["base"]), "reason": "too few annotations to tell"}, models
+    acc = {name: round(h[name].double().mean().item(), 4) for name in ("base", "finetuned")}
+    verdict: dict[str, Any] = {"kept": "finetuned", **acc, "rows": len(h["base"]), "folds": len(folds.folds)}
     if acc["finetuned"] < acc["base"]:
         verdict |= {"kept": "base", "worse_on": "annotations"}
-    if base_with_m:
-        on_base = {name: round(right[f"base_rows.{name}"] / len(base_with_m), 4) for name in ("base", "finetuned")}
-        verdict["base_rows"] = {**on_base, "rows": len(base_with_m)}
-        if verdict["kept"] == "finetuned" and on_base["finetuned"] < on_base["base"] - BASE_TOLERANCE:
+    if n := len(h["base_rows.base"]):
+        on_base = {name: round(h[f"base_rows.{name}"].double().mean().item(), 4) for name in ("base", "finetuned")}
+        verdict["base_rows"] = {**on_base, "rows": n}
+        worse = paired_worse(h["base_rows.base"], h["base_rows.finetuned"], BASE_TOLERANCE)
+        if verdict["kept"] == "finetuned" and worse:
             verdict |= {"kept": "base", "worse_on": "base rows"}
     return verdict, models
 
@@ -198,12 +202,12 @@ def choose_fusion(
     """UME or MMA by the same cross-validation: per fold, UME and MMA are built from that fold's branches (the
     base's where the guard kept it) and MMA is refitted on the fold's training rows; both answer the held-out
     fold with every modality as present as it is, and so do the fold's base rows. ``{"chosen", "ume": acc, "mma":
-    acc, "rows", "folds"}`` (plus ``"base_rows": {"ume", "mma", "rows"}`` where there are base rows); a fusion more
-    than :data:`BASE_TOLERANCE` below the other on the base rows is not chosen; else a tie keeps ``tie`` (the
-    base's fusion); ``choose``: the run's UME-MMA rule (``ume_mma.train.choose_ume_mma``)."""
+    acc, "rows", "folds"}`` (plus ``"base_rows": {"ume", "mma", "rows"}`` where there are base rows); a fusion worse
+    than the other on the base rows (:func:`ume_mma.evidence.paired_worse`) is not chosen; else a tie keeps ``tie``
+    (the base's fusion); ``choose``: the run's UME-MMA rule (``ume_mma.train.choose_ume_mma``)."""
     cfg, mods = job.cfg, sorted(job.specs)
     right = {"ume": 0, "mma": 0}
-    on_base = {"ume": 0, "mma": 0}
+    on_base: dict[str, list[torch.Tensor]] = {"ume": [], "mma": []}
     for k, fold in enumerate(folds.folds):
         uni = {m: _unimodal(job, m, base) if m in job.keep_base or not fold_models.get(m) else fold_models[m][k]
                for m in mods}  # fmt: skip
@@ -212,16 +216,16 @@ def choose_fusion(
             mma = job.train(split, job.fused_from_unimodal(uni, "mma", fill=cfg.fill), cfg.mma_epochs, cfg.mma_lr,
                             cfg.dropout_p)  # fmt: skip
         for name, model in (("ume", ume), ("mma", mma)):
-            right[name] += _right(model, folds.pool, folds.targets, fold, mods)
-            on_base[name] += _right(model, folds.base_inputs, folds.base_targets, folds.base_folds[k], mods)
+            right[name] += int(_hits(model, folds.pool, folds.targets, fold, mods).sum())
+            on_base[name].append(_hits(model, folds.base_inputs, folds.base_targets, folds.base_folds[k], mods))
     acc = {name: round(right[name] / len(folds.targets), 4) for name in right}
     out = {"chosen": choose(acc, tie), **acc, "rows": len(folds.targets), "folds": len(folds.folds)}
     if n := len(folds.base_targets):
-        b = {name: round(on_base[name] / n, 4) for name in on_base}
-        out["base_rows"] = {**b, "rows": n}
-        worse = [name for name in b if b[name] < max(b.values()) - BASE_TOLERANCE]
-        if worse:
-            out["chosen"] = next(name for name in b if name not in worse)
+        b = {name: torch.cat(v) for name, v in on_base.items()}
+        out["base_rows"] = {**{name: round(v.double().mean().item(), 4) for name, v in b.items()}, "rows": n}
+        other = {"ume": "mma", "mma": "ume"}[out["chosen"]]
+        if paired_worse(b[other], b[out["chosen"]], BASE_TOLERANCE):
+            out["chosen"] = other
     return out
 
 
