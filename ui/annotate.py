@@ -24,6 +24,7 @@ from ui import inputs as valid
 from ui.errors import readable
 from ui.predict import make_inputs
 from ume_mma.annotate import (
+    DEFAULT_ORDER,
     FLAGS,
     ORDERS,
     AnnotationQueue,
@@ -167,7 +168,7 @@ def annotate_tab(store: Store) -> SimpleNamespace:
             with gr.Row():
                 ui.folder = gr.Textbox(label="Folder with metadata.jsonl (labels optional)", scale=3)
                 ui.new_queue = gr.Textbox(label="Queue name", value="default", scale=1)
-                ui.order = gr.Dropdown(sorted(ORDERS), value="disagreement", label="Order", scale=1)
+                ui.order = gr.Dropdown(sorted(ORDERS), value=DEFAULT_ORDER, label="Order", scale=1)
             ui.do_import = gr.Button("Import and predict with the loaded checkpoint", elem_id="ann-import")
             ui.import_status = gr.Markdown()
     ui.item_id = gr.State(None)
@@ -299,7 +300,7 @@ def handlers(store: Store, access: Access, pool: Any, default: str) -> SimpleNam
         name = name.strip() if isinstance(name, str) and name.strip() else "default"
         predictor = pool.get(ref).predictor
         fit = Fit.of(predictor, f"checkpoint {ref}")
-        result = import_dataset(store, folder.strip(), name, order=(order or "disagreement"), fit=fit)
+        result = import_dataset(store, folder.strip(), name, order=(order or DEFAULT_ORDER), fit=fit)
         report = (lambda d, t: progress((d, t), unit="items")) if progress is not None else None
         if progress is not None:
             progress((0, max(1, result.added)), desc="predicting the queue", unit="items")
@@ -317,17 +318,18 @@ def handlers(store: Store, access: Access, pool: Any, default: str) -> SimpleNam
         return note, gr.update(choices=queue_names(store), value=name), *shown(name)
 
     @readable
-    def import_queue(folder=None, queue="default", order="disagreement", checkpoint=None,
+    def import_queue(folder=None, queue="default", order=DEFAULT_ORDER, checkpoint=None,
                      request: gr.Request = None, profile: gr.OAuthProfile | None = None):  # fmt: skip
         """Import a dataset folder on the server (metadata.jsonl; labels optional) as a queue (new, or appended
         to: lines already in it are not added again), predicted and ordered with the checkpoint (empty: the
-        app's default; its labels and modalities must fit the folder). ``order``: disagreement, confidence,
-        margin, random or file. Returns {"queue", "added", "duplicates", "total"} once committed. For a
-        caller who may annotate, and never in public mode (no folder on the server is read there)."""
+        app's default; its labels and modalities must fit the folder). ``order``: mixed, disagreement,
+        confidence, random or file (empty: ``DEFAULT_ORDER``). Returns {"queue", "added", "duplicates", "total"}
+        once committed. For a caller who may annotate, and never in public mode (no folder on the server is read
+        there)."""
         access.annotator(request, profile)
         access.check_server_path("importing a dataset folder")
         folder, queue = valid.text(folder, "folder", valid.REF_MAX_CHARS), queue_name(queue)
-        order = valid.text(order, "order", valid.NAME_MAX_CHARS, "disagreement")
+        order = valid.text(order, "order", valid.NAME_MAX_CHARS, DEFAULT_ORDER)
         ref = valid.text(checkpoint, "checkpoint", valid.REF_MAX_CHARS).strip() or default
         result = import_folder(folder, queue, order, ref)
         total = AnnotationQueue(store, result.queue).stats().total
@@ -422,7 +424,7 @@ def wire(ui: SimpleNamespace, fns: SimpleNamespace, key: Any, predict_ui: Simple
     buttons[3].click(fns.undo_last, queue, out, api_name="undo_last")
     buttons[4].click(fns.annotation_stats, queue, out, api_name="annotation_stats")
     with gr.Column(visible=False):  # /import_queue: a folder on the server becomes a queue
-        folder, order = gr.Textbox(label="folder"), gr.Textbox(label="order", value="disagreement")
+        folder, order = gr.Textbox(label="folder"), gr.Textbox(label="order", value=DEFAULT_ORDER)
         import_btn = gr.Button()
     import_btn.click(fns.import_queue, [folder, queue, order, checkpoint], out, api_name="import_queue")
     # The Predict tab's "Annotate this": the inputs on screen, the chosen label and note.

@@ -13,12 +13,13 @@ disagreement-first ordering from a checkpoint's predictions, and export to the d
 from ume_mma.annotate.export import export, push_dataset
 from ume_mma.annotate.ingest import ImportResult, import_dataset
 from ume_mma.annotate.queue import AnnotationQueue, Item, QueueStats, queue_names
-from ume_mma.annotate.rank import ORDERS, order_queue, predict_queue
+from ume_mma.annotate.rank import DEFAULT_ORDER, ORDERS, order_queue, predict_queue
 from ume_mma.annotate.schema import FLAGS, SCHEMA_VERSION
 from ume_mma.annotate.store import Store, open_store
 
 __all__ = [
     "FLAGS",
+    "DEFAULT_ORDER",
     "ORDERS",
     "SCHEMA_VERSION",
     "AnnotationQueue",
