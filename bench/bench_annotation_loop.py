@@ -352,6 +352,21 @@ def order_targets(rows: list[dict], ks: list[int], orders: list[str]) -> dict[st
     return out
 
 
+def order_table(result: dict[str, Any]) -> str:
+    """Markdown: held-out fused accuracy per queue order and K, mean over seeds (lowest and highest seed)."""
+    rows, ks = result["runs"], result["ks"]
+    orders = [o for o in ORDERS if any(r["order"] == o for r in rows)]
+    lines = ["| order | " + " | ".join(f"K = {k}" for k in ks) + " |", "|---" * (len(ks) + 1) + "|"]
+    lines.append(f"| shipped (K = 0) | {100 * result['shipped']['heldout']['fused']:.1f} |" + " |" * (len(ks) - 1))
+    for order in orders:
+        cells = []
+        for k in ks:
+            vals = [100 * r["accuracy"]["heldout"]["fused"] for r in rows if r["order"] == order and r["k"] == k]
+            cells.append(f"{sum(vals) / len(vals):.1f} ({min(vals):.1f}–{max(vals):.1f})")
+        lines.append(f"| {order} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def plot(rows: list[dict], shipped: dict[str, dict], ks: list[int], path: Path, seeds: int) -> None:
     import matplotlib
 
@@ -422,6 +437,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--idle-calls", type=int, default=40)
     ap.add_argument("--port", type=int, default=7879)
     ap.add_argument("--save", action="store_true")
+    ap.add_argument("--resume", action="store_true", help="keep the finished queues of a stopped run's --out")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "annotation_loop.json")
     ap.add_argument("--plot", type=Path, default=ROOT / "docs" / "annotation-loop.png")
     args = ap.parse_args(argv)
@@ -452,10 +468,19 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.sweep:
         settings, scores = sweep(store, pool, evaluate, make_job, shipped["original_val"]["fused"])
         print("chosen on the pool's validation:", settings, flush=True)
-    rows = []
+    rows, resumed = [], None
+    if args.resume and args.out.is_file():  # keep the queues (order, seed) a stopped run finished at every K
+        prev = json.loads(args.out.read_text())
+        done = {(r["order"], r["seed"]) for r in prev["runs"] if r["k"] == max(args.ks)}
+        rows = [r for r in prev["runs"] if (r["order"], r["seed"]) in done]
+        resumed = {"from": prev.get("command"), "queues_kept": sorted(done)}
     for seed in range(args.seeds):
         for order in args.orders:
+            if any((r["order"], r["seed"]) == (order, seed) for r in rows):
+                continue
             rows += loop(store, pool, evaluate, order, seed, args.ks, make_job(settings), names)
+            if args.save:  # a partial file a stopped run resumes from
+                args.out.write_text(json.dumps({"command": " ".join(sys.argv), "runs": rows}, indent=2) + "\n")
     timing = next((r["job_wall_s"] for r in rows if r["k"] == 100 and r["order"] == "disagreement"), None)
     latency = None
     if not args.no_latency:
@@ -483,8 +508,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "machine": machine() | {"load_avg_1min_before": load_before},
         "command": "HF_HUB_OFFLINE=1 .venv/bin/python bench/bench_annotation_loop.py " + " ".join(sys.argv[1:]),
         "elapsed_s": round(time.time() - t_start, 1),
+        "resumed": resumed,
     }
     print(table(result))
+    print(order_table(result))
     if args.save:
         args.out.write_text(json.dumps(result, indent=2) + "\n")
         plot(rows, shipped, args.ks, args.plot, args.seeds)

@@ -1,5 +1,6 @@
 """Annotation: a durable store of samples, queues with leases and annotations (SQLite or PostgreSQL),
-disagreement-first ordering from a checkpoint's predictions, and export to the dataset format.
+ordering from a checkpoint's predictions (``mixed`` by default: disagreement, class balance, diversity), and
+export to the dataset format.
 
     store = open_store(default_db())        # ume_mma.home.default_db(), or "postgresql://...", media_dir=...
     import_dataset(store, "my_data/", labels=None)             # metadata.jsonl, labels optional
