@@ -138,9 +138,14 @@ def run_job(store: Any, queue: str, overrides: dict[str, Any], options: dict[str
     return status
 
 
-def overrides_for(settings: dict[str, Any], seed: int, base_data: Path, cache: Path) -> dict[str, Any]:
-    return {"init_from": str(ROOT / CHECKPOINT), "base_data": str(base_data), "seed": seed, "eval_repeats": 1,
-            "cache_dir": str(cache), **settings}  # fmt: skip
+def overrides_for(settings: dict[str, Any], seed: int, base_data: Path | None, cache: Path) -> dict[str, Any]:
+    """The job's overrides; without ``base_data`` (a new user's case) no replay: the checkpoint's replay memory."""
+    out = {"init_from": str(ROOT / CHECKPOINT), "base_data": str(base_data), "seed": seed, "eval_repeats": 1,
+           "cache_dir": str(cache), **settings}  # fmt: skip
+    if base_data is None:
+        del out["base_data"]
+        out.pop("replay", None)
+    return out
 
 
 class Evaluator:
@@ -331,6 +336,37 @@ def targets(rows: list[dict], shipped: dict[str, dict], ks: list[int], timing: f
     return out
 
 
+def order_targets(rows: list[dict], ks: list[int], orders: list[str]) -> dict[str, Any]:
+    """Issue 20's queue-order targets: held-out fused accuracy per order and K (mean over seeds), whether ``mixed``
+    is at least ``random`` at every K, and the smallest K at which ``mixed`` reaches ``random``'s K = 100."""
+    means = {o: {str(k): mean_acc(rows, o, k) for k in ks} for o in orders}
+    out: dict[str, Any] = {"heldout_fused_mean": means}
+    if "mixed" in orders and "random" in orders:
+        mixed, rand = means["mixed"], means["random"]
+        out["mixed_minus_random"] = {k: mixed[k] - rand[k] for k in mixed}
+        out["mixed_ge_random_every_k"] = all(mixed[k] >= rand[k] for k in mixed)
+        r100 = rand.get("100")
+        reach = [k for k in sorted(ks) if r100 is not None and mixed[str(k)] >= r100]
+        out["mixed_k_reaching_random_k100"] = reach[0] if reach else None
+        out["reach_target_k"] = 60
+    return out
+
+
+def order_table(result: dict[str, Any]) -> str:
+    """Markdown: held-out fused accuracy per queue order and K, mean over seeds (lowest and highest seed)."""
+    rows, ks = result["runs"], result["ks"]
+    orders = [o for o in ORDERS if any(r["order"] == o for r in rows)]
+    lines = ["| order | " + " | ".join(f"K = {k}" for k in ks) + " |", "|---" * (len(ks) + 1) + "|"]
+    lines.append(f"| shipped (K = 0) | {100 * result['shipped']['heldout']['fused']:.1f} |" + " |" * (len(ks) - 1))
+    for order in orders:
+        cells = []
+        for k in ks:
+            vals = [100 * r["accuracy"]["heldout"]["fused"] for r in rows if r["order"] == order and r["k"] == k]
+            cells.append(f"{sum(vals) / len(vals):.1f} ({min(vals):.1f}–{max(vals):.1f})")
+        lines.append(f"| {order} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def plot(rows: list[dict], shipped: dict[str, dict], ks: list[int], path: Path, seeds: int) -> None:
     import matplotlib
 
@@ -391,10 +427,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--sweep", action="store_true", help="choose the settings on the pool's validation first")
     ap.add_argument("--settings", type=json.loads, default=None, help="JSON settings instead of SETTINGS")
     ap.add_argument("--limit", type=int, default=None, help="rows per split of both datasets (tests)")
+    ap.add_argument(
+        "--base-setting",
+        choices=["replay", "none"],
+        default="replay",
+        help="replay: 10%% of the original train split; none: no base data folder (the replay memory)",
+    )
     ap.add_argument("--no-latency", action="store_true")
     ap.add_argument("--idle-calls", type=int, default=40)
     ap.add_argument("--port", type=int, default=7879)
     ap.add_argument("--save", action="store_true")
+    ap.add_argument("--resume", action="store_true", help="keep the finished queues of a stopped run's --out")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "annotation_loop.json")
     ap.add_argument("--plot", type=Path, default=ROOT / "docs" / "annotation-loop.png")
     args = ap.parse_args(argv)
@@ -418,16 +461,26 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     pool = part_view(shift, "train", tmp / "pool")
 
     def make_job(settings: dict[str, Any]) -> Any:
-        return lambda queue, seed: run_job(store, queue, overrides_for(settings, seed, base, cache))
+        given = base if args.base_setting == "replay" else None
+        return lambda queue, seed: run_job(store, queue, overrides_for(settings, seed, given, cache))
 
     settings, scores = dict(args.settings or SETTINGS), None
     if args.sweep:
         settings, scores = sweep(store, pool, evaluate, make_job, shipped["original_val"]["fused"])
         print("chosen on the pool's validation:", settings, flush=True)
-    rows = []
+    rows, resumed = [], None
+    if args.resume and args.out.is_file():  # keep the queues (order, seed) a stopped run finished at every K
+        prev = json.loads(args.out.read_text())
+        done = {(r["order"], r["seed"]) for r in prev["runs"] if r["k"] == max(args.ks)}
+        rows = [r for r in prev["runs"] if (r["order"], r["seed"]) in done]
+        resumed = {"from": prev.get("command"), "queues_kept": sorted(done)}
     for seed in range(args.seeds):
         for order in args.orders:
+            if any((r["order"], r["seed"]) == (order, seed) for r in rows):
+                continue
             rows += loop(store, pool, evaluate, order, seed, args.ks, make_job(settings), names)
+            if args.save:  # a partial file a stopped run resumes from
+                args.out.write_text(json.dumps({"command": " ".join(sys.argv), "runs": rows}, indent=2) + "\n")
     timing = next((r["job_wall_s"] for r in rows if r["k"] == 100 and r["order"] == "disagreement"), None)
     latency = None
     if not args.no_latency:
@@ -449,12 +502,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "shipped": shipped,
         "runs": rows,
         "latency": latency,
+        "base_setting": args.base_setting,
         "targets": targets(rows, shipped, args.ks, timing, latency),
+        "order_targets": order_targets(rows, args.ks, args.orders),
         "machine": machine() | {"load_avg_1min_before": load_before},
         "command": "HF_HUB_OFFLINE=1 .venv/bin/python bench/bench_annotation_loop.py " + " ".join(sys.argv[1:]),
         "elapsed_s": round(time.time() - t_start, 1),
+        "resumed": resumed,
     }
     print(table(result))
+    print(order_table(result))
     if args.save:
         args.out.write_text(json.dumps(result, indent=2) + "\n")
         plot(rows, shipped, args.ks, args.plot, args.seeds)

@@ -5,12 +5,12 @@ data, on av-digits-shift's three shifts (a script, not a test).
         [--shifts both image audio] [--save]
 
 For each shift (``python -m ume_mma.data build av-digits-shift``, built under ``--work``), seed, base-data setting
-(none: a new user's case, the small-data recipe without replay; ``replay``: 10% of the original av-digits train split)
-and guard setting (``branch_guard`` on/off): a queue of the shift's pool is imported and predicted with the shipped
-checkpoint, a simulated annotator labels K items in the queue's (disagreement-first) order, a job fine-tunes the
-shipped checkpoint on them through the local runner, and the result is scored on the shift's held-out part (fused and
-per branch) and on the original av-digits test split. The targets of issue 20 are computed against the shipped
-checkpoint on the same sets. ``--save`` writes bench/results/fewlabel.json.
+(none: a new user's case, the small-data recipe without replay; ``replay``: 10% of the original av-digits train
+split) and guard setting (``branch_guard`` on/off): a queue of the shift's pool is imported and predicted with the
+shipped checkpoint, a simulated annotator labels K items in the queue's order (``--order``, default: the app's), a
+job fine-tunes the shipped checkpoint on them through the local runner, and the result is scored on the shift's
+held-out part (fused and per branch) and on the original av-digits test split. The targets of issue 20 are computed
+against the shipped checkpoint on the same sets. ``--save`` writes bench/results/fewlabel.json.
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ from bench_annotation_loop import (  # noqa: E402
     run_job,
 )
 
+from ume_mma.annotate.rank import DEFAULT_ORDER, ORDERS  # noqa: E402
 from ume_mma.finetune import ANNOTATION_RECIPE  # noqa: E402
 
 
@@ -125,6 +126,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--seeds", type=int, default=1)
     ap.add_argument("--k", type=int, default=50)
     ap.add_argument("--base-settings", nargs="+", default=["none", "replay"], choices=["none", "replay"])
+    ap.add_argument("--order", choices=sorted(ORDERS), default=DEFAULT_ORDER, help="the queue's order")
     ap.add_argument("--limit", type=int, default=None, help="rows per split of the data (tests)")
     ap.add_argument("--save", action="store_true")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "fewlabel.json")
@@ -149,7 +151,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         pool = part_view(folder, "train", tmp / f"pool-{shift}")
         for seed in range(args.seeds):
             name = f"{shift}-s{seed}"
-            import_dataset(store, pool, queue=name, order="disagreement", seed=seed)
+            import_dataset(store, pool, queue=name, order=args.order, seed=seed)
             predict(store, name)
             labelled = annotate(AnnotationQueue(store, name), args.k)
             for base_data in args.base_settings:
@@ -166,7 +168,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "checkpoint": CHECKPOINT,
         "k": args.k,
         "seeds": args.seeds,
-        "order": "disagreement",
+        "order": args.order,
         "recipe": ANNOTATION_RECIPE,
         "shipped": shipped,
         "runs": runs,

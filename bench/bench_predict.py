@@ -13,7 +13,8 @@ Other load slows the encoders (threaded) more than the overhead, so the ratio al
 machine: the overhead is also given in milliseconds, and as the CPU time of the calling thread outside the
 encoders (``overhead_cpu_ms``), which other processes change little.
 The reliability scores' time is measured the same way, inside ``model.reliability``'s ``forward`` (the feature
-statistics of every branch) in the same calls; goal: at most 5% of the encoders' time.
+statistics of every branch) in the same calls; goal: at most 5% of the encoders' time. So is the correctness
+estimate's (its signals, both checks again, and its logistic model) for a checkpoint that has one; goal: 5%.
 """
 
 from __future__ import annotations
@@ -58,7 +59,7 @@ def timed_encoders(predictor: Predictor) -> dict[str, float]:
     """Wrap each encoder's ``preprocess`` and ``forward`` to accumulate their wall time in the returned dict
     (``s``; the calling thread's CPU time in them: ``cpu_s``), and the reliability module's ``forward``
     (``reliability_s``) when the model has one."""
-    spent = {"s": 0.0, "cpu_s": 0.0, "reliability_s": 0.0}
+    spent = {"s": 0.0, "cpu_s": 0.0, "reliability_s": 0.0, "correctness_s": 0.0}
 
     def timing(fn: Callable, key: str = "s") -> Callable:
         def wrapper(*args, **kwargs):
@@ -77,6 +78,12 @@ def timed_encoders(predictor: Predictor) -> dict[str, float]:
         enc.forward = timing(enc.forward)
     if predictor.model.reliability is not None:
         predictor.model.reliability.forward = timing(predictor.model.reliability.forward, "reliability_s")
+    if predictor.model.correctness is not None:  # the estimate's signals (both checks) and its logistic model
+        from ume_mma import models
+        from ume_mma.correctness import Correctness
+
+        models.branch_signals = timing(models.branch_signals, "correctness_s")
+        Correctness.__call__ = timing(Correctness.__call__, "correctness_s")
     return spent
 
 
@@ -117,16 +124,17 @@ def bench_overhead(predictor: Predictor, repeats: int) -> dict[str, object]:
     for _ in range(3):  # warm-up: lazy imports, first-call allocations, resampling kernels
         predictor.clear_cache()
         predictor.predict(inputs)
-    first, encoders, toggled, scores, overhead_cpu = [], [], [], [], []
+    first, encoders, toggled, scores, overhead_cpu, estimates = [], [], [], [], [], []
     for _ in range(repeats):
         predictor.clear_cache()
-        spent["s"] = spent["cpu_s"] = spent["reliability_s"] = 0.0
+        spent["s"] = spent["cpu_s"] = spent["reliability_s"] = spent["correctness_s"] = 0.0
         t, c = time.perf_counter(), time.thread_time()
         predictor.predict(inputs)
         first.append(time.perf_counter() - t)
         overhead_cpu.append(time.thread_time() - c - spent["cpu_s"])
         encoders.append(spent["s"])
         scores.append(spent["reliability_s"])
+        estimates.append(spent["correctness_s"])
         t = time.perf_counter()
         predictor.predict(inputs, predictor.modalities[:1])
         toggled.append(time.perf_counter() - t)
@@ -135,6 +143,11 @@ def bench_overhead(predictor: Predictor, repeats: int) -> dict[str, object]:
         reliability = {
             "reliability_ms": 1000 * statistics.median(scores),
             "reliability_over_encoders": spread([r / e for r, e in zip(scores, encoders)]),
+        }
+    if predictor.model.correctness is not None:
+        reliability |= {
+            "correctness_ms": 1000 * statistics.median(estimates),
+            "correctness_over_encoders": spread([r / e for r, e in zip(estimates, encoders)]),
         }
     return reliability | {
         "inputs": {m: _rel(v) for m, v in inputs.items()},
@@ -215,6 +228,13 @@ def main() -> None:
         )
     else:
         print("| reliability scores | - (the checkpoint has no reliability fields) | |")
+    if "correctness_ms" in result:
+        q = result["correctness_over_encoders"]
+        print(f"| correctness estimate in it | {result['correctness_ms']:.2f} ms | |")
+        print(
+            f"| correctness estimate / encoders | {100 * q['median']:.2f}% (IQR {100 * q['q1']:.2f}-"
+            f"{100 * q['q3']:.2f}%) | <= 5% |"
+        )
     print(f"| toggled repeat | {result['toggled_repeat_ms']:.2f} ms | |")
     print(f"| toggled repeat / first predict | 1/{1 / result['toggled_over_first']:.0f} | <= 1/20 |")
     print(f"| {result['batch']} requests, sequential predict | {result['sequential_per_s']:.1f} predictions/s | |")

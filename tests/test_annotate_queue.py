@@ -41,7 +41,7 @@ def tiny(tmp_path):
 def _queue(store_url, data, clock=None, **kw):
     url, media = store_url
     store = open_store(url, media, **({"clock": clock} if clock else {}))
-    import_dataset(store, data, **kw)
+    import_dataset(store, data, **({"order": "disagreement"} | kw))  # the orders' tests below are exact
     return AnnotationQueue(store)
 
 

@@ -4,13 +4,16 @@ over the annotations' groups, and that branch stays the base's, bit for bit, thr
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from tests.tiny import LABELS, digit_image, make_tiny_dataset
-from ume_mma.branchguard import MIN_ROWS, group_folds
+from ume_mma import replaymemory
+from ume_mma.branchguard import BASE_TOLERANCE, MIN_ROWS, group_folds
 from ume_mma.checkpoint import from_pretrained
 from ume_mma.train import run
 from ume_mma.trainconfig import load_config
@@ -89,7 +92,7 @@ def test_a_branch_that_would_get_worse_keeps_the_base_and_the_other_is_fine_tune
     assert not list((tmp_path / "ft" / "state").glob("cv-*"))  # the folds leave no state behind
     choice = metrics["finetune"]["cv_choice"]  # UME or MMA by the same folds, not by 9 validation items
     assert choice["rows"] == 27 and choice["folds"] == 5 and metrics["chosen"] == choice["chosen"]
-    assert choice["chosen"] == ("mma" if choice["mma"] >= choice["ume"] else "ume")  # the base is MMA: a tie keeps it
+    assert choice["chosen"] == "mma" or choice["ume"] > choice["mma"]  # the base is MMA: kept unless UME is better
     assert f"- **fusion:** `{choice['chosen']}` by the same cross-validation over 27 annotations" in card
 
 
@@ -123,3 +126,47 @@ def test_the_guard_can_be_turned_off_and_needs_enough_rows(base, tmp_path):
     guard = run(cfg)["finetune"]["branch_guard"]
     assert guard["audio"] == {"kept": "finetuned", "rows": 6, "reason": "too few annotations to tell"}
     assert 6 < MIN_ROWS
+
+
+def _relabelled_sounds(root: Path, seed: int) -> Path:
+    """New annotations whose sounds follow another code (a tone of ``a`` labelled ``b``, ...): the base's audio
+    branch is wrong on every one of them, and a branch fine-tuned on them unlearns the tones it knew; the images are
+    as before. Each item its own group."""
+    root = make_tiny_dataset(root, {"train": 6, "val": 3, "test": 3}, seed=seed)
+    rng = np.random.default_rng(seed)
+    rows = [json.loads(line) for line in (root / "metadata.jsonl").read_text().splitlines()]
+    for row in rows:
+        row |= {"label": SHIFT[row["label"]], "group": row["id"]}  # the tone stays; the image follows the label
+        digit_image(row["label"], rng).save(root / row["image"])
+    (root / "metadata.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return root
+
+
+def test_a_branch_that_would_regress_on_the_base_rows_keeps_the_base(base, tmp_path):
+    """The annotations alone say the new audio branch is better (the base is wrong on all of them); the base's
+    replay memory, scored on rows no fold trained on, says it lost the tones the base knew: the base's branch is
+    kept. Without the memory, the same fine-tune takes the new branch."""
+    tmp, parent_dir = base
+    folder = tmp_path / "with-memory"
+    shutil.copytree(parent_dir, folder)
+    replaymemory.save(folder, *replaymemory.build(from_pretrained(folder), tmp / "data", rows=15))
+    new = _relabelled_sounds(tmp_path / "new", seed=7)
+    keys = dict(init_from=str(folder), data=str(new), epochs=6, mma_epochs=1)
+    without = run(_config(tmp, tmp_path / "without", replay_memory=False, **keys))["finetune"]["branch_guard"]
+    assert without["audio"]["kept"] == "finetuned" and "base_rows" not in without["audio"], without
+    metrics = run(_config(tmp, tmp_path / "with", **keys))
+    audio = metrics["finetune"]["branch_guard"]["audio"]
+    assert audio["finetuned"] >= audio["base"], audio  # on the annotations alone it would replace the base's
+    b = audio["base_rows"]
+    assert b["rows"] == 15 and b["finetuned"] < b["base"] - BASE_TOLERANCE, audio
+    assert audio["kept"] == "base" and audio["worse_on"] == "base rows", audio
+    parent = from_pretrained(folder, load_encoder_weights=False).persistent_state_dict()
+    child = from_pretrained(tmp_path / "with" / "checkpoint", load_encoder_weights=False).persistent_state_dict()
+    kept = [k for k in parent if k.startswith(("encoders.audio.", "heads.audio."))]
+    assert kept and all(torch.equal(parent[k], child[k]) for k in kept)
+    choice = metrics["finetune"]["cv_choice"]
+    assert choice["base_rows"]["rows"] == 15
+    other = {"ume": "mma", "mma": "ume"}[choice["chosen"]]
+    assert choice["base_rows"][choice["chosen"]] >= choice["base_rows"][other] - BASE_TOLERANCE, choice
+    card = (tmp_path / "with" / "checkpoint" / "README.md").read_text()
+    assert "over 15 of the base's rows: base " in card and "worse on the base rows)" in card

@@ -2,7 +2,7 @@
 
 import pytest
 
-from ume_mma.evidence import MIN_ITEMS, held_out_evidence, interval
+from ume_mma.evidence import MIN_ITEMS, held_out_evidence, interval, paired_worse
 
 
 @pytest.mark.parametrize(
@@ -30,3 +30,20 @@ def test_a_change_outside_the_interval_is_told_and_one_inside_is_not():
     assert held_out_evidence(_eval(50, 0.9), _eval(50, 0.5))["verdict"] == "worse"
     assert held_out_evidence(_eval(50, 0.80), _eval(50, 0.86))["verdict"] == "too few to tell"
     assert held_out_evidence(None, _eval(50, 0.9)) is None
+
+
+def _hits(right: int, n: int, offset: int = 0):
+    import torch
+
+    return torch.tensor([offset <= i < offset + right for i in range(n)])
+
+
+def test_paired_worse_needs_more_than_the_tolerance_and_more_than_chance():
+    base = _hits(296, 300)  # right on rows 0..295
+    assert not paired_worse(base, _hits(292, 300), 0.01)  # 4 rows lost, none won: 1.3 points, p = 0.125
+    assert paired_worse(base, _hits(290, 300), 0.01)  # 6 lost: 2 points, p = 0.031
+    assert not paired_worse(base, _hits(290, 300), 0.03)  # within the tolerance
+    # 20 lost, 14 won (net 2 points) is chance; the same net 2 points as 6 lost, 0 won is not
+    assert not paired_worse(_hits(200, 300), _hits(194, 300, offset=20), 0.01)
+    assert paired_worse(_hits(200, 300), _hits(194, 300), 0.01)
+    assert not paired_worse(_hits(0, 0), _hits(0, 0), 0.01)

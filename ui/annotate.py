@@ -26,6 +26,7 @@ from ui.errors import readable
 from ui.predict import make_inputs
 from ui.review import agreement_for, team_panels
 from ume_mma.annotate import (
+    DEFAULT_ORDER,
     FLAGS,
     ORDERS,
     AnnotationQueue,
@@ -218,7 +219,7 @@ def annotate_tab(store: Store) -> SimpleNamespace:
             with gr.Row():
                 ui.folder = gr.Textbox(label="Folder with metadata.jsonl (labels optional)", scale=3)
                 ui.new_queue = gr.Textbox(label="Queue name", value="default", scale=1)
-                ui.order = gr.Dropdown(sorted(ORDERS), value="disagreement", label="Order", scale=1)
+                ui.order = gr.Dropdown(sorted(ORDERS), value=DEFAULT_ORDER, label="Order", scale=1)
             with gr.Row():
                 ui.overlap = gr.Number(value=1, minimum=1, maximum=50, precision=0, label="Annotators per item",
                                        elem_id="ann-overlap")  # fmt: skip
@@ -359,7 +360,7 @@ def handlers(store: Store, access: Access, pool: Any, default: str) -> SimpleNam
         predictor = pool.get(ref).predictor
         fit = Fit.of(predictor, f"checkpoint {ref}")
         result = import_dataset(
-            store, folder.strip(), name, order=(order or "disagreement"), fit=fit, overlap=overlap, gold=gold
+            store, folder.strip(), name, order=(order or DEFAULT_ORDER), fit=fit, overlap=overlap, gold=gold
         )
         report = (lambda d, t: progress((d, t), unit="items")) if progress is not None else None
         if progress is not None:
@@ -381,20 +382,20 @@ def handlers(store: Store, access: Access, pool: Any, default: str) -> SimpleNam
         return note, gr.update(choices=queue_names(store), value=name), *shown(name, who)
 
     @readable
-    def import_queue(folder=None, queue="default", order="disagreement", checkpoint=None, overlap=None, gold=0.0,
+    def import_queue(folder=None, queue="default", order=DEFAULT_ORDER, checkpoint=None, overlap=None, gold=0.0,
                      request: gr.Request = None, profile: gr.OAuthProfile | None = None):  # fmt: skip
         """Import a dataset folder on the server (metadata.jsonl; labels optional) as a queue (new, or appended
         to: lines already in it are not added again), predicted and ordered with the checkpoint (empty: the
-        app's default; its labels and modalities must fit the folder). ``order``: disagreement, confidence,
-        margin, random or file. ``overlap``: annotators per item (empty: the queue's, 1 for a new queue);
-        ``gold``: the share (0 to 1) of the labelled lines that become gold items (their label is never shown).
-        Returns {"queue", "added", "duplicates", "total"} once committed. For an admin, and never in public
-        mode (no folder on the server is read there)."""
+        app's default; its labels and modalities must fit the folder). ``order``: mixed, disagreement,
+        confidence, margin, random or file (empty: ``DEFAULT_ORDER``). ``overlap``: annotators per item (empty:
+        the queue's, 1 for a new queue); ``gold``: the share (0 to 1) of the labelled lines that become gold items
+        (their label is never shown). Returns {"queue", "added", "duplicates", "total"} once committed. For an
+        admin, and never in public mode (no folder on the server is read there)."""
         who = access.annotator(request, profile)
         access.check_server_path("importing a dataset folder")
         access.require(who, "admin", "import a queue")
         folder, queue = valid.text(folder, "folder", valid.REF_MAX_CHARS), queue_name(queue)
-        order = valid.text(order, "order", valid.NAME_MAX_CHARS, "disagreement")
+        order = valid.text(order, "order", valid.NAME_MAX_CHARS, DEFAULT_ORDER)
         ref = valid.text(checkpoint, "checkpoint", valid.REF_MAX_CHARS).strip() or default
         overlap = valid.whole(overlap, "overlap", 1, MAX_OVERLAP)
         result = import_folder(folder, queue, order, ref, None, overlap, valid.number(gold, "gold", 0.0, 1.0, 0.0))
@@ -511,7 +512,7 @@ def wire(ui: SimpleNamespace, fns: SimpleNamespace, key: Any, predict_ui: Simple
     buttons[3].click(fns.undo_last, queue, out, api_name="undo_last")
     buttons[4].click(fns.annotation_stats, queue, out, api_name="annotation_stats")
     with gr.Column(visible=False):  # /import_queue: a folder on the server becomes a queue
-        folder, order = gr.Textbox(label="folder"), gr.Textbox(label="order", value="disagreement")
+        folder, order = gr.Textbox(label="folder"), gr.Textbox(label="order", value=DEFAULT_ORDER)
         overlap, gold = gr.JSON(label="overlap", value=None), gr.JSON(label="gold", value=0.0)
         import_btn, configure_btn = gr.Button(), gr.Button()
     import_btn.click(fns.import_queue, [folder, queue, order, checkpoint, overlap, gold], out, api_name="import_queue")

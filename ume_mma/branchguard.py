@@ -2,14 +2,19 @@
 
 A fine-tune on a few annotations can make a branch that was right worse (its head moves to fit fifty items). Before
 the fusion is trained, each branch's fine-tuned version is compared with the base's own branch by K-fold
-cross-validation over the annotations' groups (train and validation rows of the new data; the replay rows of the
-base data, when there are any, are always trained on and never scored): fold ``k``'s rows are predicted by a copy
-fine-tuned on the other folds, and by the base branch. Where the pooled fine-tuned accuracy is below the base's,
-the branch keeps the base's encoder and head, and they stay frozen (and in eval mode) while the fusion is refitted
-(MMA), so the saved checkpoint's branch is the base's, bit for bit.
+cross-validation over the annotations' groups (train and validation rows of the new data): fold ``k``'s rows are
+predicted by a copy fine-tuned on the other folds, and by the base branch. Annotations chosen where the base was
+wrong cannot show what a fine-tune loses where it was right, so the base's own rows in the training split (the
+replay memory the checkpoint carries, or replay of ``base_data``) are dealt into the same folds and scored too:
+fold ``k``'s base rows are never trained on by fold ``k``'s copy. The branch keeps the base's encoder and head
+where the pooled fine-tuned accuracy is below the base's on the annotations, or below it on the base's rows by
+more than :data:`BASE_TOLERANCE` and beyond chance (:func:`ume_mma.evidence.paired_worse`: McNemar's exact test);
+they stay frozen (and in eval mode) while the fusion is refitted (MMA), so the saved checkpoint's branch is the
+base's, bit for bit.
 
 The same folds then choose between UME and MMA (:func:`choose_fusion`): a validation split of a few annotations
 (often one item) cannot tell them apart, and an MMA refitted on fifty items can fall below both of its branches.
+A fusion worse than the other on the base's rows (by the same test) is not chosen.
 
 With fewer than :data:`MIN_ROWS` rows or two groups there is nothing to tell: the branch is fine-tuned as before,
 the choice is made on validation, and the verdict says so. The verdicts go into ``metrics.json`` and the model
@@ -29,7 +34,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from ume_mma import finetune
-from ume_mma.evaluate import fused_accuracy, model_features
+from ume_mma.evaluate import model_features
+from ume_mma.evidence import paired_worse
 from ume_mma.features import ModalityInputs, concat, take
 from ume_mma.models import MultiModalModel
 from ume_mma.progress import ProgressLog
@@ -38,6 +44,7 @@ if TYPE_CHECKING:
     from ume_mma.train import Job
 
 MIN_ROWS = 10  # fewer annotated rows than this: too few to tell a better branch from a worse one
+BASE_TOLERANCE = 0.01  # a new branch or fusion may lose at most this much accuracy on the base's held-out rows
 CV = "cv-"  # prefix of the cross-validation folds' temporary training splits
 
 
@@ -57,6 +64,13 @@ def group_folds(groups: list[str | None], k: int, seed: int) -> list[list[int]]:
     return [sorted(f) for f in folds]
 
 
+def deal(n: int, k: int, seed: int) -> list[list[int]]:
+    """Indices ``0..n-1`` shuffled with ``seed`` and dealt round-robin into ``k`` folds (each sorted)."""
+    order = list(range(n))
+    random.Random(seed).shuffle(order)
+    return [sorted(order[i::k]) for i in range(k)]
+
+
 def _unimodal(job: Job, m: str, base: MultiModalModel) -> MultiModalModel:
     return finetune.init_unimodal(MultiModalModel(job.model_config([m], "ume")), base)
 
@@ -65,39 +79,47 @@ def _unimodal(job: Job, m: str, base: MultiModalModel) -> MultiModalModel:
 class Folds:
     """The annotations a fine-tune cross-validates on: the new data's train rows and its validation rows
     (``pool``: modality -> their inputs, ``targets`` ``Tensor[N]``), dealt into folds by group, and the train
-    split's replay rows (indices into it), which every fold trains on and none scores."""
+    split's base rows (replay memory or replay of ``base_data``; ``base_inputs``, ``base_targets`` ``Tensor[M]``)
+    dealt into as many folds: fold ``k`` scores its annotations and its base rows, trained on by no copy of
+    fold ``k``."""
 
     pool: dict[str, ModalityInputs]
     targets: torch.Tensor
     folds: list[list[int]]  # row indices into pool
-    replay: torch.Tensor
+    base_inputs: dict[str, ModalityInputs]
+    base_targets: torch.Tensor
+    base_folds: list[list[int]]  # row indices into base_inputs
 
 
 def make_folds(job: Job, annotated_train: int) -> Folds | None:
-    """The folds of ``cfg.cv_folds`` over the annotations' groups, or None when there are fewer than
+    """The folds of ``cfg.cv_folds`` over the annotations' groups (the train split's rows after the first
+    ``annotated_train`` are the base's, dealt into as many folds), or None when there are fewer than
     :data:`MIN_ROWS` rows or two groups (nothing to tell)."""
     cfg = job.cfg
-    head = torch.arange(annotated_train)
-    pool = {m: concat(take(job.inputs[cfg.train_split][m], head), job.inputs[cfg.val_split][m]) for m in job.specs}
+    train = job.inputs[cfg.train_split]
+    head, tail = torch.arange(annotated_train), torch.arange(annotated_train, len(job.targets[cfg.train_split]))
+    pool = {m: concat(take(train[m], head), job.inputs[cfg.val_split][m]) for m in job.specs}
     targets = torch.cat([job.targets[cfg.train_split][:annotated_train], job.targets[cfg.val_split]])
     groups = list(job.groups[cfg.train_split][:annotated_train]) + list(job.groups[cfg.val_split])
     folds = group_folds(groups, cfg.cv_folds, cfg.seed)
     if len(targets) < MIN_ROWS or len(folds) < 2:
         return None
-    return Folds(pool, targets, folds, torch.arange(annotated_train, len(job.targets[cfg.train_split])))
+    base_inputs = {m: take(train[m], tail) for m in job.specs}
+    base_targets = job.targets[cfg.train_split][tail]
+    return Folds(pool, targets, folds, base_inputs, base_targets, deal(len(tail), len(folds), cfg.seed))
 
 
 @contextmanager
 def _fold_training(job: Job, folds: Folds, k: int, mods: list[str]) -> Iterator[str]:
-    """A temporary training split of fold ``k`` (every other fold plus the replay rows) for ``mods``; the run's
-    config, progress log and random stream are as they were afterwards, and the fold leaves no state behind."""
+    """A temporary training split of fold ``k`` (every other fold's annotations and base rows) for ``mods``; the
+    run's config, progress log and random stream are as they were afterwards, and the fold leaves no state behind."""
     cfg = job.cfg
-    held = set(folds.folds[k])
-    fit = torch.tensor([i for i in range(len(folds.targets)) if i not in held])
-    train = job.inputs[cfg.train_split]
+    held, held_base = set(folds.folds[k]), set(folds.base_folds[k])
+    fit = torch.tensor([i for i in range(len(folds.targets)) if i not in held], dtype=torch.long)
+    fit_base = torch.tensor([i for i in range(len(folds.base_targets)) if i not in held_base], dtype=torch.long)
     split = f"{CV}{'+'.join(mods)}-{k}"
-    job.inputs[split] = {m: concat(take(folds.pool[m], fit), take(train[m], folds.replay)) for m in mods}
-    job.targets[split] = torch.cat([folds.targets[fit], job.targets[cfg.train_split][folds.replay]])
+    job.inputs[split] = {m: concat(take(folds.pool[m], fit), take(folds.base_inputs[m], fit_base)) for m in mods}
+    job.targets[split] = torch.cat([folds.targets[fit], folds.base_targets[fit_base]])
     saved, rng = (job.cfg, job.progress), torch.get_rng_state()
     job.cfg = dataclasses.replace(cfg, train_split=split, save_all=False, repair=None)
     job.progress = ProgressLog(None)  # the folds are not phases of the run
@@ -110,16 +132,25 @@ def _fold_training(job: Job, folds: Folds, k: int, mods: list[str]) -> Iterator[
         shutil.rmtree(job.out / "state" / split, ignore_errors=True)  # nothing resumes a fold
 
 
-def _right(model: MultiModalModel, folds: Folds, rows: list[int], mods: list[str]) -> int:
-    """How many of ``rows`` (indices into the pool) ``model`` answers right with ``mods`` as present as they are."""
+@torch.no_grad()
+def _hits(
+    model: MultiModalModel, inputs: dict[str, ModalityInputs], targets: torch.Tensor, rows: list[int], mods: list[str]
+) -> torch.Tensor:
+    """``Tensor[len(rows)]`` of bools: whether ``model`` answers each of ``rows`` (indices into ``inputs``,
+    ``targets`` ``Tensor[N]``) right with ``mods`` as present as they are (a row with none of them: wrong)."""
     if not rows:
-        return 0
+        return torch.zeros(0, dtype=torch.bool)
     index = torch.tensor(rows)
-    scored = {m: take(folds.pool[m], index) for m in mods}
+    scored = {m: take(inputs[m], index) for m in mods}
     dev = model.heads[mods[0]].weight.device
     feats = {m: f.to(dev) for m, f in model_features(model, scored).items()}
     present = {m: x.present.to(dev) for m, x in scored.items()}
-    return round(fused_accuracy(model, feats, present, folds.targets[index].to(dev)) * len(rows))
+    out = model.forward_features(feats, present).fused.argmax(-1).cpu() == targets[index]
+    return out & torch.stack([x.present for x in scored.values()]).any(dim=0)
+
+
+def _with(inputs: dict[str, ModalityInputs], m: str, rows: list[int]) -> list[int]:
+    return [i for i in rows if bool(inputs[m].present[i])]
 
 
 def check_branch(
@@ -127,23 +158,36 @@ def check_branch(
 ) -> tuple[dict[str, Any], list[MultiModalModel]]:
     """The verdict for branch ``m`` — ``{"kept": "base"|"finetuned", "base": acc, "finetuned": acc, "rows": n,
     "folds": k}`` (accuracies over the annotations with ``m``, each predicted by a copy fine-tuned without its
-    fold) or ``{"kept": "finetuned", "rows": n, "reason": ...}`` when there are too few — and the folds' models."""
+    fold), with ``"base_rows": {"base", "finetuned", "rows"}`` (the same over the base's rows) and ``"worse_on"``
+    (``"annotations"``/``"base rows"``, when the base is kept) where there are base rows; or ``{"kept":
+    "finetuned", "rows": n, "reason": ...}`` when there are too few annotations — and the folds' models."""
     if folds is None:
         rows = job.annotated_train + len(job.targets[job.cfg.val_split])
         return {"kept": "finetuned", "rows": rows, "reason": "too few annotations to tell"}, []
-    base_model, right, models = _unimodal(job, m, base), {"base": 0, "finetuned": 0}, []
-    with_m = [i for i in range(len(folds.targets)) if bool(folds.pool[m].present[i])]
+    base_model, models = _unimodal(job, m, base), []
+    hits: dict[str, list[torch.Tensor]] = {"base": [], "finetuned": [], "base_rows.base": [], "base_rows.finetuned": []}
     for k, fold in enumerate(folds.folds):
         with _fold_training(job, folds, k, [m]) as split:
             models.append(job.train(split, _unimodal(job, m, base), job.unimodal_epochs(m), job.lr([m]), 0.0))
-        held = [i for i in fold if bool(folds.pool[m].present[i])]
-        right["base"] += _right(base_model, folds, held, [m])
-        right["finetuned"] += _right(models[-1], folds, held, [m])
-    if len(with_m) < MIN_ROWS:
-        return {"kept": "finetuned", "rows": len(with_m), "reason": "too few annotations to tell"}, models
-    acc = {name: right[name] / len(with_m) for name in right}
-    kept = "base" if acc["finetuned"] < acc["base"] else "finetuned"
-    verdict = {"kept": kept, **{k: round(v, 4) for k, v in acc.items()}, "rows": len(with_m), "folds": len(folds.folds)}
+        scored = (("", folds.pool, folds.targets, fold),
+                  ("base_rows.", folds.base_inputs, folds.base_targets, folds.base_folds[k]))  # fmt: skip
+        for prefix, inputs, targets, rows in scored:
+            held = _with(inputs, m, rows)
+            hits[prefix + "base"].append(_hits(base_model, inputs, targets, held, [m]))
+            hits[prefix + "finetuned"].append(_hits(models[-1], inputs, targets, held, [m]))
+    h = {name: torch.cat(v) for name, v in hits.items()}
+    if len(h["base"]) < MIN_ROWS:
+        return {"kept": "finetuned", "rows": len(h["base"]), "reason": "too few annotations to tell"}, models
+    acc = {name: round(h[name].double().mean().item(), 4) for name in ("base", "finetuned")}
+    verdict: dict[str, Any] = {"kept": "finetuned", **acc, "rows": len(h["base"]), "folds": len(folds.folds)}
+    if acc["finetuned"] < acc["base"]:
+        verdict |= {"kept": "base", "worse_on": "annotations"}
+    if n := len(h["base_rows.base"]):
+        on_base = {name: round(h[f"base_rows.{name}"].double().mean().item(), 4) for name in ("base", "finetuned")}
+        verdict["base_rows"] = {**on_base, "rows": n}
+        worse = paired_worse(h["base_rows.base"], h["base_rows.finetuned"], BASE_TOLERANCE)
+        if verdict["kept"] == "finetuned" and worse:
+            verdict |= {"kept": "base", "worse_on": "base rows"}
     return verdict, models
 
 
@@ -157,10 +201,15 @@ def choose_fusion(
 ) -> dict[str, Any]:
     """UME or MMA by the same cross-validation: per fold, UME and MMA are built from that fold's branches (the
     base's where the guard kept it) and MMA is refitted on the fold's training rows; both answer the held-out
-    fold with every modality as present as it is. ``{"chosen", "ume": acc, "mma": acc, "rows", "folds"}``; a tie
-    keeps ``tie`` (the base's fusion); ``choose``: the run's UME-MMA rule (``ume_mma.train.choose_ume_mma``)."""
+    fold with every modality as present as it is, and so do the fold's base rows. ``{"chosen", "ume": acc, "mma":
+    acc, "rows", "folds"}`` (plus ``"base_rows": {"ume", "mma", "rows"}`` where there are base rows). The base's
+    fusion ``tie`` is kept unless the other is better on the annotations beyond chance
+    (:func:`ume_mma.evidence.paired_worse`: a fold of forty items moves in steps of two or three points, so a win
+    by an item or two is noise); a fusion worse than the other on the base rows by the same test is not chosen.
+    ``choose``: the run's UME-MMA rule (``ume_mma.train.choose_ume_mma``), for a base fused otherwise."""
     cfg, mods = job.cfg, sorted(job.specs)
-    right = {"ume": 0, "mma": 0}
+    hits: dict[str, list[torch.Tensor]] = {"ume": [], "mma": []}
+    on_base: dict[str, list[torch.Tensor]] = {"ume": [], "mma": []}
     for k, fold in enumerate(folds.folds):
         uni = {m: _unimodal(job, m, base) if m in job.keep_base or not fold_models.get(m) else fold_models[m][k]
                for m in mods}  # fmt: skip
@@ -168,10 +217,24 @@ def choose_fusion(
         with _fold_training(job, folds, k, mods) as split:
             mma = job.train(split, job.fused_from_unimodal(uni, "mma", fill=cfg.fill), cfg.mma_epochs, cfg.mma_lr,
                             cfg.dropout_p)  # fmt: skip
-        right["ume"] += _right(ume, folds, fold, mods)
-        right["mma"] += _right(mma, folds, fold, mods)
-    acc = {name: round(right[name] / len(folds.targets), 4) for name in right}
-    return {"chosen": choose(acc, tie), **acc, "rows": len(folds.targets), "folds": len(folds.folds)}
+        for name, model in (("ume", ume), ("mma", mma)):
+            hits[name].append(_hits(model, folds.pool, folds.targets, fold, mods))
+            on_base[name].append(_hits(model, folds.base_inputs, folds.base_targets, folds.base_folds[k], mods))
+    h = {name: torch.cat(v) for name, v in hits.items()}
+    acc = {name: round(v.double().mean().item(), 4) for name, v in h.items()}
+    if tie in h:
+        other = {"ume": "mma", "mma": "ume"}[tie]
+        chosen = other if paired_worse(h[other], h[tie], 0.0) else tie
+    else:
+        chosen = choose(acc, tie)
+    out = {"chosen": chosen, **acc, "rows": len(folds.targets), "folds": len(folds.folds)}
+    if n := len(folds.base_targets):
+        b = {name: torch.cat(v) for name, v in on_base.items()}
+        out["base_rows"] = {**{name: round(v.double().mean().item(), 4) for name, v in b.items()}, "rows": n}
+        other = {"ume": "mma", "mma": "ume"}[out["chosen"]]
+        if paired_worse(b[other], b[out["chosen"]], BASE_TOLERANCE):
+            out["chosen"] = other
+    return out
 
 
 def notes(verdicts: dict[str, dict[str, Any]], choice: dict[str, Any] | None = None) -> str:
@@ -182,13 +245,22 @@ def notes(verdicts: dict[str, dict[str, Any]], choice: dict[str, Any] | None = N
             lines.append(f"- **{m}:** fine-tuned ({v['reason']}: {v['rows']} rows)")
             continue
         what = "kept from the base" if v["kept"] == "base" else "fine-tuned"
-        lines.append(
+        line = (
             f"- **{m}:** {what} ({v['folds']}-fold cross-validation over {v['rows']} annotations: "
-            f"base {100 * v['base']:.1f}%, fine-tuned {100 * v['finetuned']:.1f}%)"
+            f"base {100 * v['base']:.1f}%, fine-tuned {100 * v['finetuned']:.1f}%"
         )
+        if "base_rows" in v:
+            b = v["base_rows"]
+            line += f"; over {b['rows']} of the base's rows: base {100 * b['base']:.1f}%, "
+            line += f"fine-tuned {100 * b['finetuned']:.1f}%"
+        lines.append(line + (f"; worse on the {v['worse_on']})" if v.get("worse_on") else ")"))
     if choice:
-        lines.append(
+        line = (
             f"- **fusion:** `{choice['chosen']}` by the same cross-validation over {choice['rows']} annotations "
-            f"(UME {100 * choice['ume']:.1f}%, MMA {100 * choice['mma']:.1f}%)"
+            f"(UME {100 * choice['ume']:.1f}%, MMA {100 * choice['mma']:.1f}%"
         )
+        if "base_rows" in choice:
+            b = choice["base_rows"]
+            line += f"; over {b['rows']} of the base's rows: UME {100 * b['ume']:.1f}%, MMA {100 * b['mma']:.1f}%"
+        lines.append(line + ")")
     return "\n".join(lines)

@@ -45,3 +45,19 @@ def held_out_evidence(before: dict[str, Any] | None, after: dict[str, Any] | Non
         "before_interval": [round(x, 4) for x in interval(round(b * n), n)],
         "verdict": verdict,
     }
+
+
+def paired_worse(base_hits: Any, new_hits: Any, tolerance: float, confidence: float = CONFIDENCE) -> bool:
+    """Whether a new model is worse than the base on the same rows (``base_hits``, ``new_hits``: ``Tensor[N]`` of
+    bools, right or wrong per row) by more than ``tolerance`` and beyond chance: McNemar's exact test (the rows
+    only the base gets right against those only the new model gets right, two-sided, at ``confidence``)."""
+    from scipy.stats import binomtest
+
+    n = len(base_hits)
+    if not n:
+        return False
+    lost = int((base_hits & ~new_hits).sum())
+    won = int((new_hits & ~base_hits).sum())
+    if (lost - won) / n <= tolerance:
+        return False
+    return binomtest(lost, lost + won, 0.5).pvalue < 1 - confidence

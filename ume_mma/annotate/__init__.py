@@ -1,5 +1,6 @@
 """Annotation: a durable store of samples, queues with leases and annotations (SQLite or PostgreSQL),
-disagreement-first ordering from a checkpoint's predictions, and export to the dataset format.
+ordering from a checkpoint's predictions (``mixed`` by default: disagreement, class balance, diversity), and
+export to the dataset format.
 
     store = open_store(default_db())        # ume_mma.home.default_db(), or "postgresql://...", media_dir=...
     import_dataset(store, "my_data/", labels=None)             # metadata.jsonl, labels optional
@@ -18,12 +19,13 @@ alpha, Fleiss' and Cohen's kappa, gold accuracy); ``ume_mma.annotate.review`` (`
 from ume_mma.annotate.export import export, push_dataset
 from ume_mma.annotate.ingest import ImportResult, import_dataset
 from ume_mma.annotate.queue import AnnotationQueue, Item, QueueStats, queue_names
-from ume_mma.annotate.rank import ORDERS, order_queue, predict_queue
+from ume_mma.annotate.rank import DEFAULT_ORDER, ORDERS, order_queue, predict_queue
 from ume_mma.annotate.schema import FLAGS, SCHEMA_VERSION
 from ume_mma.annotate.store import Store, open_store
 
 __all__ = [
     "FLAGS",
+    "DEFAULT_ORDER",
     "ORDERS",
     "SCHEMA_VERSION",
     "AnnotationQueue",

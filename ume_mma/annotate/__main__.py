@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 from typing import NoReturn
 
-from ume_mma.annotate.rank import ORDERS
+from ume_mma.annotate.rank import DEFAULT_ORDER, ORDERS
 from ume_mma.errors import UmeMmaError
 from ume_mma.home import default_db, default_media  # noqa: F401 - the jobs CLI and the app import them from here
 
@@ -44,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     imp = sub.add_parser("import", parents=[db], help="import a dataset folder as a queue and predict it")
     imp.add_argument("data_dir", type=Path)
     imp.add_argument("--checkpoint", help="checkpoint folder or Hub repo id for the prediction pass")
-    imp.add_argument("--order", choices=sorted(ORDERS), default="disagreement")
+    imp.add_argument("--order", choices=sorted(ORDERS), default=DEFAULT_ORDER)
     imp.add_argument("--queue", default="default")
     imp.add_argument("--labels", help="comma-separated label set (default: the dataset's and the checkpoint's)")
     imp.add_argument("--seed", type=int, default=0, help="seed of the random order")

@@ -18,7 +18,7 @@ import sqlalchemy as sa
 
 from ume_mma.annotate import schema
 from ume_mma.annotate.queue import apply_overlap, check_overlap
-from ume_mma.annotate.rank import ORDERS
+from ume_mma.annotate.rank import DEFAULT_ORDER, ORDERS
 from ume_mma.annotate.store import Store
 from ume_mma.compat import Fit
 from ume_mma.data.format import FILE_MODALITIES, METADATA, Sample, json_lines, parse_sample
@@ -86,7 +86,7 @@ def import_dataset(
     data_dir: str | os.PathLike[str],
     queue: str = "default",
     labels: Iterable[str] | None = None,
-    order: str = "disagreement",
+    order: str = DEFAULT_ORDER,
     seed: int = 0,
     skip_bad: bool = False,
     fit: Fit | None = None,

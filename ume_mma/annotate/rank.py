@@ -57,6 +57,7 @@ ORDERS: dict[str, Ranker] = {
     # disagreement first, balanced over the fused labels and spread over the confusions (ume_mma.annotate.mixed)
     "mixed": lambda rows, seed: mixed.rank(rows, _uncertain_first),
 }
+DEFAULT_ORDER = "mixed"  # the order of a new queue (CLI, app, /import_queue) unless another is chosen
 
 
 def summarize(prediction: Mapping[str, Any]) -> dict[str, Any]:
