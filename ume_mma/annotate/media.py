@@ -3,6 +3,12 @@ with the same limits as training and prediction) and stored once, under its SHA-
 
 A file is written durably: copied to a temporary file in the media folder, fsynced, renamed to its final
 name (atomic), and the folder fsynced, so a stored reference never points at a partial file.
+
+Several processes (two app servers on one PostgreSQL) may share one media folder: a name is its content's
+hash, every writer writes its own temporary file and renames it into place, so concurrent writers of the same
+content leave one whole file, and a reader never sees a partial one. Storing content that is already there
+touches the file; a writer that undoes its own new file (its database row was not committed: ``discard``)
+deletes it only if nobody touched it since, so it never takes a file from under another process's row.
 """
 
 from __future__ import annotations
@@ -74,6 +80,7 @@ class MediaStore:
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root)
+        self._made: dict[str, int] = {}  # ref -> mtime_ns of the files this object created (for remove)
 
     def path(self, ref: str) -> Path:
         """Absolute path of a stored reference."""
@@ -104,10 +111,12 @@ class MediaStore:
             ref = f"{sha[:2]}/{sha}{source.suffix.lower()[:10]}"
             final = self.root / ref
             if final.exists():
+                os.utime(final)  # in use again: a writer undoing its own copy must leave it (see remove)
                 return ref, False
             shard_new = not final.parent.exists()
             final.parent.mkdir(exist_ok=True)
             os.replace(tmp, final)
+            self._made[ref] = final.stat().st_mtime_ns
             _fsync_dir(final.parent)
             if shard_new:
                 _fsync_dir(self.root)
@@ -116,8 +125,20 @@ class MediaStore:
             Path(tmp).unlink(missing_ok=True)
 
     def remove(self, ref: str) -> None:
-        """Delete a stored file (used to undo a write whose database row was not committed)."""
+        """Delete a stored file (the orphan sweep: no row refers to it and it is old)."""
+        self._made.pop(ref, None)
         self.path(ref).unlink(missing_ok=True)
+
+    def discard(self, ref: str) -> None:
+        """Undo a write whose database row was not committed: delete a file this store created, unless it was
+        stored again since (by this or another process sharing the folder: a row of theirs may use it)."""
+        path, made = self.path(ref), self._made.pop(ref, None)
+        try:
+            if made is None or path.stat().st_mtime_ns != made:
+                return
+        except FileNotFoundError:
+            return
+        path.unlink(missing_ok=True)
 
     def refs(self) -> list[str]:
         """Every stored reference (for checks and clean-up)."""
