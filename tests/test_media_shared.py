@@ -89,3 +89,19 @@ def test_undoing_a_new_file_keeps_it_when_another_writer_stored_it_since(tmp_pat
     assert not a.path(ref_c).exists()
     b.discard(ref)  # B did not create it: nothing to undo
     assert a.path(ref).exists()
+
+
+def test_the_media_folder_is_a_path_or_a_file_url(tmp_path):
+    import pytest
+
+    from ume_mma.annotate import open_store
+    from ume_mma.errors import StoreError
+
+    store = open_store(tmp_path / "a.db", f"file://{tmp_path}/shared%20media")
+    assert store.media.root == tmp_path / "shared media"
+    store.close()
+    for bad, match in (("s3://bucket/prefix", "media URL scheme 's3' is not supported"),
+                       ("file://otherhost/srv", "not a local file:// URL")):  # fmt: skip
+        with pytest.raises(StoreError, match=match):
+            open_store(tmp_path / "b.db", bad)
+    assert not (tmp_path / "b.db").exists()  # refused before anything was created

@@ -19,6 +19,7 @@ import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 from ume_mma.data.format import FILE_MODALITIES
 from ume_mma.decode import SAMPLE_KIND, Decoder, Limits
@@ -26,6 +27,23 @@ from ume_mma.errors import DecodeError, InputError, StoreError
 from ume_mma.registry import MODALITIES
 
 CHUNK = 1 << 20
+
+
+def media_folder(where: str | os.PathLike[str]) -> Path:
+    """The media folder named by a path or a ``file://`` URL (``file:///srv/media``: a folder every server of
+    a team reaches). Another URL scheme raises ``StoreError`` (an object store is not supported yet)."""
+    text = os.fspath(where)
+    if "://" not in text:
+        return Path(text)
+    parts = urlsplit(text)
+    if parts.scheme != "file":
+        raise StoreError(
+            f"media URL scheme {parts.scheme!r} is not supported: give a folder, as a path or a file:// URL "
+            "(for several servers, one they all reach)"
+        )
+    if parts.netloc not in ("", "localhost") or not parts.path:
+        raise StoreError(f"not a local file:// URL: {text!r} (file:///folder)")
+    return Path(unquote(parts.path))
 
 
 def check_inputs(inputs: Mapping[str, Any], limits: Limits | None = None) -> dict[str, Any]:
