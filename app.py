@@ -616,7 +616,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument(
         "--db", default=None, help="annotation database: SQLite path or postgresql:// URL (default: in UME_MMA_HOME)"
     )
-    ap.add_argument("--media-dir", default=None, help="media folder of a PostgreSQL annotation store")
+    ap.add_argument(
+        "--media-dir", default=None, help="media folder (path or file:// URL) of a PostgreSQL annotation store"
+    )
     ap.add_argument(
         "--trusted-proxies",
         default=None,

@@ -19,6 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
 
+from ume_mma.annotate.media import media_folder
 from ume_mma.errors import MissingDependencyError, StoreError
 
 
@@ -102,4 +103,6 @@ def backend_for(url_or_path: str, media_dir: os.PathLike[str] | str | None, busy
             raise StoreError(f"not a database URL: {exc}") from exc
     if scheme not in BACKENDS:
         raise StoreError(f"unsupported database URL scheme {scheme!r}: use a path, or one of {sorted(BACKENDS)}://")
+    if media_dir is not None:
+        media_dir = media_folder(media_dir)  # a path or file:// URL; checked before anything is created
     return BACKENDS[scheme](url_or_path, media_dir, busy_timeout)

@@ -3,6 +3,12 @@ with the same limits as training and prediction) and stored once, under its SHA-
 
 A file is written durably: copied to a temporary file in the media folder, fsynced, renamed to its final
 name (atomic), and the folder fsynced, so a stored reference never points at a partial file.
+
+Several processes (two app servers on one PostgreSQL) may share one media folder: a name is its content's
+hash, every writer writes its own temporary file and renames it into place, so concurrent writers of the same
+content leave one whole file, and a reader never sees a partial one. Storing content that is already there
+touches the file; a writer that undoes its own new file (its database row was not committed: ``discard``)
+deletes it only if nobody touched it since, so it never takes a file from under another process's row.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 from ume_mma.data.format import FILE_MODALITIES
 from ume_mma.decode import SAMPLE_KIND, Decoder, Limits
@@ -20,6 +27,23 @@ from ume_mma.errors import DecodeError, InputError, StoreError
 from ume_mma.registry import MODALITIES
 
 CHUNK = 1 << 20
+
+
+def media_folder(where: str | os.PathLike[str]) -> Path:
+    """The media folder named by a path or a ``file://`` URL (``file:///srv/media``: a folder every server of
+    a team reaches). Another URL scheme raises ``StoreError`` (an object store is not supported yet)."""
+    text = os.fspath(where)
+    if "://" not in text:
+        return Path(text)
+    parts = urlsplit(text)
+    if parts.scheme != "file":
+        raise StoreError(
+            f"media URL scheme {parts.scheme!r} is not supported: give a folder, as a path or a file:// URL "
+            "(for several servers, one they all reach)"
+        )
+    if parts.netloc not in ("", "localhost") or not parts.path:
+        raise StoreError(f"not a local file:// URL: {text!r} (file:///folder)")
+    return Path(unquote(parts.path))
 
 
 def check_inputs(inputs: Mapping[str, Any], limits: Limits | None = None) -> dict[str, Any]:
@@ -74,6 +98,7 @@ class MediaStore:
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root)
+        self._made: dict[str, int] = {}  # ref -> mtime_ns of the files this object created (for remove)
 
     def path(self, ref: str) -> Path:
         """Absolute path of a stored reference."""
@@ -104,10 +129,12 @@ class MediaStore:
             ref = f"{sha[:2]}/{sha}{source.suffix.lower()[:10]}"
             final = self.root / ref
             if final.exists():
+                os.utime(final)  # in use again: a writer undoing its own copy must leave it (see remove)
                 return ref, False
             shard_new = not final.parent.exists()
             final.parent.mkdir(exist_ok=True)
             os.replace(tmp, final)
+            self._made[ref] = final.stat().st_mtime_ns
             _fsync_dir(final.parent)
             if shard_new:
                 _fsync_dir(self.root)
@@ -116,8 +143,20 @@ class MediaStore:
             Path(tmp).unlink(missing_ok=True)
 
     def remove(self, ref: str) -> None:
-        """Delete a stored file (used to undo a write whose database row was not committed)."""
+        """Delete a stored file (the orphan sweep: no row refers to it and it is old)."""
+        self._made.pop(ref, None)
         self.path(ref).unlink(missing_ok=True)
+
+    def discard(self, ref: str) -> None:
+        """Undo a write whose database row was not committed: delete a file this store created, unless it was
+        stored again since (by this or another process sharing the folder: a row of theirs may use it)."""
+        path, made = self.path(ref), self._made.pop(ref, None)
+        try:
+            if made is None or path.stat().st_mtime_ns != made:
+                return
+        except FileNotFoundError:
+            return
+        path.unlink(missing_ok=True)
 
     def refs(self) -> list[str]:
         """Every stored reference (for checks and clean-up)."""

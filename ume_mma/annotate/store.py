@@ -128,7 +128,7 @@ class Store:
             used = set()  # cannot tell: deleting an unreferenced file is the safe side of "no file left behind"
         for ref in refs:
             if ref not in used:
-                self.media.remove(ref)
+                self.media.discard(ref)
 
     def _insert_sample(
         self,
