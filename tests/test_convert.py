@@ -85,6 +85,27 @@ def mmimdb_replica(root: Path) -> Path:
     return root
 
 
+def kinetics_replica(root: Path) -> Path:
+    """train.csv + validate.csv (label,youtube_id,time_start,time_end,split,is_cc) and the downloader's clips
+    <split>/<label>/<youtube_id>_<start:06d>_<end:06d>.mp4; a class outside Kinetics-Sounds (yoga) has rows but
+    no clips."""
+    sounds = {"playing bagpipes": 600.0, "playing drums": 2000.0}
+    for name, split, n in (("train.csv", "train", 5), ("validate.csv", "val", 2)):
+        lines = ["label,youtube_id,time_start,time_end,split,is_cc"]
+        for c, (label, hz) in enumerate(sounds.items()):
+            for i in range(n):
+                yid, start = f"yt{c}{split[0]}{i:03d}", 10 * i
+                lines.append(f"{label},{yid},{start},{start + 10},{split},0")
+                folder = root / split / label
+                folder.mkdir(parents=True, exist_ok=True)
+                make_video(folder / f"{yid}_{start:06d}_{start + 10:06d}.mp4", seconds=1.0, fps=4, tone_hz=hz,
+                           size=(32 + 32 * c, 32))  # fmt: skip
+        lines.append(f"yoga,ytyoga{split},0,10,{split},0")
+        (root / name).write_text("\n".join(lines) + "\n")
+    (root / "classes.txt").write_text("# Kinetics-Sounds (a subset, for the test)\nplaying bagpipes\nplaying drums\n")
+    return root
+
+
 TINY_VIDEO = EncoderSpec(
     name="test.video-scratch",
     modality="video",
@@ -144,6 +165,41 @@ def test_mmimdb_from_its_native_layout_keeps_the_first_genre(tmp_path):
     assert horror[0].text.startswith("a story of sushi")
     _trained(_train(tmp_path, out, {"image": "scratch.image-cnn-rgb", "text": "scratch.hashed-text"}),
              ["image", "text"])  # fmt: skip
+
+
+def test_kinetics_sounds_keeps_the_listed_classes_and_trains(tmp_path):
+    src = kinetics_replica(tmp_path / "kinetics400")
+    out = convert("kinetics-sounds", src, tmp_path / "out", classes=src / "classes.txt")
+    ds = load_dataset(out)
+    assert ds.labels == ["playing bagpipes", "playing drums"] and ds.modalities == ["audio", "video"]
+    assert len(ds.split("val")) == 4 and len(ds) == 14  # yoga left out; test cut from train (no test.csv)
+    assert ds.splits == ["test", "train", "val"]
+    s = next(s for s in ds if s.id == "yt1v001_000010_000020")
+    assert s.video == s.audio and s.group == "yt1v001" and s.split == "val"
+    _trained(_train(tmp_path, out, {"video": TINY_VIDEO.name, "audio": "scratch.logmel-cnn"}), ["audio", "video"])
+
+
+def test_kinetics_sounds_refuses_a_missing_clip_unless_told_to_skip_it(tmp_path, capsys):
+    src = kinetics_replica(tmp_path / "src")
+    (src / "train" / "playing drums" / "yt1t002_000020_000030.mp4").unlink()
+    classes = src / "classes.txt"
+    with pytest.raises(ImportRefused, match=r"train.csv line 9: clip yt1t002_000020_000030.mp4 is listed but not"):
+        convert("kinetics-sounds", src, tmp_path / "out", classes=classes)
+    assert not (tmp_path / "out").exists()
+    assert main(["convert", "kinetics-sounds", str(src), str(tmp_path / "out"), "--classes", str(classes),
+                 "--skip-missing"]) == 0  # fmt: skip
+    assert "13 samples, 2 labels" in capsys.readouterr().out
+    (tmp_path / "typo.txt").write_text("playing bagpipes\nplaying drum\n")
+    with pytest.raises(ImportRefused, match=r"classes \['playing drum'\] are in the class list but in no row"):
+        convert("kinetics-sounds", src, tmp_path / "typo", classes=tmp_path / "typo.txt")
+    with pytest.raises(ImportRefused, match="kinetics-sounds needs --classes FILE"):
+        convert("kinetics-sounds", src, tmp_path / "typo")
+    with pytest.raises(SystemExit) as usage:
+        main(["convert", "ave", str(src), str(tmp_path / "x"), "--classes", str(classes)])
+    assert (
+        usage.value.code == 2
+        and "--classes and --skip-missing apply to kinetics-sounds only" in capsys.readouterr().err
+    )
 
 
 def _break_food101(root: Path) -> None:
@@ -210,6 +266,12 @@ def test_the_recipes_readme_covers_every_converter_and_states_the_protocol():
     assert MISSING_RATE in " ".join(readme.split())
     for name in CONVERTERS:
         assert f"python -m ume_mma.data convert {name} " in readme
-    for recipe in sorted((ROOT / "configs" / "recipes").glob("*.toml")):
-        if recipe.stem in CONVERTERS:
-            assert f"python -m ume_mma.train configs/recipes/{recipe.name}" in readme
+    recipes = sorted((ROOT / "configs" / "recipes").glob("*.toml"))
+    assert {r.stem for r in recipes} == set(CONVERTERS)  # every recipe has its converter
+    for recipe in recipes:
+        data = load_config(recipe).data  # the folder the recipe reads is the one the convert command writes
+        assert re.search(rf"python -m ume_mma\.data convert {recipe.stem} \S+ {re.escape(data)}[ `]", readme)
+        assert f"python -m ume_mma.train configs/recipes/{recipe.name}" in readme
+    # AV-MNIST: our AV-MNIST-style benchmark, the folder its config reads
+    hard = load_config(ROOT / "configs" / "av-digits-hard.toml")
+    assert f"build av-digits {hard.data} --setting hard" in readme and "configs/av-digits-hard.toml" in readme

@@ -6,8 +6,8 @@
 test split with one modality from a source its models never saw: :mod:`ume_mma.data.shifted`; av-digits image
 opencv|fonts, audio telephone|festival; emoji-vl image openmoji, text fr|de|es),
 ``python -m ume_mma.data validate DIR``,
-``python -m ume_mma.data convert food101|ave|mm-imdb SRC OUT`` (a paper's dataset from its native layout:
-:mod:`ume_mma.data.convert`),
+``python -m ume_mma.data convert food101|ave|mm-imdb|kinetics-sounds SRC OUT [--classes FILE]`` (a paper's
+dataset from its native layout: :mod:`ume_mma.data.convert`),
 ``python -m ume_mma.data import folder|csv|hf|label-studio SRC OUT [...]`` (your own data into the format:
 :mod:`ume_mma.data.imports`), ``python -m ume_mma.data export hf FOLDER [OUT]`` (a Hugging Face dataset with typed
 features) and ``python -m ume_mma.data export label-studio OUT --queue NAME`` (a queue as Label Studio tasks)."""
@@ -85,13 +85,20 @@ def main(argv: list[str] | None = None) -> int:
     conv.add_argument("src", help="the dataset as downloaded (its native layout)")
     conv.add_argument("out", help="output folder (new or empty)")
     conv.add_argument("--seed", type=int, default=0, help="food101: the hash that cuts val from train")
+    conv.add_argument("--classes", default=None, help="kinetics-sounds: the class list file, one label a line")
+    conv.add_argument("--skip-missing", action="store_true", help="kinetics-sounds: leave out clips not on disk")
     args = parser.parse_args(argv)
     try:
         if args.command == "validate":
             print(_summary(args.folder))
             return 0
         if args.command == "convert":
-            out = convert(args.dataset, args.src, args.out, seed=args.seed)
+            options = {"classes": args.classes, "skip_missing": args.skip_missing}
+            if args.dataset != "kinetics-sounds":
+                if args.classes is not None or args.skip_missing:
+                    parser.error("--classes and --skip-missing apply to kinetics-sounds only")
+                options = {}
+            out = convert(args.dataset, args.src, args.out, seed=args.seed, **options)
             print(f"converted {args.dataset} into {out}")
             print(_summary(str(out)))
             return 0
