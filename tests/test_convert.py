@@ -32,13 +32,15 @@ def _jpeg(path: Path, key: str, rng: np.random.Generator) -> None:
     digit_image(key, rng).convert("RGB").save(path, "JPEG")
 
 
-def food101_replica(root: Path, per_class: dict[str, int] | None = None) -> Path:
-    """images/{train,test}/<class>/<class>_<i>.jpg + texts/{train,test}_titles.csv (no header)."""
+def food101_replica(root: Path, per_class: dict[str, int] | None = None, header: bool = False) -> Path:
+    """images/{train,test}/<class>/<class>_<i>.jpg + texts/{train,test}_titles.csv (no header, or one)."""
     rng = np.random.default_rng(0)
     for split, n in (per_class or {"train": 9, "test": 3}).items():
         (root / "texts").mkdir(parents=True, exist_ok=True)
         with (root / "texts" / f"{split}_titles.csv").open("w", newline="") as fh:
             writer = csv.writer(fh)
+            if header:
+                writer.writerow(["image_path", "text", "food"])
             for key, cls in CLASSES.items():
                 for i in range(n):
                     name = f"{cls}_{i}.jpg"
@@ -253,7 +255,7 @@ def test_a_bad_ave_row_is_refused(tmp_path):
 
 
 def test_the_cli_converts_and_prints_the_counts(tmp_path, capsys):
-    src = food101_replica(tmp_path / "upmc", {"train": 3, "test": 1})
+    src = food101_replica(tmp_path / "upmc", {"train": 3, "test": 1}, header=True)  # a header row is skipped
     assert main(["convert", "food101", str(src), str(tmp_path / "out")]) == 0
     said = capsys.readouterr().out
     assert "converted food101 into" in said and "12 samples, 3 labels, modalities: image, text" in said
@@ -272,6 +274,8 @@ def test_the_recipes_readme_covers_every_converter_and_states_the_protocol():
         data = load_config(recipe).data  # the folder the recipe reads is the one the convert command writes
         assert re.search(rf"python -m ume_mma\.data convert {recipe.stem} \S+ {re.escape(data)}[ `]", readme)
         assert f"python -m ume_mma.train configs/recipes/{recipe.name}" in readme
+    docs = (ROOT / "docs" / "import.md").read_text()
+    assert f"python -m ume_mma.data convert {'|'.join(CONVERTERS)} SRC OUT" in docs
     # AV-MNIST: our AV-MNIST-style benchmark, the folder its config reads
     hard = load_config(ROOT / "configs" / "av-digits-hard.toml")
     assert f"build av-digits {hard.data} --setting hard" in readme and "configs/av-digits-hard.toml" in readme

@@ -6,7 +6,8 @@ Native layout (as distributed and as the missing-modality papers read it)::
     SRC/images/train/<class>/<name>.jpg      SRC/images/test/<class>/<name>.jpg
     SRC/texts/train_titles.csv               SRC/texts/test_titles.csv
 
-A titles CSV has no header; each row is ``<name>.jpg,<title text>,<class>``. Splits: the dataset's own train and
+Each row of a titles CSV is ``<name>.jpg,<title text>,<class>`` (a first row whose first cell is not an image
+file name is a header and is skipped). Splits: the dataset's own train and
 test; ``val`` is 1 in 9 train rows chosen by a seeded hash (the dataset ships no val split; the papers each cut
 their own). Modalities: image, text. A row whose image is missing, or a class that differs from its folder,
 is refused.
@@ -26,9 +27,15 @@ LAYOUT = "images/{train,test}/<class>/<name>.jpg and texts/{train,test}_titles.c
 SPLITS = ("train", "test")
 
 
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+
+
 def _rows(path: Path) -> list[tuple[int, list[str]]]:
     with path.open(newline="", encoding="utf-8", errors="replace") as fh:
-        return [(n, row) for n, row in enumerate(csv.reader(fh), start=1) if row]
+        rows = [(n, row) for n, row in enumerate(csv.reader(fh), start=1) if row]
+    if rows and not rows[0][1][0].strip().lower().endswith(IMAGE_SUFFIXES):
+        rows = rows[1:]  # a header (image_path,text,food)
+    return rows
 
 
 def convert_food101(src: str | os.PathLike[str], out: str | os.PathLike[str], seed: int = 0) -> Path:
