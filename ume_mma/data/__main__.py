@@ -6,6 +6,8 @@
 test split with one modality from a source its models never saw: :mod:`ume_mma.data.shifted`; av-digits image
 opencv|fonts, audio telephone|festival; emoji-vl image openmoji, text fr|de|es),
 ``python -m ume_mma.data validate DIR``,
+``python -m ume_mma.data convert food101|ave|mm-imdb|kinetics-sounds SRC OUT [--classes FILE]`` (a paper's
+dataset from its native layout: :mod:`ume_mma.data.convert`),
 ``python -m ume_mma.data import folder|csv|hf|label-studio SRC OUT [...]`` (your own data into the format:
 :mod:`ume_mma.data.imports`), ``python -m ume_mma.data export hf FOLDER [OUT]`` (a Hugging Face dataset with typed
 features) and ``python -m ume_mma.data export label-studio OUT --queue NAME`` (a queue as Label Studio tasks)."""
@@ -17,6 +19,7 @@ import sys
 import time
 from collections import Counter
 
+from ume_mma.data.convert import CONVERTERS, convert
 from ume_mma.data.format import MODALITIES, SPLITS, load_dataset
 from ume_mma.data.imports import cli as imports_cli
 from ume_mma.errors import UmeMmaError
@@ -77,10 +80,27 @@ def main(argv: list[str] | None = None) -> int:
     val = sub.add_parser("validate", help="check a dataset folder and print counts")
     val.add_argument("folder")
     imports_cli.add_parsers(sub)
+    conv = sub.add_parser("convert", help="a paper's dataset from its native layout (configs/recipes/README.md)")
+    conv.add_argument("dataset", choices=sorted(CONVERTERS))
+    conv.add_argument("src", help="the dataset as downloaded (its native layout)")
+    conv.add_argument("out", help="output folder (new or empty)")
+    conv.add_argument("--seed", type=int, default=0, help="food101: the hash that cuts val from train")
+    conv.add_argument("--classes", default=None, help="kinetics-sounds: the class list file, one label a line")
+    conv.add_argument("--skip-missing", action="store_true", help="kinetics-sounds: leave out clips not on disk")
     args = parser.parse_args(argv)
     try:
         if args.command == "validate":
             print(_summary(args.folder))
+            return 0
+        if args.command == "convert":
+            options = {"classes": args.classes, "skip_missing": args.skip_missing}
+            if args.dataset != "kinetics-sounds":
+                if args.classes is not None or args.skip_missing:
+                    parser.error("--classes and --skip-missing apply to kinetics-sounds only")
+                options = {}
+            out = convert(args.dataset, args.src, args.out, seed=args.seed, **options)
+            print(f"converted {args.dataset} into {out}")
+            print(_summary(str(out)))
             return 0
         if args.command in ("import", "export"):
             said, out = imports_cli.run(args)
