@@ -12,9 +12,9 @@ median over repeats with its interquartile range and min-max, since single runs 
 Other load slows the encoders (threaded) more than the overhead, so the ratio also reads lower on a busy
 machine: the overhead is also given in milliseconds, and as the CPU time of the calling thread outside the
 encoders (``overhead_cpu_ms``), which other processes change little.
-The reliability scores' time is measured the same way, inside ``model.reliability``'s ``forward`` (the feature
+The reliability scores' time is measured the same way, inside ``model.reliability``'s ``checks`` (the feature
 statistics of every branch) in the same calls; goal: at most 5% of the encoders' time. So is the correctness
-estimate's (its signals, both checks again, and its logistic model) for a checkpoint that has one; goal: 5%.
+estimate's (its signals from those checks and the logits, and its logistic model) for a checkpoint that has one; goal: 5%.
 """
 
 from __future__ import annotations
@@ -77,7 +77,8 @@ def timed_encoders(predictor: Predictor) -> dict[str, float]:
         enc.preprocess = timing(enc.preprocess)
         enc.forward = timing(enc.forward)
     if predictor.model.reliability is not None:
-        predictor.model.reliability.forward = timing(predictor.model.reliability.forward, "reliability_s")
+        # both checks (the distance and the feature norm): what the reliability and the estimate's signals read
+        predictor.model.reliability.checks = timing(predictor.model.reliability.checks, "reliability_s")
     if predictor.model.correctness is not None:  # the estimate's signals (both checks) and its logistic model
         from ume_mma import models
         from ume_mma.correctness import Correctness

@@ -47,3 +47,10 @@ def test_the_readme_quotes_the_runs():
     met_cost = sum(s["met"]["cost"] for s in sets)
     assert f"on all {len(sets)} shifted sets we measure, the fused answer is at or above the better branch" in readme
     assert f"within 0.5 points of plain MMA on {met_cost} of them" in readme
+
+
+def test_the_estimate_s_predict_cost_is_the_results_file():
+    p = json.loads((ROOT / "bench" / "results" / "predict.json").read_text())
+    docs = " ".join((ROOT / "docs" / "correctness.md").read_text().split())
+    pct = 100 * p["correctness_over_encoders"]["median"]
+    assert f"{p['correctness_ms']:.2f} ms, {pct:.2f}% of the encoders' time (goal <= 5%, met;" in docs and pct <= 5

@@ -38,6 +38,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import torch
 
 if TYPE_CHECKING:
@@ -57,30 +58,34 @@ def signals(
 ) -> torch.Tensor:
     """``Tensor[B, F]`` (float64) of :data:`FEATURES` for one branch: ``logits`` ``[B, C]``, the distance check's
     ``z`` ``[B]`` and the norm check's ``[B]`` (None: zeros)."""
-    z = logits.detach().double().cpu() / temperature
-    p = z.softmax(-1)
-    top = p.topk(min(2, p.shape[1]), dim=-1).values  # (B, 2)
-    p1 = top[:, 0].clamp(1e-12, 1 - 1e-12)
-    conf = (p1.log() - (1 - p1).log()).clamp(-CONF_CLAMP, CONF_CLAMP)
+    # numpy in float64: a predict scores a batch of one, where torch's per-operation dispatch would dominate
+    z = logits.detach().cpu().double().numpy() / temperature  # (B, C)
+    lse = np.logaddexp.reduce(z, axis=-1)  # (B,) energy
+    p = np.exp(z - lse[:, None])
+    top = -np.sort(-p, axis=-1)[:, :2]  # (B, 2)
+    p1 = np.clip(top[:, 0], 1e-12, 1 - 1e-12)
+    conf = np.clip(np.log(p1) - np.log1p(-p1), -CONF_CLAMP, CONF_CLAMP)
     margin = top[:, 0] - top[:, 1] if top.shape[1] > 1 else top[:, 0]
-    entropy = -(p * p.clamp_min(1e-12).log()).sum(-1) / math.log(max(2, p.shape[1]))
-    energy = torch.logsumexp(z, -1)
-    dist = distance_z.detach().double().cpu().clamp(*Z_CLAMP)
-    norm = torch.zeros_like(dist) if norm_z is None else norm_z.detach().double().cpu().clamp(*Z_CLAMP)
-    return torch.stack([conf, margin, entropy, energy, dist, norm], dim=1)
+    entropy = -(p * np.log(np.maximum(p, 1e-12))).sum(-1) / math.log(max(2, p.shape[1]))
+    dist = np.clip(distance_z.detach().cpu().double().numpy(), *Z_CLAMP)
+    norm = np.zeros_like(dist) if norm_z is None else np.clip(norm_z.detach().cpu().double().numpy(), *Z_CLAMP)
+    return torch.from_numpy(np.stack([conf, margin, entropy, lse, dist, norm], axis=1))
 
 
 @torch.no_grad()
 def branch_signals(
-    model: MultiModalModel, feats: dict[str, torch.Tensor], logits: dict[str, torch.Tensor] | None = None
+    model: MultiModalModel,
+    feats: dict[str, torch.Tensor],
+    logits: dict[str, torch.Tensor] | None = None,
+    checks: dict[str, tuple[torch.Tensor, torch.Tensor | None]] | None = None,
 ) -> dict[str, torch.Tensor]:
     """:func:`signals` of every branch of ``model`` that has reliability fields and features in ``feats``
     (modality -> ``Tensor[B, D_m]``): modality -> ``Tensor[B, F]``. ``logits``: the branches' ``Tensor[B, C]``
-    when the caller has them already (else the heads are run)."""
+    and ``checks``: ``model.reliability.checks(feats)``, when the caller has them already."""
     if model.reliability is None:
         raise ValueError("a correctness estimate needs the model's reliability fields (python -m ume_mma.calibrate)")
     out = {}
-    for m, (dz, nz) in model.reliability.checks(feats).items():
+    for m, (dz, nz) in (checks if checks is not None else model.reliability.checks(feats)).items():
         head = model.heads[m]
         z = logits[m] if logits is not None and m in logits else head(feats[m].to(head.weight.device))
         out[m] = signals(z, float(model.reliability.branches[m]["temperature"]), dz, nz)
@@ -114,6 +119,7 @@ class Correctness:
             m: tuple(torch.tensor(b[k], dtype=torch.float64) for k in ("mean", "scale", "weights", "bias"))
             for m, b in sorted(data["branches"].items())
         }
+        self._np = {m: tuple(t.numpy() for t in v) for m, v in self.params.items()}
 
     @property
     def modalities(self) -> list[str]:
@@ -129,7 +135,14 @@ class Correctness:
         return ((s.double().cpu() - mean) / scale) @ w + b
 
     def __call__(self, sigs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        return {m: torch.sigmoid(self.logit(m, s)).float() for m, s in sigs.items() if m in self.params}
+        """P(right) per branch (``Tensor[B]`` float32) for signals ``[B, F]`` (numpy inside, as :func:`signals`)."""
+        out = {}
+        for m, s in sigs.items():
+            if m in self._np:
+                mean, scale, w, b = self._np[m]
+                x = ((s.detach().cpu().double().numpy() - mean) / scale) @ w + b
+                out[m] = torch.from_numpy(1.0 / (1.0 + np.exp(-x))).float()
+        return out
 
 
 def estimate(model: MultiModalModel, feats: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -226,14 +226,17 @@ class MultiModalModel(nn.Module):
         if not bool(torch.stack(list(mask.values())).any(dim=0).all()):
             raise InputError("every sample needs at least one present modality")
         branches = {m: self.heads[m](feats[m]) for m in self.modalities if m in feats}  # (B, C) each
+        checks = None  # both reliability checks, computed once for the reliability and the estimate
+        if self.correctness is not None and correctness is None:
+            checks = self.reliability.checks(feats)
         if self.reliability is None:
             reliability = None  # a model without statistics reports none, whatever was passed
         elif reliability is None:
-            reliability = self.reliability(feats)  # (B,) each
+            reliability = self.reliability.from_checks(checks, feats) if checks else self.reliability(feats)
         uncertain = None
         if self.correctness is not None:
             if correctness is None:
-                correctness = self.correctness(branch_signals(self, feats, branches))  # (B,) each
+                correctness = self.correctness(branch_signals(self, feats, branches, checks))  # (B,) each
             correctness = {m: c.to(device) for m, c in correctness.items()}
             uncertain = estimate_uncertain(correctness, mask, self.correctness.abstain)
         else:

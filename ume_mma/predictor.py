@@ -391,7 +391,8 @@ class Predictor:
         if not feats:
             return self._no_input(sources)
         present = {m: torch.ones(1, dtype=torch.bool, device=self.device) for m in feats}
-        reliability = self._reliability(job, feats)
+        # a model with a correctness estimate scores reliability and estimate from one pass of the checks
+        reliability = self._reliability(job, feats) if self.model.correctness is None else None
         out = self.model.forward_features(feats, present, reliability)
         labels, rel, w, est = self.labels, out.reliability or {}, out.weights or {}, out.correctness or {}
         try:
@@ -417,7 +418,7 @@ class Predictor:
                 branches=branches,
                 sources=sources,
                 frames=frames,
-                subsets=self._subsets(feats, top_k, reliability, out.correctness) if subsets else {},
+                subsets=self._subsets(feats, top_k, out.reliability, out.correctness) if subsets else {},
             )
         except InputError as e:
             return e

@@ -261,6 +261,17 @@ class Reliability(nn.ModuleDict):
         the distance check and, when stored, the feature-norm check. The reliability is ``sigmoid(-z)``."""
         return {m: dz if nz is None else torch.maximum(dz, nz) for m, (dz, nz) in self.checks(feats).items()}
 
+    @staticmethod
+    def from_checks(
+        checks: dict[str, tuple[torch.Tensor, torch.Tensor | None]], feats: dict[str, torch.Tensor]
+    ) -> dict[str, torch.Tensor]:
+        """:meth:`forward`'s reliabilities from :meth:`checks` computed already (the correctness estimate reads
+        the same checks): ``sigmoid(-max(z_distance, z_norm))``, float32 on the features' device."""
+        return {
+            m: torch.sigmoid(-(dz if nz is None else torch.maximum(dz, nz))).float().to(feats[m].device)
+            for m, (dz, nz) in checks.items()
+        }
+
     def forward(self, feats: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Reliability in [0, 1] per modality that has statistics and features: modality -> ``Tensor[B]`` (float32,
         on the features' device)."""

@@ -7,6 +7,7 @@ the app). This module imports no mode: each mode module registers itself (see ``
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
@@ -84,6 +85,29 @@ class Fusion(nn.Module):
     def forward(self, x: FusionInputs) -> torch.Tensor:  # pragma: no cover - abstract
         """Fused scores ``Tensor[B, C]`` (log-probability-like: argmax = prediction, softmax = probabilities)."""
         raise NotImplementedError
+
+
+class WeighingFusion(Fusion):
+    """Base of the modes that weigh a base mode's present branches per sample (``reliability``,
+    ``correctness``): ``weights(x)`` computes them, ``branch_weights(x)`` returns them, computed once per
+    :class:`FusionInputs` (the model reports the weights its forward used without computing them again)."""
+
+    uses_fill = True  # the base's fill applies (a UME base records fill="drop": it drops missing branches)
+    base: Fusion
+
+    def weights(self, x: FusionInputs) -> dict[str, torch.Tensor]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def branch_weights(self, x: FusionInputs) -> dict[str, torch.Tensor]:
+        memo = getattr(self, "_memo", None)
+        if memo is not None and memo[0]() is x:
+            return memo[1]
+        w = self.weights(x)
+        self._memo = (weakref.ref(x), w)
+        return w
+
+    def forward(self, x: FusionInputs) -> torch.Tensor:
+        return self.base(x, self.branch_weights(x))  # (B, C)
 
 
 FUSIONS: dict[str, type[Fusion]] = {}

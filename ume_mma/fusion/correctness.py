@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from ume_mma.fusion.base import Fusion, FusionInputs, get_fusion, register_fusion
+from ume_mma.fusion.base import FusionInputs, WeighingFusion, get_fusion, register_fusion
 from ume_mma.fusion.reliability import branch_weights, check_weighing
 
 if TYPE_CHECKING:
@@ -34,11 +34,10 @@ if TYPE_CHECKING:
 
 
 @register_fusion("correctness")
-class CorrectnessFusion(Fusion):
+class CorrectnessFusion(WeighingFusion):
     """A base mode (``config.correctness["base"]``) with present branches weighed by ``(c_m / c_max) ** alpha``."""
 
     description = "a base fusion whose present branches are weighed by the estimated chance each is right"
-    uses_fill = True  # the base's fill applies (a UME base records fill="drop")
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__(config)
@@ -54,8 +53,5 @@ class CorrectnessFusion(Fusion):
         if not 0 < float(est.get("tau", 1.0)) <= 1:
             raise ValueError(f"correctness tau must be in (0, 1], got {est.get('tau')!r}")
 
-    def branch_weights(self, x: FusionInputs) -> dict[str, torch.Tensor]:
+    def weights(self, x: FusionInputs) -> dict[str, torch.Tensor]:
         return branch_weights(x.correctness or {}, x.present, self.alpha, self.tau)
-
-    def forward(self, x: FusionInputs) -> torch.Tensor:
-        return self.base(x, self.branch_weights(x))  # (B, C)

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from ume_mma.fusion.base import Fusion, FusionInputs, get_fusion, register_fusion
+from ume_mma.fusion.base import Fusion, FusionInputs, WeighingFusion, get_fusion, register_fusion
 
 if TYPE_CHECKING:
     from ume_mma.models import ModelConfig
@@ -65,11 +65,10 @@ def check_weighing(cls: type[Fusion], config: ModelConfig, fields: dict | None, 
 
 
 @register_fusion("reliability")
-class ReliabilityFusion(Fusion):
+class ReliabilityFusion(WeighingFusion):
     """A base mode (``config.reliability["base"]``) with present branches weighed by ``(r_m / r_max) ** alpha``."""
 
     description = "a base fusion whose present branches are weighed by their per-sample reliability"
-    uses_fill = True  # the base's fill applies (a UME base records fill="drop": it drops missing branches)
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__(config)
@@ -81,8 +80,5 @@ class ReliabilityFusion(Fusion):
     def check_config(cls, config: ModelConfig) -> None:
         check_weighing(cls, config, config.reliability, "reliability statistics")
 
-    def branch_weights(self, x: FusionInputs) -> dict[str, torch.Tensor]:
+    def weights(self, x: FusionInputs) -> dict[str, torch.Tensor]:
         return branch_weights(x.reliability or {}, x.present, self.alpha)
-
-    def forward(self, x: FusionInputs) -> torch.Tensor:
-        return self.base(x, self.branch_weights(x))  # (B, C)
