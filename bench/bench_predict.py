@@ -14,7 +14,8 @@ machine: the overhead is also given in milliseconds, and as the CPU time of the 
 encoders (``overhead_cpu_ms``), which other processes change little.
 The reliability scores' time is measured the same way, inside ``model.reliability``'s ``checks`` (the feature
 statistics of every branch) in the same calls; goal: at most 5% of the encoders' time. So is the correctness
-estimate's (its signals from those checks and the logits, and its logistic model) for a checkpoint that has one; goal: 5%.
+estimate's (its signals from those checks and the logits, and its logistic model) for a checkpoint that has
+one; goal: 5%.
 """
 
 from __future__ import annotations
