@@ -41,7 +41,7 @@ from ui import annotate as annotate_ui
 from ui import inputs as valid
 from ui import review as review_ui
 from ui import train as train_ui
-from ui.annotate import ROLES, SHORTCUTS_JS, Access
+from ui.annotate import ROLES, SHORTCUTS_JS, Access, admins_from_env, reviewers_from_env
 from ui.checkpoint import list_checkpoints, model_card, robustness_views, status_line
 from ui.errors import readable, scrub
 from ui.guards import LoginGuard, UploadBudget
@@ -514,19 +514,30 @@ def read_roles(path: str | None) -> dict[str, str]:
 
 
 def access_rule(
-    auth: list | None, host: str | None, share: bool = False, public: bool = False, roles: dict | None = None
+    auth: list | None,
+    host: str | None,
+    share: bool = False,
+    public: bool = False,
+    roles: dict | None = None,
+    space_yaml: Path = ROOT / "Space.yaml",
 ) -> tuple[Access | None, str]:
     """Who may annotate and train, and a line saying so at start: logged-in users (``--auth``), Hugging Face
     users on a Space with ``hf_oauth: true``, the local user on 127.0.0.1; else (another address, a public
     ``--share`` link, or public mode without a sign-in) nobody: predict only. In public mode nobody may name
-    folders on the server. ``roles``: user -> role, from the ``--auth`` file's third column."""
+    folders on the server. ``roles``: user -> role, from the ``--auth`` file's third column; on a Space the
+    admins and reviewers are ``space_yaml``'s ``deploy.admins`` / ``deploy.reviewers`` and the environment's."""
     paths = not public
     if auth:
         return Access("login", server_paths=paths, roles=dict(roles or {})), "annotation: on, for the users of --auth"
     if share:
         return None, "annotation: OFF: a --share link is public and there is no --auth; serving predict only"
     if os.environ.get("SPACE_ID") and os.environ.get("OAUTH_CLIENT_ID"):
-        return Access("oauth", server_paths=paths), "annotation: on, after Sign in with Hugging Face"
+        from ume_mma.space import load_space_config
+
+        cfg = load_space_config(space_yaml)  # Space.yaml's admins and reviewers (Hub user names), and the env's
+        admins, reviewers = admins_from_env() | set(cfg.admins), reviewers_from_env() | set(cfg.reviewers)
+        access = Access("oauth", server_paths=paths, admins=frozenset(admins), reviewers=frozenset(reviewers))
+        return access, "annotation: on, after Sign in with Hugging Face"
     if public:
         return None, "annotation: OFF: public mode needs Sign in with Hugging Face (a Space) or --auth"
     if host in LOOPBACK:

@@ -163,6 +163,34 @@ def test_oauth_mode_needs_a_hugging_face_sign_in(tmp_path, monkeypatch):
         demo.close()
 
 
+def test_a_space_s_roles_come_from_space_yaml(tmp_path, monkeypatch):
+    """On a Space, Space.yaml's deploy.admins / deploy.reviewers (Hub user names) give the roles; others annotate;
+    a malformed list is refused in words."""
+    import shutil
+
+    import yaml
+
+    from ume_mma.space import SpaceConfigError
+
+    as_space(monkeypatch)
+    monkeypatch.delenv("UME_MMA_ADMINS", raising=False)
+    monkeypatch.delenv("UME_MMA_REVIEWERS", raising=False)
+    root = Path(app.__file__).resolve().parent
+    for name in ("checkpoints/av-digits", "checkpoints/emoji-vl"):
+        shutil.copytree(root / name, tmp_path / name, ignore=shutil.ignore_patterns("*.safetensors"))
+    data = yaml.safe_load((root / "Space.yaml").read_text())
+    data["deploy"] |= {"admins": ["adam"], "reviewers": ["rita"]}
+    (tmp_path / "Space.yaml").write_text(yaml.safe_dump(data))
+    access, _ = app.access_rule(None, "0.0.0.0", space_yaml=tmp_path / "Space.yaml")
+    assert (access.role("adam"), access.role("rita"), access.role("ann")) == ("admin", "reviewer", "annotator")
+    with pytest.raises(gr.Error, match="Only an admin may import a queue; rita is reviewer"):
+        access.require("rita", "admin", "import a queue")
+    data["deploy"]["admins"] = "adam"
+    (tmp_path / "Space.yaml").write_text(yaml.safe_dump(data))
+    with pytest.raises(SpaceConfigError, match="admins is a list of Hugging Face user names"):
+        app.access_rule(None, "0.0.0.0", space_yaml=tmp_path / "Space.yaml")
+
+
 def test_annotation_is_served_only_to_localhost_without_auth():
     assert app.access_rule(None, None)[0] == Access("local")
     assert app.access_rule(None, "127.0.0.1")[0] == Access("local")

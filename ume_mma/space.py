@@ -36,7 +36,7 @@ SPACE_KEYS = {
     "hf_oauth_scopes", "hf_oauth_expiration_minutes", "pinned", "license", "short_description", "tags", "fullWidth",
     "header", "startup_duration_timeout", "datasets",
 }  # fmt: skip
-DEPLOY_KEYS = {"hardware", "storage", "checkpoints", "env", "secrets"}
+DEPLOY_KEYS = {"hardware", "storage", "checkpoints", "env", "secrets", "admins", "reviewers"}
 CHECKPOINT_FILES = ("config.json", "model.safetensors", "README.md", "metrics.json")
 DATA_MOUNT = "/data"
 NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -63,6 +63,8 @@ class SpaceConfig:
     checkpoints: list[str] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
     secrets: list[str] = field(default_factory=list)
+    admins: list[str] = field(default_factory=list)  # Hub user names: admins of the Space's annotation and jobs
+    reviewers: list[str] = field(default_factory=list)  # Hub user names: reviewers (resolve disagreements)
 
     @property
     def local_checkpoints(self) -> list[str]:
@@ -115,6 +117,10 @@ def load_space_config(path: str | Path = ROOT / "Space.yaml", root: Path | None 
 
 
 def _check(cfg: SpaceConfig, path: Path, root: Path) -> None:
+    for key in ("admins", "reviewers"):
+        names = getattr(cfg, key)
+        if not isinstance(names, list) or not all(isinstance(n, str) and n.strip() for n in names):
+            raise SpaceConfigError(f"{path}: {key} is a list of Hugging Face user names, got {names!r}")
     names = hardware_names()
     if cfg.hardware not in names:
         raise SpaceConfigError(f"{path}: hardware {cfg.hardware!r} is not a Space hardware the Hub knows: {names}")
