@@ -119,12 +119,19 @@ TINY_VIDEO = EncoderSpec(
 
 
 def _train(tmp: Path, data: Path, encoders: dict[str, str]) -> dict:
-    if TINY_VIDEO.name not in ENCODERS:
+    """A few epochs on ``data``; the test-only video encoder is registered for the run and removed after (the
+    registry is global: other tests list every registered encoder)."""
+    added = TINY_VIDEO.name not in ENCODERS
+    if added:
         register_encoder(TINY_VIDEO)
-    over = {"epochs": 3, "mma_epochs": 2, "batch_size": 8}
-    cfg = load_config(None, [f"{k}={v}" for k, v in over.items()], task="convert", data=str(data),
-                      out=str(tmp / "run"), cache_dir=str(tmp / "cache"), encoders=encoders)  # fmt: skip
-    return run(cfg)
+    try:
+        over = {"epochs": 3, "mma_epochs": 2, "batch_size": 8}
+        cfg = load_config(None, [f"{k}={v}" for k, v in over.items()], task="convert", data=str(data),
+                          out=str(tmp / "run"), cache_dir=str(tmp / "cache"), encoders=encoders)  # fmt: skip
+        return run(cfg)
+    finally:
+        if added:
+            ENCODERS.pop(TINY_VIDEO.name, None)
 
 
 def _trained(metrics: dict, modalities: list[str]) -> None:

@@ -280,3 +280,15 @@ def test_uncertain_inputs_kept_by_the_server_import_as_a_queue(tiny, tmp_path):
     assert result.added == 1
     item = AnnotationQueue(store, "uncertain").next_item("alice")
     assert item is not None and set(item.inputs) >= {"image", "audio"}
+
+
+def test_refitting_the_estimate_of_a_correctness_model_keeps_its_fusion(tiny):
+    weighed = dc.configure(tiny.fitted, "correctness", 4.0, 0.7)
+    fresh = {k: v for k, v in tiny.fitted.config.correctness.items() if k not in ("base", "alpha", "tau")}
+    refit = cf.with_correctness(weighed, fresh)
+    assert refit.config.fusion == "correctness" and (
+        refit.config.correctness["alpha"],
+        refit.config.correctness["tau"],
+    ) == (4.0, 0.7)
+    dropped = cf.with_correctness(weighed, None)
+    assert dropped.config.fusion == "mma" and dropped.config.correctness is None

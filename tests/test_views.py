@@ -62,7 +62,8 @@ def test_view_of_a_subset_is_the_server_result_for_that_subset(predictor, render
     fused, image_card, sources, chart, raw = values[0], values[CARD], values[-3], values[-2], values[-1]
     assert fused["value"]["label"] == only_audio.fused.label
     assert image_card["label"] == "image · off" and image_card["value"] == {"label": "off", "confidences": []}
-    assert "| image | *switched off* | – |" in sources and "| **fused** (mma) | audio |" in sources
+    assert "| image | *switched off* | – |" in sources
+    assert f"| **fused** ({predictor.model.config.fusion}) | audio |" in sources
     assert "audio branch" in chart and "image branch" not in chart
     assert {k: v for k, v in raw.items() if k != "fused"} == {
         k: v for k, v in only_audio.to_dict().items() if k != "fused"
@@ -142,8 +143,11 @@ def test_status_line_names_the_fusion_and_for_reliability_its_base_and_alpha(nam
 
     p = Predictor.from_pretrained(Path(__file__).resolve().parents[1] / "checkpoints" / name)
     line = status_line(Loaded(p, "", None))
-    rel = p.model.config.reliability
+    rel, est = p.model.config.reliability, p.model.config.correctness
     if p.model.config.fusion == "reliability":
         assert f"{rel['base'].upper()} weighted by branch reliability (alpha {rel['alpha']:g}" in line
+    elif p.model.config.fusion == "correctness":  # the shipped checkpoints: chosen under held-out drift
+        assert f"{est['base'].upper()} weighted by each branch's estimated correctness (alpha {est['alpha']:g}" in line
+        assert "chosen on validation and held-out drift" in line
     else:
         assert "MMA (late fusion" in line

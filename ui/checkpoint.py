@@ -76,4 +76,11 @@ def status_line(item: Loaded) -> str:
     if fusion == "reliability":  # the base mode it weighs, and how strongly
         rel = config.reliability
         kind = f"{rel['base'].upper()} weighted by branch reliability (alpha {rel['alpha']:g}, chosen on validation)"
+    if fusion == "correctness":
+        est = config.correctness
+        tau = f", tau {est['tau']:g}" if "tau" in est else ""
+        kind = (
+            f"{est['base'].upper()} weighted by each branch's estimated correctness (alpha {est['alpha']:g}{tau}, "
+            "chosen on validation and held-out drift)"
+        )
     return f"**Loaded** `{p.name}` · {kind} · modalities: {', '.join(p.modalities)} · {len(p.labels)} labels"

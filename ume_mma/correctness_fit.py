@@ -122,8 +122,15 @@ def fit_correctness(
 
 
 def with_correctness(model: MultiModalModel, data: dict[str, Any] | None) -> MultiModalModel:
-    """``model`` with ``ModelConfig.correctness`` set to ``data`` (None removes it), sharing its weights."""
-    new = model.derive(dataclasses.replace(model.config, correctness=data))
+    """``model`` with ``ModelConfig.correctness`` set to ``data`` (None removes it), sharing its weights. A model
+    that fuses by correctness keeps its fusion's keys (base, alpha, tau, abstain) where ``data`` has none, and
+    falls back to its base mode when the estimate is removed."""
+    cfg, fusion = model.config, model.config.fusion
+    if fusion == "correctness" and data is not None:
+        data = {k: v for k, v in cfg.correctness.items() if k in ("base", "alpha", "tau", "abstain")} | data
+    elif fusion == "correctness":
+        fusion = cfg.correctness["base"]
+    new = model.derive(dataclasses.replace(cfg, correctness=data, fusion=fusion))
     if model.reliability is not None:
         new.reliability.load_state_dict(model.reliability.state_dict())
     return new
