@@ -58,6 +58,37 @@ def test_overlap_two_with_three_concurrent_annotators_gives_each_item_two_labels
     assert agreement["items"] == 12 and agreement["krippendorff_alpha"] == 1.0 and agreement["fleiss_kappa"] == 1.0
 
 
+def test_an_open_item_locked_by_another_client_s_write_is_waited_for_not_reported_gone(store_url, tmp_path):
+    """PostgreSQL skips rows locked by other transactions (SKIP LOCKED): the last open item, locked for a moment
+    by another client's write, must not make next_item answer "nothing left"."""
+    import time
+
+    data = make_tiny_dataset(tmp_path / "data", {"train": 1})  # 3 items
+    url, media = store_url
+    store = open_store(url, media)
+    import_dataset(store, data)
+    queue = AnnotationQueue(store)
+    for _ in range(2):
+        item = queue.next_item("ann")
+        queue.submit(item.id, item.given_label, "ann")
+    with store.transaction() as conn:
+        (last,) = conn.execute(sa.select(schema.queue_items.c.id).where(schema.queue_items.c.state == "pending")).one()
+    locked = threading.Event()
+
+    def write_for_a_moment() -> None:
+        with store.transaction() as conn:
+            conn.execute(sa.select(schema.queue_items.c.id).where(schema.queue_items.c.id == last).with_for_update())
+            locked.set()
+            time.sleep(0.2)
+
+    writer = threading.Thread(target=write_for_a_moment)
+    writer.start()
+    locked.wait(5)
+    item = queue.next_item("bob")
+    writer.join()
+    assert item is not None and item.id == last
+
+
 def test_leases_and_places_are_per_annotator(store_url, tmp_path, clock):
     data = make_tiny_dataset(tmp_path / "data", {"train": 1})  # 3 items: a b c
     queue = _queue(store_url, data, clock, order="file", overlap=2)

@@ -20,6 +20,7 @@ clients never fill the same last place), then re-counts the places under the loc
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -243,7 +244,9 @@ class AnnotationQueue:
         _check_annotator(annotator)
         if not self.exists:
             return None
-        for _ in range(20):  # a lost race (another client took the last place under our feet) retries
+        for attempt in range(20):  # a lost race (another client took the last place under our feet) retries
+            if attempt:
+                time.sleep(min(0.05, 0.002 * attempt))  # let the other client's transaction commit
             with self.store.transaction() as conn:
                 now, overlap = self.store.clock(), self.overlap(conn)
                 order = (items_t.c.rank, items_t.c.position, items_t.c.id)
@@ -263,6 +266,8 @@ class AnnotationQueue:
                     query = sa.select(items_t.c.id).where(self._open_to(annotator, now, overlap)).order_by(*order)
                     item_id = conn.execute(query.limit(1).with_for_update(of=items_t, skip_locked=True)).scalar()
                     if item_id is None:
+                        if not serialized and conn.execute(query.limit(1)).scalar() is not None:
+                            continue  # PostgreSQL: the open items are locked by other clients' writes right now
                         return None
                     if not serialized:  # PostgreSQL: count the places again, now that the row is locked
                         labels, others, mine, _ = self._places(conn, item_id, annotator, now)
