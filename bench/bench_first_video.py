@@ -19,7 +19,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -28,26 +27,14 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from bench_toggle import RESULT_JS, first_result  # noqa: E402
+from serve import serve_app  # noqa: E402
 
 from tests.chromium import ARGS, CHROMIUM  # noqa: E402
 
 
 def serve(folder: Path, port: int, checkpoint: str) -> subprocess.Popen:
     """``folder``'s ``app.py`` on ``port`` (its own library on the path), once it answers."""
-    import httpx
-
-    env = os.environ | {"HF_HUB_OFFLINE": "1", "PYTHONPATH": str(folder)}
-    cmd = [sys.executable, str(folder / "app.py"), "--port", str(port), "--checkpoint", checkpoint]
-    proc = subprocess.Popen(cmd, cwd=folder, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        try:
-            httpx.get(f"http://127.0.0.1:{port}/", timeout=2)
-            return proc
-        except httpx.HTTPError:
-            time.sleep(0.25)
-    proc.kill()
-    raise SystemExit(f"{folder}/app.py did not start on port {port}")
+    return serve_app(port, "--checkpoint", checkpoint, env={"PYTHONPATH": str(folder)}, wait_s=180, folder=folder)
 
 
 def main() -> None:

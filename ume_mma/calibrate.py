@@ -275,6 +275,19 @@ def carried_notes(checkpoint: str, replaced: str = "## Calibration and reliabili
     return "\n".join(p.strip() + "\n" for p in parts[1:] if not p.startswith(skip)).strip()
 
 
+def open_fitting(checkpoint: str, data_dir: str, device: Any) -> tuple[MultiModalModel, Any]:
+    """A checkpoint's model on ``device`` and the dataset it is fitted on, for the fitting CLIs (this one and
+    :mod:`ume_mma.drift_choice`): labels and modalities that do not fit are refused before any weights load."""
+    from ume_mma.checkpoint import from_pretrained, load_config
+    from ume_mma.compat import Fit
+    from ume_mma.data.format import load_dataset
+
+    config, _ = load_config(checkpoint)
+    data = load_dataset(data_dir)
+    Fit.of(config, f"checkpoint {checkpoint}").check(data.labels, data.modalities, data_dir)
+    return from_pretrained(checkpoint).to(device), data
+
+
 def main(argv: list[str] | None = None) -> int:
     """CLI: fit calibration and reliability for a checkpoint on its dataset and write a new checkpoint.
     Exit status: 0 done, 1 the checkpoint or data could not be used, 2 bad arguments or device."""
@@ -282,9 +295,6 @@ def main(argv: list[str] | None = None) -> int:
     import json
     import sys
 
-    from ume_mma.checkpoint import from_pretrained, load_config
-    from ume_mma.compat import Fit
-    from ume_mma.data.format import load_dataset
     from ume_mma.device import DEVICE_CHOICES, resolve_device
     from ume_mma.errors import DatasetFormatError, UmeMmaError
     from ume_mma.evaluate import evaluate_samples
@@ -313,10 +323,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     try:
-        config, _ = load_config(args.checkpoint)  # labels and modalities: a misfit is refused before any encoding
-        data = load_dataset(args.data)
-        Fit.of(config, f"checkpoint {args.checkpoint}").check(data.labels, data.modalities, args.data)
-        model = from_pretrained(args.checkpoint).to(device)
+        model, data = open_fitting(args.checkpoint, args.data, device)  # a misfit is refused before any encoding
 
         def samples(split: str) -> list[Any]:
             rows = data.split(split).samples[: args.limit]

@@ -200,10 +200,8 @@ def main(argv: list[str] | None = None) -> int:
     import sys
     from pathlib import Path
 
-    from ume_mma.checkpoint import from_pretrained, load_config
-    from ume_mma.compat import Fit
+    from ume_mma.calibrate import open_fitting
     from ume_mma.correctness_fit import fit_on_dataset, with_correctness
-    from ume_mma.data.format import load_dataset
     from ume_mma.device import DEVICE_CHOICES, resolve_device
     from ume_mma.errors import UmeMmaError
     from ume_mma.evaluate import evaluate_samples
@@ -229,10 +227,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     try:
-        config, _ = load_config(args.checkpoint)
-        data = load_dataset(args.data)
-        Fit.of(config, f"checkpoint {args.checkpoint}").check(data.labels, data.modalities, args.data)
-        model = from_pretrained(args.checkpoint).to(device).eval()
+        model, data = open_fitting(args.checkpoint, args.data, device)
+        model.eval()
         est, fit_report = fit_on_dataset(model, args.data, args.split, args.limit, seed=args.seed)
         model = with_correctness(configure(model, base_mode(model)), est)
         val = data.split(args.split).samples[: args.limit]
@@ -253,10 +249,7 @@ def main(argv: list[str] | None = None) -> int:
         out = save_checkpoint(chosen, args.out, metrics=metrics if "accuracy" in metrics else None, card_notes=card)
         for name, blob in extras.items():
             (out / name).write_bytes(blob)
-    except UmeMmaError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    except ValueError as exc:
+    except (UmeMmaError, ValueError) as exc:  # ValueError: a fit without right and wrong answers
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print(notes(record))
