@@ -38,6 +38,7 @@ from gradio.route_utils import FnIndexInferError
 from starlette.middleware import Middleware
 
 from ui import annotate as annotate_ui
+from ui import importer as import_ui
 from ui import inputs as valid
 from ui import review as review_ui
 from ui import train as train_ui
@@ -184,6 +185,7 @@ def build_demo(
             if annotating:
                 with gr.Tab("Annotate"):
                     ann = annotate_ui.annotate_tab(store)
+                    imp = import_ui.import_panel()  # the importers: into a dataset folder and/or a queue
                 with gr.Tab("Train") as train_tab:
                     trn = train_ui.train_tab(store, list(dict.fromkeys([checkpoint, *pool.served()])), checkpoint)
             with gr.Tab("Robustness"):
@@ -263,6 +265,7 @@ def build_demo(
         if annotating:
             limiter = demo.client_limiter
             annotate_ui.wire(ann, limited(annotate_ui.handlers(store, access, pool, checkpoint), limiter), key, ui)
+            import_ui.wire(imp, limited(import_ui.handlers(store, access, pool, checkpoint), limiter), key, ann.queue)
             train_ui.wire(trn, limited(train_ui.handlers(store, access, pool), limiter), train_tab)
             review_ui.wire(ann.team, limited(review_ui.handlers(store, access), limiter), ann.queue)
             if access.mode != "local":  # MCP calls carry no login: the annotation and jobs tools are not offered
@@ -270,9 +273,9 @@ def build_demo(
     return demo
 
 
-ANNOTATION_APIS = ("annotate", "import_queue", "next_item", "submit_item", "undo_last", "annotation_stats", "start_job",
-                   "job_status", "cancel_job", "configure_queue", "review_items", "resolve_item",
-                   "item_history")  # fmt: skip
+ANNOTATION_APIS = ("annotate", "import_queue", "import_data", "next_item", "submit_item", "undo_last",
+                   "annotation_stats", "start_job", "job_status", "cancel_job", "configure_queue", "review_items",
+                   "resolve_item", "item_history")  # fmt: skip
 
 
 def limited(fns: SimpleNamespace, limiter: ClientLimiter) -> SimpleNamespace:

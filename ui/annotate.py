@@ -23,6 +23,7 @@ import gradio as gr
 
 from ui import inputs as valid
 from ui.errors import readable
+from ui.importer import label_list
 from ui.predict import make_inputs
 from ui.review import agreement_for, team_panels
 from ume_mma.annotate import (
@@ -350,17 +351,19 @@ def handlers(store: Store, access: Access, pool: Any, default: str) -> SimpleNam
         return [*item_views(item), *shown(name, who)]
 
     def import_folder(
-        folder: Any, name: Any, order: Any, ref: str, progress: Any = None, overlap: int | None = None, gold: float = 0
-    ) -> ImportResult:
-        """Import a dataset folder on the server as queue ``name`` and predict it with checkpoint ``ref``
-        (its labels and modalities must fit the folder: checked before any file is read)."""
+        folder: Any, name: Any, order: Any, ref: str, progress: Any = None, overlap: int | None = None, gold: float = 0,
+        labels: list[str] | None = None,
+    ) -> ImportResult:  # fmt: skip
+        """Import a dataset folder on the server as queue ``name`` and predict it with checkpoint ``ref`` (it must
+        read a modality of the folder: checked before any file is read; labels it does not know are kept as
+        choices, ``ImportResult.note`` says so). ``labels``: more labels to offer."""
         if not isinstance(folder, str) or not folder.strip():
             raise InputError("give the path of a dataset folder on the server (with metadata.jsonl)")
         name = name.strip() if isinstance(name, str) and name.strip() else "default"
         predictor = pool.get(ref).predictor
         fit = Fit.of(predictor, f"checkpoint {ref}")
         result = import_dataset(
-            store, folder.strip(), name, order=(order or DEFAULT_ORDER), fit=fit, overlap=overlap, gold=gold
+            store, folder.strip(), name, labels, order=(order or DEFAULT_ORDER), fit=fit, overlap=overlap, gold=gold
         )
         report = (lambda d, t: progress((d, t), unit="items")) if progress is not None else None
         if progress is not None:
@@ -379,18 +382,21 @@ def handlers(store: Store, access: Access, pool: Any, default: str) -> SimpleNam
         result = import_folder(folder, name, order, k, progress, overlap, valid.number(gold, "gold", 0.0, 1.0, 0.0))
         name = result.queue
         note = f"Imported {result.added} items into `{name}` ({result.duplicates} already there) and ordered them."
+        note += f"\n\n*{result.note()}*" if result.note() else ""
         return note, gr.update(choices=queue_names(store), value=name), *shown(name, who)
 
     @readable
     def import_queue(folder=None, queue="default", order=DEFAULT_ORDER, checkpoint=None, overlap=None, gold=0.0,
-                     request: gr.Request = None, profile: gr.OAuthProfile | None = None):  # fmt: skip
+                     labels=None, request: gr.Request = None, profile: gr.OAuthProfile | None = None):  # fmt: skip
         """Import a dataset folder on the server (metadata.jsonl; labels optional) as a queue (new, or appended
         to: lines already in it are not added again), predicted and ordered with the checkpoint (empty: the
-        app's default; its labels and modalities must fit the folder). ``order``: mixed, disagreement,
+        app's default; it must read a modality of the folder; labels it does not know are accepted and offered
+        as choices, ``new_labels`` and ``note`` say which). ``labels``: more labels to offer (comma-separated or a
+        list; a submitted label must be one of the queue's). ``order``: mixed, disagreement,
         confidence, margin, random or file (empty: ``DEFAULT_ORDER``). ``overlap``: annotators per item (empty:
         the queue's, 1 for a new queue); ``gold``: the share (0 to 1) of the labelled lines that become gold items
-        (their label is never shown). Returns {"queue", "added", "duplicates", "total"} once committed. For an
-        admin, and never in public mode (no folder on the server is read there)."""
+        (their label is never shown). Returns {"queue", "added", "duplicates", "total", "new_labels", "note"} once
+        committed. For an admin, and never in public mode (no folder on the server is read there)."""
         who = access.annotator(request, profile)
         access.check_server_path("importing a dataset folder")
         access.require(who, "admin", "import a queue")
@@ -398,9 +404,11 @@ def handlers(store: Store, access: Access, pool: Any, default: str) -> SimpleNam
         order = valid.text(order, "order", valid.NAME_MAX_CHARS, DEFAULT_ORDER)
         ref = valid.text(checkpoint, "checkpoint", valid.REF_MAX_CHARS).strip() or default
         overlap = valid.whole(overlap, "overlap", 1, MAX_OVERLAP)
-        result = import_folder(folder, queue, order, ref, None, overlap, valid.number(gold, "gold", 0.0, 1.0, 0.0))
+        gold = valid.number(gold, "gold", 0.0, 1.0, 0.0)
+        result = import_folder(folder, queue, order, ref, None, overlap, gold, label_list(labels))
         total = AnnotationQueue(store, result.queue).stats().total
-        return {"queue": result.queue, "added": result.added, "duplicates": result.duplicates, "total": total}
+        return {"queue": result.queue, "added": result.added, "duplicates": result.duplicates, "total": total,
+                "new_labels": result.new_labels, "note": result.note()}  # fmt: skip
 
     @readable
     def annotate(video=None, audio=None, image=None, text=None, label=None, flags=None, note="", checkpoint=None,
@@ -514,8 +522,10 @@ def wire(ui: SimpleNamespace, fns: SimpleNamespace, key: Any, predict_ui: Simple
     with gr.Column(visible=False):  # /import_queue: a folder on the server becomes a queue
         folder, order = gr.Textbox(label="folder"), gr.Textbox(label="order", value=DEFAULT_ORDER)
         overlap, gold = gr.JSON(label="overlap", value=None), gr.JSON(label="gold", value=0.0)
+        labels = gr.JSON(label="labels", value=None)  # more labels to offer (new ones welcome)
         import_btn, configure_btn = gr.Button(), gr.Button()
-    import_btn.click(fns.import_queue, [folder, queue, order, checkpoint, overlap, gold], out, api_name="import_queue")
+    import_btn.click(fns.import_queue, [folder, queue, order, checkpoint, overlap, gold, labels], out,
+                     api_name="import_queue")  # fmt: skip
     configure_btn.click(fns.configure_queue, [queue, overlap], out, api_name="configure_queue")
     # The Predict tab's "Annotate this": the inputs on screen, the chosen label and note.
     predict_ui.annotate_btn.click(

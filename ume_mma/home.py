@@ -3,9 +3,10 @@
 The data folder is, in order: ``$UME_MMA_HOME`` when it is set; ``/data`` on a Hugging Face Space that has
 persistent storage (mounted there); else the user's data folder (``platformdirs``: ``~/.local/share/ume-mma``
 on Linux, ``~/Library/Application Support/ume-mma`` on macOS, ``%LOCALAPPDATA%\\ume-mma`` on Windows). Inside
-it: ``annotations.db`` (SQLite), ``annotations.db.media/`` (its files) and ``annotations.db.jobs/`` (one
-folder per job); a PostgreSQL store keeps its media in ``annotations.media/`` and jobs in
-``annotations.jobs/``. Never inside the checkout. ``--db`` and ``--media-dir`` still choose another database.
+it: ``annotations.db`` (SQLite), ``annotations.db.media/`` (its files), ``annotations.db.jobs/`` (one
+folder per job) and ``annotations.db.datasets/`` (the dataset folders the app's importers write); a PostgreSQL
+store keeps its media in ``annotations.media/``, jobs in ``annotations.jobs/`` and datasets in
+``annotations.datasets/``. Never inside the checkout. ``--db`` and ``--media-dir`` still choose another database.
 """
 
 from __future__ import annotations
@@ -39,3 +40,10 @@ def default_media(db: str) -> Path | None:
     """Media folder of a PostgreSQL store (``annotations.media`` in the data folder); SQLite keeps its media
     beside its file, so None."""
     return default_db().with_name("annotations.media") if "://" in db else None
+
+
+def datasets_root(media_root: Path) -> Path:
+    """Where the app's importers write dataset folders, beside a store's media folder (``annotations.db.media``
+    -> ``annotations.db.datasets``), as its jobs are."""
+    media = Path(media_root)
+    return media.with_name(media.name.removesuffix(".media") + ".datasets")

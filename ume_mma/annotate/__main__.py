@@ -85,15 +85,16 @@ def _import(args: argparse.Namespace) -> int:
     if not args.data_dir.is_dir():
         raise SystemExit(f"{PROG} import: error: {args.data_dir} is not a folder")  # usage, exit 2 below
     labels = [x.strip() for x in args.labels.split(",") if x.strip()] if args.labels else None
-    predictor = None
+    predictor = fit = None
     if args.checkpoint:
         from ume_mma.annotate.ingest import check_fits, read_unlabelled
         from ume_mma.checkpoint import load_config
         from ume_mma.compat import Fit
         from ume_mma.predictor import Predictor
 
-        config, _ = load_config(args.checkpoint)  # its labels and modalities: a misfit is refused in a second
-        check_fits(read_unlabelled(args.data_dir), Fit.of(config, f"checkpoint {args.checkpoint}"), str(args.data_dir))
+        config, _ = load_config(args.checkpoint)  # its modalities: a misfit is refused in a second
+        fit = Fit.of(config, f"checkpoint {args.checkpoint}")
+        check_fits(read_unlabelled(args.data_dir), fit, str(args.data_dir))  # new labels are fine (a note)
         predictor = Predictor.from_pretrained(args.checkpoint)  # load before writing anything
     store = _open(args)
     result = import_dataset(
@@ -106,7 +107,10 @@ def _import(args: argparse.Namespace) -> int:
         args.skip_bad,
         overlap=args.overlap,
         gold=args.gold,
+        fit=fit if predictor is not None else None,
     )
+    if result.note():
+        print(result.note())
     for problem in result.skipped:
         print(f"skipped {problem}", file=sys.stderr)
     if predictor is not None:

@@ -20,7 +20,7 @@ from ume_mma.annotate import schema
 from ume_mma.annotate.queue import apply_overlap, check_overlap
 from ume_mma.annotate.rank import DEFAULT_ORDER, ORDERS
 from ume_mma.annotate.store import Store
-from ume_mma.compat import Fit
+from ume_mma.compat import Fit, check_modalities, few
 from ume_mma.data.format import FILE_MODALITIES, METADATA, Sample, json_lines, parse_sample
 from ume_mma.errors import InputError, UmeMmaError
 
@@ -33,6 +33,12 @@ class ImportResult:
     added: int
     skipped: list[str] = field(default_factory=list)  # "line N: problem" for lines left out (skip_bad=True)
     duplicates: int = 0  # lines whose content was already in the queue (not added again)
+    new_labels: list[str] = field(default_factory=list)  # labels of the folder the predicting checkpoint lacks
+    checkpoint: str = ""  # that checkpoint's name (``Fit.name``), for :meth:`note`
+
+    def note(self) -> str:
+        """A sentence about the new labels ('' when there are none)."""
+        return new_labels_note(self.new_labels, self.checkpoint)
 
 
 def read_unlabelled(folder: str | os.PathLike[str]) -> list[tuple[int, Sample]]:
@@ -52,10 +58,20 @@ def read_unlabelled(folder: str | os.PathLike[str]) -> list[tuple[int, Sample]]:
     return out
 
 
-def check_fits(rows: list[tuple[int, Sample]], fit: Fit, data: str) -> None:
-    """Refuse a folder whose labels (of the lines that have one) or modalities do not fit the checkpoint
-    that will predict it (``IncompatibleDataError``), before any file is decoded."""
-    fit.check({s.label for _, s in rows if s.label is not None}, {m for _, s in rows for m in s.present}, data)
+def check_fits(rows: list[tuple[int, Sample]], fit: Fit, data: str) -> list[str]:
+    """Refuse a folder with no modality the checkpoint that will predict it reads (``IncompatibleDataError``),
+    before any file is decoded. Labels it does not know are accepted (a fine-tune grows its heads for them,
+    :mod:`ume_mma.labelgrow`): returned sorted, for :func:`new_labels_note`."""
+    check_modalities(fit.modalities, {m for _, s in rows for m in s.present}, model=fit.name, data=data)
+    return sorted({s.label for _, s in rows if s.label is not None} - set(fit.labels))  # labelgrow.added_labels
+
+
+def new_labels_note(new: list[str], checkpoint: str) -> str:
+    """What a queue with labels its checkpoint does not know does with them ('' when there are none)."""
+    if not new:
+        return ""
+    return (f"note: labels {few(new)} are new to {checkpoint}: the queue is predicted with its labels; the new ones "
+            "are offered in the label choices (a fine-tune from this queue grows the heads for them)")  # fmt: skip
 
 
 def _inputs(sample: Sample) -> dict[str, Any]:
@@ -103,7 +119,8 @@ def import_dataset(
     and text) is already in the queue from an earlier import is not added again (``duplicates``), so
     importing a folder twice adds only what is new. Then run ``rank.predict_queue(store, predictor, queue)``
     (in the background) to predict and order it. ``fit``: the checkpoint that will predict it
-    (``Fit.of(predictor, name)``); a folder whose labels or modalities do not fit it is refused first.
+    (``Fit.of(predictor, name)``); a folder with no modality it reads is refused first; labels it does not know
+    are kept (``ImportResult.new_labels``, :meth:`ImportResult.note`): the queue offers them as choices.
     ``overlap``: give each item of the queue to this many annotators (None: keep the queue's, 1 for a new one).
     ``gold``: the share (0 to 1) of the labelled lines that become gold items, chosen by a seeded hash of their
     content: their label is the known answer (``queue_items.gold``), never shown to annotators (in a queue with
@@ -119,10 +136,9 @@ def import_dataset(
     rows = read_unlabelled(data_dir)
     if gold > 0 and not any(s.label is not None for _, s in rows):
         raise InputError(f"gold items need known labels, but no line of {data_dir} has a label")
-    if fit is not None:
-        check_fits(rows, fit, os.fspath(data_dir))
+    new = check_fits(rows, fit, os.fspath(data_dir)) if fit is not None else []
     label_set = sorted(set(labels or ()) | {s.label for _, s in rows if s.label is not None})
-    result = ImportResult(queue, 0)
+    result = ImportResult(queue, 0, new_labels=new, checkpoint=fit.name if fit is not None else "")
     with store.media_guard() as created, store.transaction() as conn:
         queue_id = _queue_row(conn, queue, label_set, str(Path(data_dir).resolve()), order, seed, store.clock())
         items_t, samples_t = schema.queue_items, schema.samples

@@ -8,7 +8,7 @@ opencv|fonts, audio telephone|festival; emoji-vl image openmoji, text fr|de|es),
 ``python -m ume_mma.data validate DIR``,
 ``python -m ume_mma.data convert food101|ave|mm-imdb|kinetics-sounds SRC OUT [--classes FILE]`` (a paper's
 dataset from its native layout: :mod:`ume_mma.data.convert`),
-``python -m ume_mma.data import folder|csv|hf|label-studio SRC OUT [...]`` (your own data into the format:
+``python -m ume_mma.data import dataset|folder|csv|hf|label-studio SRC OUT [...]`` (your own data into the format:
 :mod:`ume_mma.data.imports`), ``python -m ume_mma.data export hf FOLDER [OUT]`` (a Hugging Face dataset with typed
 features) and ``python -m ume_mma.data export label-studio OUT --queue NAME`` (a queue as Label Studio tasks)."""
 

@@ -1,5 +1,6 @@
 """The ``import`` and ``export`` commands of ``python -m ume_mma.data``::
 
+python -m ume_mma.data import dataset SRC OUT
 python -m ume_mma.data import folder SRC OUT [--seed N]
 python -m ume_mma.data import csv FILE.csv OUT [--label COL] [--root DIR] [--seed N]
 python -m ume_mma.data import hf SOURCE OUT [--label COL] [--image COL] [--audio COL] [--video COL] [--text COL]
@@ -24,6 +25,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     """Add ``import`` and ``export`` to the subcommands of ``python -m ume_mma.data``."""
     imp = sub.add_parser("import", help="import a folder, a CSV, a Hugging Face dataset or a Label Studio export")
     kinds = imp.add_subparsers(dest="source", required=True)
+    ours = kinds.add_parser("dataset", help="a dataset folder in our format (metadata.jsonl), copied and checked")
+    ours.add_argument("src")
+    ours.add_argument("out", help="the new dataset folder (must not exist, or be empty)")
     folder = kinds.add_parser("folder", help="SRC/<label>/<file> or SRC/<split>/<label>/<file>")
     folder.add_argument("src")
     csv = kinds.add_parser("csv", help="a CSV with a label column and image/audio/video/text columns")
@@ -69,6 +73,10 @@ def run(args: argparse.Namespace) -> tuple[str, Path | None]:
         with open_store(args.db or default_db()) as store:
             out = export_label_studio(store, args.queue, args.out)
         return f"wrote {out / 'tasks.json'} and {out / 'label_config.xml'}", None
+    if args.source == "dataset":
+        from ume_mma.data.imports.choice import import_dataset_folder
+
+        return "imported", import_dataset_folder(args.src, args.out)
     if args.source == "folder":
         from ume_mma.data.imports.folders import import_folder
 
