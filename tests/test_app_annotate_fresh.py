@@ -66,7 +66,7 @@ def test_import_queue_then_annotate_undo_and_disjoint_counts(fresh):
     c = Client(demo.local_url, verbose=False)
     folder = dataset(tmp / "unlabelled")
     r = c.predict(str(folder), "default", "disagreement", "", api_name="/import_queue")
-    assert r == {"queue": "default", "added": 3, "duplicates": 0, "total": 3}
+    assert r == {"queue": "default", "added": 3, "duplicates": 0, "total": 3, "new_labels": [], "note": ""}
     again = c.predict(str(folder), "default", "disagreement", "", api_name="/import_queue")
     assert (again["added"], again["duplicates"], again["total"]) == (0, 3, 3)  # nothing twice
     stats = c.predict("default", api_name="/annotation_stats")
@@ -80,11 +80,16 @@ def test_import_queue_then_annotate_undo_and_disjoint_counts(fresh):
 
 
 def test_import_queue_refuses_a_folder_the_checkpoint_does_not_fit(fresh, tmp_path):
+    """A folder without a modality the checkpoint reads is refused (labels it does not know are not: they are
+    choices of the queue, tests/test_app_import.py)."""
     demo, store, _ = fresh
     before = store.counts()
-    data = make_tiny_dataset(tmp_path / "letters", {"train": 1})  # labels a, b, c; the checkpoint knows digits
-    with pytest.raises(AppError, match=r"labels \['a', 'b', 'c'\] that checkpoint checkpoints/av-digits does not"):
-        Client(demo.local_url, verbose=False).predict(str(data), "letters", "file", "", api_name="/import_queue")
+    data = make_tiny_dataset(tmp_path / "letters", {"train": 1})
+    text_only = tmp_path / "text"
+    text_only.mkdir()
+    (text_only / "metadata.jsonl").write_text('{"id": "t", "label": "7", "text": "seven"}\n')
+    with pytest.raises(AppError, match=r"text has text, but checkpoint checkpoints/av-digits reads audio, image: no"):
+        Client(demo.local_url, verbose=False).predict(str(text_only), "t", "file", "", api_name="/import_queue")
     with pytest.raises(AppError, match="unknown order 'sideways'"):
         Client(demo.local_url, verbose=False).predict(str(data), "letters", "sideways", "", api_name="/import_queue")
     with pytest.raises(AppError, match="give the path of a dataset folder"):
@@ -121,7 +126,7 @@ def test_the_readme_annotation_example_runs_as_pasted_against_a_fresh_app(tmp_pa
         assert counts(client.predict("default", api_name="/annotation_stats")) == ZERO
         assert client.predict("default", api_name="/next_item") is None
         r = client.predict("assets/queue-example", "default", "disagreement", "", api_name="/import_queue")
-        assert r == {"queue": "default", "added": 3, "duplicates": 0, "total": 3}
+        assert r == {"queue": "default", "added": 3, "duplicates": 0, "total": 3, "new_labels": [], "note": ""}
         item = client.predict("default", api_name="/next_item")
         assert item["source_id"] == "disagree-2-5"  # disagreements first
         client.predict(item["id"], item["prediction"]["fused"]["label"], {}, "", "default", api_name="/submit_item")

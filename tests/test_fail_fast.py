@@ -97,14 +97,35 @@ def test_the_real_evaluate_command_refuses_in_seconds(letters):
     assert took < 30, took  # a generous deadline; encoding the data first took 76 s in the issue
 
 
-def test_annotate_import_refuses_a_checkpoint_that_does_not_fit(letters, tmp_path, capsys, monkeypatch):
+def test_annotate_import_refuses_a_checkpoint_without_a_modality_of_the_data(text_only, tmp_path, capsys, monkeypatch):
     from ume_mma.annotate.__main__ import main
 
     never_loaded(monkeypatch)
     db = tmp_path / "a.db"
-    assert main(["import", str(letters), "--checkpoint", EMOJI, "--db", str(db)]) == 1
-    one_line(capsys, "import: error: ", "labels ['a', 'b', 'c']", "emoji-vl does not know")
+    assert main(["import", str(text_only), "--checkpoint", AV, "--db", str(db)]) == 1
+    one_line(capsys, "import: error: ", "has text, but checkpoint", "reads audio, image: no modality in common")
     assert not db.exists()  # nothing was written
+
+
+def test_annotate_import_takes_labels_the_checkpoint_does_not_know_with_a_note(letters, tmp_path, capsys):
+    """Fine-tunes grow heads (ume_mma.labelgrow): letters a, b, c into a queue predicted by av-digits (digits) are
+    accepted, predicted with the digits and offered as choices; a label outside the queue's set is still refused."""
+    from ume_mma.annotate import AnnotationQueue
+    from ume_mma.annotate.__main__ import main
+    from ume_mma.errors import InputError
+
+    db = tmp_path / "a.db"
+    assert main(["import", str(letters), "--checkpoint", AV, "--db", str(db), "--queue", "letters"]) == 0
+    out = capsys.readouterr().out
+    assert f"note: labels ['a', 'b', 'c'] are new to checkpoint {AV}: the queue is predicted with its labels" in out
+    queue = AnnotationQueue(open_store(db), "letters")
+    assert queue.labels() == sorted(["a", "b", "c", *map(str, range(10))])
+    item = queue.next_item("ann")
+    assert item.prediction["fused"]["label"] in map(str, range(10)) and "a" in item.labels
+    with pytest.raises(InputError, match="unknown label 'zebra'"):
+        queue.submit(item.id, "zebra", "ann")
+    queue.submit(item.id, "a", "ann")
+    assert queue.stats().labelled == 1
 
 
 def test_jobs_refuse_data_without_a_modality_of_the_base_or_the_config(text_only, tmp_path, capsys):
