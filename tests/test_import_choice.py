@@ -94,3 +94,24 @@ def test_the_source_among_the_uploads(tmp_path):
     assert uploads.source_in("dataset", root) == root / "ds"
     with pytest.raises(ImportRefused, match="option root names a folder inside the uploads"):
         uploads.import_uploads("csv", [root / "a.csv"], tmp_path / "out", tmp_path / "w", 2**20, {"root": "../x"})
+
+
+def test_a_queue_that_refuses_the_rows_leaves_no_dataset_folder_either(tmp_path):
+    """Into a dataset and a queue: the queue step refuses (no modality its checkpoint reads), so the dataset
+    folder, built first, is not kept; nothing is in the store."""
+    from types import SimpleNamespace
+
+    from ume_mma.annotate import open_store
+    from ume_mma.annotate.importing import import_into
+    from ume_mma.compat import IncompatibleDataError
+    from ume_mma.home import datasets_root
+
+    store = open_store(tmp_path / "annotations.db")
+    (tmp_path / "list.csv").write_text("label,text\na,apple\nb,banana\n")
+    reads_audio = SimpleNamespace(name="stub", labels=["a", "b"], modalities=("audio",))  # only its Fit is used
+    with pytest.raises(IncompatibleDataError, match="has text, but checkpoint stub reads audio"):
+        import_into(store, "csv", str(tmp_path / "list.csv"), dataset="words", queue="words", predictor=reads_audio)
+    assert list(datasets_root(store.media.root).iterdir()) == [] and store.counts()["queues"] == 0
+    s = import_into(store, "csv", str(tmp_path / "list.csv"), dataset="words")
+    assert (s["rows"], s["labels"], s["modalities"], s["queue"]) == (2, {"a": 1, "b": 1}, {"text": 2}, None)
+    assert load_dataset(datasets_root(store.media.root) / "words").labels == ["a", "b"]

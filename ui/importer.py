@@ -1,4 +1,4 @@
-"""The importer panel of the Annotate tab and ``/import_data``, thin over :mod:`ume_mma.data.imports.choice`.
+"""The importer panel of the Annotate tab and ``/import_data``, thin over :mod:`ume_mma.annotate.importing`.
 
 An admin (the local user on 127.0.0.1, or an ``--auth`` admin; never in public mode, like ``/import_queue``)
 picks an importer (a dataset folder of ours, class subfolders, a CSV, a Hugging Face dataset, a Label Studio
@@ -11,11 +11,7 @@ own words, the command line's.
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
-import tempfile
-from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -23,16 +19,12 @@ import gradio as gr
 
 from ui import inputs as valid
 from ui.errors import readable
-from ume_mma.annotate import DEFAULT_ORDER, ORDERS, AnnotationQueue, import_dataset, predict_queue, queue_names
-from ume_mma.annotate.ingest import read_unlabelled
-from ume_mma.compat import Fit
-from ume_mma.data.format import load_dataset
-from ume_mma.data.imports.choice import IMPORTERS, check_options, importer, run_import, summarize
+from ume_mma.annotate import DEFAULT_ORDER, ORDERS, queue_names
+from ume_mma.annotate.importing import import_into
+from ume_mma.data.imports.choice import IMPORTERS
 from ume_mma.data.imports.staging import ImportRefused
-from ume_mma.data.imports.uploads import gather, import_uploads, source_in
-from ume_mma.home import datasets_root
+from ume_mma.predictor import Limits
 
-DATASET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 MAX_UPLOADS = 1000  # files in one upload (a zip counts as one)
 OPTION_HELP = ("key=value, one a line or comma-separated: label=class, root=media/, media_root=ls-files/, "
                "from_name=sentiment, image=img, seed=1")  # fmt: skip
@@ -125,86 +117,34 @@ def summary_markdown(s: dict[str, Any]) -> str:
 
 def handlers(store: Any, access: Any, pool: Any, default: str) -> SimpleNamespace:
     """``/import_data`` and the panel's event (every write committed before it returns)."""
-    root = datasets_root(store.media.root)
     limits = pool.predictor_kwargs.get("limits")
-    max_file_bytes = limits.max_file_bytes if limits is not None else 50 * 2**20
+    max_file_bytes = limits.max_file_bytes if limits is not None else Limits().max_file_bytes
 
     def check_caller(request: Any, profile: Any) -> str:
         who = access.annotator(request, profile)  # importing writes
         access.check_server_path("importing data")
         return access.require(who, "admin", "import data")
 
-    def target(dataset: Any) -> Path | None:
-        name = valid.text(dataset, "dataset", valid.NAME_MAX_CHARS).strip()
-        if not name:
-            return None
-        if not DATASET_NAME.fullmatch(name):
-            raise ImportRefused(f"a dataset name is letters, digits, '.', '_' and '-' (at most 100, not starting "
-                                f"with '.' or '-'); got {name!r}")  # fmt: skip
-        if (root / name).exists():
-            raise ImportRefused(f"dataset {name!r} exists already in the data folder: choose a new name")
-        return root / name
-
     def run(kind, source, uploads, dataset, queue, checkpoint, options, labels, order, progress=None) -> dict:
-        spec = importer(valid.text(kind, "importer", valid.NAME_MAX_CHARS).strip() or "dataset")
-        source = valid.text(source, "source", valid.REF_MAX_CHARS).strip()
-        files, opts, extra = upload_paths(uploads), parse_options(options), label_list(labels)
-        out, queue = target(dataset), valid.text(queue, "queue", valid.NAME_MAX_CHARS).strip()
-        order = valid.text(order, "order", valid.NAME_MAX_CHARS).strip() or DEFAULT_ORDER
-        if out is None and not queue:
-            raise ImportRefused("import into what? Name a new dataset, a queue, or both")
-        if source and files:
-            raise ImportRefused("give a source on the server or uploads, not both")
-        if not source and not files:
-            raise ImportRefused(f"give the source ({spec.source}) on the server, or upload it")
-        if order not in ORDERS:
-            raise ImportRefused(f"unknown order {order!r}; known: {', '.join(ORDERS)}")
+        queue = valid.text(queue, "queue", valid.NAME_MAX_CHARS).strip()
         predictor = None
-        if queue:
-            ref = valid.text(checkpoint, "checkpoint", valid.REF_MAX_CHARS).strip() or default
-            predictor = pool.get(ref).predictor  # loaded before anything is written
-        root.mkdir(parents=True, exist_ok=True)
-        work = Path(tempfile.mkdtemp(prefix=".import-", dir=root))
-        try:
-            staged, notes = work / "dataset", []
-            if spec.name == "dataset" and out is None:  # straight into the queue: labels optional, nothing copied
-                check_options(spec, opts)  # it takes none
-                if files:
-                    skipped = gather(files, work / "uploads", max_file_bytes)
-                    folder = source_in("dataset", work / "uploads")
-                else:
-                    folder, skipped = Path(source).expanduser(), []
-                rows = [s for _, s in read_unlabelled(folder)]
-            else:
-                if files:
-                    folder, skipped = import_uploads(spec.name, files, staged, work / "uploads", max_file_bytes, opts)
-                else:
-                    folder, skipped = run_import(spec.name, source, staged, opts)
-                rows = load_dataset(folder).samples
-            summary = {"importer": spec.name, **summarize(rows, skipped), "dataset": None, "folder": None}
-            summary["queue"] = None
-            if queue:
-                summary["queue"] = into_queue(folder, queue, predictor, extra, order, notes, summary, progress)
-            if out is not None:
-                os.replace(staged, out)
-                summary["dataset"], summary["folder"] = out.name, str(out)
-            summary["notes"] = notes
-            return summary
-        finally:
-            shutil.rmtree(work, ignore_errors=True)
-
-    def into_queue(folder, queue, predictor, extra, order, notes, summary, progress) -> dict:
-        fit = Fit.of(predictor, f"checkpoint {predictor.name}")
-        result = import_dataset(store, folder, queue, labels=extra, order=order, fit=fit)
-        if result.note():
-            notes.append(result.note())
-        if result.duplicates:
-            summary["skipped"].append(f"{result.duplicates} rows already in queue {queue!r}: not added again")
-        report = (lambda d, t: progress((d, t), unit="items")) if progress is not None else None
-        predict_queue(store, predictor, queue, progress=report, show_progress=False)
-        q = AnnotationQueue(store, queue)
-        return {"queue": queue, "added": result.added, "duplicates": result.duplicates, "total": q.stats().total,
-                "labels": q.labels(), "new_labels": result.new_labels}  # fmt: skip
+        if queue:  # loaded before anything is written
+            predictor = pool.get(valid.text(checkpoint, "checkpoint", valid.REF_MAX_CHARS).strip() or default).predictor
+        report = (lambda d, t: progress((d, t), desc="predicting the queue", unit="items")) if progress else None
+        return import_into(
+            store,
+            valid.text(kind, "importer", valid.NAME_MAX_CHARS).strip() or "dataset",
+            valid.text(source, "source", valid.REF_MAX_CHARS).strip(),
+            upload_paths(uploads),
+            valid.text(dataset, "dataset", valid.NAME_MAX_CHARS).strip(),
+            queue,
+            predictor,
+            label_list(labels),
+            valid.text(order, "order", valid.NAME_MAX_CHARS).strip() or DEFAULT_ORDER,
+            parse_options(options),
+            max_file_bytes,
+            report,
+        )
 
     @readable
     def import_data(importer=None, source=None, uploads=None, dataset=None, queue=None, checkpoint=None,
