@@ -153,6 +153,13 @@ def test_uploads_a_zip_of_class_subfolders_a_csv_with_its_files_and_a_label_stud
     s = call(client, "label-studio", uploads=[handle_file(str(tmp_path / "ls.zip"))], dataset="ls-up",
              options={"media_root": "files"})  # fmt: skip
     assert s["rows"] == 10 and s["skipped"] == ["2 tasks without an annotation (no label): left out"]
+    # parquet files (a Hugging Face dataset's), and a zip of a dataset folder of ours
+    parquet = sorted((hf_source(tmp_path / "hf") / "data").glob("*.parquet"))
+    s = call(client, "hf", uploads=[handle_file(str(f)) for f in parquet], dataset="hf-up")
+    assert (s["rows"], s["labels"]) == (12, {"a": 4, "b": 4, "c": 4})
+    ours = shutil.make_archive(str(tmp_path / "ours"), "zip", make_tiny_dataset(tmp_path / "o", {"train": 1}))
+    s = call(client, "dataset", uploads=[handle_file(ours)], dataset="ours-up")
+    assert s["rows"] == 3 and s["modalities"] == {"audio": 3, "image": 3}
     assert not [n for n in written(store) if n.startswith(".")]  # no staging folder left
 
 
