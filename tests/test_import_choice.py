@@ -115,3 +115,8 @@ def test_a_queue_that_refuses_the_rows_leaves_no_dataset_folder_either(tmp_path)
     s = import_into(store, "csv", str(tmp_path / "list.csv"), dataset="words")
     assert (s["rows"], s["labels"], s["modalities"], s["queue"]) == (2, {"a": 1, "b": 1}, {"text": 2}, None)
     assert load_dataset(datasets_root(store.media.root) / "words").labels == ["a", "b"]
+
+
+def test_the_docs_state_the_zip_limits_the_code_applies():
+    docs = " ".join((Path(__file__).resolve().parents[1] / "docs" / "import.md").read_text().split())
+    assert f"a zip unpacks to at most {uploads.MAX_FILES:,} files and {uploads.MAX_BYTES / 2**30:g} GiB" in docs
