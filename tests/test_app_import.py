@@ -277,3 +277,26 @@ def test_only_admins_import_and_never_in_public_mode(tmp_path):
         assert written(store) == [] and store.counts()["queues"] == 0
     finally:
         demo.close()
+
+
+def test_into_a_queue_alone_rows_without_a_label_are_items_to_annotate(served, tmp_path):
+    """A Label Studio project's tasks without an annotation, and a CSV's empty label cells, become items to
+    annotate when the import goes into a queue alone (a dataset folder for training needs every label)."""
+    client, store, _ = served
+    path, rows = ls_export(tmp_path / "ls")
+    options = {"media_root": str(tmp_path / "ls" / "files")}
+    s = call(client, "label-studio", str(path), queue="ls-queue", options=options)
+    assert (s["rows"], s["unlabelled"], s["skipped"], s["queue"]["added"]) == (12, 2, [], 12)
+    assert sum(s["labels"].values()) == 10
+    source = csv_source(tmp_path / "c")
+    lines = source.read_text().splitlines()
+    source.write_text("\n".join([lines[0], *("," + x.split(",", 1)[1] for x in lines[1:4]), *lines[4:]]) + "\n")
+    with pytest.raises(AppError, match="list.csv line 2: empty label"):  # a dataset folder needs the labels
+        call(client, "csv", str(source), dataset="half", options={"label": "class"})
+    s = call(client, "csv", str(source), queue="csv-queue", options={"label": "class"})
+    assert (s["rows"], s["unlabelled"], s["queue"]["added"]) == (9, 3, 9)
+    given = set()
+    while (item := client.predict("csv-queue", api_name="/next_item")) is not None:
+        given.add(item["given_label"])
+        client.predict(item["id"], "a", {}, "", "csv-queue", api_name="/submit_item")
+    assert given == {None, "a", "b", "c"}

@@ -5,7 +5,8 @@
 
 The dataset folder is built in a hidden folder of :func:`ume_mma.home.datasets_root` (beside the store's media
 and jobs) and renamed into place only once the queue, if any, took every row; a refusal leaves no folder and no
-queue row. Into a queue alone, a dataset folder of ours is read as it is (labels optional, nothing copied).
+queue row. Into a queue alone, labels are optional: a dataset folder of ours is read as it is (nothing copied),
+a CSV's empty label cells and a Label Studio project's tasks without an annotation are rows to annotate.
 """
 
 from __future__ import annotations
@@ -56,11 +57,13 @@ def _stage(kind: str, source: str, files: list[str], staged: Path, keep: bool, m
         skipped = gather(files, uploads, max_file_bytes) if files else []
         folder = source_in("dataset", uploads) if files else Path(source).expanduser()
         return folder, [s for _, s in read_unlabelled(folder)], skipped
+    unlabelled = not keep  # a queue alone takes rows without a label (a CSV's empty cell, a task not annotated)
     if files:
-        folder, skipped = import_uploads(spec.name, files, staged, uploads, max_file_bytes, dict(options))
+        folder, skipped = import_uploads(spec.name, files, staged, uploads, max_file_bytes, dict(options), unlabelled)
     else:
-        folder, skipped = run_import(spec.name, source, staged, options)
-    return folder, load_dataset(folder).samples, skipped
+        folder, skipped = run_import(spec.name, source, staged, options, unlabelled)
+    rows = [s for _, s in read_unlabelled(folder)] if unlabelled else load_dataset(folder).samples
+    return folder, rows, skipped
 
 
 def _into_queue(store: Store, folder: Path, queue: str, predictor: Any, labels: list[str], order: str,

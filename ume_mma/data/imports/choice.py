@@ -25,7 +25,7 @@ from ume_mma.data.format import FILE_MODALITIES, MODALITIES, SPLITS, Sample, loa
 from ume_mma.data.imports.staging import ImportRefused, Staging
 
 MAX_OPTION_CHARS = 512  # a column name, key or folder given as an option
-Run = Callable[[Path, Path, dict[str, Any]], tuple[Path, list[str]]]  # (source, out, options) -> (out, skipped)
+Run = Callable[[Path, Path, dict[str, Any], bool], tuple[Path, list[str]]]  # (source, out, options, unlabelled)
 
 
 @dataclass(frozen=True)
@@ -40,38 +40,38 @@ class Importer:
     run: Run
 
 
-def _dataset(src: Path, out: Path, opts: dict[str, Any]) -> tuple[Path, list[str]]:
+def _dataset(src: Path, out: Path, opts: dict[str, Any], unlabelled: bool) -> tuple[Path, list[str]]:
     return import_dataset_folder(src, out), []
 
 
-def _folder(src: Path, out: Path, opts: dict[str, Any]) -> tuple[Path, list[str]]:
+def _folder(src: Path, out: Path, opts: dict[str, Any], unlabelled: bool) -> tuple[Path, list[str]]:
     from ume_mma.data.imports.folders import import_folder
 
     return import_folder(src, out, seed=opts.get("seed", 0)), []
 
 
-def _csv(src: Path, out: Path, opts: dict[str, Any]) -> tuple[Path, list[str]]:
+def _csv(src: Path, out: Path, opts: dict[str, Any], unlabelled: bool) -> tuple[Path, list[str]]:
     from ume_mma.data.imports.folders import import_csv
 
     label, root, seed = opts.get("label", "label"), opts.get("root"), opts.get("seed", 0)
-    return import_csv(src, out, label=label, root=root, seed=seed), []
+    return import_csv(src, out, label=label, root=root, seed=seed, unlabelled=unlabelled), []
 
 
-def _hf(src: Path, out: Path, opts: dict[str, Any]) -> tuple[Path, list[str]]:
+def _hf(src: Path, out: Path, opts: dict[str, Any], unlabelled: bool) -> tuple[Path, list[str]]:
     from ume_mma.data.imports.hf import import_hf
 
     columns = {f: opts[f] for f in ("label", *MODALITIES) if opts.get(f)}
     return import_hf(str(src), out, columns, seed=opts.get("seed", 0)), []
 
 
-def _label_studio(src: Path, out: Path, opts: dict[str, Any]) -> tuple[Path, list[str]]:
+def _label_studio(src: Path, out: Path, opts: dict[str, Any], unlabelled: bool) -> tuple[Path, list[str]]:
     from ume_mma.data.imports.labelstudio import import_label_studio
 
     keys = {m: opts[m] for m in MODALITIES if opts.get(m)}
-    folder, unlabelled = import_label_studio(src, out, opts.get("media_root"), keys, opts.get("from_name"),
-                                             seed=opts.get("seed", 0))  # fmt: skip
-    why = f"{unlabelled} task{'' if unlabelled == 1 else 's'} without an annotation (no label): left out"
-    return folder, [why] if unlabelled else []
+    folder, n = import_label_studio(src, out, opts.get("media_root"), keys, opts.get("from_name"),
+                                    seed=opts.get("seed", 0), unlabelled=unlabelled)  # fmt: skip
+    why = f"{n} task{'' if n == 1 else 's'} without an annotation (no label): left out"
+    return folder, [why] if n and not unlabelled else []
 
 
 COLUMNS = ("image", "audio", "video", "text")
@@ -119,10 +119,16 @@ def check_options(spec: Importer, options: Mapping[str, Any] | None) -> dict[str
 
 
 def run_import(
-    name: str, source: str | os.PathLike[str], out: str | os.PathLike[str], options: Mapping[str, Any] | None = None
+    name: str,
+    source: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    options: Mapping[str, Any] | None = None,
+    unlabelled: bool = False,
 ) -> tuple[Path, list[str]]:
     """Import ``source`` with the importer ``name`` into the new folder ``out``. Returns ``(out, skipped)``:
-    what was left out and why (Label Studio tasks without an annotation); anything else bad refuses it all."""
+    what was left out and why (Label Studio tasks without an annotation); anything else bad refuses it all.
+    ``unlabelled``: rows without a label (an empty CSV cell, a task without an annotation) are kept without one:
+    a folder for an annotation queue alone (``ume_mma.annotate.ingest.read_unlabelled`` reads it)."""
     spec = importer(name)
     opts = check_options(spec, options)
     text = os.fspath(source).strip()
@@ -131,7 +137,7 @@ def run_import(
     path = Path(text).expanduser()
     if not path.exists() and not (spec.name == "hf" and "/" in text and not path.is_absolute()):  # a Hub id
         raise ImportRefused(f"{text}: no such file or folder")
-    return spec.run(path, Path(out), opts)
+    return spec.run(path, Path(out), opts, unlabelled)
 
 
 def import_dataset_folder(src: str | os.PathLike[str], out: str | os.PathLike[str]) -> Path:

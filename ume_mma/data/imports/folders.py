@@ -84,9 +84,11 @@ def import_csv(
     label: str = "label",
     root: str | os.PathLike[str] | None = None,
     seed: int = 0,
+    unlabelled: bool = False,
 ) -> Path:
     """Import a CSV of file paths and labels into ``out`` (new); paths are relative to ``root`` (default: the
-    CSV's folder). Returns ``out``."""
+    CSV's folder). ``unlabelled``: an empty label cell is a row to annotate (a folder for an annotation queue),
+    not an error. Returns ``out``."""
     csv_path = Path(path).expanduser().resolve()
     if not csv_path.is_file():
         raise ImportRefused(f"{path}: no such CSV file")
@@ -101,11 +103,11 @@ def import_csv(
     if not set(columns) & {*FILE_MODALITIES, "text"}:
         raise ImportRefused(f"{path}: no input column (image, audio, video or text); the columns are {columns}")
     unknown = sorted(set(columns) - used)
-    with Staging(out, seed=seed) as st:
+    with Staging(out, seed=seed, unlabelled=unlabelled) as st:
         for n, row in enumerate(rows, start=2):  # line 1 is the header
             where = f"{csv_path.name} line {n}"
-            value = (row.get(label) or "").strip()
-            if not value:
+            value = (row.get(label) or "").strip() or None
+            if value is None and not unlabelled:
                 raise ImportRefused(f"{where}: empty label")
             media = {}
             for m in FILE_MODALITIES:
@@ -119,5 +121,6 @@ def import_csv(
             meta = {k: row[k] for k in unknown if row.get(k)}
             st.add(Sample(label=value, text=text, split=split, group=(row.get("group") or None), id=sid, meta=meta,
                           **media))  # fmt: skip
-        require_labels(st.samples, str(path))
+        if not unlabelled:
+            require_labels(st.samples, str(path))
     return st.out

@@ -93,16 +93,18 @@ def import_label_studio(
     columns: dict[str, str] | None = None,
     from_name: str | None = None,
     seed: int = 0,
+    unlabelled: bool = False,
 ) -> tuple[Path, int]:
-    """Import a Label Studio JSON export into ``out`` (new). Returns ``(out, tasks left out unannotated)``."""
+    """Import a Label Studio JSON export into ``out`` (new). Returns ``(out, tasks without an annotation)``: left
+    out, or with ``unlabelled`` (a folder for an annotation queue) kept without a label."""
     path = Path(tasks_json).expanduser().resolve()
     root = Path(media_root).expanduser().resolve() if media_root else path.parent
     keys = {m: (columns or {}).get(m, m) for m in MODALITIES}
     bad = sorted(set(columns or {}) - set(MODALITIES))
     if bad:
         raise ImportRefused(f"unknown modality {bad} to map; map {', '.join(MODALITIES)}")
-    tasks, unlabelled = _tasks(path), 0
-    with Staging(out, seed=seed) as st:
+    tasks, count = _tasks(path), 0
+    with Staging(out, seed=seed, unlabelled=unlabelled) as st:
         for n, task in enumerate(tasks):
             where = f"{path.name} task {task.get('id', n) if isinstance(task, dict) else n}"
             data = task.get("data") if isinstance(task, dict) else None
@@ -112,8 +114,9 @@ def import_label_studio(
                 raise ImportRefused(f"{where}: its data {sorted(data)} has none of {sorted(keys.values())}")
             label = task_label(task, where, from_name)
             if label is None:
-                unlabelled += 1
-                continue
+                count += 1
+                if not unlabelled:
+                    continue
             sid = f"ls-{task.get('id', n)}"
             media = {m: st.add_file(resolve(str(data[keys[m]]), root, where), m, where, stem=sid)
                      for m in FILE_MODALITIES if data.get(keys[m]) not in (None, "")}  # fmt: skip
@@ -121,8 +124,9 @@ def import_label_studio(
             split = split_name(data.get("split"), where) or hashed_split(sid, seed)
             st.add(Sample(label=label, text=None if text is None else str(text), split=split, id=sid,
                           meta={"label_studio_task": task.get("id")}, **media))  # fmt: skip
-        require_labels(st.samples, str(tasks_json))
-    return st.out, unlabelled
+        if not unlabelled:
+            require_labels(st.samples, str(tasks_json))
+    return st.out, count
 
 
 def label_config(modalities: list[str], labels: list[str]) -> str:

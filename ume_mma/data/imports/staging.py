@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import tempfile
@@ -10,7 +11,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from types import TracebackType
 
-from ume_mma.data.format import FILE_MODALITIES, SPLITS, Sample, load_dataset, write_dataset
+from ume_mma.data.format import FILE_MODALITIES, METADATA, SPLITS, Sample, load_dataset, parse_sample, write_dataset
 from ume_mma.decode import SAMPLE_KIND, Decoder, Limits
 from ume_mma.errors import DatasetFormatError, DecodeError, UmeMmaError
 
@@ -81,13 +82,17 @@ class Staging:
     """A dataset folder under construction beside ``out`` (``with Staging(out) as st: ...``): ``add_file`` and
     ``add_bytes`` place checked media under ``media/<modality>/``; ``samples`` collects the lines; leaving the
     block fills empty splits from train (:func:`complete_splits`, ``seed``), writes ``metadata.jsonl``, reads it
-    back and renames the folder to ``out``. Any error removes it all. ``out`` must be new or an empty folder."""
+    back and renames the folder to ``out``. Any error removes it all. ``out`` must be new or an empty folder.
+    ``unlabelled``: samples may have no label (``label=None``: a folder for an annotation queue alone, which
+    ``ume_mma.annotate.ingest.read_unlabelled`` reads; not a training set)."""
 
-    def __init__(self, out: str | os.PathLike[str], limits: Limits | None = None, seed: int = 0) -> None:
+    def __init__(
+        self, out: str | os.PathLike[str], limits: Limits | None = None, seed: int = 0, unlabelled: bool = False
+    ) -> None:
         self.out = Path(out).expanduser().resolve()
         if self.out.exists() and (not self.out.is_dir() or any(self.out.iterdir())):
             raise ImportRefused(f"{self.out} exists and is not an empty folder: choose a new output folder")
-        self.limits, self.seed = limits or Limits(), seed
+        self.limits, self.seed, self.unlabelled = limits or Limits(), seed, unlabelled
         self.samples: list[Sample] = []
         self.tmp: Path | None = None
 
@@ -111,8 +116,11 @@ class Staging:
         if not self.samples:
             raise ImportRefused("nothing to import: no samples")
         complete_splits(self.samples, self.seed)
-        write_dataset(self.tmp, self.samples)
-        load_dataset(self.tmp)  # what we wrote must read back
+        if self.unlabelled:
+            write_unlabelled(self.tmp, self.samples)
+        else:
+            write_dataset(self.tmp, self.samples)
+            load_dataset(self.tmp)  # what we wrote must read back
         if self.out.exists():
             self.out.rmdir()
         os.replace(self.tmp, self.out)
@@ -151,6 +159,17 @@ class Staging:
 
     def extend(self, samples: Iterable[Sample]) -> None:
         self.samples.extend(samples)
+
+
+def write_unlabelled(folder: Path, samples: list[Sample]) -> None:
+    """``folder/metadata.jsonl`` where a line may have no label; every other field checked as ``write_dataset``
+    checks it (files included)."""
+    lines = []
+    for n, s in enumerate(samples, start=1):
+        obj = s.to_json()
+        parse_sample({**obj, "label": obj.get("label") or "unlabelled"}, f"sample {n}", folder)
+        lines.append(json.dumps(obj, ensure_ascii=False))
+    (folder / METADATA).write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
 def require_labels(samples: list[Sample], where: str) -> None:

@@ -136,11 +136,11 @@ def source_in(name: str, folder: str | Path) -> Path:
 
 def import_uploads(
     name: str, files: Iterable[str | Path], out: str | Path, work: str | Path, max_file_bytes: int,
-    options: dict | None = None,
+    options: dict | None = None, unlabelled: bool = False,
 ) -> tuple[Path, list[str]]:  # fmt: skip
     """:func:`~ume_mma.data.imports.choice.run_import` on uploads: ``files`` are gathered in the new folder
     ``work`` (removed by the caller), the source found there; ``root``/``media_root`` options are folders inside
-    the uploads. Returns ``(out, skipped)``."""
+    the uploads; ``unlabelled`` as there. Returns ``(out, skipped)``."""
     from ume_mma.data.imports.choice import importer, run_import
 
     spec = importer(name)
@@ -157,5 +157,5 @@ def import_uploads(
             if inside.is_absolute() or ".." in inside.parts:
                 raise ImportRefused(f"option {key} names a folder inside the uploads (such as media/), got {value!r}")
             opts[key] = str(where / inside)
-    folder, more = run_import(spec.name, source_in(spec.name, where), out, opts)
+    folder, more = run_import(spec.name, source_in(spec.name, where), out, opts, unlabelled)
     return folder, skipped + more
