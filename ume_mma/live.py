@@ -12,6 +12,10 @@ Thresholds (documented in docs/app.md, "Live"):
 - black: the brightest 1% of the frame's pixels are darker than :data:`BLACK_LUMA` (of 255), so a white digit
   on a black page is not black while a covered lens is;
 - frozen: no pixel changed for :data:`FROZEN_SECONDS` (a real camera's sensor noise changes some every frame);
+- utterance: what the audio branch hears is the window's last complete utterance (sound within
+  :data:`UTTERANCE_DB` of the loudest block, pauses under :data:`UTTERANCE_GAP` s bridged, padded by
+  :data:`UTTERANCE_PAD` s; one cut by the window's start is used only when there is no other), as the
+  training clips were silence-trimmed words: a word cut in two by the window's edge is not a word;
 - still: the frame differs from the one last encoded by less than :data:`STILL_DIFF` grey levels on average:
   the same view, so the file of that frame is passed again and its encoder output comes from the cache.
 
@@ -40,6 +44,8 @@ __all__ = [
     "is_black",
     "is_silent",
     "loudest_dbfs",
+    "read_wav_chunk",
+    "utterance",
 ]
 
 SILENCE_DBFS = -50.0  # the loudest block of the window below this: silence
@@ -47,6 +53,9 @@ BLOCK_SECONDS = 0.05  # block length of the loudness measure
 BLACK_LUMA = 24.0  # the 99th percentile of a frame's luma (0..255) below this: black
 FROZEN_SECONDS = 2.0  # pixel-identical frames for this long: frozen
 STILL_DIFF = 1.5  # mean absolute luma difference (0..255) below this: the same view, not encoded again
+UTTERANCE_DB = 30.0  # blocks within this many dB of the window's loudest are sound, the rest pauses
+UTTERANCE_GAP = 0.15  # seconds: a shorter pause does not end an utterance
+UTTERANCE_PAD = 0.1  # seconds kept before and after an utterance
 STALE_SECONDS = 1.0  # no chunk for this long: no camera / no microphone
 DEFAULT_WINDOW_SECONDS = 2.0  # audio window when the audio encoder does not say how much it reads
 
@@ -88,6 +97,35 @@ def loudest_dbfs(samples: np.ndarray, rate: int, block_seconds: float = BLOCK_SE
 def is_silent(samples: np.ndarray, rate: int, threshold_dbfs: float = SILENCE_DBFS) -> bool:
     """Whether even the loudest block of ``samples`` is quieter than ``threshold_dbfs``."""
     return loudest_dbfs(samples, rate) < threshold_dbfs
+
+
+def utterance(samples: np.ndarray, rate: int, block_seconds: float = 0.02) -> np.ndarray:
+    """The last complete utterance of ``samples`` (``[N]`` floats): the latest stretch of sound that does not
+    start at the window's first block (else the loudest one), with :data:`UTTERANCE_PAD` s around it."""
+    x = as_float(samples)
+    block = max(1, int(rate * block_seconds))
+    n = len(x) // block
+    if n == 0:
+        return x
+    energy = (x[: n * block].astype(np.float64).reshape(n, block) ** 2).mean(axis=1)
+    db = 10 * np.log10(energy + 1e-12)
+    loud = db > db.max() - UTTERANCE_DB
+    gap = int(UTTERANCE_GAP / block_seconds)
+    runs, start, quiet = [], None, 0
+    for i, on in enumerate(loud):
+        if on:
+            start, quiet = (i if start is None else start), 0
+        elif start is not None:
+            quiet += 1
+            if quiet > gap:
+                runs.append((start, i - quiet + 1))
+                start, quiet = None, 0
+    if start is not None:
+        runs.append((start, n - quiet))
+    whole = [r for r in runs if r[0] > 0]
+    first, last = whole[-1] if whole else max(runs, key=lambda r: energy[r[0] : r[1]].sum())
+    pad = int(UTTERANCE_PAD * rate)
+    return x[max(0, first * block - pad) : min(len(x), last * block + pad)]
 
 
 def luma(frame: np.ndarray) -> np.ndarray:
@@ -231,7 +269,7 @@ class LiveSession:
         if self._sound.path is not None and self._sound.source == self.audio.chunks:
             return self._sound.path  # no chunk since: the same window
         path = self._next("window", "wav")
-        sf.write(path, self.audio.samples, self.audio.rate, subtype="PCM_16")
+        sf.write(path, utterance(self.audio.samples, self.audio.rate), self.audio.rate, subtype="PCM_16")
         self._sound = self._replace(self._sound, path, self.audio.chunks)
         return path
 
@@ -246,8 +284,9 @@ class LiveSession:
         return _Shown(path, source, old.path)
 
     def snapshot(self, folder: Path) -> dict[str, str]:
-        """Copy the current window to ``folder``: ``image`` (the latest frame, PNG) and ``audio`` (the audio
-        window, WAV), each only when there is one. Returns modality -> path."""
+        """Copy the current window to ``folder``: ``image`` (the latest frame's centre square, PNG) and ``audio``
+        (the audio window's utterance, WAV: what the branches were given), each only when there is one.
+        Returns modality -> path."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         out = {}
@@ -256,8 +295,27 @@ class LiveSession:
             Image.fromarray(np.ascontiguousarray(centre_square(self.frame))).save(out["image"])
         if len(self.audio.samples):
             out["audio"] = str(folder / "window.wav")
-            sf.write(out["audio"], self.audio.samples, self.audio.rate, subtype="PCM_16")
+            sf.write(out["audio"], utterance(self.audio.samples, self.audio.rate), self.audio.rate, subtype="PCM_16")
         return out
+
+
+def read_wav_chunk(path: str | Path) -> tuple[int, np.ndarray]:
+    """A streamed microphone chunk (a 16-bit PCM WAV file) -> ``(rate, int16 [N] or [N, C])``, reading every
+    sample after the header. Gradio's browser code sends the chunks that piled up while an update was computed
+    as one file whose header still gives the size of the first: a reader that trusts that size keeps 0.1 s of
+    0.5 s."""
+    data = Path(path).read_bytes()
+    if data[:4] != b"RIFF" or data[8:12] != b"WAVE":
+        raise ValueError(f"{Path(path).name} is not a WAV file")
+    channels = int.from_bytes(data[22:24], "little")
+    rate = int.from_bytes(data[24:28], "little")
+    bits = int.from_bytes(data[34:36], "little")
+    start = data.find(b"data", 12)
+    if bits != 16 or channels < 1 or start < 0:
+        raise ValueError(f"{Path(path).name}: expected 16-bit PCM, got {bits} bits, {channels} channels")
+    pcm = data[start + 8 :]
+    samples = np.frombuffer(pcm[: len(pcm) // (2 * channels) * 2 * channels], dtype="<i2")
+    return rate, samples.reshape(-1, channels) if channels > 1 else samples
 
 
 def window_seconds(encoders: Mapping[str, Any]) -> float:
