@@ -84,7 +84,9 @@ def test_presence_of_a_session(tmp_path):
     s.push_frame(camera_frame(noise=1, seed=0), now=0.0)
     found, states = s.inputs(["audio", "image"], now=0.1)
     assert {m: p.state for m, p in states.items()} == {"image": "present", "audio": "present"}
-    assert sf.info(found["audio"]).samplerate == rate and sf.info(found["audio"]).frames == len(word)
+    heard = sf.read(found["audio"], dtype="int16")[0]  # the window's utterance: the word, its silence trimmed
+    assert sf.info(found["audio"]).samplerate == rate and 0.3 * rate < len(heard) < len(word)
+    assert np.abs(heard).max() == np.abs(word).max()
     assert Image.open(found["image"]).size == (120, 120)
     # the same frame for FROZEN_SECONDS: frozen; a changed pixel makes it live again
     s.push_frame(camera_frame(noise=1, seed=0), now=live.FROZEN_SECONDS - 0.1)
@@ -160,3 +162,38 @@ def test_live_inputs_on_the_shipped_checkpoint(predictor, tmp_path):
     audio_only = predictor.predict(found)
     assert states["image"].state == "missing" and audio_only.modalities_used == ["audio"]
     assert audio_only.fused.label == audio_only.branches["audio"].label
+
+
+def test_the_utterance_is_the_last_word_not_cut_by_the_window(tmp_path):
+    rate, word = speech()  # a 1 s clip, the word in its middle
+    x = live.as_float(word)
+    pause = np.zeros(rate // 2, np.float32)
+    tail = 0.5 * x[int(0.55 * rate) :]  # the end of a word cut by the window's start (quieter than the rest)
+    head = 0.5 * x[: int(0.55 * rate)]  # the start of a word still being said at the window's end
+    window = np.concatenate([tail, pause, x, pause, head])
+    got = live.utterance(window, rate)
+    start = len(tail) + len(pause)
+    assert np.abs(got).max() == pytest.approx(np.abs(x).max())  # the whole word, not its cut end
+    assert len(got) <= len(x) + 2 * live.UTTERANCE_PAD * rate
+    idx = int(np.argmax(np.abs(window)))
+    assert start <= idx < start + len(x)
+    only = live.utterance(np.concatenate([tail, pause]), rate)  # nothing else: the cut word is all there is
+    assert 0 < len(only) <= len(tail) + live.UTTERANCE_PAD * rate
+    cut = live.utterance(np.concatenate([0.5 * tail, pause, head]), rate)  # two cut words: the louder one
+    assert np.abs(cut).max() == pytest.approx(np.abs(head).max())
+    assert len(live.utterance(np.zeros(0, np.float32), rate)) == 0
+
+
+def test_a_streamed_chunk_is_read_past_its_header_size(tmp_path):
+    rate, word = speech()
+    path = tmp_path / "chunk.wav"
+    sf.write(path, word[:800], rate, subtype="PCM_16")  # a header for 800 samples...
+    with open(path, "ab") as f:
+        f.write(word[800:2400].astype("<i2").tobytes())  # ...and the chunks sent after it in the same file
+    got_rate, got = live.read_wav_chunk(path)
+    assert got_rate == rate
+    np.testing.assert_array_equal(got, word[:2400])
+    assert len(sf.read(path)[0]) == 800  # what a reader trusting the header gets
+    (tmp_path / "x.wav").write_bytes(b"not a wav file at all, no")
+    with pytest.raises(ValueError, match="not a WAV"):
+        live.read_wav_chunk(tmp_path / "x.wav")

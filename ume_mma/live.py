@@ -14,8 +14,8 @@ Thresholds (documented in docs/app.md, "Live"):
 - frozen: no pixel changed for :data:`FROZEN_SECONDS` (a real camera's sensor noise changes some every frame);
 - utterance: what the audio branch hears is the window's last complete utterance (sound within
   :data:`UTTERANCE_DB` of the loudest block, pauses under :data:`UTTERANCE_GAP` s bridged, padded by
-  :data:`UTTERANCE_PAD` s; one cut by the window's start is used only when there is no other), as the
-  training clips were silence-trimmed words: a word cut in two by the window's edge is not a word;
+  :data:`UTTERANCE_PAD` s; one cut by the window's start or end is used only when there is no other), as
+  the training clips were silence-trimmed words: a word cut in two by the window's edge is not a word;
 - still: the frame differs from the one last encoded by less than :data:`STILL_DIFF` grey levels on average:
   the same view, so the file of that frame is passed again and its encoder output comes from the cache.
 
@@ -100,8 +100,9 @@ def is_silent(samples: np.ndarray, rate: int, threshold_dbfs: float = SILENCE_DB
 
 
 def utterance(samples: np.ndarray, rate: int, block_seconds: float = 0.02) -> np.ndarray:
-    """The last complete utterance of ``samples`` (``[N]`` floats): the latest stretch of sound that does not
-    start at the window's first block (else the loudest one), with :data:`UTTERANCE_PAD` s around it."""
+    """The last complete utterance of ``samples`` (``[N]`` floats): the latest stretch of sound that neither
+    starts at the window's first block nor runs into its last (a word still being said), else the loudest
+    stretch, with :data:`UTTERANCE_PAD` s around it."""
     x = as_float(samples)
     block = max(1, int(rate * block_seconds))
     n = len(x) // block
@@ -122,7 +123,7 @@ def utterance(samples: np.ndarray, rate: int, block_seconds: float = 0.02) -> np
                 start, quiet = None, 0
     if start is not None:
         runs.append((start, n - quiet))
-    whole = [r for r in runs if r[0] > 0]
+    whole = [r for r in runs if r[0] > 0 and r[1] < n]  # not cut by the window's start or end
     first, last = whole[-1] if whole else max(runs, key=lambda r: energy[r[0] : r[1]].sum())
     pad = int(UTTERANCE_PAD * rate)
     return x[max(0, first * block - pad) : min(len(x), last * block + pad)]
