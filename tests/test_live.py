@@ -110,7 +110,7 @@ def test_the_audio_window_keeps_the_last_seconds():
     w = live.AudioWindow(2.0)
     for i in range(5):
         w.push(8000, np.full(4000, i, np.int16))  # 0.5 s each
-    assert w.duration == 2.0 and w.chunks == 5
+    assert w.duration == 2.0 and w.chunks == 5 and w.received == 2.5
     np.testing.assert_allclose(w.samples[:4000] * 32767, 1.0, atol=1e-3)  # chunks 1..4 kept, 0 dropped
     w.push(16000, np.zeros(1600, np.int16))  # a new rate starts over
     assert w.rate == 16000 and w.duration == 0.1
@@ -119,22 +119,38 @@ def test_the_audio_window_keeps_the_last_seconds():
 def test_an_unchanged_view_is_passed_as_the_same_file(tmp_path):
     s = live.LiveSession(tmp_path)
     rate, word = speech()
+    five, rate5 = sf.read(ROOT / "assets" / "disagree_2_5_speech_5_es_MX_f_Allison.wav", dtype="int16")
+    assert rate5 == rate
+    pause = np.zeros(rate // 4, np.int16)
     s.push_audio(rate, word, now=0.0)
     s.push_frame(camera_frame(noise=1, seed=0), now=0.0)
     first, _ = s.inputs(["audio", "image"], now=0.0)
     s.push_frame(camera_frame(noise=1, seed=1), now=0.1)  # sensor noise only
+    s.push_audio(rate, pause, now=0.1)  # the window slides on, over the same word
     second, _ = s.inputs(["audio", "image"], now=0.1)
-    assert second == first  # no new chunk, the same view: the same files
+    assert second == first  # the same view, the same utterance: the same files
     s.push_frame(camera_frame(ROOT / "assets" / "disagree_2_5_image_2.png"), now=0.2)
-    s.push_audio(rate, word[:800], now=0.2)
+    s.push_audio(rate, np.concatenate([five, pause]), now=0.2)  # another word
     third, _ = s.inputs(["audio", "image"], now=0.2)
     assert third["image"] != first["image"] and third["audio"] != first["audio"]
-    s.inputs(["audio", "image"], now=0.3)
-    s.push_frame(camera_frame(noise=1, seed=3), now=0.4)
-    s.push_audio(rate, word[:800], now=0.4)
-    s.inputs(["audio", "image"], now=0.4)
+    assert len(sf.read(third["audio"])[0]) < len(five) + len(pause)  # that word alone
+    for i, w in enumerate([word, five]):
+        s.push_frame(camera_frame(noise=1, seed=3 + i), now=0.3 + 0.1 * i)
+        s.push_audio(rate, np.concatenate([w, pause]), now=0.3 + 0.1 * i)
+        s.inputs(["audio", "image"], now=0.3 + 0.1 * i)
     assert not Path(first["image"]).exists() and not Path(first["audio"]).exists()  # old files are removed
     assert len(list(tmp_path.iterdir())) <= 4
+
+
+def test_one_word_keeps_its_span_while_the_window_slides():
+    rate, word = speech()
+    x = live.as_float(word)
+    stream = np.concatenate([np.zeros(rate // 2, np.float32), x, np.zeros(rate, np.float32)])
+    window = 2 * rate
+    spans = {live.utterance_span(stream[i : i + window], rate, i) for i in range(0, len(stream) - window + 1, 70)}
+    assert len(spans) == 1  # every 70-sample step: the same samples of the stream
+    start, end = spans.pop()
+    assert start <= rate // 2 + np.argmax(np.abs(x)) < end
 
 
 @pytest.fixture(scope="module")

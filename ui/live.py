@@ -75,6 +75,11 @@ class Sessions:
     def __len__(self) -> int:
         return len(self._by_id)
 
+    def audio_received(self) -> float:
+        """Seconds of microphone sound received by the live sessions (the live bench compares it with the clock)."""
+        with self._lock:
+            return sum(s.audio.received for s, _, _ in self._by_id.values())
+
 
 def status_line(states: dict[str, Presence]) -> str:
     """``**image**: present · **audio**: missing (silence)``."""

@@ -16,6 +16,8 @@ Thresholds (documented in docs/app.md, "Live"):
   :data:`UTTERANCE_DB` of the loudest block, pauses under :data:`UTTERANCE_GAP` s bridged, padded by
   :data:`UTTERANCE_PAD` s; one cut by the window's start or end is used only when there is no other), as
   the training clips were silence-trimmed words: a word cut in two by the window's edge is not a word;
+- the same utterance (one span of the stream) while the window slides over it is handed over as the same
+  file, so the audio encoder runs once per word, not once per chunk;
 - still: the frame differs from the one last encoded by less than :data:`STILL_DIFF` grey levels on average:
   the same view, so the file of that frame is passed again and its encoder output comes from the cache.
 
@@ -46,6 +48,7 @@ __all__ = [
     "loudest_dbfs",
     "read_wav_chunk",
     "utterance",
+    "utterance_span",
 ]
 
 SILENCE_DBFS = -50.0  # the loudest block of the window below this: silence
@@ -99,16 +102,19 @@ def is_silent(samples: np.ndarray, rate: int, threshold_dbfs: float = SILENCE_DB
     return loudest_dbfs(samples, rate) < threshold_dbfs
 
 
-def utterance(samples: np.ndarray, rate: int, block_seconds: float = 0.02) -> np.ndarray:
-    """The last complete utterance of ``samples`` (``[N]`` floats): the latest stretch of sound that neither
-    starts at the window's first block nor runs into its last (a word still being said), else the loudest
-    stretch, with :data:`UTTERANCE_PAD` s around it."""
+def utterance_span(samples: np.ndarray, rate: int, offset: int = 0, block_seconds: float = 0.02) -> tuple[int, int]:
+    """Where the last complete utterance of ``samples`` (``[N]``) is: ``[start, end)`` in the stream's sample
+    numbers, ``samples[0]`` being number ``offset``. The latest stretch of sound that neither starts at the
+    window's first block nor runs into its last (a word still being said), else the loudest stretch, with
+    :data:`UTTERANCE_PAD` s around it. Blocks are aligned to the stream, not the window, so one word keeps
+    one span while the window slides over it (and its encoder output is reused)."""
     x = as_float(samples)
     block = max(1, int(rate * block_seconds))
-    n = len(x) // block
-    if n == 0:
-        return x
-    energy = (x[: n * block].astype(np.float64).reshape(n, block) ** 2).mean(axis=1)
+    skip = (-offset) % block
+    n = (len(x) - skip) // block
+    if n <= 0:
+        return offset, offset + len(x)
+    energy = (x[skip : skip + n * block].astype(np.float64).reshape(n, block) ** 2).mean(axis=1)
     db = 10 * np.log10(energy + 1e-12)
     loud = db > db.max() - UTTERANCE_DB
     gap = int(UTTERANCE_GAP / block_seconds)
@@ -126,7 +132,13 @@ def utterance(samples: np.ndarray, rate: int, block_seconds: float = 0.02) -> np
     whole = [r for r in runs if r[0] > 0 and r[1] < n]  # not cut by the window's start or end
     first, last = whole[-1] if whole else max(runs, key=lambda r: energy[r[0] : r[1]].sum())
     pad = int(UTTERANCE_PAD * rate)
-    return x[max(0, first * block - pad) : min(len(x), last * block + pad)]
+    return offset + max(0, skip + first * block - pad), offset + min(len(x), skip + last * block + pad)
+
+
+def utterance(samples: np.ndarray, rate: int) -> np.ndarray:
+    """The samples of :func:`utterance_span` (``[N]`` -> ``[M]`` floats)."""
+    start, end = utterance_span(samples, rate)
+    return as_float(samples)[start:end]
 
 
 def luma(frame: np.ndarray) -> np.ndarray:
@@ -166,14 +178,18 @@ class AudioWindow:
         self.rate = 0
         self.samples = np.zeros(0, dtype=np.float32)  # [N], N <= seconds * rate
         self.chunks = 0  # chunks received so far (a new chunk = a new window)
+        self.received = 0.0  # seconds of sound received so far
+        self.total = 0  # samples received at this rate: the stream number of the sample after the window
 
     def push(self, rate: int, chunk: np.ndarray) -> None:
         x = as_float(chunk)
         if rate != self.rate:
-            self.rate, self.samples = int(rate), np.zeros(0, dtype=np.float32)
+            self.rate, self.samples, self.total = int(rate), np.zeros(0, dtype=np.float32), 0
         keep = int(self.seconds * self.rate)
         self.samples = np.concatenate([self.samples, x])[-keep:]
         self.chunks += 1
+        self.total += len(x)
+        self.received += len(x) / self.rate
 
     @property
     def duration(self) -> float:
@@ -185,7 +201,7 @@ class _Shown:
     """A file last handed to the predictor and what it was made from."""
 
     path: Path | None = None
-    source: Any = None  # the frame (array) or the audio window's chunk count it was written from
+    source: Any = None  # the frame (array) or the utterance's span in the stream it was written from
     previous: Path | None = None  # the file before it (kept one update longer: a snapshot may be reading it)
 
 
@@ -267,11 +283,13 @@ class LiveSession:
         return path
 
     def _audio_file(self) -> Path:
-        if self._sound.path is not None and self._sound.source == self.audio.chunks:
-            return self._sound.path  # no chunk since: the same window
+        first = self.audio.total - len(self.audio.samples)  # the stream number of the window's first sample
+        span = utterance_span(self.audio.samples, self.audio.rate, first)
+        if self._sound.path is not None and self._sound.source == span:
+            return self._sound.path  # the same utterance (the window slid over it): its features are cached
         path = self._next("window", "wav")
-        sf.write(path, utterance(self.audio.samples, self.audio.rate), self.audio.rate, subtype="PCM_16")
-        self._sound = self._replace(self._sound, path, self.audio.chunks)
+        sf.write(path, self.audio.samples[span[0] - first : span[1] - first], self.audio.rate, subtype="PCM_16")
+        self._sound = self._replace(self._sound, path, span)
         return path
 
     def _next(self, stem: str, ext: str) -> Path:
