@@ -40,6 +40,7 @@ from starlette.middleware import Middleware
 from ui import annotate as annotate_ui
 from ui import importer as import_ui
 from ui import inputs as valid
+from ui import live as live_ui
 from ui import review as review_ui
 from ui import train as train_ui
 from ui.annotate import ROLES, SHORTCUTS_JS, Access, admins_from_env, reviewers_from_env
@@ -182,6 +183,8 @@ def build_demo(
         with gr.Tabs() as tabs:
             with gr.Tab("Predict", id="predict"):
                 ui = predict_tab(mods, first.predictor.model.config.task, first.predictor.labels, annotating)
+            with gr.Tab("Live", id="live"):  # camera + microphone, streamed (ui.live)
+                lv = live_ui.live_tab(mods, make_render)
             if annotating:
                 with gr.Tab("Annotate"):
                     ann = annotate_ui.annotate_tab(store)
@@ -246,6 +249,12 @@ def build_demo(
         ui.examples.click(fns.example, [ui.examples, key], inputs, **private).success(**predict_ui).success(
             **show_views
         ).success(**show_frames)
+        live_fns = live_ui.handlers(pool, demo.client_limiter)
+        demo.live = live_fns  # its sessions and update counts (the live bench reads them)
+        live_ui.wire(
+            lv, live_fns, key, ui.image, ui.audio, tabs,
+            lambda ev: ev.success(**predict_ui).success(**show_views).success(**show_frames),
+        )  # fmt: skip
         # Up to 16 API calls in flight: the pool runs those that overlap as one batch through the encoders.
         api_run.click(fns.predict, api_in, api_out, api_name="predict", concurrency_limit=BATCH)
         api_rob.click(fns.robustness, api_ckpt, [rob_table, rob_plot, rob_caption], api_name="robustness")
@@ -260,6 +269,7 @@ def build_demo(
                 .success(fns.robustness_ui, key, [rob_table, rob_plot, rob_caption], **private)
                 .success(None, [ui.toggles, ui.views], views_out, js=TOGGLE_JS, **private)
             )
+            loaded.success(live_fns.show, key, [lv.cam, lv.mic, lv.text, *lv.cards, lv.status], **private)
             if annotating and source is trn.checkpoint:
                 loaded.success(fns.show_choice, [key, choice], [choice, tabs], **private)
         if annotating:

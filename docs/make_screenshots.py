@@ -1,6 +1,7 @@
 """Regenerate the screenshots of the README and the docs (docs/*.png) from the real app on checkpoints/av-digits.
 
 .venv/bin/python docs/make_screenshots.py      # needs Debian chromium (scripts/setup.sh installs it)
+.venv/bin/python docs/make_screenshots.py live # only docs/app-live.png
 """
 
 import os
@@ -95,7 +96,43 @@ def team_screenshots() -> None:
         shutil.copyfile(ROOT / "tests" / "artifacts" / f"{name}.png", ROOT / "docs" / f"app-{name}.png")
 
 
+def live_screenshot() -> None:
+    """docs/app-live.png: the Live tab with Chromium's fake camera on a handwritten 7 and a fake microphone saying
+    "seven" (the files the browser test makes from assets/)."""
+    import tempfile
+
+    from playwright import sync_api
+
+    from tests import fakedevices as fake
+
+    tmp = Path(tempfile.mkdtemp())
+    video, audio = fake.camera(tmp / "7.y4m", fake.DIGIT_7), fake.microphone(tmp / "7.wav", fake.SPEECH_7)
+    demo = app.build_demo("checkpoints/av-digits")
+    app.launch_app(demo, prevent_thread_lock=True, quiet=True)
+    try:
+        with sync_api.sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS + fake.chromium_args(video, audio))
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(demo.local_url)
+            page.get_by_role("tab", name="Live").click()
+            page.locator("#live-cam").get_by_text("Click to Access Webcam").click()
+            page.locator("#live-cam button", has_text="Record").click()
+            page.locator("#live-mic button.record-button").click()
+            top = "#live-{}-card [data-testid='label-output-value']"
+            for card in ("fused", "image", "audio"):
+                sync_api.expect(page.locator(top.format(card))).to_have_text("7", timeout=30000)
+            page.wait_for_timeout(1000)
+            page.screenshot(path=str(ROOT / "docs" / "app-live.png"), full_page=True)
+            browser.close()
+    finally:
+        demo.close()
+
+
 if __name__ == "__main__":
+    if sys.argv[1:] == ["live"]:  # only the Live tab's screenshot
+        live_screenshot()
+        sys.exit()
     main()
+    live_screenshot()
     annotate_screenshot()
     team_screenshots()
