@@ -150,7 +150,7 @@ def calibrated_result(
     result.fusion_weight = None if weight is None else round(float(weight), 6)
     result.estimated_accuracy = None if estimate is None else round(float(estimate), 6)
     if temperature is not None and reliability is not None:
-        result.calibrated_confidence = round(top_probability(logits.double().cpu().tolist(), temperature), 6)
+        result.calibrated_confidence = round(top_probability(logits.cpu().tolist(), temperature), 6)  # exact floats
         result.reliability = round(float(reliability), 6)
         result.off_distribution = bool(reliability < 0.5)
     return result

@@ -267,10 +267,11 @@ class Reliability(nn.ModuleDict):
     ) -> dict[str, torch.Tensor]:
         """:meth:`forward`'s reliabilities from :meth:`checks` computed already (the correctness estimate reads
         the same checks): ``sigmoid(-max(z_distance, z_norm))``, float32 on the features' device."""
-        return {
-            m: torch.sigmoid(-(dz if nz is None else torch.maximum(dz, nz))).float().to(feats[m].device)
-            for m, (dz, nz) in checks.items()
-        }
+        out = {}
+        for m, (dz, nz) in checks.items():  # the max and negation in numpy: exact, and no torch dispatch
+            z = dz.numpy() if nz is None else np.maximum(dz.numpy(), nz.numpy())
+            out[m] = torch.sigmoid(torch.from_numpy(-z)).to(feats[m].device, torch.float32)
+        return out
 
     def forward(self, feats: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Reliability in [0, 1] per modality that has statistics and features: modality -> ``Tensor[B]`` (float32,
