@@ -121,7 +121,9 @@ def modality_list(modalities: str | Iterable[str] | None) -> list[str] | None:
 def result_of(probs: torch.Tensor, labels: list[str], top_k: int | None) -> BranchResult:
     """``probs`` (``Tensor[C]``, any device) -> labels ranked by probability, as plain Python floats. Scores
     that are not finite raise InputError (a NaN would reach a client as a null confidence)."""
-    return _ranked(probs.float().cpu().tolist(), labels, top_k)
+    if probs.dtype != torch.float32 or probs.device.type != "cpu":
+        probs = probs.float().cpu()
+    return _ranked(probs.tolist(), labels, top_k)
 
 
 def _ranked(values: list[float], labels: list[str], top_k: int | None) -> BranchResult:

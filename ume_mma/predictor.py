@@ -54,11 +54,9 @@ def all_finite(t: torch.Tensor) -> bool:
 
 
 def file_hash(path: str | Path) -> str:
-    h = hashlib.sha256()
+    """The SHA-256 of the file's bytes, in hex (read in chunks by ``hashlib.file_digest``)."""
     with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 @dataclass
