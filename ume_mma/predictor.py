@@ -98,8 +98,9 @@ class Predictor:
         # None when the input has nothing for the modality (a silent video's soundtrack)
         self.cache = ByteLRU(int(cache_mb * 2**20), cache_size)
         self.frames = ByteLRU(int(frames_mb * 2**20))  # video content hash -> its sampled (scaled-down) frames
-        # the same keys -> that input's reliability (Tensor[1]; None: the branch has no statistics), so a repeat
-        # with cached features (another subset of modalities) does not score them again
+        # the same keys -> that input's reliability (Tensor[1]; None: the branch has no statistics), or for a model
+        # with a correctness estimate its (reliability, estimate) pair, so a repeat with cached features (another
+        # subset of modalities) does not score them again
         self.reliabilities = ByteLRU(2**20, cache_size)
         self.stats = {"encoder_calls": 0, "encoder_batches": 0, "cache_hits": 0}
         self.folder: Path | None = None  # the checkpoint folder, when loaded from one
@@ -406,9 +407,16 @@ class Predictor:
             return self._no_input(sources)
         one = torch.ones(1, dtype=torch.bool, device=self.device)  # read only: one mask serves every branch
         present = dict.fromkeys(feats, one)
-        # a model with a correctness estimate scores reliability and estimate from one pass of the checks
-        reliability = self._reliability(job, feats) if self.model.correctness is None else None
-        out = self.model.forward_features(feats, present, reliability)
+        # a model with a correctness estimate scores reliability and estimate from one pass of the checks, once
+        # per input: a repeat whose branches were all scored before reuses both (no checks, no signals)
+        correctness = None
+        if self.model.correctness is None:
+            reliability = self._reliability(job, feats)
+        else:
+            reliability, correctness = self._scored(job, feats)
+        out = self.model.forward_features(feats, present, reliability, correctness)
+        if self.model.correctness is not None and correctness is None:
+            self._keep_scores(job, feats, out.reliability or {}, out.correctness or {})
         labels, rel, w, est = self.labels, out.reliability or {}, out.weights or {}, out.correctness or {}
         try:
             branches = {
@@ -453,6 +461,31 @@ class Predictor:
                 if keys[m] is not None:
                     self.reliabilities.put(keys[m], known[m])
         return {m: r for m, r in known.items() if r is not None}
+
+    def _scored(
+        self, job: _Job, feats: dict[str, torch.Tensor]
+    ) -> tuple[dict[str, torch.Tensor] | None, dict[str, torch.Tensor] | None]:
+        """For a model with a correctness estimate: each branch's reliability and estimate (modality -> ``Tensor[1]``,
+        only the branches that have them) from :attr:`reliabilities` when every branch of ``feats`` was scored
+        before; ``(None, None)`` otherwise (``forward_features`` then scores them all from one pass of the checks)."""
+        known = [self.reliabilities.get(job.keys[m], _MISS) if m in job.keys else _MISS for m in feats]
+        if any(k is _MISS for k in known):
+            return None, None
+        rel = {m: r for m, (r, _) in zip(feats, known) if r is not None}
+        est = {m: c for m, (_, c) in zip(feats, known) if c is not None}
+        return rel, est
+
+    def _keep_scores(
+        self,
+        job: _Job,
+        feats: dict[str, torch.Tensor],
+        reliability: dict[str, torch.Tensor],
+        correctness: dict[str, torch.Tensor],
+    ) -> None:
+        """Cache each branch's (reliability, estimate) of ``feats`` under its input's key (None where it has none)."""
+        for m in feats:
+            if m in job.keys:
+                self.reliabilities.put(job.keys[m], (reliability.get(m), correctness.get(m)))
 
     def _subsets(
         self,
