@@ -16,6 +16,10 @@ The reliability scores' time is measured the same way, inside ``model.reliabilit
 statistics of every branch) in the same calls; goal: at most 5% of the encoders' time. So is the correctness
 estimate's (its signals from those checks and the logits, and its logistic model) for a checkpoint that has
 one; goal: 5%.
+The predictor's own work is also split by stage (``own_cpu_ms``, CPU time of the calling thread, median over
+repeats): ``plan`` (routes, file checks, hashing), ``decode`` (cache lookups and decoding the files),
+``finish`` (heads, the reliability checks, the estimate, fusion and the results) and ``rest`` (the encoder calls'
+own bookkeeping, locking, memory trimming).
 """
 
 from __future__ import annotations
@@ -119,21 +123,47 @@ def spread(values: list[float]) -> dict[str, float]:
     return {"median": med, "q1": q1, "q3": q3, "min": min(values), "max": max(values)}
 
 
+def timed_stages(predictor: Predictor) -> dict[str, float]:
+    """Wrap the predictor's stages (``_plan``, ``_decode``, ``_finish``) to accumulate the calling thread's CPU
+    time in each (seconds) into the returned dict."""
+    stages = {"plan": 0.0, "decode": 0.0, "finish": 0.0}
+
+    def timing(fn: Callable, key: str) -> Callable:
+        def wrapper(*args, **kwargs):
+            c = time.thread_time()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                stages[key] += time.thread_time() - c
+
+        return wrapper
+
+    for key in stages:
+        setattr(predictor, f"_{key}", timing(getattr(predictor, f"_{key}"), key))
+    return stages
+
+
 def bench_overhead(predictor: Predictor, repeats: int) -> dict[str, object]:
     """First predict (cache cleared) vs the encoders' time inside it, and a toggled repeat."""
     inputs = default_inputs(predictor.modalities)
     spent = timed_encoders(predictor)
+    stages = timed_stages(predictor)
     for _ in range(3):  # warm-up: lazy imports, first-call allocations, resampling kernels
         predictor.clear_cache()
         predictor.predict(inputs)
     first, encoders, toggled, scores, overhead_cpu, estimates = [], [], [], [], [], []
+    by_stage: dict[str, list[float]] = {k: [] for k in (*stages, "rest")}
     for _ in range(repeats):
         predictor.clear_cache()
         spent["s"] = spent["cpu_s"] = spent["reliability_s"] = spent["correctness_s"] = 0.0
+        stages.update(dict.fromkeys(stages, 0.0))
         t, c = time.perf_counter(), time.thread_time()
         predictor.predict(inputs)
         first.append(time.perf_counter() - t)
         overhead_cpu.append(time.thread_time() - c - spent["cpu_s"])
+        for key, v in stages.items():
+            by_stage[key].append(v)
+        by_stage["rest"].append(overhead_cpu[-1] - sum(stages.values()))
         encoders.append(spent["s"])
         scores.append(spent["reliability_s"])
         estimates.append(spent["correctness_s"])
@@ -159,6 +189,8 @@ def bench_overhead(predictor: Predictor, repeats: int) -> dict[str, object]:
         "predict_over_encoders": spread([f / e for f, e in zip(first, encoders)]),
         "overhead_ms": 1000 * statistics.median(f - e for f, e in zip(first, encoders)),
         "overhead_cpu_ms": 1000 * statistics.median(overhead_cpu),
+        "overhead_cpu_min_ms": 1000 * min(overhead_cpu),
+        "own_cpu_ms": {k: 1000 * statistics.median(v) for k, v in by_stage.items()},
         "toggled_over_first": statistics.median(t / f for t, f in zip(toggled, first)),
     }
 
@@ -220,6 +252,12 @@ def main() -> None:
     print(
         f"| predict's own work (outside the encoders) | {result['overhead_ms']:.2f} ms; CPU time of the calling "
         f"thread: {result['overhead_cpu_ms']:.2f} ms (hardly changed by other load) | |"
+    )
+    own = result["own_cpu_ms"]
+    print(
+        f"| own work by stage (CPU, medians) | plan {own['plan']:.2f} ms, decode {own['decode']:.2f} ms, finish "
+        f"{own['finish']:.2f} ms, rest {own['rest']:.2f} ms (min of the total: "
+        f"{result['overhead_cpu_min_ms']:.2f} ms) | |"
     )
     if "reliability_ms" in result:
         q = result["reliability_over_encoders"]

@@ -105,3 +105,18 @@ def test_the_first_video_result_on_a_quiet_machine_is_the_results_file():
     text = " ".join((ROOT / "docs" / "performance.md").read_text().split())
     assert t["load_average_before"] < 1.5 and t["first_result_ms"] <= 300  # "met on this CPU without other load"
     assert f"quiet machine (load {t['load_average_before']:.1f}): median {t['first_result_ms']:.0f} ms" in text
+
+
+def test_the_interleaved_before_and_after_run_is_the_results_file():
+    """performance.md: predict's own work before and after issue 23 item 4, measured in one interleaved run."""
+    ab = load("predict_ab.json")
+    b, a = ab["before"], ab["after"]
+    assert ab["checkpoint"] == "checkpoints/av-digits" and ab["before_code"] and ab["rounds"] * ab["n"] >= 100
+    assert a["own_cpu_min_ms"] < b["own_cpu_min_ms"] and a["own_cpu_median_ms"] < b["own_cpu_median_ms"]
+    text = " ".join((ROOT / "docs" / "performance.md").read_text().split())
+    assert (
+        f"interleaved in one run ({ab['rounds']} turns of {ab['n']} first predicts each, load "
+        f"{ab['load_average_before']:.1f}, against commit {ab['before_code']}): {b['own_cpu_min_ms']:.2f} -> "
+        f"{a['own_cpu_min_ms']:.2f} ms at the least disturbed (minimum), {b['own_cpu_median_ms']:.2f} -> "
+        f"{a['own_cpu_median_ms']:.2f} ms median" in text
+    )

@@ -99,6 +99,14 @@ def uncertain(
     branch is more likely right than wrong, at the default 0.5). A row whose present branches have no estimate
     is never uncertain."""
     rows = next(iter(present.values()))
+    if all(t.device.type == "cpu" for t in [*estimate.values(), *present.values()]):  # numpy: no torch dispatch
+        low_np, covered_np = np.ones(rows.shape, dtype=bool), np.zeros(rows.shape, dtype=bool)
+        for m, c in estimate.items():
+            if m in present:
+                p = present[m].numpy().astype(bool, copy=False)
+                low_np &= ~p | (c.detach().numpy() < threshold)  # float32 against float32, as torch compares
+                covered_np |= p
+        return torch.from_numpy(low_np & covered_np)
     low = torch.ones_like(rows, dtype=torch.bool)
     covered = torch.zeros_like(low)
     for m, c in estimate.items():

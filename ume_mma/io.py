@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
+from numpy.lib.stride_tricks import as_strided
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ume_mma.errors import DecodeError
@@ -379,7 +379,11 @@ def resample(samples: np.ndarray, rate: int, target: int | None) -> np.ndarray:
         out = np.fft.irfft(spec[: min(len(spec), n_out // 2 + 1)], n_out) * (n_out / samples.size)
         return out.astype(np.float32)
     kernel, width, step = _resampler(int(rate), int(target))  # kernel (n, K): n outputs per `step` inputs
-    windows = sliding_window_view(np.pad(samples, (width, width + step)), kernel.shape[1])[::step]  # (T, K)
+    padded = np.zeros(samples.size + 2 * width + step, dtype=np.float32)  # np.pad's zeros, without its checks
+    padded[width : width + samples.size] = samples
+    k = kernel.shape[1]
+    rows = (padded.size - k) // step + 1  # sliding_window_view(padded, k)[::step], as one strided view
+    windows = as_strided(padded, (rows, k), (step * padded.itemsize, padded.itemsize), writeable=False)  # (T, K)
     out = (windows @ kernel.T).reshape(-1)  # (T * n,)
     return np.ascontiguousarray(out[: math.ceil(kernel.shape[0] * samples.size / step)])
 

@@ -12,6 +12,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -223,7 +224,7 @@ class MultiModalModel(nn.Module):
         for m in self.modalities:
             if m in present and m not in feats and bool(mask[m].any()):
                 raise InputError(f"modality {m!r} is marked present but has no features")
-        if not bool(torch.stack(list(mask.values())).any(dim=0).all()):
+        if not _every_row_present(mask):
             raise InputError("every sample needs at least one present modality")
         branches = {m: self.heads[m](feats[m]) for m in self.modalities if m in feats}  # (B, C) each
         checks = None  # both reliability checks, computed once for the reliability and the estimate
@@ -313,6 +314,15 @@ class MultiModalModel(nn.Module):
 
 def _external(spec: EncoderSpec) -> bool:
     return bool(spec.frozen and spec.pretrained)
+
+
+def _every_row_present(mask: dict[str, torch.Tensor]) -> bool:
+    """Whether every row has at least one present modality (``mask``: modality -> ``BoolTensor[B]``); numpy on
+    the CPU (one call, not three torch dispatches and a sync)."""
+    masks = list(mask.values())
+    if all(t.device.type == "cpu" for t in masks):
+        return bool(np.logical_or.reduce([t.numpy() for t in masks]).all())
+    return bool(torch.stack(masks).any(dim=0).all())
 
 
 def _mask(present: dict[str, torch.Tensor], m: str, b: int, device: torch.device) -> torch.Tensor:

@@ -121,7 +121,9 @@ def modality_list(modalities: str | Iterable[str] | None) -> list[str] | None:
 def result_of(probs: torch.Tensor, labels: list[str], top_k: int | None) -> BranchResult:
     """``probs`` (``Tensor[C]``, any device) -> labels ranked by probability, as plain Python floats. Scores
     that are not finite raise InputError (a NaN would reach a client as a null confidence)."""
-    return _ranked(probs.float().cpu().tolist(), labels, top_k)
+    if probs.dtype != torch.float32 or probs.device.type != "cpu":
+        probs = probs.float().cpu()
+    return _ranked(probs.tolist(), labels, top_k)
 
 
 def _ranked(values: list[float], labels: list[str], top_k: int | None) -> BranchResult:
@@ -150,7 +152,7 @@ def calibrated_result(
     result.fusion_weight = None if weight is None else round(float(weight), 6)
     result.estimated_accuracy = None if estimate is None else round(float(estimate), 6)
     if temperature is not None and reliability is not None:
-        result.calibrated_confidence = round(top_probability(logits.double().cpu().tolist(), temperature), 6)
+        result.calibrated_confidence = round(top_probability(logits.cpu().tolist(), temperature), 6)  # exact floats
         result.reliability = round(float(reliability), 6)
         result.off_distribution = bool(reliability < 0.5)
     return result

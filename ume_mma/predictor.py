@@ -54,11 +54,9 @@ def all_finite(t: torch.Tensor) -> bool:
 
 
 def file_hash(path: str | Path) -> str:
-    h = hashlib.sha256()
+    """The SHA-256 of the file's bytes, in hex (read in chunks by ``hashlib.file_digest``)."""
     with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 @dataclass
@@ -100,8 +98,9 @@ class Predictor:
         # None when the input has nothing for the modality (a silent video's soundtrack)
         self.cache = ByteLRU(int(cache_mb * 2**20), cache_size)
         self.frames = ByteLRU(int(frames_mb * 2**20))  # video content hash -> its sampled (scaled-down) frames
-        # the same keys -> that input's reliability (Tensor[1]; None: the branch has no statistics), so a repeat
-        # with cached features (another subset of modalities) does not score them again
+        # the same keys -> that input's reliability (Tensor[1]; None: the branch has no statistics), or for a model
+        # with a correctness estimate its (reliability, estimate) pair, so a repeat with cached features (another
+        # subset of modalities) does not score them again
         self.reliabilities = ByteLRU(2**20, cache_size)
         self.stats = {"encoder_calls": 0, "encoder_batches": 0, "cache_hits": 0}
         self.folder: Path | None = None  # the checkpoint folder, when loaded from one
@@ -220,8 +219,12 @@ class Predictor:
             digests: dict[Any, str] = {}  # each file is hashed once per call
             jobs = [self._plan(r, m, digests) for r, m in zip(requests, modalities_each)]
             clips: dict[Path, Any] = {}  # each video is decoded once per call
-            for m in sorted({m for job in jobs for m in job.routes}):
-                self._fill(m, jobs, clips)
+            # every input is decoded before any encoder runs: a file that cannot be decoded fails its request
+            # before an encoder spends time on its other inputs, and the decoding runs while the caches are warm
+            # (a large encoder evicts them: what runs after it costs several times more)
+            decoded = {m: self._decode(m, jobs, clips) for m in sorted({m for job in jobs for m in job.routes})}
+            for m, (pending, raws) in decoded.items():
+                self._fill(m, pending, raws)
             out = [job.error or self._finish(job, top_k, subsets) for job in jobs]
             encoded = self.stats["encoder_batches"] > batches
             del jobs, clips
@@ -246,9 +249,12 @@ class Predictor:
             return _Job(error=e)
         return _Job(routes=routes, keys=keys, notes=notes)
 
-    def _fill(self, modality: str, jobs: list[_Job], clips: dict[Path, Any]) -> None:
-        """Set ``job.feats[modality]`` for every valid job: from the cache, else decode each distinct input
-        and encode them all in one batch. A decode or encoder error is recorded on the jobs of that input."""
+    def _decode(
+        self, modality: str, jobs: list[_Job], clips: dict[Path, Any]
+    ) -> tuple[dict[tuple, list[_Job]], dict[tuple, list[Any]]]:
+        """Set ``job.feats[modality]`` for every valid job whose input is in the cache, and decode each distinct
+        input that is not: (cache key -> the jobs waiting for it, cache key -> its raws). A decode error is recorded
+        on the jobs of that input."""
         pending: dict[tuple, list[_Job]] = {}
         for job in jobs:
             if job.error is None and modality in job.routes:
@@ -273,6 +279,13 @@ class Predictor:
                 self._store(key, None, waiting)
             else:
                 decoded[key] = raws
+        return pending, decoded
+
+    def _fill(self, modality: str, pending: dict[tuple, list[_Job]], decoded: dict[tuple, list[Any]]) -> None:
+        """Encode the ``decoded`` inputs of ``modality`` in one batch and set ``job.feats[modality]`` of the jobs
+        waiting for each (``pending``). Inputs whose jobs all failed meanwhile (another input could not be decoded)
+        are not encoded; an encoder error is recorded on the jobs of that input."""
+        decoded = {k: raws for k, raws in decoded.items() if any(job.error is None for job in pending[k])}
         for key, feats in self._encode(modality, decoded).items():
             if isinstance(feats, UmeMmaError):
                 for job in pending[key]:
@@ -309,6 +322,8 @@ class Predictor:
         out = enc(to_device(enc.preprocess(flat), enc.device)).float().to(self.device)  # (sum K_i, D)
         self.stats["encoder_calls"] += len(raws)
         self.stats["encoder_batches"] += 1
+        if len(flat) == 1:  # one input of one raw: its row (the mean of one row, bitwise), no split or mean
+            return [out[0]]
         return [chunk.mean(dim=0) for chunk in out.split([len(rs) for rs in raws])]  # (K_i, D) -> (D,)
 
     def shown_frames(self, inputs: Mapping[str, Any]) -> tuple[Path | None, list[Any]]:
@@ -390,10 +405,18 @@ class Predictor:
                     frames = self.frames.get(job.keys[m][3]) or []
         if not feats:
             return self._no_input(sources)
-        present = {m: torch.ones(1, dtype=torch.bool, device=self.device) for m in feats}
-        # a model with a correctness estimate scores reliability and estimate from one pass of the checks
-        reliability = self._reliability(job, feats) if self.model.correctness is None else None
-        out = self.model.forward_features(feats, present, reliability)
+        one = torch.ones(1, dtype=torch.bool, device=self.device)  # read only: one mask serves every branch
+        present = dict.fromkeys(feats, one)
+        # a model with a correctness estimate scores reliability and estimate from one pass of the checks, once
+        # per input: a repeat whose branches were all scored before reuses both (no checks, no signals)
+        correctness = None
+        if self.model.correctness is None:
+            reliability = self._reliability(job, feats)
+        else:
+            reliability, correctness = self._scored(job, feats)
+        out = self.model.forward_features(feats, present, reliability, correctness)
+        if self.model.correctness is not None and correctness is None:
+            self._keep_scores(job, feats, out.reliability or {}, out.correctness or {})
         labels, rel, w, est = self.labels, out.reliability or {}, out.weights or {}, out.correctness or {}
         try:
             branches = {
@@ -402,14 +425,14 @@ class Predictor:
                     labels,
                     top_k,
                     self.model.temperature(m),
-                    float(rel[m][0]) if m in rel else None,
-                    float(w[m][0]) if m in w else None,
-                    float(est[m][0]) if m in est else None,
+                    float(rel[m]) if m in rel else None,  # Tensor[1] each: read out without indexing
+                    float(w[m]) if m in w else None,
+                    float(est[m]) if m in est else None,
                 )
                 for m in sorted(feats)
             }
-            unsure = bool(out.uncertain[0]) if out.uncertain is not None else None
-            weights = {m: float(v[0]) for m, v in w.items() if m in feats} if out.weights is not None else None
+            unsure = bool(out.uncertain) if out.uncertain is not None else None
+            weights = {m: float(v) for m, v in w.items() if m in feats} if out.weights is not None else None
             return Prediction(
                 checkpoint=self.name,
                 fusion=self.model.config.fusion,
@@ -438,6 +461,31 @@ class Predictor:
                 if keys[m] is not None:
                     self.reliabilities.put(keys[m], known[m])
         return {m: r for m, r in known.items() if r is not None}
+
+    def _scored(
+        self, job: _Job, feats: dict[str, torch.Tensor]
+    ) -> tuple[dict[str, torch.Tensor] | None, dict[str, torch.Tensor] | None]:
+        """For a model with a correctness estimate: each branch's reliability and estimate (modality -> ``Tensor[1]``,
+        only the branches that have them) from :attr:`reliabilities` when every branch of ``feats`` was scored
+        before; ``(None, None)`` otherwise (``forward_features`` then scores them all from one pass of the checks)."""
+        known = [self.reliabilities.get(job.keys[m], _MISS) if m in job.keys else _MISS for m in feats]
+        if any(k is _MISS for k in known):
+            return None, None
+        rel = {m: r for m, (r, _) in zip(feats, known) if r is not None}
+        est = {m: c for m, (_, c) in zip(feats, known) if c is not None}
+        return rel, est
+
+    def _keep_scores(
+        self,
+        job: _Job,
+        feats: dict[str, torch.Tensor],
+        reliability: dict[str, torch.Tensor],
+        correctness: dict[str, torch.Tensor],
+    ) -> None:
+        """Cache each branch's (reliability, estimate) of ``feats`` under its input's key (None where it has none)."""
+        for m in feats:
+            if m in job.keys:
+                self.reliabilities.put(job.keys[m], (reliability.get(m), correctness.get(m)))
 
     def _subsets(
         self,

@@ -122,21 +122,26 @@ class BranchStats(nn.Module):
         stats.inv_res.fill_(float(1 / evals[k:].mean()) if k < d else 0.0)
         return stats
 
-    def _fixed(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, float]:
+    def _fixed(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, float]:
         """What every call shares, in float64 numpy, recomputed only when a buffer changes (a load, ``fit`` or
-        ``.to()``): ``center [D]``, ``[basis | (means - center).T] [D, k + C]``, ``(means - center) @ basis [C, k]``,
-        ``|means - center|^2 [C]``, ``inv_var - inv_res [k]`` and ``inv_res``."""
+        ``.to()``). With ``m_c = means_c - center``, ``w = inv_var - inv_res`` ``[k]`` and ``z = x - center``, the
+        distance to class c is ``sum_k w_k (z.b_k - m_c.b_k)^2 + inv_res |z - m_c|^2``; expanded, it is
+        ``sum_k w_k (z.b_k)^2 + inv_res |z|^2 + const_c - 2 z.g_c`` with ``g_c = basis (w * (m_c @ basis)) +
+        inv_res m_c`` and ``const_c = sum_k w_k (m_c.b_k)^2 + inv_res |m_c|^2``. Returns ``center [D]``,
+        ``[basis | g] [D, k + C]``, ``const [C]``, ``w [k]`` and ``inv_res``."""
         key = [(t.data_ptr(), t._version) for t in (self.center, self.means, self.basis, self.inv_var, self.inv_res)]
         if getattr(self, "_fixed_key", None) != key:
             center, means, basis = (_np64(t) for t in (self.center, self.means, self.basis))
             m = means - center  # [C, D]
             inv_res = float(self.inv_res)
+            w = _np64(self.inv_var) - inv_res  # [k]
+            mb = m @ basis  # [C, k]
+            g = basis @ (w[:, None] * mb.T) + inv_res * m.T  # [D, C]
             self._fixed_parts = (
                 center,
-                np.ascontiguousarray(np.concatenate([basis, m.T], axis=1)),
-                m @ basis,
-                (m * m).sum(1),
-                _np64(self.inv_var) - inv_res,
+                np.ascontiguousarray(np.concatenate([basis, g], axis=1)),
+                (mb * mb) @ w + inv_res * (m * m).sum(1),
+                w,
                 inv_res,
             )
             self._fixed_key = key
@@ -145,22 +150,22 @@ class BranchStats(nn.Module):
     def distance(self, feats: torch.Tensor) -> torch.Tensor:
         """Squared Mahalanobis distance to the nearest class mean, ``Tensor[B]`` (float64, on the CPU), for
         ``feats`` ``[B, D]`` (any device). Float64 numpy on centred features, in blocks of :data:`BLOCK` rows:
-        one ``[B, D] x [D, k + C]`` product gives both the projections on the basis and the dot products with the
-        class means (a batch of one costs a few microseconds, not the dispatch of a dozen torch operations)."""
+        one ``[B, D] x [D, k + C]`` product gives the projections on the basis and the linear term of every class's
+        distance (:meth:`_fixed`; a batch of one costs a few microseconds, not the dispatch of a dozen torch
+        operations)."""
         return torch.from_numpy(self.distance_np(_np64(feats)))
 
     def distance_np(self, x: np.ndarray) -> np.ndarray:
         """:meth:`distance` of float64 features ``x`` ``[B, D]`` -> ``[B]`` float64."""
-        center, proj_means, mb, m2, w, inv_res = self._fixed()
-        k = mb.shape[1]
+        center, proj_g, const, w, inv_res = self._fixed()
+        k = len(w)
         out = np.empty(len(x))
         for i in range(0, len(x), BLOCK):
             z = x[i : i + BLOCK] - center  # [b, D]
-            y = z @ proj_means  # [b, k + C]: projections on the basis, then z . (mean_c - center)
-            proj = y[:, None, :k] - mb[None]  # [b, C, k]
-            sq = np.maximum((z * z).sum(1, keepdims=True) - 2 * y[:, k:] + m2, 0)  # [b, C] = |z - m_c|^2
-            d2 = (proj * proj * w).sum(-1) + inv_res * sq  # [b, C]
-            out[i : i + BLOCK] = d2.min(1)
+            y = z @ proj_g  # [b, k + C]: projections on the basis, then z . g_c
+            p = y[:, :k]
+            own = (p * p) @ w + inv_res * np.einsum("ij,ij->i", z, z)  # [b]: the terms of z alone
+            out[i : i + BLOCK] = (const - 2 * y[:, k:]).min(1) + own  # the nearest class: the smallest c-terms
         return np.maximum(out, EPS)
 
 
@@ -267,10 +272,11 @@ class Reliability(nn.ModuleDict):
     ) -> dict[str, torch.Tensor]:
         """:meth:`forward`'s reliabilities from :meth:`checks` computed already (the correctness estimate reads
         the same checks): ``sigmoid(-max(z_distance, z_norm))``, float32 on the features' device."""
-        return {
-            m: torch.sigmoid(-(dz if nz is None else torch.maximum(dz, nz))).float().to(feats[m].device)
-            for m, (dz, nz) in checks.items()
-        }
+        out = {}
+        for m, (dz, nz) in checks.items():  # the max and negation in numpy: exact, and no torch dispatch
+            z = dz.numpy() if nz is None else np.maximum(dz.numpy(), nz.numpy())
+            out[m] = torch.sigmoid(torch.from_numpy(-z)).to(feats[m].device, torch.float32)
+        return out
 
     def forward(self, feats: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Reliability in [0, 1] per modality that has statistics and features: modality -> ``Tensor[B]`` (float32,
