@@ -281,7 +281,8 @@ def job_checkpoint(store: Store | JobStore, name: str) -> str | None:
 
 
 def list_jobs(store: Store | JobStore) -> list[dict[str, Any]]:
-    """Every job, newest first: id, state, runner, device, times, data, init_from, chosen model and accuracy."""
+    """Every job, newest first: id, state, runner, device, times, data, init_from, task, chosen model and
+    accuracy."""
     jobs = job_store(store)
     recover_jobs(jobs)
     rows = []
@@ -290,6 +291,7 @@ def list_jobs(store: Store | JobStore) -> list[dict[str, Any]]:
         rows.append(
             {k: job[k] for k in ("id", "state", "runner", "device", "created_at", "started_at", "finished_at", "owner")}
             | {"data": job["config"].get("data"), "init_from": job["config"].get("init_from")}
+            | {"task": job["config"].get("task")}
             | {"chosen": (job["metrics"] or {}).get("chosen"), "test_full": test.get("full"), "error": job["error"]}
         )
     return rows
