@@ -11,8 +11,10 @@ Eight words for devices and places of a desktop (:data:`WORDS`), each
   drawings at several sizes, scaled, shifted and put on a random light background (64x64 RGB);
 - **text**: a short sentence naming the word (one of :data:`TEMPLATES`).
 
-Rows: voices x words x ``takes`` (default 13: 312 rows); per (voice, word) the takes are split 8/2/3 into
-train/val/test (seeded), so every split has every voice and word. ``python -m ume_mma.data build spoken-icons OUT``.
+Rows: voices x words x ``takes`` (default 13: 312 rows). The test split is the held-out voice :data:`TEST_VOICE`
+(every take of ``pc_diphone``: a speaker no model trained on) with two sentence templates no training row uses;
+the two other voices' takes are split 10/3 into train/val (seeded), so train and val have both voices and every
+word. ``python -m ume_mma.data build spoken-icons OUT``.
 """
 
 from __future__ import annotations
@@ -45,11 +47,13 @@ WORDS: dict[str, str] = {
     "printer": "printer",
 }
 VOICES = ("ked_diphone", "lp_diphone", "pc_diphone")
+TEST_VOICE = "pc_diphone"  # held out: the test split's speaker
 ICONS = Path("/usr/share/icons/Adwaita")
 ICON_APT = "adwaita-icon-theme"
 TEMPLATES = ("a {w}", "the {w}", "my {w}", "this is a {w}", "open the {w}", "where is the {w}")
+TEST_TEMPLATES = ("look at the {w}", "I need a {w}")  # the test split's sentences only
 IMAGE_SIZE = 64
-SPLIT_TAKES = (8, 2, 3)  # train, val, test takes per (voice, word) with the default 13 takes
+VAL_SHARE = 3 / 13  # of a training voice's takes per word
 
 
 def icon_files(name: str) -> list[Path]:
@@ -83,19 +87,20 @@ def icon_image(path: Path, rng: np.random.Generator) -> Image.Image:
     return canvas.convert("RGB")
 
 
-def _splits(takes: int, rng: np.random.Generator) -> list[str]:
-    """A seeded train/val/test split of ``takes`` takes (8/2/3 of 13, in proportion otherwise; one each at least)."""
-    n_val = max(1, round(takes * SPLIT_TAKES[1] / sum(SPLIT_TAKES)))
-    n_test = max(1, round(takes * SPLIT_TAKES[2] / sum(SPLIT_TAKES)))
-    names = ["val"] * n_val + ["test"] * n_test
-    names = ["train"] * (takes - len(names)) + names
+def _splits(voice: str, takes: int, rng: np.random.Generator) -> list[str]:
+    """The split of each take: ``test`` for :data:`TEST_VOICE`, else a seeded train/val split (10/3 of 13, in
+    proportion otherwise; one val take at least)."""
+    if voice == TEST_VOICE:
+        return ["test"] * takes
+    n_val = max(1, round(takes * VAL_SHARE))
+    names = ["train"] * (takes - n_val) + ["val"] * n_val
     return [names[i] for i in rng.permutation(takes)]
 
 
 def build_spoken_icons(out_dir: str | os.PathLike[str], seed: int = 0, takes: int = 13) -> Path:
     """Build spoken-icons into ``out_dir`` (see the module docstring); ``takes`` per voice and word (>= 3)."""
     if takes < 3:
-        raise ValueError(f"spoken-icons needs at least 3 takes per voice and word (train, val, test), got {takes}")
+        raise ValueError(f"spoken-icons needs at least 3 takes per voice and word (train and val), got {takes}")
     require_sources()
     t0 = time.time()
     rng = np.random.default_rng([seed, 41])
@@ -107,14 +112,15 @@ def build_spoken_icons(out_dir: str | os.PathLike[str], seed: int = 0, takes: in
         for voice in VOICES:
             for word in words:
                 icons = icon_files(WORDS[word])
-                for take, split in enumerate(_splits(takes, rng)):
+                for take, split in enumerate(_splits(voice, takes, rng)):
                     stretch = round(float(rng.uniform(0.85, 1.25)), 3)
                     sid = f"{voice}-{word}-{take}"
                     clip = render(FestivalClip(voice, 0, stretch, take), word=word)
                     sf.write(tmp / "audio" / f"{sid}.wav", clip, SR)
                     icon = icons[int(rng.integers(len(icons)))]
                     icon_image(icon, rng).save(tmp / "images" / f"{sid}.png")
-                    text = TEMPLATES[int(rng.integers(len(TEMPLATES)))].format(w=word)
+                    templates = TEST_TEMPLATES if split == "test" else TEMPLATES
+                    text = templates[int(rng.integers(len(templates)))].format(w=word)
                     meta = {"voice": voice, "stretch": stretch, "icon": str(icon.relative_to(ICONS))}
                     rows.append(Sample(label=word, audio=f"audio/{sid}.wav", image=f"images/{sid}.png", text=text,
                                        split=split, id=sid, meta=meta))  # fmt: skip
@@ -126,6 +132,7 @@ def build_spoken_icons(out_dir: str | os.PathLike[str], seed: int = 0, takes: in
             "rows": dict(sorted(Counter(r.split for r in rows).items())),
             "labels": words,
             "voices": list(VOICES),
+            "test_voice": TEST_VOICE,
             "sources": {
                 "audio": "Festival text2wave (festvox-kdlpc16k, festvox-italp16k, festvox-itapc16k)",
                 "image": "adwaita-icon-theme (CC-BY-SA-3.0 or LGPL-3)",
