@@ -71,6 +71,7 @@ def measure(work: Path, data: Path | None) -> dict:
             "cpu": platform.processor() or platform.machine(),
             "cpus": os.cpu_count(),
             "threads": status["options"].get("threads"),
+            "load_1min_at_end": round(os.getloadavg()[0], 1),  # a shared machine: other work ran beside the job
         },
     }
 

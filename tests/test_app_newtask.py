@@ -178,7 +178,7 @@ def test_the_train_tab_goes_from_a_folder_to_a_served_model_of_a_new_task(served
             page.goto(demo.local_url)
             page.get_by_role("tab", name="Train").click()
             page.locator("#train-mode").get_by_label("a new task").check()
-            expect(page.locator("#train-new")).to_be_visible()
+            expect(page.locator("#train-data textarea")).to_be_visible()
             expect(page.locator("#train-base")).to_be_hidden()  # a new task starts from no checkpoint
             page.locator("#train-data textarea").fill(str(data))
             page.locator("#train-task textarea").fill("spoken icons")
