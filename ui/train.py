@@ -352,10 +352,11 @@ def handlers(store: Store, access: Access, pool: Any = None) -> SimpleNamespace:
         return counts_frame(counts)
 
     @readable
-    def start_ui(base, queue, base_data, replay, runner, flavor, epochs, mma_epochs, mode, data, name, *chosen,
-                 request: gr.Request, profile: gr.OAuthProfile | None):  # fmt: skip
+    def start_ui(base, queue, base_data, replay, runner, flavor, epochs, mma_epochs, mode, data, name, audio, image,
+                 text, video, request: gr.Request, profile: gr.OAuthProfile | None):  # fmt: skip
         who = access.require(access.annotator(request, profile), "admin", "start a job")
-        encoders = {m: n or LEFT_OUT for m, n in zip(MODALITIES, chosen, strict=True)}
+        chosen = {"audio": audio, "image": image, "text": text, "video": video}  # the dropdowns, in MODALITIES order
+        encoders = {m: chosen[m] or LEFT_OUT for m in MODALITIES}
         job_id = start(who, base, queue, base_data, replay, runner, flavor, epochs, mma_epochs, mode, data, encoders,
                        name)  # fmt: skip
         return gr.update(choices=choices(who), value=job_id), gr.Timer(active=True)
