@@ -179,8 +179,9 @@ def _cells(result: dict[str, Any]) -> dict[str, float]:
 
 
 def table_headers(cells: list[dict[str, float]]) -> list[str]:
-    """The table's columns: :data:`TABLE_HEADERS`, then any other modality's (e.g. ``without text``) in order."""
-    extra = [h for c in cells for h in c if h not in TABLE_HEADERS]
+    """The table's columns: :data:`TABLE_HEADERS`, then any other modality's (``without text``, ``text branch``)."""
+    modal = lambda h: h.startswith("without ") or h.endswith(" branch")  # noqa: E731
+    extra = [h for c in cells for h in c if h not in TABLE_HEADERS and modal(h)]
     extra = list(dict.fromkeys(sorted(extra, key=lambda h: (h.endswith("branch"), h))))
     return [*TABLE_HEADERS, *extra]
 
