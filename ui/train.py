@@ -390,9 +390,9 @@ def handlers(store: Store, access: Access, pool: Any = None) -> SimpleNamespace:
         return gr.update(choices=choices(who), value=job_number(job_id)), gr.Timer(active=True)
 
     @readable
-    def start_job_api(base="", annotations="", base_data="", replay=0.1, runner="local", flavor="", epochs=None,
-                      mma_epochs=None, task="finetune", data="", encoders=None, name="", request: gr.Request = None,
-                      profile: gr.OAuthProfile | None = None):  # fmt: skip
+    def start_job_api(base=None, annotations=None, base_data=None, replay=None, runner="local", flavor=None,
+                      epochs=None, mma_epochs=None, task="finetune", data=None, encoders=None, name=None,
+                      request: gr.Request = None, profile: gr.OAuthProfile | None = None):  # fmt: skip
         """Start a fine-tuning job on the annotations: ``base`` checkpoint (folder or Hub id), ``annotations``
         (a queue name; empty = every queue), optional ``base_data`` folder with ``replay`` share (0 to 0.9),
         ``runner`` ("local" or "hf" with a Jobs ``flavor``), ``epochs``/``mma_epochs`` (0 to 1000; empty = the
@@ -401,7 +401,8 @@ def handlers(store: Store, access: Access, pool: Any = None) -> SimpleNamespace:
         the server, where the app may read folders) or of the ``annotations``, with ``encoders`` (``{"audio":
         "scratch.logmel-cnn", ...}``: one per modality of the data, ``""`` leaves one out) and a task ``name``;
         epochs empty = defaults by the data's size (``ume_mma.newtask.size_defaults``); ``base`` is not used.
-        Returns the job's status (see /job_status); it runs in its own process: poll /job_status. Admins only."""
+        Every parameter may be left out by name (``replay``: 0.1). Returns the job's status (see /job_status); it
+        runs in its own process: poll /job_status. Admins only."""
         who = access.require(access.annotator(request, profile), "admin", "start a job")
         job_id = start(who, base, annotations, base_data, replay, runner, flavor, epochs, mma_epochs, task, data,
                        encoders, name)  # fmt: skip
