@@ -117,6 +117,27 @@ def test_a_new_task_from_the_api_trains_and_its_model_predicts_the_new_labels(se
     assert set(out["branches"]) == {"audio", "image", "text"} and out["fused"]["label"] in NEW_LABELS
 
 
+def test_a_new_task_trains_on_an_annotation_queue(served):
+    """The data may be a queue's annotations (exported into the job's folder) instead of a folder."""
+    from ume_mma.annotate import AnnotationQueue, import_dataset
+
+    demo, store, data, _ = served
+    import_dataset(store, data, "icons")
+    queue = AnnotationQueue(store, "icons")
+    while (item := queue.next_item("tester")) is not None:
+        queue.submit(item.id, item.given_label, "tester")
+    c = Client(demo.local_url, verbose=False)
+    started = c.predict(annotations="icons", epochs=1, mma_epochs=1, task="new", encoders=ENCODERS,
+                        api_name="/start_job")  # fmt: skip
+    status = wait_for(finished(c, started["id"]), "the queue's new task to finish")
+    assert status["state"] == "succeeded", status["error"]
+    assert status["config"]["task"] == "icons" and status["config"]["init_from"] is None
+    from ume_mma.checkpoint import load_config
+
+    config, _ = load_config(JobStore(store).folder(status["id"]) / "out" / "checkpoint")
+    assert config.labels == NEW_LABELS
+
+
 def test_a_new_task_that_cannot_work_is_refused_in_words_through_the_api(served, tmp_path):
     demo, store, data, _ = served
     c = Client(demo.local_url, verbose=False)
