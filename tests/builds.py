@@ -51,3 +51,15 @@ def emoji_build(tmp_path_factory: pytest.TempPathFactory) -> Path:
     except MissingDependencyError as exc:
         pytest.skip(str(exc))
     return build_emoji_vl(tmp_path_factory.mktemp("emoji") / "vl", seed=0, limit=150, progress=False)
+
+
+@pytest.fixture(scope="session")
+def spoken_icons_build(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """spoken-icons with 3 takes per voice and word (72 rows: 24 per split)."""
+    from ume_mma.data.spoken_icons import build_spoken_icons, require_sources
+
+    try:
+        require_sources()
+    except MissingDependencyError as exc:
+        pytest.skip(str(exc))
+    return build_spoken_icons(tmp_path_factory.mktemp("spoken-icons") / "spoken-icons", seed=0, takes=3)

@@ -91,10 +91,11 @@ JOBS = [b for b in all_blocks("api") if "/start_job" in b.code]
 
 
 @pytest.fixture(scope="module")
-def app_after_the_docs_steps(tmp_path_factory, av_builds):
-    """The app as it stands after the steps the fine-tune example names: the base data built at
-    ``data/av-digits-clean`` and a labelled queue ``shift`` (here both from a small real av-digits build),
-    served from a folder laid out like the clone (the example's relative paths resolve as they would)."""
+def app_after_the_docs_steps(tmp_path_factory, av_builds, spoken_icons_build):
+    """The app as it stands after the steps the fine-tune examples name: the base data built at
+    ``data/av-digits-clean`` and a labelled queue ``shift`` (here both from a small real av-digits build), and
+    ``data/spoken-icons`` (a small real build), served from a folder laid out like the clone (the examples'
+    relative paths resolve as they would)."""
     pytest.importorskip("gradio")
     import app
     from ui.annotate import Access
@@ -106,6 +107,7 @@ def app_after_the_docs_steps(tmp_path_factory, av_builds):
         (work / name).symlink_to(ROOT / name)
     (work / "data").mkdir()
     (work / "data" / "av-digits-clean").symlink_to(av_builds["clean"])
+    (work / "data" / "spoken-icons").symlink_to(spoken_icons_build)
     store = open_store(work / "annotations.db")
     import_dataset(store, av_builds["clean"], "shift")
     queue = AnnotationQueue(store, "shift")

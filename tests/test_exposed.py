@@ -212,13 +212,16 @@ def test_job_inputs_are_in_range(auth_app):
         message = refused(
             url,
             "start_job",
-            [AV, "q", "", 0.0, "local", "", epochs, 1],
+            [AV, "q", "", 0.0, "local", "", epochs, 1, "finetune", "", None, ""],
             "epochs must be a whole number from 0 to 1000",
             http,
         )
         assert shown in message
-    refused(url, "start_job", [AV, "q", "", 5, "local", "", 1, 1], "replay must be a number from 0 to 0.9", http)
-    refused(url, "start_job", [AV, "q", "", 0, "moon", "", 1, 1], "runner is one of local, hf", http)
+    finetune = ["finetune", "", None, ""]  # task, data, encoders, name
+    refused(
+        url, "start_job", [AV, "q", "", 5, "local", "", 1, 1, *finetune], "replay must be a number from 0 to 0.9", http
+    )
+    refused(url, "start_job", [AV, "q", "", 0, "moon", "", 1, 1, *finetune], "runner is one of local, hf", http)
     refused(url, "job_status", ["x"], "job_id must be a job number", http)
     assert JobStore(store).list() == jobs_before  # no job was started
     answers(url, http)

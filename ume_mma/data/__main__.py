@@ -1,5 +1,7 @@
 """``python -m ume_mma.data build av-digits OUT [--setting clean|hard] [--seed N] [--limit N]``,
 ``python -m ume_mma.data build emoji-vl OUT [--seed N] [--limit N]``,
+``python -m ume_mma.data build spoken-icons OUT [--seed N] [--limit TAKES]`` (words spoken by Festival voices, their
+Adwaita icons and a sentence: a new task, :mod:`ume_mma.data.spoken_icons`),
 ``python -m ume_mma.data build av-digits-shift OUT [--shift image|audio|both] [--seed N] [--limit N]``
 (the av-digits pairs under a shift the shipped checkpoint never saw: pool/held-out parts),
 ``python -m ume_mma.data build shifted OUT --base DIR --shift image|audio|text [--source NAME] [--seed N]`` (DIR's
@@ -56,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     sub = parser.add_subparsers(dest="command", required=True)
     build = sub.add_parser("build", help="build a benchmark folder from offline sources")
-    build.add_argument("benchmark", choices=["av-digits", "emoji-vl", "av-digits-shift", "shifted"])
+    build.add_argument("benchmark", choices=["av-digits", "emoji-vl", "av-digits-shift", "shifted", "spoken-icons"])
     build.add_argument("out", help="output folder (replaced if it is already a dataset)")
     build.add_argument("--setting", choices=["clean", "hard"], default="clean", help="av-digits only")
     build.add_argument(
@@ -74,7 +76,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     build.add_argument("--seed", type=int, default=0)
     build.add_argument(
-        "--limit", type=int, default=None, help="av-digits(-shift): rows per split; emoji-vl: number of emoji"
+        "--limit",
+        type=int,
+        default=None,
+        help="av-digits(-shift): rows per split; emoji-vl: number of emoji; spoken-icons: takes per voice and word",
     )
     build.add_argument("--quiet", action="store_true", help="no progress bars")
     val = sub.add_parser("validate", help="check a dataset folder and print counts")
@@ -129,6 +134,12 @@ def main(argv: list[str] | None = None) -> int:
             from ume_mma.data.shift import build_shift
 
             out = build_shift(args.out, shift=args.shift or "both", seed=args.seed, limit=args.limit)
+        elif args.benchmark == "spoken-icons":
+            if args.setting != "clean":
+                parser.error("--setting applies to av-digits only")
+            from ume_mma.data.spoken_icons import build_spoken_icons
+
+            out = build_spoken_icons(args.out, seed=args.seed, takes=13 if args.limit is None else args.limit)
         elif args.benchmark == "av-digits":
             from ume_mma.data.av_digits import build_av_digits
 

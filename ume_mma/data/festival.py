@@ -66,9 +66,10 @@ def clip_pool(seed: int, takes: int = 4) -> list[FestivalClip]:
     ]
 
 
-def render(clip: FestivalClip) -> np.ndarray:
-    """The processed 1 s, 8 kHz clip (float32 ``[8000]``) of ``clip``, synthesised by ``text2wave``."""
-    word = DIGIT_WORDS[VOICES[clip.voice]].split()[clip.digit]
+def render(clip: FestivalClip, word: str | None = None) -> np.ndarray:
+    """The processed 1 s, 8 kHz clip (float32 ``[8000]``) of ``clip``, synthesised by ``text2wave``; ``word``:
+    another word to say than the clip's digit (the voice and speaking rate as given)."""
+    word = word or DIGIT_WORDS[VOICES[clip.voice]].split()[clip.digit]
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "say.wav"
         cmd = [

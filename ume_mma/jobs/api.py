@@ -68,8 +68,11 @@ def validate(cfg: TrainConfig) -> None:
                 f"{cfg.data}: no {split!r} samples; training needs train, val and test samples "
                 "(annotate more items, or export with other split fractions)"
             )
-    if not cfg.init_from:
+    if not cfg.init_from:  # a new task: its encoders load here and take the data's modalities, enough rows per label
+        from ume_mma.newtask import check_new_task
+
         check_modalities(cfg.encoders, data.modalities, model="the config's model", data=cfg.data)
+        check_new_task(data, cfg.encoders, cfg.data, (cfg.train_split, cfg.val_split, cfg.test_split))
     if cfg.init_from:
         base, _ = load_model_config(cfg.init_from)  # labels and modalities first: a misfit is refused at once
         check_modalities(base.modalities, data.modalities, model=f"init_from={cfg.init_from}", data=cfg.data)
@@ -94,6 +97,7 @@ def start_job(
     options: dict[str, Any] | None = None,
     annotations: str | bool | None = None,
     owner: str | None = None,
+    new_task: bool = False,
 ) -> int:
     """Queue a fine-tuning (or training) job and start it when its device is free; returns the job id.
 
@@ -102,13 +106,21 @@ def start_job(
     ``annotations``: train on the store's current annotations (``True``: every queue; a name: that queue),
     exported into the job's folder. ``options``: runner options (``device`` for local; ``flavor``,
     ``image``, ``namespace``, ``data_repo``, ``model_repo`` for ``hf``). ``owner``: who starts it (the app's
-    user; None from the CLI).
+    user; None from the CLI). ``new_task``: train a new task from scratch on the data's own labels (no
+    ``init_from``; ``config_overrides`` a dict with ``encoders``, modality -> name or ``""`` to leave it out):
+    checked and completed with defaults by size by :func:`ume_mma.newtask.task_overrides`.
     """
     jobs = job_store(store)
     run = get_runner(runner, jobs)
     staged = _stage_annotations(jobs, annotations) if annotations else None
     try:
         overrides = _with_data(config_overrides, staged)
+        if new_task:
+            from ume_mma.newtask import NewTaskError, task_overrides
+
+            if not isinstance(overrides, dict):
+                raise NewTaskError("a new task takes its settings as a dict of overrides")
+            overrides = task_overrides(overrides)
         cfg = build_config(config, overrides)
         validate(cfg)
         options = dict(options or {})
@@ -269,7 +281,8 @@ def job_checkpoint(store: Store | JobStore, name: str) -> str | None:
 
 
 def list_jobs(store: Store | JobStore) -> list[dict[str, Any]]:
-    """Every job, newest first: id, state, runner, device, times, data, init_from, chosen model and accuracy."""
+    """Every job, newest first: id, state, runner, device, times, data, init_from, task, chosen model and
+    accuracy."""
     jobs = job_store(store)
     recover_jobs(jobs)
     rows = []
@@ -278,6 +291,7 @@ def list_jobs(store: Store | JobStore) -> list[dict[str, Any]]:
         rows.append(
             {k: job[k] for k in ("id", "state", "runner", "device", "created_at", "started_at", "finished_at", "owner")}
             | {"data": job["config"].get("data"), "init_from": job["config"].get("init_from")}
+            | {"task": job["config"].get("task")}
             | {"chosen": (job["metrics"] or {}).get("chosen"), "test_full": test.get("full"), "error": job["error"]}
         )
     return rows
