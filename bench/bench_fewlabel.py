@@ -54,9 +54,12 @@ def ensure_shift(work: Path, shift: str, seed: int = 0, limit: int | None = None
     return out
 
 
-def settings(replay: bool, guard: bool, seed: int, base: Path, cache: Path) -> dict[str, Any]:
-    """The Train tab's overrides (ANNOTATION_RECIPE; without a base data folder, no replay)."""
-    out = {k: v for k, v in ANNOTATION_RECIPE.items() if k != "replay"}
+def settings(
+    replay: bool, guard: bool, seed: int, base: Path, cache: Path, extra: dict[str, Any] | None = None
+) -> dict:
+    """The Train tab's overrides (ANNOTATION_RECIPE and ``extra`` over it; without a base data folder, no
+    replay)."""
+    out = {k: v for k, v in (ANNOTATION_RECIPE | (extra or {})).items() if k != "replay"}
     out |= {"init_from": str(ROOT / CHECKPOINT), "seed": seed, "eval_repeats": 1, "cache_dir": str(cache)}
     out["branch_guard"] = guard
     if replay:
@@ -128,12 +131,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--base-settings", nargs="+", default=["none", "replay"], choices=["none", "replay"])
     ap.add_argument("--order", choices=sorted(ORDERS), default=DEFAULT_ORDER, help="the queue's order")
     ap.add_argument("--limit", type=int, default=None, help="rows per split of the data (tests)")
+    ap.add_argument("--guards", nargs="+", default=["on", "off"], choices=["on", "off"], help="branch_guard settings")
+    ap.add_argument("--set", nargs="*", default=[], metavar="KEY=JSON", help="recipe overrides (sweeps)")
     ap.add_argument("--save", action="store_true")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "fewlabel.json")
     args = ap.parse_args(argv)
     from ume_mma.annotate import AnnotationQueue, import_dataset, open_store
     from ume_mma.data.format import load_dataset
 
+    extra = {k: json.loads(v) for k, _, v in (item.partition("=") for item in args.set)}
     t0, load_before = time.time(), os.getloadavg()[0]
     work = args.work.expanduser().resolve()
     work.mkdir(parents=True, exist_ok=True)
@@ -155,21 +161,24 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             predict(store, name)
             labelled = annotate(AnnotationQueue(store, name), args.k)
             for base_data in args.base_settings:
-                for guard in (True, False):
-                    status = run_job(store, name, settings(base_data == "replay", guard, seed, base, cache))
+                for guard in [g == "on" for g in args.guards]:
+                    status = run_job(store, name, settings(base_data == "replay", guard, seed, base, cache, extra))
                     guard_record = status["metrics"].get("finetune", {}).get("branch_guard", {})
                     row = {"shift": shift, "seed": seed, "k": len(labelled), "base_data": base_data, "guard": guard,
                            "job_wall_s": round(status["wall_s"], 1), "chosen": status["metrics"]["chosen"],
                            "kept": sorted(m for m, v in guard_record.items() if v["kept"] == "base"),
-                           "branch_guard": guard_record, "accuracy": evaluate(status["checkpoint"])}  # fmt: skip
+                           "branch_guard": guard_record,
+                           "cv_choice": status["metrics"].get("finetune", {}).get("cv_choice"),
+                           "accuracy": evaluate(status["checkpoint"])}  # fmt: skip
                     runs.append(row)
-                    print(json.dumps({k: v for k, v in row.items() if k != "branch_guard"}), flush=True)
+                    print(json.dumps({k: v for k, v in row.items() if k not in ("branch_guard", "cv_choice")}),
+                          flush=True)  # fmt: skip
     result = {
         "checkpoint": CHECKPOINT,
         "k": args.k,
         "seeds": args.seeds,
         "order": args.order,
-        "recipe": ANNOTATION_RECIPE,
+        "recipe": ANNOTATION_RECIPE | extra,
         "shipped": shipped,
         "runs": runs,
         "targets": targets(runs, shipped),
