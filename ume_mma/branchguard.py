@@ -315,9 +315,10 @@ def choose_fusion(
         other = {"ume": "mma", "mma": "ume"}[out["chosen"]]
         if heldout_worse(held[other], held[out["chosen"]]):
             out["chosen"] = other
-    if tie == "mma" and cfg.refit_guard:  # the refitted MMA fusion replaces the base's only where it is better
+    if tie == "mma" and cfg.refit_guard and not job.finetune.added_labels:  # a new label needs the refit
         out["kept"] = _acc(kept_h)
-        better = paired_worse(h["mma"], kept_h, 0.0)  # on the annotations, beyond chance
+        # the refitted MMA fusion replaces the base's only where it is better on the annotations, beyond chance
+        better = paired_worse(h["mma"], kept_h, 0.0)
         out["refit"] = better and not (held and heldout_worse(held["kept"], held["mma"]))
     return out
 

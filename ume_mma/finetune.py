@@ -28,10 +28,9 @@ from ume_mma.trainconfig import ConfigError, TrainConfig
 # Fine-tuning on a few annotations (tens to hundreds): the settings bench/bench_annotation_loop.py --sweep chose on
 # the pool's validation of the av-digits-shift domain (never on its held-out part); the app's Train tab and
 # /start_job start from them. Heads move slowly (head_lr, 2 epochs of frozen-encoder heads), MMA trains longer
-# with strong modality dropout, and a little replay of the base data keeps the old test accuracy. Each branch is
-# WiSE-FT-interpolated toward the base by the branch guard's folds (bench/bench_fewlabel.py: on the image shift
-# 91.9% held-out against 90.1% with the base-or-fine-tuned choice alone, seed 0); distillation (distill=1) kept
-# 0.45 points more of the original test but 0.4 fewer held-out, and is off (ume_mma.keepskills).
+# with strong modality dropout, and a little replay of the base data keeps the old test accuracy. Each branch may
+# be WiSE-FT-interpolated toward the base, the mix chosen by the branch guard's folds; distillation and L2-SP
+# (ume_mma.keepskills) stay off: bench/results/fewlabel_sweep.json, docs/finetune.md.
 ANNOTATION_RECIPE: dict[str, Any] = {
     "replay": 0.1,
     "epochs": 8,

@@ -372,7 +372,9 @@ def train_models(job: Job) -> dict[str, MultiModalModel]:
         models["naive"] = job.train("naive", naive, cfg.epochs, job.lr(mods), 0.0)
     mma = job.fused_from_unimodal(uni, "mma", fill=cfg.fill)
     if job.cv_choice is not None and job.cv_choice.get("refit") is False:  # the base's fusion was not worse
-        job.log("[mma] the base's fusion kept: its refit was worse by the folds")
+        job.log("[mma] the base's fusion kept: its refit was no better by the folds")
+        if job.accelerator.is_main_process and cfg.save_all:
+            trainstate.save_checkpoint(mma, job.out / "models" / "mma")
         models["mma"] = mma
         return models
     models["mma"] = job.train("mma", mma, cfg.mma_epochs, cfg.mma_lr, cfg.dropout_p)
