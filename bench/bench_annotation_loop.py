@@ -49,7 +49,9 @@ ORDERS = ("disagreement", "random", "mixed")  # the first two by default; mixed 
 # pool's validation at K=50 (see the results file): the shipped checkpoint's own recipe for the heads and fusion.
 BASE_SETTINGS: dict[str, Any] = {"replay": 0.1, "epochs": 8, "head_epochs": 8, "mma_epochs": 4, "batch_size": 32}
 CHOSEN = {"head_epochs": 2, "head_lr": 3e-3, "mma_epochs": 10, "mma_lr": 1e-3, "dropout_p": 0.8}
-SETTINGS: dict[str, Any] = {**BASE_SETTINGS, **CHOSEN}
+# and the branch guard's WiSE-FT mix, which bench/bench_fewlabel.py chose (bench/results/fewlabel_sweep.json)
+KEEP_SKILLS: dict[str, Any] = {"wise_ft": True}
+SETTINGS: dict[str, Any] = {**BASE_SETTINGS, **CHOSEN, **KEEP_SKILLS}
 assert SETTINGS == ANNOTATION_RECIPE, "the app's Train tab starts from what this bench chose: keep them equal"
 SWEEP: list[dict[str, Any]] = [
     {"replay": 0.1},

@@ -10,7 +10,9 @@ split) and guard setting (``branch_guard`` on/off): a queue of the shift's pool 
 shipped checkpoint, a simulated annotator labels K items in the queue's order (``--order``, default: the app's), a
 job fine-tunes the shipped checkpoint on them through the local runner, and the result is scored on the shift's
 held-out part (fused and per branch) and on the original av-digits test split. The targets of issue 20 are computed
-against the shipped checkpoint on the same sets. ``--save`` writes bench/results/fewlabel.json.
+against the shipped checkpoint on the same sets. ``--save`` writes bench/results/fewlabel.json. ``--guards on``
+runs the guarded setting alone, ``--set KEY=JSON`` overrides the recipe (sweeps), and ``--merge A.json B.json
+--save`` joins runs over other shifts made side by side (``--shifts both --out A.json``, ...).
 """
 
 from __future__ import annotations
@@ -54,9 +56,12 @@ def ensure_shift(work: Path, shift: str, seed: int = 0, limit: int | None = None
     return out
 
 
-def settings(replay: bool, guard: bool, seed: int, base: Path, cache: Path) -> dict[str, Any]:
-    """The Train tab's overrides (ANNOTATION_RECIPE; without a base data folder, no replay)."""
-    out = {k: v for k, v in ANNOTATION_RECIPE.items() if k != "replay"}
+def settings(
+    replay: bool, guard: bool, seed: int, base: Path, cache: Path, extra: dict[str, Any] | None = None
+) -> dict:
+    """The Train tab's overrides (ANNOTATION_RECIPE and ``extra`` over it; without a base data folder, no
+    replay)."""
+    out = {k: v for k, v in (ANNOTATION_RECIPE | (extra or {})).items() if k != "replay"}
     out |= {"init_from": str(ROOT / CHECKPOINT), "seed": seed, "eval_repeats": 1, "cache_dir": str(cache)}
     out["branch_guard"] = guard
     if replay:
@@ -118,6 +123,45 @@ def table(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def goals(result: dict[str, Any]) -> str:
+    """Markdown: one line per shift and setting, each of issue 20's targets met or missed, with the numbers
+    (points: accuracy x 100; a drop below 0 is a gain)."""
+
+    def verdict(ok: bool) -> str:
+        return "**met**" if ok else "**missed**"
+
+    lines = []
+    for key, t in result["targets"].items():
+        shift, base_data, guard = key.split("/")
+        drops = ", ".join(f"{m} {100 * d:+.1f}" for m, d in sorted(t["worst_branch_drop"].items()))
+        lines.append(
+            f"- `{shift}`, {'no base data' if base_data == 'none' else '10% replay'}, guard {guard[6:]}: held-out "
+            f"fused {100 * t['heldout_fused_mean']:.1f} (worst seed {100 * t['heldout_fused_worst']:.1f}) for a "
+            f"goal of {100 * t['heldout_goal']:.1f}: {verdict(t['goal_met_mean'])} by the mean, "
+            f"{verdict(t['goal_met_worst'])} by the worst seed; worst branch drop {drops} (at most 1): "
+            f"{verdict(t['branch_drop_met'])}; original test worst drop {100 * t['original_test_worst_drop']:+.1f} "
+            f"(at most 1): {verdict(t['original_test_met'])}"
+        )
+    return "\n".join(lines)
+
+
+def merge(paths: list[Path]) -> dict[str, Any]:
+    """One result from several runs of this bench over other shifts (run side by side on a busy machine): their
+    shipped scores and runs together, the targets recomputed."""
+    parts = [json.loads(Path(p).read_text()) for p in paths]
+    first = parts[0]
+    for part in parts[1:]:
+        for key in ("checkpoint", "k", "seeds", "order", "recipe"):
+            if part[key] != first[key]:
+                raise SystemExit(f"{key} differs between the merged results: {first[key]!r} and {part[key]!r}")
+    shipped = {shift: v for part in parts for shift, v in part["shipped"].items()}
+    runs = [r for part in parts for r in part["runs"]]
+    return {**{k: first[k] for k in ("checkpoint", "k", "seeds", "order", "recipe")}, "shipped": shipped,
+            "runs": runs, "targets": targets(runs, shipped), "machine": first["machine"],
+            "command": [part["command"] for part in parts],
+            "elapsed_s": max(part["elapsed_s"] for part in parts)}  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--work", type=Path, default=Path("~/.cache/ume_mma/loop"), help="data and feature cache")
@@ -128,12 +172,22 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--base-settings", nargs="+", default=["none", "replay"], choices=["none", "replay"])
     ap.add_argument("--order", choices=sorted(ORDERS), default=DEFAULT_ORDER, help="the queue's order")
     ap.add_argument("--limit", type=int, default=None, help="rows per split of the data (tests)")
+    ap.add_argument("--guards", nargs="+", default=["on", "off"], choices=["on", "off"], help="branch_guard settings")
+    ap.add_argument("--set", nargs="*", default=[], metavar="KEY=JSON", help="recipe overrides (sweeps)")
+    ap.add_argument("--merge", nargs="+", type=Path, default=None, help="merge these results files (see merge)")
     ap.add_argument("--save", action="store_true")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "fewlabel.json")
     args = ap.parse_args(argv)
     from ume_mma.annotate import AnnotationQueue, import_dataset, open_store
     from ume_mma.data.format import load_dataset
 
+    if args.merge:
+        result = merge(args.merge)
+        print(table(result))
+        if args.save:
+            args.out.write_text(json.dumps(result, indent=2) + "\n")
+        return result
+    extra = {k: json.loads(v) for k, _, v in (item.partition("=") for item in args.set)}
     t0, load_before = time.time(), os.getloadavg()[0]
     work = args.work.expanduser().resolve()
     work.mkdir(parents=True, exist_ok=True)
@@ -155,21 +209,24 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             predict(store, name)
             labelled = annotate(AnnotationQueue(store, name), args.k)
             for base_data in args.base_settings:
-                for guard in (True, False):
-                    status = run_job(store, name, settings(base_data == "replay", guard, seed, base, cache))
+                for guard in [g == "on" for g in args.guards]:
+                    status = run_job(store, name, settings(base_data == "replay", guard, seed, base, cache, extra))
                     guard_record = status["metrics"].get("finetune", {}).get("branch_guard", {})
                     row = {"shift": shift, "seed": seed, "k": len(labelled), "base_data": base_data, "guard": guard,
                            "job_wall_s": round(status["wall_s"], 1), "chosen": status["metrics"]["chosen"],
                            "kept": sorted(m for m, v in guard_record.items() if v["kept"] == "base"),
-                           "branch_guard": guard_record, "accuracy": evaluate(status["checkpoint"])}  # fmt: skip
+                           "branch_guard": guard_record,
+                           "cv_choice": status["metrics"].get("finetune", {}).get("cv_choice"),
+                           "accuracy": evaluate(status["checkpoint"])}  # fmt: skip
                     runs.append(row)
-                    print(json.dumps({k: v for k, v in row.items() if k != "branch_guard"}), flush=True)
+                    print(json.dumps({k: v for k, v in row.items() if k not in ("branch_guard", "cv_choice")}),
+                          flush=True)  # fmt: skip
     result = {
         "checkpoint": CHECKPOINT,
         "k": args.k,
         "seeds": args.seeds,
         "order": args.order,
-        "recipe": ANNOTATION_RECIPE,
+        "recipe": ANNOTATION_RECIPE | extra,
         "shipped": shipped,
         "runs": runs,
         "targets": targets(runs, shipped),

@@ -1,4 +1,5 @@
-"""The few-label numbers the docs quote are bench/results/fewlabel.json's (bench/bench_fewlabel.py --save)."""
+"""The few-label numbers the docs quote are bench/results/fewlabel.json's (bench/bench_fewlabel.py --save), and the
+keep-the-base's-skills sweep's are bench/results/fewlabel_sweep.json's."""
 
 import json
 import sys
@@ -10,65 +11,76 @@ sys.path.insert(0, str(ROOT / "bench"))
 import bench_fewlabel  # noqa: E402
 
 RESULT = json.loads((ROOT / "bench" / "results" / "fewlabel.json").read_text())
-MEMORY = json.loads((ROOT / "bench" / "results" / "fewlabel_memory.json").read_text())  # no base data: the memory
+SWEEP = json.loads((ROOT / "bench" / "results" / "fewlabel_sweep.json").read_text())["variants"]
 
 
-def _mean(shift: str, base_data: str, guard: bool, split: str, result: dict = RESULT) -> str:
-    rows = [r for r in result["runs"] if (r["shift"], r["base_data"], r["guard"]) == (shift, base_data, guard)]
+def _mean(shift: str, base_data: str, split: str) -> str:
+    rows = [r for r in RESULT["runs"] if (r["shift"], r["base_data"], r["guard"]) == (shift, base_data, True)]
+    assert len(rows) == 3
     return f"{100 * sum(r['accuracy'][split]['fused'] for r in rows) / len(rows):.1f}%"
 
 
-def test_the_docs_tables_are_the_results_files():
+def _text(path: str) -> str:
+    return " ".join((ROOT / path).read_text().split())
+
+
+def test_the_docs_table_and_goals_are_the_results_file():
     docs = (ROOT / "docs" / "finetune.md").read_text()
-    for result in (RESULT, MEMORY):
-        assert result["seeds"] == 3 and result["k"] == 50
-        assert bench_fewlabel.table(result) in docs
-
-
-def test_the_readme_quotes_the_guarded_runs():
-    readme = " ".join((ROOT / "README.md").read_text().split())
-    replay, none = _mean("both", "replay", True, "heldout"), _mean("both", "none", True, "heldout", MEMORY)
-    kept = _mean("both", "replay", True, "original_test"), _mean("both", "none", True, "original_test", MEMORY)
-    assert f"goes to {replay} with 10% replay of the original data and {none} without a base data folder" in readme
-    assert f"the original test set stays at {kept[0]} and {kept[1]}" in readme
-    assert "replay memory of 300 training rows" in readme
+    assert RESULT["seeds"] == 3 and RESULT["k"] == 50 and RESULT["order"] == "mixed"
+    assert RESULT["recipe"]["wise_ft"] is True and {r["base_data"] for r in RESULT["runs"]} == {"none", "replay"}
+    assert bench_fewlabel.table(RESULT) in docs
+    assert bench_fewlabel.goals(RESULT) in docs
 
 
 def test_the_targets_follow_from_the_runs():
-    for result in (RESULT, MEMORY):
-        assert bench_fewlabel.targets(result["runs"], result["shipped"]) == result["targets"]
+    assert bench_fewlabel.targets(RESULT["runs"], RESULT["shipped"]) == RESULT["targets"]
 
 
-def test_the_docs_reason_for_the_image_shift_is_in_the_runs():
-    """docs/finetune.md: on the image shift the base's audio branch is right on 39% of the annotations (by the
-    guard's cross-validation), against 80% on the held-out part."""
-    text = " ".join((ROOT / "docs" / "finetune.md").read_text().split())
-    assert "its audio branch is right on 39% of them, against 80% held out" in text
-    runs = [r for r in RESULT["runs"] if r["shift"] == "image" and r["guard"]]
-    assert runs and all(round(100 * r["branch_guard"]["audio"]["base"]) == 39 for r in runs)
-    assert round(100 * RESULT["shipped"]["image"]["heldout"]["audio"]) == 80
+def test_the_readme_quotes_the_guarded_runs():
+    readme = _text("README.md")
+    replay, none = _mean("both", "replay", "heldout"), _mean("both", "none", "heldout")
+    kept = _mean("both", "replay", "original_test"), _mean("both", "none", "original_test")
+    assert f"goes to {replay} with 10% replay of the original data and {none} without a base data folder" in readme
+    assert f"the original test set stays at {kept[0]} and {kept[1]}" in readme
+    assert "replay memory of 300 training rows and 200 held-out rows" in readme
 
 
-def test_the_docs_words_on_the_memory_runs_are_the_results_file():
-    text = " ".join((ROOT / "docs" / "finetune.md").read_text().split())
-    assert MEMORY["order"] == "mixed"
-    m = {s: _mean(s, "none", True, "heldout", MEMORY)[:-1] for s in ("both", "image", "audio")}
-    worst = MEMORY["targets"]["both/none/guard-on"]["heldout_fused_worst"]
-    assert f"50 labels take the `both` shift from 67.2 to {m['both']} (worst seed {100 * worst:.1f};" in text
-    assert m["both"] == _mean("both", "none", False, "heldout", MEMORY)[:-1]  # "the guard changes nothing there"
-    assert f"the image shift to {m['image']} (the base's audio branch kept in two seeds;" in text
-    assert f"the audio shift to {m['audio']} (both branches kept in two seeds, which give 98.3;" in text
-    runs = {s: [r for r in MEMORY["runs"] if r["shift"] == s and r["guard"]] for s in ("image", "audio")}
-    assert sum("audio" in r["kept"] for r in runs["image"]) == 2
-    kept_both = [r for r in runs["audio"] if r["kept"] == ["audio", "image"]]
-    assert len(kept_both) == 2 and all(round(100 * r["accuracy"]["heldout"]["fused"], 1) == 98.3 for r in kept_both)
-    (third,) = [r for r in runs["audio"] if r not in kept_both]
-    assert "audio" not in third["kept"]
-    assert f"the fine-tuned audio branch passed the guard: {100 * third['accuracy']['heldout']['fused']:.1f})" in text
-    rows = [v["base_rows"] for r in MEMORY["runs"] if r["guard"] for v in r["branch_guard"].values()]
-    assert {(round(100 * b["base"], 1)) for b in rows} == {100.0, 98.7}  # the base on its own training rows
-    assert "(audio 100%, image 98.7%, against 79.5% and 97.1% on its test set)" in text
-    shipped = MEMORY["shipped"]["both"]["original_test"]
-    assert (round(100 * shipped["audio"], 1), round(100 * shipped["image"], 1)) == (79.5, 97.1)
-    orig = _mean("image", "none", True, "original_test", MEMORY)[:-1]
-    assert f"the original test set falls on the image shift ({orig} with the guard)" in text
+def test_the_base_on_the_held_out_rows_is_the_runs():
+    """docs/finetune.md: on the memory's held-out rows the base's audio branch is right on 77.5%, its image branch
+    on 98.0% (every guarded run scores them, with or without base data)."""
+    text = _text("docs/finetune.md")
+    guards = [(m, v) for r in RESULT["runs"] for m, v in r["branch_guard"].items()]
+    seen = {(m, round(100 * v["heldout_rows"]["base"], 1)) for m, v in guards}
+    assert seen == {("audio", 77.5), ("image", 98.0)}
+    assert "(audio 77.5%, image 98.0%)" in text
+
+
+def test_the_sweep_numbers_in_the_docs_are_the_sweep_file():
+    text = _text("docs/finetune.md")
+    (wise,) = [r for r in SWEEP["E"]["runs"] if r["shift"] == "image"]
+    (kd,) = [r for r in SWEEP["F"]["runs"] if r["shift"] == "image"]
+    assert SWEEP["F"]["recipe"]["distill"] == 1.0 and "distill" not in SWEEP["E"]["recipe"]
+    pct = {k: f"{100 * r['accuracy'][s]['fused']:.1f}%" for k, r, s in (("wo", wise, "original_test"),
+           ("ko", kd, "original_test"), ("wh", wise, "heldout"), ("kh", kd, "heldout"))}  # fmt: skip
+    assert (f"`distill=1` kept {pct['ko']} of the original test on the image shift against {pct['wo']} without "
+            f"it, and gave {pct['kh']} held-out against {pct['wh']}") in text  # fmt: skip
+    audio = [f"{100 * r['accuracy']['heldout']['audio']:.1f}%" for r in (kd, wise)]
+    assert f"its audio branch there fell to {audio[0]} (from {audio[1]})" in text
+
+
+def test_the_docs_words_on_the_runs_are_the_results_file():
+    text = _text("docs/finetune.md")
+    t, ship = RESULT["targets"], {s: 100 * v["heldout"]["fused"] for s, v in RESULT["shipped"].items()}
+    audio = [r for r in RESULT["runs"] if r["shift"] == "audio"]
+    assert all(r["chosen"] == "base" and r["kept"] == ["audio", "image"] for r in audio)  # saved as it is
+    assert f"the shipped checkpoint already gives {ship['audio']:.1f}" in text
+    assert f"the `audio` goal ({100 * t['audio/none/guard-on']['heldout_goal']:.1f}) cannot be met" in text
+    gains = sorted(100 * t[f"image/{b}/guard-on"]["heldout_fused_mean"] - ship["image"] for b in ("none", "replay"))
+    assert (round(gains[0]), round(gains[1])) == (5, 6)
+    assert f"gains 5 to 6 points over the shipped {ship['image']:.1f}" in text
+    drop = 100 * t["image/none/guard-on"]["original_test_worst_drop"]
+    assert f"loses up to {drop:.1f} points in one seed" in text
+    both = {b: 100 * t[f"both/{b}/guard-on"]["heldout_fused_mean"] - ship["both"] for b in ("none", "replay")}
+    worst, goal = (100 * t["both/none/guard-on"][k] for k in ("heldout_fused_worst", "heldout_goal"))
+    assert f"gains {both['none']:.1f} points without a base data folder (worst seed {worst:.1f}" in text
+    assert f"below the goal of {goal:.1f}) and {both['replay']:.1f} with 10% replay" in text

@@ -149,7 +149,7 @@ def test_a_branch_that_would_regress_on_the_base_rows_keeps_the_base(base, tmp_p
     tmp, parent_dir = base
     folder = tmp_path / "with-memory"
     shutil.copytree(parent_dir, folder)
-    replaymemory.save(folder, *replaymemory.build(from_pretrained(folder), tmp / "data", rows=15))
+    replaymemory.save(folder, *replaymemory.build(from_pretrained(folder), tmp / "data", rows=15, heldout_rows=0))
     new = _relabelled_sounds(tmp_path / "new", seed=7)
     keys = dict(init_from=str(folder), data=str(new), epochs=6, mma_epochs=1)
     without = run(_config(tmp, tmp_path / "without", replay_memory=False, **keys))["finetune"]["branch_guard"]
@@ -170,3 +170,44 @@ def test_a_branch_that_would_regress_on_the_base_rows_keeps_the_base(base, tmp_p
     assert choice["base_rows"][choice["chosen"]] >= choice["base_rows"][other] - BASE_TOLERANCE, choice
     card = (tmp_path / "with" / "checkpoint" / "README.md").read_text()
     assert "over 15 of the base's rows: base " in card and "worse on the base rows)" in card
+
+
+def test_the_memory_held_out_rows_catch_a_regression_the_training_rows_cannot(base, tmp_path):
+    """Three of the base's training rows cannot show a loss beyond chance; nine validation rows it never trained on
+    (the memory's held-out rows, scored by copies that never train on them) can: the relabelled sounds make the
+    fine-tuned audio branch lose tones the base knew, and the base's branch is kept. The same memory without its
+    held-out rows lets the fine-tuned branch through."""
+    tmp, parent_dir = base
+    new = _relabelled_sounds(tmp_path / "new", seed=7)
+    verdicts = {}
+    for name, held in (("held", 9), ("none", 0)):
+        folder = tmp_path / f"memory-{name}"
+        shutil.copytree(parent_dir, folder)
+        replaymemory.save(folder, *replaymemory.build(from_pretrained(folder), tmp / "data", rows=3, heldout_rows=held))
+        keys = dict(init_from=str(folder), data=str(new), epochs=6, mma_epochs=1)
+        verdicts[name] = run(_config(tmp, tmp_path / f"ft-{name}", **keys))["finetune"]
+    audio = verdicts["held"]["branch_guard"]["audio"]
+    h = audio["heldout_rows"]
+    assert h["rows"] == 9 and h["finetuned"] < h["base"] - BASE_TOLERANCE, audio
+    assert audio["kept"] == "base" and audio["worse_on"] == "held-out rows" and audio["alpha"] == 0.0, audio
+    assert verdicts["held"]["replay_memory"] | {"source": None, "licence": None} == {
+        "rows": 3, "heldout_rows": 9, "source": None, "licence": None}  # fmt: skip
+    assert verdicts["held"]["cv_choice"]["heldout_rows"]["rows"] == 9
+    other = verdicts["none"]["branch_guard"]["audio"]
+    assert "heldout_rows" not in other and other["kept"] == "finetuned", other
+
+
+def test_a_finetune_that_changes_nothing_saves_the_base_as_it_is(base, tmp_path):
+    """New annotations from the base's own domain: the base is right on them, no fine-tuned branch is better beyond
+    chance and neither is the refitted fusion, so the saved checkpoint is the base, bit for bit (its fusion, its
+    calibration), not a refit on 27 items."""
+    tmp, parent_dir = base
+    new = make_tiny_dataset(tmp_path / "new", {"train": 6, "val": 3, "test": 3}, seed=8)
+    metrics = run(_config(tmp, tmp_path / "ft", init_from=str(parent_dir), data=str(new), epochs=2, mma_epochs=1))
+    guard, choice = metrics["finetune"]["branch_guard"], metrics["finetune"]["cv_choice"]
+    assert {v["kept"] for v in guard.values()} == {"base"} and choice["refit"] is False, (guard, choice)
+    assert metrics["saved"] == "base" and metrics["calibration"]["kept_base"] is True
+    parent = from_pretrained(parent_dir, load_encoder_weights=False).persistent_state_dict()
+    child = from_pretrained(tmp_path / "ft" / "checkpoint", load_encoder_weights=False).persistent_state_dict()
+    assert parent.keys() == child.keys() and all(torch.equal(parent[k], child[k]) for k in parent)
+    assert metrics["test"]["base"]["accuracy"] == metrics["finetune"]["before"]["accuracy"]

@@ -29,7 +29,9 @@ def one_thread():
 
 
 def _config(tmp: Path, out: Path, **keys):
-    base = dict(batch_size=8, cache_dir=str(tmp / "cache"), eval_repeats=1, out=str(out)) | keys
+    """The fine-tune's mechanics: the branch guard (which keeps the base wherever a fine-tune on these few rows is
+    not better beyond chance) is off unless a test sets it; tests/test_branchguard.py tests it."""
+    base = dict(batch_size=8, cache_dir=str(tmp / "cache"), eval_repeats=1, out=str(out), branch_guard=False) | keys
     return load_config(None, [], **base)
 
 

@@ -46,12 +46,28 @@ def base(tmp_path_factory):
 def test_the_memory_holds_what_training_reads_for_its_rows(base):
     tmp, data, folder = base
     model = from_pretrained(folder)
-    inputs, targets, meta = replaymemory.load(folder, model)
+    memory = replaymemory.load(folder, model)
+    inputs, targets = memory.part(heldout=False)
     assert len(targets) == 9 and sorted(targets.tolist()) == [0, 0, 0, 1, 1, 1, 2, 2, 2]  # 3 per label
-    assert meta["licence"] == "made up for this test" and meta["rows"] == "9"
+    assert memory.meta["licence"] == "made up for this test" and memory.meta["rows"] == "9"
     rows = replaymemory._pick(load_dataset(data).split("train").samples, model.labels, 9, 0)
     for m in model.modalities:
         assert torch.equal(inputs[m].data, prepare(rows, m, model.encoders[m], None).data)
+
+
+def test_the_memory_also_holds_rows_the_checkpoint_never_trained_on(base):
+    """Its held-out rows are the dataset's validation rows (the base never trained on them), marked as such."""
+    tmp, data, folder = base
+    model = from_pretrained(folder)
+    memory = replaymemory.load(folder, model)
+    inputs, targets = memory.part(heldout=True)
+    assert memory.meta["heldout_rows"] == "9" and memory.meta["heldout_split"] == "val"
+    assert int(memory.heldout.sum()) == 9 and not bool(memory.heldout[:9].any())  # after the 9 training rows
+    val = load_dataset(data).split("val").samples  # 3 per label: all of them
+    for m in model.modalities:
+        assert torch.equal(inputs[m].data, prepare(val, m, model.encoders[m], None).data)
+    tensors, meta = replaymemory.build(model, data, rows=9, heldout_rows=0)
+    assert meta["heldout_rows"] == "0" and not bool(tensors["heldout"].any()) and len(tensors["targets"]) == 9
 
 
 def test_a_finetune_without_base_data_replays_the_memory(base, tmp_path):
@@ -59,9 +75,14 @@ def test_a_finetune_without_base_data_replays_the_memory(base, tmp_path):
     new = make_tiny_dataset(tmp_path / "new", {"train": 4, "val": 3, "test": 3}, seed=1)
     keys = dict(init_from=str(folder), data=str(new), epochs=1, mma_epochs=1, branch_guard=False)
     metrics = run(_config(tmp, tmp_path / "ft", **keys))
+    # the 9 held-out rows of the memory are never trained on
     assert metrics["train_rows"] == 12 + 9 and metrics["finetune"]["replay_memory"]["rows"] == 9
+    assert metrics["finetune"]["replay_memory"]["heldout_rows"] == 9
     card = (tmp_path / "ft" / "checkpoint" / "README.md").read_text()
-    assert "- **Replay memory:** 9 training rows carried by the parent (`data`; made up for this test)" in card
+    assert (
+        "- **Replay memory:** 9 training rows and 9 held-out rows (never trained on: scored by the branch guard) "
+        "carried by the parent (`data`; made up for this test)"
+    ) in card
     off = run(_config(tmp, tmp_path / "off", replay_memory=False, **keys))
     assert off["train_rows"] == 12 and off["finetune"]["replay_memory"] is None
 
@@ -84,10 +105,14 @@ def test_a_memory_for_other_encoders_is_not_used(base, tmp_path):
 def test_the_shipped_av_digits_checkpoint_carries_a_memory_for_its_encoders():
     folder = Path(__file__).resolve().parent.parent / "checkpoints" / "av-digits"
     model = from_pretrained(folder, load_encoder_weights=False)
-    inputs, targets, meta = replaymemory.load(folder, model)
+    memory = replaymemory.load(folder, model)
+    inputs, targets = memory.part(heldout=False)
     assert len(targets) == 300 and sorted(set(targets.tolist())) == list(range(10))
     assert inputs["audio"].is_features and inputs["audio"].data.shape == (300, 1920)  # Whisper features, no audio
-    assert not inputs["image"].is_features and "CC BY-SA 3.0" in meta["licence"]
+    assert not inputs["image"].is_features and "CC BY-SA 3.0" in memory.meta["licence"]
+    held, held_targets = memory.part(heldout=True)  # 20 validation rows per label, never trained on
+    assert held_targets.bincount().tolist() == [20] * 10 and memory.meta["heldout_split"] == "val"
+    assert held["image"].data.shape == (200, 1, 28, 28)
 
 
 def test_a_push_and_a_deploy_carry_the_memory(base):

@@ -4,17 +4,23 @@ A fine-tune on a few annotations can make a branch that was right worse (its hea
 the fusion is trained, each branch's fine-tuned version is compared with the base's own branch by K-fold
 cross-validation over the annotations' groups (train and validation rows of the new data): fold ``k``'s rows are
 predicted by a copy fine-tuned on the other folds, and by the base branch. Annotations chosen where the base was
-wrong cannot show what a fine-tune loses where it was right, so the base's own rows in the training split (the
-replay memory the checkpoint carries, or replay of ``base_data``) are dealt into the same folds and scored too:
-fold ``k``'s base rows are never trained on by fold ``k``'s copy. The branch keeps the base's encoder and head
-where the pooled fine-tuned accuracy is below the base's on the annotations, or below it on the base's rows by
-more than :data:`BASE_TOLERANCE` and beyond chance (:func:`ume_mma.evidence.paired_worse`: McNemar's exact test);
-they stay frozen (and in eval mode) while the fusion is refitted (MMA), so the saved checkpoint's branch is the
-base's, bit for bit.
+wrong cannot show what a fine-tune loses where it was right, so rows of the base's own domain are scored too: the
+replay memory's held-out rows (:mod:`ume_mma.replaymemory`: validation rows neither the base nor any copy trained
+on), dealt into the same folds; where the memory has none, the base's rows in the training split (the memory's
+training rows, or replay of ``base_data``), fold ``k``'s never trained on by fold ``k``'s copy. The branch keeps
+the base's encoder and head unless the pooled fine-tuned accuracy is above the base's on the annotations beyond
+chance (:func:`ume_mma.evidence.paired_worse`, McNemar's exact test), and where it is below the base's on the
+held-out rows by more than :data:`BASE_TOLERANCE` (:func:`heldout_worse`; on training rows: and beyond chance, since
+the base is ~100% right there); kept branches stay frozen (and in eval mode) while the fusion is refitted (MMA), so
+the saved checkpoint's branch is the base's, bit for bit. With ``wise_ft`` the same folds also score branches
+between the base's weights and the fine-tuned ones (:mod:`ume_mma.keepskills`) and the best mix that passes those
+tests is taken.
 
 The same folds then choose between UME and MMA (:func:`choose_fusion`): a validation split of a few annotations
 (often one item) cannot tell them apart, and an MMA refitted on fifty items can fall below both of its branches.
-A fusion worse than the other on the base's rows (by the same test) is not chosen.
+A fusion worse than the other on the held-out rows (or the base's rows, by the same tests) is not chosen. With an
+MMA base the refitted MMA replaces the base's fusion (over the guarded branches, not refitted) only where it is
+better on the annotations beyond chance and not worse on the held-out rows (``refit_guard``).
 
 With fewer than :data:`MIN_ROWS` rows or two groups there is nothing to tell: the branch is fine-tuned as before,
 the choice is made on validation, and the verdict says so. The verdicts go into ``metrics.json`` and the model
@@ -33,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from ume_mma import finetune
+from ume_mma import finetune, keepskills
 from ume_mma.evaluate import model_features
 from ume_mma.evidence import paired_worse
 from ume_mma.features import ModalityInputs, concat, take
@@ -89,6 +95,19 @@ class Folds:
     base_inputs: dict[str, ModalityInputs]
     base_targets: torch.Tensor
     base_folds: list[list[int]]  # row indices into base_inputs
+    # the replay memory's held-out rows (never trained on by the base nor by any copy), dealt into as many folds
+    held_inputs: dict[str, ModalityInputs] = dataclasses.field(default_factory=dict)
+    held_targets: torch.Tensor = dataclasses.field(default_factory=lambda: torch.zeros(0, dtype=torch.long))
+    held_folds: list[list[int]] = dataclasses.field(default_factory=list)
+
+    def scored(self, k: int) -> list[tuple[str, dict[str, ModalityInputs], torch.Tensor, list[int]]]:
+        """Fold ``k``'s scored rows: ``(name, inputs, targets, rows)`` for the annotations (``""``), the base's
+        rows in the training split (``"base_rows."``) and the memory's held-out rows (``"heldout_rows."``)."""
+        out = [("", self.pool, self.targets, self.folds[k]),
+               ("base_rows.", self.base_inputs, self.base_targets, self.base_folds[k])]  # fmt: skip
+        if self.held_folds:
+            out.append(("heldout_rows.", self.held_inputs, self.held_targets, self.held_folds[k]))
+        return out
 
 
 def make_folds(job: Job, annotated_train: int) -> Folds | None:
@@ -106,7 +125,11 @@ def make_folds(job: Job, annotated_train: int) -> Folds | None:
         return None
     base_inputs = {m: take(train[m], tail) for m in job.specs}
     base_targets = job.targets[cfg.train_split][tail]
-    return Folds(pool, targets, folds, base_inputs, base_targets, deal(len(tail), len(folds), cfg.seed))
+    out = Folds(pool, targets, folds, base_inputs, base_targets, deal(len(tail), len(folds), cfg.seed))
+    if job.memory_heldout is not None:
+        out.held_inputs, out.held_targets = job.memory_heldout
+        out.held_folds = deal(len(out.held_targets), len(folds), cfg.seed)
+    return out
 
 
 @contextmanager
@@ -153,42 +176,89 @@ def _with(inputs: dict[str, ModalityInputs], m: str, rows: list[int]) -> list[in
     return [i for i in rows if bool(inputs[m].present[i])]
 
 
+def heldout_worse(base_hits: torch.Tensor, new_hits: torch.Tensor, tolerance: float = BASE_TOLERANCE) -> bool:
+    """Whether a new model loses more than ``tolerance`` of accuracy on rows the base never trained on
+    (``Tensor[N]`` of bools each): rows lost minus rows won, over N. No test of chance: there the base is as right
+    as on new inputs of its own domain, and a fine-tune is never to be worse where it was right."""
+    n = len(base_hits)
+    return bool(n) and int((base_hits & ~new_hits).sum()) - int((new_hits & ~base_hits).sum()) > tolerance * n
+
+
+def _acc(hits: torch.Tensor) -> float:
+    return round(hits.double().mean().item(), 4) if len(hits) else 0.0
+
+
 def check_branch(
     job: Job, m: str, base: MultiModalModel, folds: Folds | None
 ) -> tuple[dict[str, Any], list[MultiModalModel]]:
-    """The verdict for branch ``m`` — ``{"kept": "base"|"finetuned", "base": acc, "finetuned": acc, "rows": n,
-    "folds": k}`` (accuracies over the annotations with ``m``, each predicted by a copy fine-tuned without its
-    fold), with ``"base_rows": {"base", "finetuned", "rows"}`` (the same over the base's rows) and ``"worse_on"``
-    (``"annotations"``/``"base rows"``, when the base is kept) where there are base rows; or ``{"kept":
-    "finetuned", "rows": n, "reason": ...}`` when there are too few annotations — and the folds' models."""
+    """The verdict for branch ``m`` — ``{"kept": "base"|"finetuned", "alpha", "base": acc, "finetuned": acc,
+    "rows": n, "folds": k}`` (accuracies over the annotations with ``m``, each predicted by a copy fine-tuned
+    without its fold), with ``"base_rows"`` and ``"heldout_rows"``: ``{"base", "finetuned", "rows"}`` (the same
+    over the base's rows in the training split, and over the memory's held-out rows) where there are such rows,
+    and ``"worse_on"`` when the base is kept; or ``{"kept": "finetuned", "rows": n, "reason": ...}`` when there
+    are too few annotations — and the folds' models (at the chosen ``alpha``).
+
+    ``alpha`` (WiSE-FT, ``cfg.wise_ft``: from :data:`ume_mma.keepskills.ALPHAS`, else 0 or 1): the branch is
+    ``(1 - alpha) * base + alpha * finetuned``; the chosen one is the most accurate on the annotations among those
+    better than the base there beyond chance (:func:`paired_worse`: over some forty annotations a win by an item or
+    two is noise) and not worse on the held-out rows (:func:`heldout_worse`; without them: not worse on the base's
+    rows beyond chance); alpha = 0 (the base's branch, ``"kept": "base"``) when none is.
+    ``"finetuned"`` etc. are alpha = 1's accuracies; ``"alphas"`` lists each alpha's."""
     if folds is None:
         rows = job.annotated_train + len(job.targets[job.cfg.val_split])
         return {"kept": "finetuned", "rows": rows, "reason": "too few annotations to tell"}, []
     base_model, models = _unimodal(job, m, base), []
-    hits: dict[str, list[torch.Tensor]] = {"base": [], "finetuned": [], "base_rows.base": [], "base_rows.finetuned": []}
-    for k, fold in enumerate(folds.folds):
+    alphas = keepskills.ALPHAS if job.cfg.wise_ft else (0.0, 1.0)
+    hits: dict[float, dict[str, list[torch.Tensor]]] = {a: {} for a in alphas}
+    for k in range(len(folds.folds)):
         with _fold_training(job, folds, k, [m]) as split:
             models.append(job.train(split, _unimodal(job, m, base), job.unimodal_epochs(m), job.lr([m]), 0.0))
-        scored = (("", folds.pool, folds.targets, fold),
-                  ("base_rows.", folds.base_inputs, folds.base_targets, folds.base_folds[k]))  # fmt: skip
-        for prefix, inputs, targets, rows in scored:
-            held = _with(inputs, m, rows)
-            hits[prefix + "base"].append(_hits(base_model, inputs, targets, held, [m]))
-            hits[prefix + "finetuned"].append(_hits(models[-1], inputs, targets, held, [m]))
-    h = {name: torch.cat(v) for name, v in hits.items()}
-    if len(h["base"]) < MIN_ROWS:
-        return {"kept": "finetuned", "rows": len(h["base"]), "reason": "too few annotations to tell"}, models
-    acc = {name: round(h[name].double().mean().item(), 4) for name in ("base", "finetuned")}
-    verdict: dict[str, Any] = {"kept": "finetuned", **acc, "rows": len(h["base"]), "folds": len(folds.folds)}
-    if acc["finetuned"] < acc["base"]:
-        verdict |= {"kept": "base", "worse_on": "annotations"}
-    if n := len(h["base_rows.base"]):
-        on_base = {name: round(h[f"base_rows.{name}"].double().mean().item(), 4) for name in ("base", "finetuned")}
-        verdict["base_rows"] = {**on_base, "rows": n}
-        worse = paired_worse(h["base_rows.base"], h["base_rows.finetuned"], BASE_TOLERANCE)
-        if verdict["kept"] == "finetuned" and worse:
-            verdict |= {"kept": "base", "worse_on": "base rows"}
-    return verdict, models
+        for a in alphas:
+            model = _mix(job, m, base, base_model, models[-1], a)
+            for prefix, inputs, targets, rows in folds.scored(k):
+                hits[a].setdefault(prefix, []).append(_hits(model, inputs, targets, _with(inputs, m, rows), [m]))
+    h = {a: {name: torch.cat(v) for name, v in hits[a].items()} for a in alphas}
+    base_h, tuned_h = h[0.0], h[1.0]
+    if len(base_h[""]) < MIN_ROWS:
+        return {"kept": "finetuned", "rows": len(base_h[""]), "reason": "too few annotations to tell"}, models
+
+    def worse_on(a: float) -> str | None:
+        if not paired_worse(h[a][""], base_h[""], 0.0):  # a win by an item or two on forty annotations is noise
+            return "annotations"
+        if "heldout_rows." in base_h:  # rows the base never trained on say what a fine-tune loses
+            return "held-out rows" if heldout_worse(base_h["heldout_rows."], h[a]["heldout_rows."]) else None
+        if paired_worse(base_h["base_rows."], h[a]["base_rows."], BASE_TOLERANCE):
+            return "base rows"
+        return None
+
+    ok = [a for a in alphas if a > 0 and worse_on(a) is None]
+    held = "heldout_rows." if "heldout_rows." in base_h else "base_rows."
+    alpha = max(ok, key=lambda a: (_acc(h[a][""]), _acc(h[a][held]), -a)) if ok else 0.0
+    verdict: dict[str, Any] = {"kept": "finetuned" if alpha else "base", "alpha": alpha, "base": _acc(base_h[""]),
+                               "finetuned": _acc(tuned_h[""]), "rows": len(base_h[""]),
+                               "folds": len(folds.folds)}  # fmt: skip
+    if not alpha:
+        verdict["worse_on"] = worse_on(1.0) or "annotations"
+    for prefix in ("base_rows.", "heldout_rows."):
+        if n := len(base_h.get(prefix, ())):
+            verdict[prefix[:-1]] = {"base": _acc(base_h[prefix]), "finetuned": _acc(tuned_h[prefix]), "rows": n}
+    if job.cfg.wise_ft:
+        verdict["alphas"] = {str(a): {name[:-1] or "annotations": _acc(v) for name, v in h[a].items()}
+                             for a in alphas}  # fmt: skip
+    return verdict, [_mix(job, m, base, base_model, f, alpha) for f in models]
+
+
+def _mix(job: Job, m: str, base: MultiModalModel, base_model: MultiModalModel, tuned: MultiModalModel,
+         alpha: float) -> MultiModalModel:  # fmt: skip
+    """Branch ``m`` at WiSE-FT ``alpha`` between ``base_model`` (0) and ``tuned`` (1): those two as they are, else a
+    new model."""
+    if alpha in (0.0, 1.0):
+        return base_model if alpha == 0.0 else tuned
+    return keepskills.interpolate(base_model, tuned, alpha, _unimodal(job, m, base).to(_device(tuned)))
+
+
+def _device(model: MultiModalModel) -> torch.device:
+    return model.heads[model.modalities[0]].weight.device
 
 
 def choose_fusion(
@@ -208,19 +278,24 @@ def choose_fusion(
     by an item or two is noise); a fusion worse than the other on the base rows by the same test is not chosen.
     ``choose``: the run's UME-MMA rule (``ume_mma.train.choose_ume_mma``), for a base fused otherwise."""
     cfg, mods = job.cfg, sorted(job.specs)
-    hits: dict[str, list[torch.Tensor]] = {"ume": [], "mma": []}
-    on_base: dict[str, list[torch.Tensor]] = {"ume": [], "mma": []}
+    hits: dict[str, list[torch.Tensor]] = {"ume": [], "mma": [], "kept": []}
+    on_base: dict[str, list[torch.Tensor]] = {"ume": [], "mma": [], "kept": []}
+    on_held: dict[str, list[torch.Tensor]] = {"ume": [], "mma": [], "kept": []}
     for k, fold in enumerate(folds.folds):
         uni = {m: _unimodal(job, m, base) if m in job.keep_base or not fold_models.get(m) else fold_models[m][k]
                for m in mods}  # fmt: skip
         ume = job.fused_from_unimodal(uni, "ume", fill="drop")
+        kept = job.fused_from_unimodal(uni, "mma", fill=cfg.fill)  # the base's MMA fusion, not refitted
         with _fold_training(job, folds, k, mods) as split:
             mma = job.train(split, job.fused_from_unimodal(uni, "mma", fill=cfg.fill), cfg.mma_epochs, cfg.mma_lr,
                             cfg.dropout_p)  # fmt: skip
-        for name, model in (("ume", ume), ("mma", mma)):
+        for name, model in (("ume", ume), ("mma", mma), ("kept", kept)):
             hits[name].append(_hits(model, folds.pool, folds.targets, fold, mods))
             on_base[name].append(_hits(model, folds.base_inputs, folds.base_targets, folds.base_folds[k], mods))
+            if folds.held_folds:
+                on_held[name].append(_hits(model, folds.held_inputs, folds.held_targets, folds.held_folds[k], mods))
     h = {name: torch.cat(v) for name, v in hits.items()}
+    kept_h = h.pop("kept")
     acc = {name: round(v.double().mean().item(), 4) for name, v in h.items()}
     if tie in h:
         other = {"ume": "mma", "mma": "ume"}[tie]
@@ -232,8 +307,19 @@ def choose_fusion(
         b = {name: torch.cat(v) for name, v in on_base.items()}
         out["base_rows"] = {**{name: round(v.double().mean().item(), 4) for name, v in b.items()}, "rows": n}
         other = {"ume": "mma", "mma": "ume"}[out["chosen"]]
-        if paired_worse(b[other], b[out["chosen"]], BASE_TOLERANCE):
+        if not folds.held_folds and paired_worse(b[other], b[out["chosen"]], BASE_TOLERANCE):
             out["chosen"] = other
+    held = {name: torch.cat(v) for name, v in on_held.items()} if folds.held_folds else {}
+    if held:
+        out["heldout_rows"] = {**{n: _acc(v) for n, v in held.items() if n != "kept"}, "rows": len(folds.held_targets)}
+        other = {"ume": "mma", "mma": "ume"}[out["chosen"]]
+        if heldout_worse(held[other], held[out["chosen"]]):
+            out["chosen"] = other
+    if tie == "mma" and cfg.refit_guard and not job.finetune.added_labels:  # a new label needs the refit
+        out["kept"] = _acc(kept_h)
+        # the refitted MMA fusion replaces the base's only where it is better on the annotations, beyond chance
+        better = paired_worse(h["mma"], kept_h, 0.0)
+        out["refit"] = better and not (held and heldout_worse(held["kept"], held["mma"]))
     return out
 
 
@@ -249,18 +335,25 @@ def notes(verdicts: dict[str, dict[str, Any]], choice: dict[str, Any] | None = N
             f"- **{m}:** {what} ({v['folds']}-fold cross-validation over {v['rows']} annotations: "
             f"base {100 * v['base']:.1f}%, fine-tuned {100 * v['finetuned']:.1f}%"
         )
-        if "base_rows" in v:
-            b = v["base_rows"]
-            line += f"; over {b['rows']} of the base's rows: base {100 * b['base']:.1f}%, "
-            line += f"fine-tuned {100 * b['finetuned']:.1f}%"
+        for key, what in (("base_rows", "of the base's rows"), ("heldout_rows", "held-out rows")):
+            if key in v:
+                b = v[key]
+                line += f"; over {b['rows']} {what}: base {100 * b['base']:.1f}%, "
+                line += f"fine-tuned {100 * b['finetuned']:.1f}%"
+        if 0 < v.get("alpha", 1.0) < 1:
+            line += f"; weights {v['alpha']:g} of the way from the base's to the fine-tuned (WiSE-FT)"
         lines.append(line + (f"; worse on the {v['worse_on']})" if v.get("worse_on") else ")"))
     if choice:
         line = (
             f"- **fusion:** `{choice['chosen']}` by the same cross-validation over {choice['rows']} annotations "
             f"(UME {100 * choice['ume']:.1f}%, MMA {100 * choice['mma']:.1f}%"
         )
-        if "base_rows" in choice:
-            b = choice["base_rows"]
-            line += f"; over {b['rows']} of the base's rows: UME {100 * b['ume']:.1f}%, MMA {100 * b['mma']:.1f}%"
+        for key, what in (("base_rows", "of the base's rows"), ("heldout_rows", "held-out rows")):
+            if key in choice:
+                b = choice[key]
+                line += f"; over {b['rows']} {what}: UME {100 * b['ume']:.1f}%, MMA {100 * b['mma']:.1f}%"
+        if "refit" in choice:
+            line += f"; the base's MMA fusion, not refitted: {100 * choice['kept']:.1f}%, "
+            line += "replaced by the refit" if choice["refit"] else "kept (the refit was worse)"
         lines.append(line + ")")
     return "\n".join(lines)

@@ -60,4 +60,4 @@ def paired_worse(base_hits: Any, new_hits: Any, tolerance: float, confidence: fl
     won = int((new_hits & ~base_hits).sum())
     if (lost - won) / n <= tolerance:
         return False
-    return binomtest(lost, lost + won, 0.5).pvalue < 1 - confidence
+    return bool(binomtest(lost, lost + won, 0.5).pvalue < 1 - confidence)

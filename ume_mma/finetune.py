@@ -28,7 +28,9 @@ from ume_mma.trainconfig import ConfigError, TrainConfig
 # Fine-tuning on a few annotations (tens to hundreds): the settings bench/bench_annotation_loop.py --sweep chose on
 # the pool's validation of the av-digits-shift domain (never on its held-out part); the app's Train tab and
 # /start_job start from them. Heads move slowly (head_lr, 2 epochs of frozen-encoder heads), MMA trains longer
-# with strong modality dropout, and a little replay of the base data keeps the old test accuracy.
+# with strong modality dropout, and a little replay of the base data keeps the old test accuracy. Each branch may
+# be WiSE-FT-interpolated toward the base, the mix chosen by the branch guard's folds; distillation and L2-SP
+# (ume_mma.keepskills) stay off: bench/results/fewlabel_sweep.json, docs/finetune.md.
 ANNOTATION_RECIPE: dict[str, Any] = {
     "replay": 0.1,
     "epochs": 8,
@@ -38,6 +40,7 @@ ANNOTATION_RECIPE: dict[str, Any] = {
     "head_lr": 3e-3,
     "mma_lr": 1e-3,
     "dropout_p": 0.8,
+    "wise_ft": True,
 }
 
 
@@ -198,9 +201,11 @@ def notes(record: dict[str, Any]) -> str:
         )
     if record.get("replay_memory"):
         mem = record["replay_memory"]
+        what = [f"{mem['rows']} training rows"] if mem["rows"] else []
+        if mem.get("heldout_rows"):
+            what.append(f"{mem['heldout_rows']} held-out rows (never trained on: scored by the branch guard)")
         lines.append(
-            f"- **Replay memory:** {mem['rows']} training rows carried by the parent (`{mem['source']}`; "
-            f"{mem['licence']})"
+            f"- **Replay memory:** {' and '.join(what)} carried by the parent (`{mem['source']}`; {mem['licence']})"
         )
     rows = [(["before (parent)"], "before", [record["before"]["accuracy"]])] if record.get("before") else []
     rows.append((["after"], "after", [record["after"]["accuracy"]]))

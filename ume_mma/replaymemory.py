@@ -3,10 +3,15 @@ fine-tune keeps the base's skills when nobody has the base's data folder.
 
 ``replay.safetensors`` in a checkpoint folder holds, per modality, what training reads for those rows — the encoder
 outputs of a frozen encoder (``Tensor[N, D]``), the preprocessed inputs of a trainable one — with the presence mask,
-and the rows' label indices; its metadata records the encoder spec each modality was prepared with (a memory whose
-spec differs from the checkpoint's is not used), the source dataset and its licence. A fine-tune without
-``base_data`` mixes it into its training rows like replay (``TrainConfig.replay_memory``, on by default);
-``python -m ume_mma.replaymemory CHECKPOINT DATA [--rows N]`` writes one from the checkpoint's training data.
+the rows' label indices and ``heldout`` (``BoolTensor[N]``): rows of the dataset's validation split, which the
+checkpoint never trained on. A fine-tune never trains on those: the branch guard and the fusion choice score the
+base and the fine-tuned copies there (:mod:`ume_mma.branchguard`), where the base is as right as it is on new
+inputs of its own domain, not ~100% as on its training rows. Its metadata records the encoder spec each modality
+was prepared with (a memory whose spec differs from the checkpoint's is not used), the source dataset and its
+licence. A fine-tune without ``base_data`` mixes its training rows into its own like replay
+(``TrainConfig.replay_memory``, on by default);
+``python -m ume_mma.replaymemory CHECKPOINT DATA [--rows N] [--heldout-rows N]`` writes one from the checkpoint's
+training data (train rows from its train split, held-out rows from its validation split).
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ import os
 import random
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 
@@ -26,6 +31,25 @@ from ume_mma.features import ModalityInputs
 
 FILE = "replay.safetensors"
 DEFAULT_ROWS = 300
+DEFAULT_HELDOUT_ROWS = 200
+HELDOUT_SPLIT = "val"
+
+
+class Memory(NamedTuple):
+    """A loaded memory: ``inputs`` (modality -> inputs of ``N`` rows), ``targets`` ``Tensor[N]``, ``heldout``
+    ``BoolTensor[N]`` (rows the checkpoint never trained on: scored, never trained on) and the file's metadata."""
+
+    inputs: dict[str, ModalityInputs]
+    targets: torch.Tensor
+    heldout: torch.Tensor
+    meta: dict[str, str]
+
+    def part(self, heldout: bool) -> tuple[dict[str, ModalityInputs], torch.Tensor]:
+        """The training rows (``heldout=False``) or the held-out rows: ``(inputs, targets)``."""
+        from ume_mma.features import take
+
+        index = (self.heldout == heldout).nonzero().flatten()
+        return {m: take(x, index) for m, x in self.inputs.items()}, self.targets[index]
 
 
 def _pick(samples: list[Any], labels: list[str], rows: int, seed: int) -> list[Any]:
@@ -46,10 +70,12 @@ def build(
     data_dir: str | Path,
     rows: int = DEFAULT_ROWS,
     seed: int = 0,
+    heldout_rows: int = DEFAULT_HELDOUT_ROWS,
     licence: str = "",
     cache: Path | None = None,
 ) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """``(tensors, metadata)`` of a memory from ``data_dir``'s train split, prepared for ``model``'s encoders;
+    """``(tensors, metadata)`` of a memory of about ``rows`` rows of ``data_dir``'s train split and
+    ``heldout_rows`` of its validation split (none where it has no such split), prepared for ``model``'s encoders;
     ``licence``: what the rows may be used under (stated in the metadata and the fine-tune's model card)."""
     from ume_mma.data.format import load_dataset
     from ume_mma.evaluate import targets_of
@@ -57,7 +83,12 @@ def build(
 
     data = load_dataset(data_dir)
     samples = _pick(data.split("train").samples, model.labels, rows, seed)
+    held = []
+    if heldout_rows > 0 and HELDOUT_SPLIT in data.splits:
+        held = _pick(data.split(HELDOUT_SPLIT).samples, model.labels, heldout_rows, seed)
+    samples += held
     tensors: dict[str, torch.Tensor] = {"targets": targets_of(samples, model.labels)}
+    tensors["heldout"] = torch.arange(len(samples)) >= len(samples) - len(held)
     for m in model.modalities:
         x = prepare(samples, m, model.encoders[m], cache, "replay memory")
         tensors[f"{m}.present"] = x.present
@@ -65,7 +96,9 @@ def build(
         for k, v in parts.items():
             tensors[f"{m}.data.{k}" if k else f"{m}.data"] = v.contiguous()
     meta = {
-        "rows": str(len(samples)),
+        "rows": str(len(samples) - len(held)),
+        "heldout_rows": str(len(held)),
+        "heldout_split": HELDOUT_SPLIT,
         "source": str(Path(data_dir).name),
         "licence": licence or "the licences of the source dataset",
         "specs": json.dumps({m: model.config.spec(m).to_dict() for m in model.modalities}, sort_keys=True),
@@ -84,9 +117,10 @@ def save(folder: str | Path, tensors: dict[str, torch.Tensor], meta: dict[str, s
     return path
 
 
-def load(folder: str | Path, model: Any) -> tuple[dict[str, ModalityInputs], torch.Tensor, dict[str, str]] | None:
-    """The memory of the checkpoint at ``folder`` as training inputs for ``model`` (its modalities, its specs), or
-    None when the folder has none or it was prepared for other encoders."""
+def load(folder: str | Path, model: Any) -> Memory | None:
+    """The memory of the checkpoint at ``folder`` as inputs for ``model`` (its modalities, its specs), or None when
+    the folder has none or it was prepared for other encoders. A memory written before held-out rows existed has
+    none (``heldout`` all False)."""
     from safetensors import safe_open
 
     path = Path(folder) / FILE
@@ -103,7 +137,9 @@ def load(folder: str | Path, model: Any) -> tuple[dict[str, ModalityInputs], tor
     for m in model.modalities:
         data = {k.split(".data.", 1)[1]: v for k, v in tensors.items() if k.startswith(f"{m}.data.")}
         out[m] = ModalityInputs(data or tensors[f"{m}.data"], tensors[f"{m}.present"].bool(), bool(frozen.get(m)))
-    return out, tensors["targets"].long(), meta
+    targets = tensors["targets"].long()
+    heldout = tensors["heldout"].bool() if "heldout" in tensors else torch.zeros(len(targets), dtype=torch.bool)
+    return Memory(out, targets, heldout, meta)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -111,6 +147,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("checkpoint", help="a checkpoint folder (the memory is written into it)")
     ap.add_argument("data", help="the checkpoint's training dataset folder (its train split is sampled)")
     ap.add_argument("--rows", type=int, default=DEFAULT_ROWS)
+    ap.add_argument("--heldout-rows", type=int, default=DEFAULT_HELDOUT_ROWS,
+                    help="rows of the validation split, never trained on: the branch guard scores them")  # fmt: skip
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--licence", default="", help="what the rows may be used under (stated in the model cards)")
     args = ap.parse_intermixed_args(argv)
@@ -118,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         model = from_pretrained(args.checkpoint)
-        path = save(args.checkpoint, *build(model, args.data, args.rows, args.seed, args.licence))
+        path = save(args.checkpoint, *build(model, args.data, args.rows, args.seed, args.heldout_rows, args.licence))
     except UmeMmaError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

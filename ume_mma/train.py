@@ -31,7 +31,7 @@ from typing import Any
 
 import torch
 
-from ume_mma import branchguard, finetune, hub, replaymemory, trainstate
+from ume_mma import branchguard, finetune, hub, keepskills, replaymemory, trainstate
 from ume_mma.calibrate import FeatureSet, base_mode, calibrate
 from ume_mma.calibrate import notes as reliability_notes
 from ume_mma.device import DEVICE_CHOICES, resolve_device
@@ -111,7 +111,10 @@ class Job(PhaseTrainer):
         self.groups: dict[str, list[str | None]] = {}
         self._prepare_splits(data, replay)
         self.val_samples = self._split_samples(data, cfg.val_split)  # decoded again only by the drift choice
-        memory = self._add_replay_memory() if self.finetune and not cfg.base_data and cfg.replay_memory else 0
+        # the replay memory's held-out rows (the base never trained on them; nor does any model here): (inputs,
+        # targets Tensor[H]), scored by the branch guard and the fusion choice
+        self.memory_heldout: tuple[Split, torch.Tensor] | None = None
+        memory = self._add_replay_memory(train=not cfg.base_data) if self.finetune and cfg.replay_memory else 0
         self.annotated_train = len(self.targets[cfg.train_split]) - len(replay) - memory  # the new data's train rows
         self.guard: dict[str, dict[str, Any]] = {}  # a fine-tune's branch-guard verdicts (ume_mma.branchguard)
         self.cv_choice: dict[str, Any] | None = None  # a fine-tune's cross-validated UME/MMA choice
@@ -155,19 +158,45 @@ class Job(PhaseTrainer):
             self.targets[split] = targets_of(samples, self.labels)
             self.groups[split] = [s.group for s in samples]
 
-    def _add_replay_memory(self) -> int:
-        """Append the base checkpoint's replay memory (if it carries one for these encoders) to the train split;
-        returns its rows."""
+    def _add_replay_memory(self, train: bool = True) -> int:
+        """Append the base checkpoint's replay memory (if it carries one for these encoders) to the train split
+        (``train``; with ``base_data`` its replay does that) and keep its held-out rows for the branch guard;
+        returns the rows appended."""
         loaded = replaymemory.load(hub.resolve(self.cfg.init_from), self.finetune.base)
         if loaded is None:
             return 0
-        inputs, targets, meta = loaded
-        split = self.cfg.train_split
-        self.inputs[split] = {m: concat(x, inputs[m]) for m, x in self.inputs[split].items()}
-        self.targets[split] = torch.cat([self.targets[split], targets])
-        self.groups[split] = [*self.groups[split], *([None] * len(targets))]
-        self.finetune.memory = {"rows": len(targets), "source": meta.get("source"), "licence": meta.get("licence")}
-        return len(targets)
+        inputs, targets = loaded.part(heldout=False)
+        meta, held = loaded.meta, loaded.part(heldout=True)
+        if len(held[1]):  # never trained on: the branch guard and the fusion choice score them
+            self.memory_heldout = held
+        rows = len(targets) if train else 0
+        if rows:
+            split = self.cfg.train_split
+            self.inputs[split] = {m: concat(x, inputs[m]) for m, x in self.inputs[split].items()}
+            self.targets[split] = torch.cat([self.targets[split], targets])
+            self.groups[split] = [*self.groups[split], *([None] * len(targets))]
+        if rows or len(held[1]):
+            self.finetune.memory = {"rows": rows, "heldout_rows": len(held[1]), "source": meta.get("source"),
+                                    "licence": meta.get("licence")}  # fmt: skip
+        return rows
+
+    def teacher(self, modalities: list[str]) -> MultiModalModel | None:
+        """A fine-tune's distillation teacher for a phase over ``modalities``: the base (its branch alone for one
+        modality of several), frozen and in eval mode; None for a run from scratch."""
+        if not self.finetune:
+            return None
+        base = self.finetune.base
+        if sorted(modalities) != sorted(base.modalities):
+            (m,) = modalities
+            base = finetune.init_unimodal(MultiModalModel(self.model_config([m], "ume")), base)
+        return base.to(self.accelerator.device).eval().requires_grad_(False)
+
+    def anchor(self, model: MultiModalModel) -> dict[str, torch.Tensor] | None:
+        """A fine-tune's L2-SP anchor: the base's weights of ``model``'s trainable parameters."""
+        return keepskills.anchor_of(model, self.finetune.base) if self.finetune else None
+
+    def distill_labels(self) -> int | None:
+        return len(self.finetune.base_labels) if self.finetune else None
 
     def model_config(self, modalities: list[str], fusion: str) -> ModelConfig:
         return ModelConfig(
@@ -281,6 +310,10 @@ class Job(PhaseTrainer):
         )
 
 
+def _dev(model: MultiModalModel) -> torch.device:
+    return model.heads[model.modalities[0]].weight.device
+
+
 def absent_modalities(job: Job) -> list[str]:
     """The modalities no training sample has (e.g. audio for image-only annotations): a fine-tune keeps the
     base's branch for them as it is (no uni-modal phase); the fused model learns with them missing."""
@@ -321,9 +354,12 @@ def train_models(job: Job) -> dict[str, MultiModalModel]:
         if guarded:  # the fine-tuned branch replaces the base's only if not worse
             job.guard[m], fold_models[m] = branchguard.check_branch(job, m, base, folds)
             job.log(f"[branch guard] {m}: {job.guard[m]}")
+            base_branch = finetune.init_unimodal(MultiModalModel(job.model_config([m], "ume")), base)
             if job.guard[m]["kept"] == "base":
-                uni[m] = finetune.init_unimodal(MultiModalModel(job.model_config([m], "ume")), base)
+                uni[m] = base_branch
                 job.keep_base.add(m)
+            elif 0 < job.guard[m].get("alpha", 1.0) < 1:  # WiSE-FT: between the base's weights and the new ones
+                uni[m] = keepskills.interpolate(base_branch.to(_dev(uni[m])), uni[m], job.guard[m]["alpha"], uni[m])
     models: dict[str, MultiModalModel] = {f"{m}-only": uni[m] for m in mods}
     if len(mods) < 2:
         return models
@@ -335,6 +371,12 @@ def train_models(job: Job) -> dict[str, MultiModalModel]:
         naive = MultiModalModel(job.model_config(mods, "naive"))
         models["naive"] = job.train("naive", naive, cfg.epochs, job.lr(mods), 0.0)
     mma = job.fused_from_unimodal(uni, "mma", fill=cfg.fill)
+    if job.cv_choice is not None and job.cv_choice.get("refit") is False:  # the base's fusion was not worse
+        job.log("[mma] the base's fusion kept: its refit was no better by the folds")
+        if job.accelerator.is_main_process and cfg.save_all:
+            trainstate.save_checkpoint(mma, job.out / "models" / "mma")
+        models["mma"] = mma
+        return models
     models["mma"] = job.train("mma", mma, cfg.mma_epochs, cfg.mma_lr, cfg.dropout_p)
     return models
 
@@ -380,10 +422,15 @@ def _run(cfg: TrainConfig, resume: bool, device: str, progress: str | Path | Non
         chosen = job.cv_choice["chosen"]
     else:
         chosen = choose_ume_mma({name: v["accuracy"]["full"] for name, v in val.items()}, tie)
-    final, calibration = job.calibrate(models[chosen])
-    saved = "reliability" if calibration["adopted"] else chosen
+    if base_unchanged(job):  # every branch kept and the fusion not refitted: the base checkpoint as it is
+        chosen = saved = "base"
+        final, calibration = job.finetune.base, {"adopted": False, "branches": {}, "kept_base": True}
+        val["base"], test["base"] = job.evaluate(final, cfg.val_split), job.evaluate(final, cfg.test_split)
+    else:
+        final, calibration = job.calibrate(models[chosen])
+        saved = "reliability" if calibration["adopted"] else chosen
     drift_record = None
-    if cfg.drift_choice:
+    if cfg.drift_choice and saved != "base":
         final, drift_record = job.choose_under_drift(final)
         if "chosen" in drift_record:
             saved = drift_record["chosen"] if drift_record["mode"] != drift_record["base"] else chosen
@@ -423,6 +470,16 @@ def _run(cfg: TrainConfig, resume: bool, device: str, progress: str | Path | Non
     job.accelerator.wait_for_everyone()
     job.accelerator.end_training()
     return metrics
+
+
+def base_unchanged(job: Job) -> bool:
+    """Whether a fine-tune changed nothing of its base: the branch guard kept every branch, the folds found the
+    refitted fusion no better than the base's and no label was added. The base checkpoint is then saved as it is
+    (its own calibration, reliability and correctness fusion: a refit on the few annotations would only lose them)."""
+    ft, choice = job.finetune, job.cv_choice
+    if ft is None or choice is None or choice.get("refit") is not False or ft.added_labels:
+        return False
+    return set(job.keep_base) >= set(job.specs)
 
 
 def _save_outputs(out: Path, metrics: dict[str, Any], chosen: MultiModalModel) -> None:

@@ -58,6 +58,17 @@ class TrainConfig:
     # fine-tune without base_data: mix in the replay memory the base checkpoint carries (ume_mma.replaymemory)
     replay_memory: bool = True
     cv_folds: int = 5
+    # fine-tune: keeping the base's skills without its data (ume_mma.keepskills). distill: weight of the KL to the
+    # base's predictions softened by temperature distill_t on every training batch (LwF; 0 = off); l2sp: weight of
+    # the squared distance to the base's weights (L2-SP; 0 = off); wise_ft: a branch's weights interpolated
+    # between the base's and the fine-tuned ones, the mix chosen by the branch guard's folds (needs branch_guard)
+    distill: float = 0.0
+    distill_t: float = 2.0
+    l2sp: float = 0.0
+    wise_ft: bool = False
+    # fine-tune with an MMA base: the refitted fusion replaces the base's (over the guarded branches) only where it is
+    # not worse by the branch guard's folds on the annotations and the held-out rows
+    refit_guard: bool = True
     # after calibration, fit the per-branch correctness estimate on validation + the fitting drift families and
     # choose the fusion (base, reliability or correctness weighting, and its strength) on validation + the
     # held-out families (ume_mma.drift_choice), on at most drift_choice_rows validation rows
@@ -186,5 +197,10 @@ def _check_finetune(cfg: TrainConfig) -> None:
         raise ConfigError(f"replay must be a share between 0 and 1, got {cfg.replay}")
     if (cfg.replay > 0 or cfg.base_data) and not cfg.init_from:
         raise ConfigError("replay and base_data only apply to a fine-tune: set init_from=CHECKPOINT")
+    if cfg.distill < 0 or cfg.l2sp < 0 or cfg.distill_t <= 0:
+        raise ConfigError(f"distill and l2sp must be >= 0 and distill_t > 0, got distill={cfg.distill}, "
+                          f"l2sp={cfg.l2sp}, distill_t={cfg.distill_t}")  # fmt: skip
+    if (cfg.distill > 0 or cfg.l2sp > 0 or cfg.wise_ft) and not cfg.init_from:
+        raise ConfigError("distill, l2sp and wise_ft keep a base's skills: set init_from=CHECKPOINT")
     if cfg.replay > 0 and not cfg.base_data:
         raise ConfigError(f"replay={cfg.replay} needs base_data=DIR (the base checkpoint's dataset folder)")

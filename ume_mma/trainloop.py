@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from ume_mma import trainstate
+from ume_mma import keepskills, trainstate
 from ume_mma.augment import modality_dropout
 from ume_mma.checkpoint import from_pretrained
 from ume_mma.evaluate import fused_accuracy, model_features
@@ -41,6 +41,8 @@ class Phase:
     epochs: int
     dropout_p: float  # modality dropout (MMA only)
     state_dir: Path  # resumable state after each epoch
+    teacher: Any = None  # a fine-tune's distillation teacher for these modalities (ume_mma.keepskills), or None
+    anchor: dict[str, torch.Tensor] | None = None  # a fine-tune's L2-SP anchor (the base's weights), or None
 
 
 class PhaseTrainer:
@@ -56,6 +58,20 @@ class PhaseTrainer:
     progress: ProgressLog
     stop: StopRequest
     keep_base: set[str] = frozenset()  # branches whose encoder and head stay as they are (frozen, eval mode)
+
+    def teacher(self, modalities: list[str]) -> Any:
+        """The model whose predictions a phase over ``modalities`` is distilled toward (a fine-tune's base), or
+        None: no distillation (a run from scratch)."""
+        return None
+
+    def anchor(self, model: MultiModalModel) -> dict[str, torch.Tensor] | None:
+        """The weights an L2-SP pull draws ``model``'s trainable parameters toward, or None (no pull)."""
+        return None
+
+    def distill_labels(self) -> int | None:
+        """How many leading labels the distillation compares (None: all; a fine-tune: the base's own, since the
+        rows grown for new labels are not the base's knowledge)."""
+        return None
 
     def log(self, msg: str) -> None:
         if self.accelerator.is_main_process:
@@ -137,7 +153,10 @@ class PhaseTrainer:
             optimizer, max_lr=lr, total_steps=max(1, epochs * len(loader)), pct_start=0.15
         )
         prepared = self.accelerator.prepare(model, optimizer, loader, scheduler)
-        return Phase(name, *prepared, model.modalities, epochs, dropout_p, self.out / "state" / name)
+        teacher = self.teacher(model.modalities) if cfg.distill > 0 else None
+        anchor = self.anchor(model) if cfg.l2sp > 0 else None
+        state = self.out / "state" / name
+        return Phase(name, *prepared, model.modalities, epochs, dropout_p, state, teacher, anchor)
 
     def _start_epoch(self, phase: Phase) -> tuple[int, int]:
         """``(0, 0)``, or when resuming an interrupted phase, the epoch to continue and the steps of it already
@@ -228,6 +247,13 @@ class PhaseTrainer:
         loss = torch.nn.functional.cross_entropy(
             out.fused, self.targets[self.cfg.train_split][idx].to(accelerator.device)
         )
+        if phase.teacher is not None:  # LwF: stay close to the base's softened answers on the same batch
+            with torch.no_grad():
+                taught = phase.teacher(inputs, present, features=feats).fused
+            n, t = self.distill_labels(), self.cfg.distill_t
+            loss = loss + self.cfg.distill * keepskills.distill_loss(out.fused[:, :n], taught[:, :n], t)
+        if phase.anchor:  # L2-SP: a pull toward the base's weights
+            loss = loss + self.cfg.l2sp * keepskills.l2sp_penalty(accelerator.unwrap_model(phase.model), phase.anchor)
         accelerator.backward(loss)
         phase.optimizer.step()
         phase.scheduler.step()
