@@ -153,6 +153,54 @@ def test_signals_of_known_logits():
     assert s[1, 2] == pytest.approx(1.0) and s[1, 1] == pytest.approx(0.0)
     assert s[0, 3] == pytest.approx(math.log(math.exp(1) + 2))
     assert s[1, 4] == co.Z_CLAMP[1] and s[0, 5] == 0.0
+    assert s[0, 6] == 0.0 and s[0, 7] == pytest.approx(p1 * 0.5) and s[1, 7] == pytest.approx(co.Z_CLAMP[1] / 3)
+    assert s[0, 8] == 0.0  # p1 * norm, no norm check
+
+
+def test_the_trust_score_compares_the_answer_s_class_with_the_nearest_other():
+    log_d2 = np.log(np.array([[1.0, 4.0, 9.0], [1.0, 4.0, 9.0]]))
+    logits = torch.tensor([[3.0, 0.0, 0.0], [0.0, 0.0, 3.0]])  # answers: the nearest class, the farthest
+    t = co.trust_score(logits, log_d2)
+    assert t[0] == pytest.approx(math.log(4.0)) and t[1] == pytest.approx(-math.log(9.0))
+    s = co.signals(logits, 1.0, torch.zeros(2), None, t)
+    assert s[0, 6] == pytest.approx(math.log(4.0))
+
+
+def test_class_distances_are_the_reliability_s_before_its_minimum(tiny):
+    for m in tiny.model.modalities:
+        stats = tiny.model.reliability[m]
+        x = torch.randn(7, tiny.model.encoders[m].embed_dim, dtype=torch.float64)
+        d = co.class_log_distances(stats, x.numpy())
+        assert d.shape == (7, len(tiny.model.labels))
+        assert np.allclose(d.min(1), np.log(stats.distance(x).numpy()), rtol=0, atol=1e-9)
+        at_mean = co.class_log_distances(stats, stats.means.double().numpy())  # each class mean: nearest itself
+        assert (at_mean.argmin(1) == np.arange(len(at_mean))).all()
+
+
+def test_an_estimate_fitted_on_the_six_older_signals_loads_and_estimates_unchanged(tiny, tmp_path):
+    """Checkpoints fitted before the trust terms name FEATURES_V1: their estimate reads those six columns."""
+    import dataclasses
+
+    rows = cf.fit_rows(tiny.model, load_dataset(tiny.root, split="val").samples)
+    old = {"model": co.MODEL, "features": list(co.FEATURES_V1), "fitted_on": {}, "branches": {}}
+    for m, conds in rows.items():
+        sig = torch.cat([s for s, _ in conds.values()])[:, :6]
+        right = torch.cat([r for _, r in conds.values()])
+        old["branches"][m] = co.fit_logistic(sig, right, features=co.FEATURES_V1)
+    model = cf.with_correctness(tiny.model, old)
+    save_pretrained(model, tmp_path / "v1")
+    back = from_pretrained(tmp_path / "v1")
+    assert back.config.correctness["features"] == list(co.FEATURES_V1)
+    feats = {m: torch.randn(4, back.encoders[m].embed_dim) for m in back.modalities}
+    sigs = co.branch_signals(back, feats)
+    for m, p in co.estimate(back, feats).items():
+        b = old["branches"][m]
+        mean, scale, w = (torch.tensor(b[k], dtype=torch.float64) for k in ("mean", "scale", "weights"))
+        x = ((sigs[m][:, :6] - mean) / scale) @ w
+        assert torch.allclose(p.double(), torch.sigmoid(x + b["bias"]), atol=1e-6), m
+    with pytest.raises(ValueError, match="need 6 numbers"):
+        bad = {**old, "branches": {m: tiny.config["branches"][m] for m in old["branches"]}}
+        dataclasses.replace(tiny.model.config, correctness=bad)
 
 
 def test_it_round_trips_in_the_checkpoint_config(tiny, tmp_path):
@@ -179,8 +227,10 @@ def test_older_checkpoints_load_unchanged():
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        (lambda c: c["branches"]["image"].update(weights=[0.0] * 3), "mean, scale and weights need 6 numbers"),
+        (lambda c: c["branches"]["image"].update(weights=[0.0] * 3), "mean, scale and weights need 9 numbers"),
         (lambda c: c["branches"]["image"]["weights"].__setitem__(4, 0.5), "the weight of 'distance' must be <= 0"),
+        (lambda c: c["branches"]["image"]["weights"].__setitem__(7, 0.5), "the weight of 'p1_distance' must be <= 0"),
+        (lambda c: c["branches"]["image"]["weights"].__setitem__(6, -0.5), "the weight of 'trust' must be >= 0"),
         (lambda c: c["branches"]["image"].update(bias=float("nan")), "needs finite numbers"),
         (lambda c: c["branches"]["image"]["scale"].__setitem__(0, 0.0), "scales > 0"),
         (lambda c: c.update(features=["confidence"]), "correctness needs model 'logistic' and features"),
