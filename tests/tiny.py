@@ -79,10 +79,11 @@ def make_noise_shift(base: str | Path, out: str | Path, seed: int = 1) -> Path:
     return out
 
 
-def train_tiny_model(root: Path) -> Any:
-    """A real two-branch MMA model (scratch image CNN + log-mel CNN, learned missing tokens) trained for a few
-    seconds on the tiny dataset at ``root``: 60 steps of full-batch Adam, modality dropout on odd steps, the
-    fused loss plus every branch's own loss (each branch learns alone too). Returned in eval mode."""
+def train_tiny_model(root: Path, text: bool = False) -> Any:
+    """A real two-branch MMA model (scratch image CNN + log-mel CNN, learned missing tokens; ``text``: a third,
+    hashed-text branch, for a dataset made ``with_text``) trained for a few seconds on the tiny dataset at
+    ``root``: 60 steps of full-batch Adam, modality dropout on odd steps, the fused loss plus every branch's own
+    loss (each branch learns alone too). Returned in eval mode."""
     import torch
 
     from ume_mma.data.format import load_dataset
@@ -92,6 +93,8 @@ def train_tiny_model(root: Path) -> Any:
     from ume_mma.registry import get_spec
 
     encoders = {"image": get_spec("scratch.image-cnn").to_dict(), "audio": get_spec("scratch.logmel-cnn").to_dict()}
+    if text:
+        encoders["text"] = get_spec("scratch.hashed-text").to_dict()
     torch.manual_seed(0)
     model = MultiModalModel(ModelConfig(task="tiny", labels=LABELS, encoders=encoders, fusion="mma", fill="token"))
     train = load_dataset(root).split("train").samples

@@ -7,6 +7,10 @@ The candidates (:func:`candidates`): the model's base mode (``mma``, ``naive`` o
 fields) and the ``correctness`` mode at each ``alpha`` of :data:`ALPHAS` (when it has a correctness estimate).
 Each is scored on the clean validation split with every modality present (``full``) and on each drift
 condition: one modality's inputs through one held-out family at one severity, the others clean (``drift``).
+With three or more modalities a weighting also decides between the branches that remain when one is missing,
+so the conditions also hold each modality missing (``without-text``), on clean validation and under each other
+modality's drift (``image.crop@1+without-text``): a weighting that loses there is not taken either. With two,
+one missing modality leaves one branch, which every candidate fuses alike.
 **Rule** (:data:`RULE`): among the candidates at most :data:`COST` below the base mode on ``full`` and on
 *every* drift condition (a weighting that helps on average but loses on one kind of drift is not taken), the
 one with the best mean drift accuracy; ties go to the earlier candidate (the base first). The correctness
@@ -40,15 +44,17 @@ TAUS = (1.0, 0.7, 0.5)  # its dead zones: branches within this factor of the bes
 COST = 0.005  # accuracy a weighing mode may cost against the base, in-distribution and per drift condition
 RULE = (
     "the best mean accuracy over held-out drift families of validation among the candidates at most 0.5 "
-    "points below the base mode on full-modality validation and on every held-out drift condition (ties: "
-    "the base, then the earlier candidate)"
+    "points below the base mode on full-modality validation and on every held-out drift condition (with three "
+    "or more modalities, also with each modality missing; ties: the base, then the earlier candidate)"
 )
 
 
 @dataclasses.dataclass
 class DriftSet:
     """Validation features, clean and drifted: ``conditions`` maps ``"image.crop@0.5"`` to the clean features
-    with that modality's rows replaced by those of its drifted inputs (presence and targets unchanged)."""
+    with that modality's rows replaced by those of its drifted inputs (presence and targets unchanged), and, with
+    three or more modalities, ``"without-text"`` / ``"image.crop@0.5+without-text"`` to those with a modality
+    absent (:func:`without`)."""
 
     clean: FeatureSet
     conditions: dict[str, FeatureSet]
@@ -78,7 +84,26 @@ def drift_set(
                 f = clean.feats[m].clone()
                 f[rows] = feats.to(f.dtype)
                 conditions[str(d)] = FeatureSet({**clean.feats, m: f}, clean.present, clean.targets)
+    if len(model.modalities) >= 3:
+        drifted = list(conditions.items())
+        for k in model.modalities:
+            conditions[f"without-{k}"] = without(clean, k)
+            for c, fs in drifted:
+                if c.split(".")[0] != k:
+                    conditions[f"{c}+without-{k}"] = without(fs, k)
     return DriftSet(clean, conditions)
+
+
+def without(fs: FeatureSet, k: str) -> FeatureSet:
+    """``fs`` with modality ``k`` absent (its presence all False), restricted to the rows that keep another
+    modality (a row with nothing present has no answer to score)."""
+    keep = torch.zeros_like(fs.targets, dtype=torch.bool)
+    for m, p in fs.present.items():
+        if m != k:
+            keep |= p.bool().to(keep.device)
+    present = {m: (torch.zeros_like(p) if m == k else p)[keep.to(p.device)] for m, p in fs.present.items()}
+    feats = {m: f[keep.to(f.device)] for m, f in fs.feats.items()}
+    return FeatureSet(feats, present, fs.targets[keep])
 
 
 def candidates(model: MultiModalModel) -> list[tuple[str, float, float]]:
