@@ -71,15 +71,15 @@ ABSTAIN = 0.5  # "uncertain" when every present branch's estimate is below this 
 def class_log_distances(stats: BranchStats, x: np.ndarray) -> np.ndarray:
     """``log d^2`` to every class mean, ``[B, C]`` float64, for float64 features ``x`` ``[B, D]``: the squared
     Mahalanobis distances of :meth:`ume_mma.reliability.BranchStats.distance` before its minimum over classes."""
-    center, proj_means, mb, m2, w, inv_res = stats._fixed()
-    k = mb.shape[1]
-    out = np.empty((len(x), len(m2)))
+    center, proj_g, const, w, inv_res = stats._fixed()  # see BranchStats._fixed for the expansion
+    k = len(w)
+    out = np.empty((len(x), len(const)))
     for i in range(0, len(x), BLOCK):
         z = x[i : i + BLOCK] - center  # [b, D]
-        y = z @ proj_means  # [b, k + C]
-        proj = y[:, None, :k] - mb[None]  # [b, C, k]
-        sq = np.maximum((z * z).sum(1, keepdims=True) - 2 * y[:, k:] + m2, 0)  # [b, C]
-        out[i : i + BLOCK] = (proj * proj * w).sum(-1) + inv_res * sq
+        y = z @ proj_g  # [b, k + C]: projections on the basis, then z . g_c
+        p = y[:, :k]
+        own = (p * p) @ w + inv_res * np.einsum("ij,ij->i", z, z)  # [b]
+        out[i : i + BLOCK] = np.maximum(own[:, None] + const - 2 * y[:, k:], 0)  # [b, C]
     return np.log(np.maximum(out, EPS))
 
 

@@ -40,15 +40,21 @@ BENCHMARKS: dict[str, dict[str, Any]] = {
 ROWS = ["{m}-only", "naive", "ume", "mma", "ume-mma"]
 
 
-def run_benchmark(name: str, seeds: list[int], runs: Path, resume: bool) -> dict[str, dict[int, dict[str, Any]]]:
-    """Train every family for every seed; returns family -> seed -> metrics.json content."""
+def run_benchmark(
+    name: str, seeds: list[int], runs: Path, resume: bool, only: list[str] | None = None
+) -> dict[str, dict[int, dict[str, Any]]]:
+    """Train every family (``only``: those families, without ``best``) for every seed; returns family -> seed ->
+    metrics.json content."""
     families = BENCHMARKS[name]["families"]
     out: dict[str, dict[int, dict[str, Any]]] = {}
     for seed in seeds:
         for family, config in families.items():
-            out.setdefault(family, {})[seed] = _train(
-                config, load_config(config).encoders, name, family, seed, runs, resume
-            )
+            if only is None or family in only:
+                out.setdefault(family, {})[seed] = _train(
+                    config, load_config(config).encoders, name, family, seed, runs, resume
+                )
+        if only is not None:
+            continue
         modalities = load_config(next(iter(families.values()))).encoders
         winners = {m: _best_family(out, m, seed, families) for m in modalities}
         best = {m: out[fam][seed]["encoders"][m] for m, fam in winners.items()}
@@ -70,9 +76,10 @@ def _train(config: str, encoders: dict[str, str], name: str, family: str, seed: 
     folder = runs / name / family / f"seed{seed}"
     if resume and (folder / "metrics.json").is_file():
         saved = json.loads((folder / "metrics.json").read_text())
-        if saved.get("encoders") == encoders:
+        if saved.get("encoders") == encoders and "drift_choice" in saved:
             return saved
-    overrides = [f"seed={seed}", f"out={folder}"] + [f"encoders.{m}={e}" for m, e in encoders.items()]
+    overrides = [f"seed={seed}", f"out={folder}", "drift_choice=true"]
+    overrides += [f"encoders.{m}={e}" for m, e in encoders.items()]
     print(f"== {name} / {family} / seed {seed}: {encoders}", flush=True)
     return run(load_config(config, overrides), resume=resume)
 
@@ -111,6 +118,9 @@ def table(name: str, results: dict[str, dict[int, dict[str, Any]]]) -> str:
     ]
     if any_run.get("shifted"):
         lines += [drift_table(results), ""]
+    choices = choice_table(results)
+    if choices:
+        lines += [choices, ""]
     for family, by_seed in results.items():
         encs = sorted(
             {", ".join(f"{m}: `{e}`" for m, e in sorted(run["encoders"].items())) for run in by_seed.values()}
@@ -120,8 +130,10 @@ def table(name: str, results: dict[str, dict[int, dict[str, Any]]]) -> str:
         note = (
             f" (identical to **{same[0]}**: that family won every modality on validation in every seed)" if same else ""
         )
+        drift = f"; the drift-aware choice kept: {drift_choices(by_seed)}" if "drift_choice" in any_run else ""
         lines.append(
             f"- **{family}**: {' / '.join(encs)}{note}; UME-MMA chose (on full-modality validation, per seed): {chosen}"
+            + drift
         )
     return "\n".join(lines)
 
@@ -183,6 +195,94 @@ def drift_table(results: dict[str, dict[int, dict[str, Any]]]) -> str:
     return "\n".join(lines)
 
 
+VAL_CHOICE = "ume-mma-val"  # UME-MMA as the full-modality validation choice saves it (ume_mma.train.VAL_CHOICE)
+GOAL_GAP = -0.01  # issue 19: fused >= the better branch - 1 point, by the mean and by the worst seed
+GOAL_COST = -0.005  # and the drift-aware choice never more than 0.5 points below plain MMA
+IN_DISTRIBUTION = "test (in-distribution)"
+
+
+def _accuracy(run: dict[str, Any], where: str, row: str) -> float:
+    """Full accuracy of ``row`` on a shifted set ``where``, or on the test split (``IN_DISTRIBUTION``)."""
+    if where == IN_DISTRIBUTION:
+        return run["test"][row]["accuracy"]["full"]
+    return run["shifted"][where]["accuracy"][row]
+
+
+def choice_rows(results: dict[str, dict[int, dict[str, Any]]]) -> list[dict[str, Any]]:
+    """Per distinct family x (each shifted set, then the in-distribution test), one value per seed: ``best`` (the
+    better uni-modal model there) and ``which``, ``val`` (UME-MMA chosen on full-modality validation), ``drift``
+    (UME-MMA with the drift-aware choice, the saved model), ``mma`` (plain MMA), ``val_gaps`` / ``drift_gaps``
+    (minus ``best``) and ``cost`` (``drift`` - ``mma``). Only runs trained with ``drift_choice`` have ``val``."""
+    rows = []
+    for family in distinct_families(results):
+        runs = list(results[family].values())
+        if not all(VAL_CHOICE in r["test"] for r in runs):
+            continue
+        mods = sorted(runs[0]["encoders"])
+        for where in [*runs[0].get("shifted", {}), IN_DISTRIBUTION]:
+            which = [max(mods, key=lambda m: _accuracy(r, where, f"{m}-only")) for r in runs]
+            row: dict[str, Any] = {"family": family, "set": where, "which": which}
+            row["best"] = [_accuracy(r, where, f"{m}-only") for r, m in zip(runs, which)]
+            for key, name in (("val", VAL_CHOICE), ("drift", "ume-mma"), ("mma", "mma")):
+                row[key] = [_accuracy(r, where, name) for r in runs]
+            row["val_gaps"] = [f - b for f, b in zip(row["val"], row["best"])]
+            row["drift_gaps"] = [f - b for f, b in zip(row["drift"], row["best"])]
+            row["cost"] = [f - b for f, b in zip(row["drift"], row["mma"])]
+            rows.append(row)
+    return rows
+
+
+def _verdict(gaps: list[float], cost: list[float]) -> str:
+    """``met`` or what was missed: the mean or the worst seed below :data:`GOAL_GAP`, a seed below
+    :data:`GOAL_COST` against plain MMA."""
+    missed = []
+    if statistics.fmean(gaps) < GOAL_GAP - 1e-9:
+        missed.append("mean")
+    elif min(gaps) < GOAL_GAP - 1e-9:
+        missed.append("worst seed")
+    if min(cost) < GOAL_COST - 1e-9:
+        missed.append("cost vs MMA")
+    return "met" if not missed else "missed: " + ", ".join(missed)
+
+
+def choice_table(results: dict[str, dict[int, dict[str, Any]]]) -> str:
+    """Markdown of :func:`choice_rows`: UME-MMA as the full-modality validation choice and with the drift-aware
+    choice (:mod:`ume_mma.drift_choice`) against the better branch (mean ± std, the worst seed in brackets) and
+    the drift-aware one against plain MMA; the goal (:func:`_verdict`) per row. Empty without such runs."""
+    rows = choice_rows(results)
+    if not rows:
+        return ""
+    lines = [
+        "| encoders | set | better branch | UME-MMA (full-modality validation choice) | − better branch (worst seed) "
+        "| UME-MMA (drift-aware choice) | − better branch (worst seed) | − plain MMA (worst seed) "
+        "| goal: ≥ better branch − 1, ≤ 0.5 below MMA |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        cells = [row["family"], row["set"], f"{_pm(row['best'])} ({'/'.join(sorted(set(row['which'])))})"]
+        for key in ("val", "drift"):
+            gaps = row[f"{key}_gaps"]
+            cells += [_pm(row[key]), f"{_pm(gaps)} ({100 * min(gaps):+.1f})"]
+        cells += [f"{_pm(row['cost'])} ({100 * min(row['cost']):+.1f})", _verdict(row["drift_gaps"], row["cost"])]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def choice_section(name: str, results: dict[str, dict[int, dict[str, Any]]]) -> str:
+    """Markdown: a heading, :func:`choice_table` and the fusion each family's drift-aware choice kept per seed."""
+    n_seeds = len(next(iter(results.values())))
+    seeds = f"{n_seeds} seed" + ("s" if n_seeds != 1 else "")
+    lines = [f"### {name}: the drift-aware fusion choice ({seeds}, accuracy %, mean ± std)", ""]
+    lines += [choice_table(results), ""]
+    lines += [f"- **{family}**: the drift-aware choice kept: {drift_choices(results[family])}" for family in results]
+    return "\n".join(lines)
+
+
+def drift_choices(by_seed: dict[int, dict[str, Any]]) -> str:
+    """The fusion the drift-aware choice kept per seed (``mma``, ``correctness@4/0.5``, ...), comma-separated."""
+    return ", ".join(run.get("drift_choice", {}).get("chosen", "skipped") for run in by_seed.values())
+
+
 def build_shifted_sets(name: str) -> None:
     """Build every missing shifted test set named in the benchmark's configs (from the built base data)."""
     from ume_mma.data.shifted import build_shifted
@@ -218,6 +318,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--runs", default="runs", help="where training runs are written")
     ap.add_argument("--results", default="results", help="where tables and plots are written")
     ap.add_argument("--fresh", action="store_true", help="retrain runs that already finished")
+    ap.add_argument(
+        "--families", nargs="+", choices=["scratch", "pretrained"], help="train only these; write only the choice table"
+    )
     args = ap.parse_args(argv)
     folder = Path(args.results)
     folder.mkdir(parents=True, exist_ok=True)
@@ -228,7 +331,13 @@ def main(argv: list[str] | None = None) -> int:
 
             data_main(["build", *BENCHMARKS[name]["build"], cfg.data])
         build_shifted_sets(name)
-        results = run_benchmark(name, args.seeds, Path(args.runs), resume=not args.fresh)
+        results = run_benchmark(name, args.seeds, Path(args.runs), not args.fresh, args.families)
+        if args.families:  # part of the families: the drift-aware choice's table alone, in a file of its own
+            part = f"{name}-drift-choice-{'-'.join(args.families)}"
+            (folder / f"{part}.md").write_text(choice_section(name, results) + "\n")
+            (folder / f"{part}.json").write_text(json.dumps(results, indent=1, sort_keys=True) + "\n")
+            print(choice_section(name, results))
+            continue
         (folder / f"{name}.md").write_text(table(name, results) + "\n")
         (folder / f"{name}.json").write_text(json.dumps(results, indent=1, sort_keys=True) + "\n")
         plot(name, results, folder)

@@ -47,6 +47,7 @@ from ume_mma.trainconfig import ConfigError, TrainConfig, load_config
 from ume_mma.trainloop import PhaseTrainer, Split
 
 BASE_TEST = "base:test"  # a fine-tune's extra evaluation split: the base data's test split
+VAL_CHOICE = "ume-mma-val"  # with drift_choice: the UME-MMA model before the drift-aware choice (test, shifted)
 SHIFTED = "shifted:"  # prefix of the evaluation-only splits of ``cfg.shifted`` (test rows, one modality shifted)
 CHOICE_RULE = (
     "UME-MMA keeps MMA where it beats UME on full-modality validation, else UME "
@@ -254,6 +255,10 @@ class Job(PhaseTrainer):
         if len(model.modalities) < 2 or model.reliability is None:
             return model, {"skipped": "the drift choice weighs two or more calibrated branches"}
         rows = self.val_samples[: self.cfg.drift_choice_rows]
+        for m in model.modalities:  # trained on cached features: a frozen pre-trained encoder has no weights yet
+            spec = model.config.spec(m)
+            if spec.frozen and spec.pretrained:
+                model.encoders[m].load_pretrained()
         base = drift_choice.configure(model, base_mode(model))
         try:
             est, report = fit_correctness(base, rows, seed=self.cfg.seed, fitted_on={"data": self.cfg.data})
@@ -429,18 +434,22 @@ def _run(cfg: TrainConfig, resume: bool, device: str, progress: str | Path | Non
     else:
         final, calibration = job.calibrate(models[chosen])
         saved = "reliability" if calibration["adopted"] else chosen
-    drift_record = None
+    drift_record, prior = None, None
     if cfg.drift_choice and saved != "base":
+        prior, prior_saved = final, saved  # the full-modality validation choice, kept for comparison
         final, drift_record = job.choose_under_drift(final)
         if "chosen" in drift_record:
             saved = drift_record["chosen"] if drift_record["mode"] != drift_record["base"] else chosen
     if saved != chosen:
         val[saved], test[saved] = job.evaluate(final, cfg.val_split), job.evaluate(final, cfg.test_split)
+    if prior is not None:  # "ume-mma-val": UME-MMA as the full-modality validation choice alone would save it
+        test[VAL_CHOICE] = test[saved] if prior is final else job.evaluate(prior, cfg.test_split)
     test["ume-mma"] = test[saved]  # the UME-MMA model as saved (reliability-weighted when validation adopted it)
     metrics = {
         "chosen": chosen,
         "rule": CHOICE_RULE,
         "saved": saved,
+        **({"val_choice_saved": prior_saved} if prior is not None else {}),
         "calibration": calibration,
         **({"drift_choice": {k: v for k, v in drift_record.items() if k != "fit_report"}} if drift_record else {}),
         "val": val,
@@ -454,7 +463,8 @@ def _run(cfg: TrainConfig, resume: bool, device: str, progress: str | Path | Non
         "resumed": resume,
     }
     if cfg.shifted:
-        metrics["shifted"] = job.shifted_record({**models, "ume-mma": final}, "ume-mma")
+        extra = {VAL_CHOICE: prior} if prior is not None else {}
+        metrics["shifted"] = job.shifted_record({**models, "ume-mma": final, **extra}, "ume-mma")
     if job.finetune:
         if BASE_TEST in job.inputs:
             job.finetune.base_after = job.evaluate(final, BASE_TEST)
