@@ -16,7 +16,8 @@ from ume_mma.data.format import load_dataset
 
 @pytest.fixture(scope="module")
 def three(tmp_path_factory):
-    root = make_tiny_dataset(tmp_path_factory.mktemp("dcm") / "data", {"train": 16, "val": 8, "test": 2}, with_text=True)
+    splits = {"train": 16, "val": 8, "test": 2}
+    root = make_tiny_dataset(tmp_path_factory.mktemp("dcm") / "data", splits, with_text=True)
     model = train_tiny_model(root, text=True)
     data = load_dataset(root)
     sets = {s: split_features(model, data.split(s).samples, None, s) for s in ("train", "val")}
