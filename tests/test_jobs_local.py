@@ -140,7 +140,8 @@ def _wait_for_second_epoch(store, job_id) -> dict:
 
 def test_cancel_saves_the_state_and_resume_equals_the_uninterrupted_run(done, tmp_path):
     store = open_store(tmp_path / "c.db")
-    job_id = start_job(store, job_overrides(done.tmp, done.base, done.data, epochs=LONG, branch_guard=False), options=CPU)
+    overrides = job_overrides(done.tmp, done.base, done.data, epochs=LONG, branch_guard=False)
+    job_id = start_job(store, overrides, options=CPU)
     _wait_for_second_epoch(store, job_id)
     assert cancel_job(store, job_id)["cancel_requested_at"] is not None
     cancelled = wait_for(_finished(store, job_id), "the cancel")
@@ -158,7 +159,8 @@ def test_cancel_saves_the_state_and_resume_equals_the_uninterrupted_run(done, tm
 
 def test_a_job_whose_process_is_gone_is_interrupted_and_resumes_to_the_same_result(done, tmp_path):
     store = open_store(tmp_path / "d.db")
-    job_id = start_job(store, job_overrides(done.tmp, done.base, done.data, epochs=LONG, branch_guard=False), options=CPU)
+    overrides = job_overrides(done.tmp, done.base, done.data, epochs=LONG, branch_guard=False)
+    job_id = start_job(store, overrides, options=CPU)
     _wait_for_second_epoch(store, job_id)
     pid = JobStore(store).get(job_id)["pid"]
     os.killpg(pid, signal.SIGKILL)  # the machine restarts: nothing gets to record anything
