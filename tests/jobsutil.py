@@ -46,3 +46,15 @@ def wait_for(check, what: str, timeout: float = WAIT_S) -> Any:
             return value
         time.sleep(0.1)
     raise AssertionError(f"gave up waiting for {what}")
+
+
+def finished(client: Any, job_id: int):
+    """A check for :func:`wait_for`: job ``job_id``'s ``/job_status`` through ``client`` (a gradio_client) once the
+    job has finished, else None."""
+    from ume_mma.jobs.store import FINISHED
+
+    def check():
+        status = client.predict(job_id, api_name="/job_status")
+        return status if status["state"] in FINISHED else None
+
+    return check

@@ -20,12 +20,11 @@ from gradio_client.exceptions import AppError  # noqa: E402
 
 import app  # noqa: E402
 from tests.chromium import ARGS, CHROMIUM  # noqa: E402
-from tests.jobsutil import make_base, wait_for  # noqa: E402
+from tests.jobsutil import finished, make_base, wait_for  # noqa: E402
 from ui.annotate import Access  # noqa: E402
 from ume_mma.annotate import open_store  # noqa: E402
 from ume_mma.data.spoken_icons import WORDS, build_spoken_icons  # noqa: E402
 from ume_mma.jobs import JobStore, list_jobs  # noqa: E402
-from ume_mma.jobs.store import FINISHED  # noqa: E402
 from ume_mma.predictor import Limits  # noqa: E402
 
 ROOT = Path(app.__file__).resolve().parent
@@ -54,14 +53,6 @@ def served(tmp_path_factory, spoken_icons_build):
         yield demo, store, data, tmp
     finally:
         demo.close()
-
-
-def finished(client: Client, job_id: int):
-    def check():
-        status = client.predict(job_id, api_name="/job_status")
-        return status if status["state"] in FINISHED else None
-
-    return check
 
 
 def new_task(client: Client, data: str, encoders: dict, epochs=2, mma_epochs=1, name="") -> dict:

@@ -17,11 +17,10 @@ from gradio_client.exceptions import AppError  # noqa: E402
 
 import app  # noqa: E402
 from tests.chromium import ARGS, CHROMIUM  # noqa: E402
-from tests.jobsutil import make_base, wait_for  # noqa: E402
+from tests.jobsutil import finished, make_base, wait_for  # noqa: E402
 from tests.tiny import make_tiny_dataset  # noqa: E402
 from ui.annotate import Access  # noqa: E402
 from ume_mma.annotate import AnnotationQueue, import_dataset, open_store  # noqa: E402
-from ume_mma.jobs.store import FINISHED  # noqa: E402
 from ume_mma.predictor import Limits  # noqa: E402
 
 ROOT = Path(app.__file__).resolve().parent
@@ -59,14 +58,6 @@ def served(tmp_path_factory):
         yield demo, store, base, tmp
     finally:
         demo.close()
-
-
-def finished(client: Client, job_id: int):
-    def check():
-        status = client.predict(job_id, api_name="/job_status")
-        return status if status["state"] in FINISHED else None
-
-    return check
 
 
 @pytest.fixture(scope="module")
